@@ -1,0 +1,19 @@
+//! Schema migrations for mcpgate. Written with sea-query's portable schema helpers only, so
+//! SQLite and PostgreSQL run exactly the same steps.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261127_170000_create_users_and_sessions;
+mod m20261127_170100_create_tenants_members_teams;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![
+            Box::new(m20261127_170000_create_users_and_sessions::Migration),
+            Box::new(m20261127_170100_create_tenants_members_teams::Migration),
+        ]
+    }
+}

@@ -1,0 +1,165 @@
+//! Who is calling and what they may do, as extractors: a handler that needs a tenant admin asks
+//! for `TenantAdmin` and cannot run without one. Authorization lives here, once, instead of in
+//! every handler.
+
+use actix_web::dev::Payload;
+use actix_web::http::Method;
+use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
+use futures_util::future::LocalBoxFuture;
+
+use crate::auth::session::{csrf_matches, csrf_token, CSRF_HEADER, SESSION_COOKIE};
+use crate::control::{sessions, tenants};
+use crate::domain::TenantRole;
+use crate::error::ApiError;
+use crate::startup::AppState;
+use crate::store::entities::{tenants as tenant_rows, users};
+
+/// How the caller authenticated.
+#[derive(Clone, Debug)]
+pub enum Credential {
+    Session { id: i64, csrf_token: String },
+}
+
+/// An authenticated, enabled user.
+#[derive(Clone, Debug)]
+pub struct Principal {
+    pub user: users::Model,
+    pub credential: Credential,
+}
+
+impl Principal {
+    pub fn session_id(&self) -> Option<i64> {
+        match &self.credential {
+            Credential::Session { id, .. } => Some(*id),
+        }
+    }
+
+    pub fn csrf_token(&self) -> Option<&str> {
+        match &self.credential {
+            Credential::Session { csrf_token, .. } => Some(csrf_token),
+        }
+    }
+}
+
+pub fn state(req: &HttpRequest) -> Result<web::Data<AppState>, ApiError> {
+    req.app_data::<web::Data<AppState>>()
+        .cloned()
+        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("application state is not registered")))
+}
+
+fn is_safe(method: &Method) -> bool {
+    matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
+impl FromRequest for Principal {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        // Several extractors of one request may ask; authenticate once.
+        if let Some(principal) = req.extensions().get::<Principal>() {
+            let principal = principal.clone();
+            return Box::pin(async move { Ok(principal) });
+        }
+        let req = req.clone();
+        Box::pin(async move {
+            let state = state(&req)?;
+            let secret = req.cookie(SESSION_COOKIE).map(|c| c.value().to_owned()).ok_or(ApiError::Unauthenticated)?;
+            let (session, user) =
+                sessions::lookup(&state.db, &secret, state.clock.now()).await?.ok_or(ApiError::Unauthenticated)?;
+            // Cookies ride along on cross-site requests; a state change must also prove it
+            // came from a page that could read the CSRF token.
+            if !is_safe(req.method()) {
+                let presented = req.headers().get(CSRF_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");
+                if !csrf_matches(&secret, presented) {
+                    return Err(ApiError::CsrfFailed);
+                }
+            }
+            let principal =
+                Principal { user, credential: Credential::Session { id: session.id, csrf_token: csrf_token(&secret) } };
+            req.extensions_mut().insert(principal.clone());
+            Ok(principal)
+        })
+    }
+}
+
+/// A platform admin.
+pub struct PlatformAdmin(pub Principal);
+
+impl FromRequest for PlatformAdmin {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let principal = Principal::from_request(req, payload);
+        Box::pin(async move {
+            let principal = principal.await?;
+            if !principal.user.is_platform_admin {
+                return Err(ApiError::forbidden("this needs platform admin rights"));
+            }
+            Ok(PlatformAdmin(principal))
+        })
+    }
+}
+
+/// A caller who may see the tenant named by the `{tenant}` path segment: a member, or a
+/// platform admin. Anyone else gets 404, exactly as for a tenant that does not exist.
+pub struct TenantAccess {
+    pub principal: Principal,
+    pub tenant: tenant_rows::Model,
+    /// The caller's own membership role, if any.
+    pub membership: Option<TenantRole>,
+}
+
+impl TenantAccess {
+    /// Platform admins act as tenant admins everywhere.
+    pub fn is_admin(&self) -> bool {
+        self.principal.user.is_platform_admin || self.membership == Some(TenantRole::Admin)
+    }
+}
+
+impl FromRequest for TenantAccess {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let principal = Principal::from_request(req, payload);
+        let req = req.clone();
+        Box::pin(async move {
+            let principal = principal.await?;
+            let state = state(&req)?;
+            let slug = req.match_info().get("tenant").ok_or(ApiError::NotFound)?;
+            let tenant = tenants::find_by_slug(&state.db, slug).await?.ok_or(ApiError::NotFound)?;
+            let membership = tenants::role_of(&state.db, tenant.id, principal.user.id).await?;
+            if membership.is_none() && !principal.user.is_platform_admin {
+                return Err(ApiError::NotFound);
+            }
+            Ok(TenantAccess { principal, tenant, membership })
+        })
+    }
+}
+
+/// A tenant admin (or platform admin) of the `{tenant}` in the path. Members get 403: they
+/// know the tenant exists, they just may not change it.
+pub struct TenantAdmin(pub TenantAccess);
+
+impl FromRequest for TenantAdmin {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let access = TenantAccess::from_request(req, payload);
+        Box::pin(async move {
+            let access = access.await?;
+            if !access.is_admin() {
+                return Err(ApiError::forbidden("this needs tenant admin rights"));
+            }
+            Ok(TenantAdmin(access))
+        })
+    }
+}
+
+/// The client's address, for throttling. Proxies in front are not trusted to say otherwise.
+pub fn client_address(req: &HttpRequest) -> Option<String> {
+    req.peer_addr().map(|a| a.ip().to_string())
+}

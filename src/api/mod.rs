@@ -1,0 +1,122 @@
+//! The REST API under `/api/v1`: actix handlers registered through utoipa-actix-web, so the
+//! routes and the OpenAPI document come from one registration.
+
+pub mod auth;
+pub mod extract;
+pub mod health;
+pub mod json;
+pub mod middleware;
+pub mod pagination;
+pub mod responses;
+pub mod teams;
+pub mod tenants;
+pub mod users;
+pub mod views;
+
+use actix_web::App;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
+use utoipa::openapi::OpenApi as OpenApiDoc;
+use utoipa::{Modify, OpenApi};
+use utoipa_actix_web::scope::scope;
+use utoipa_actix_web::service_config::ServiceConfig;
+use utoipa_actix_web::AppExt;
+
+/// Parses several fields at once and reports every invalid one, not just the first:
+/// `validate! { a = parse_a(..), b = parse_b(..) }` binds `a` and `b` to the parsed values or
+/// returns a 422 listing all failures.
+#[macro_export]
+macro_rules! validate {
+    ($($name:ident = $parse:expr),+ $(,)?) => {
+        $(let $name: Result<_, $crate::error::FieldError> = $parse;)+
+        let errors: Vec<$crate::error::FieldError> =
+            [$($name.as_ref().err().cloned()),+].into_iter().flatten().collect();
+        if !errors.is_empty() {
+            return Err($crate::error::ApiError::Validation(errors));
+        }
+        $(let Ok($name) = $name else { unreachable!("errors were checked above") };)+
+    };
+}
+pub use validate;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "mcpgate API",
+        description = "Control-plane API of mcpgate, the MCP gateway. Errors are RFC 9457 problem documents \
+                       (`application/problem+json`) with a stable `code`; lists take `limit` and `cursor` and \
+                       return `{\"items\", \"next_cursor\"}`. Sign in with `POST /api/v1/auth/login`; then send the \
+                       session cookie, and on unsafe methods the `x-csrf-token` header."
+    ),
+    modifiers(&SecuritySchemes),
+    security(("session" = [])),
+    components(schemas(crate::error::Problem, crate::error::FieldError)),
+    tags(
+        (name = "auth", description = "Sign-in and the caller's own account"),
+        (name = "users", description = "Platform users (platform admins)"),
+        (name = "tenants", description = "Tenants"),
+        (name = "members", description = "Tenant members and roles"),
+        (name = "teams", description = "Teams, usable as collaborators"),
+        (name = "health", description = "Probes")
+    )
+)]
+pub struct ApiDoc;
+
+struct SecuritySchemes;
+
+impl Modify for SecuritySchemes {
+    fn modify(&self, openapi: &mut OpenApiDoc) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "session",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
+                crate::auth::session::SESSION_COOKIE,
+                "Console session from POST /api/v1/auth/login; unsafe methods also need x-csrf-token",
+            ))),
+        );
+    }
+}
+
+/// Registers every documented route.
+pub fn configure(cfg: &mut ServiceConfig) {
+    cfg.service(health::healthz).service(health::readyz).service(
+        scope("/api/v1")
+            .service(auth::login)
+            .service(auth::logout)
+            .service(auth::me)
+            .service(auth::change_password)
+            .service(users::list_users)
+            .service(users::create_user)
+            .service(users::get_user)
+            .service(users::update_user)
+            .service(tenants::list_tenants)
+            .service(tenants::create_tenant)
+            .service(tenants::get_tenant)
+            .service(tenants::update_tenant)
+            .service(tenants::delete_tenant)
+            .service(tenants::list_members)
+            .service(tenants::add_member)
+            .service(tenants::update_member)
+            .service(tenants::remove_member)
+            .service(teams::list_teams)
+            .service(teams::create_team)
+            .service(teams::get_team)
+            .service(teams::update_team)
+            .service(teams::delete_team)
+            .service(teams::list_team_members)
+            .service(teams::add_team_member)
+            .service(teams::remove_team_member),
+    );
+}
+
+/// The OpenAPI document, generated from the handler registrations.
+pub fn openapi() -> OpenApiDoc {
+    let (_, doc) = App::new().into_utoipa_app().openapi(ApiDoc::openapi()).configure(configure).split_for_parts();
+    doc
+}
+
+/// The document as committed in `openapi/openapi.json`: pretty-printed, newline-terminated.
+pub fn openapi_json() -> String {
+    let mut json = openapi().to_pretty_json().unwrap_or_default();
+    json.push('\n');
+    json
+}

@@ -1,0 +1,216 @@
+//! Tenants and their members.
+
+use actix_web::{delete, get, patch, post, web, HttpResponse};
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+use crate::api::extract::{PlatformAdmin, Principal, TenantAccess, TenantAdmin};
+use crate::api::json::ApiJson;
+use crate::api::pagination::{Page, PageQuery};
+use crate::api::responses::*;
+use crate::api::validate;
+use crate::api::views::{MemberView, TenantView};
+use crate::control::{members, tenants};
+use crate::domain::{DisplayName, Email, Slug, TenantRole};
+use crate::error::ApiResult;
+use crate::startup::AppState;
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTenantRequest {
+    /// URL-safe identifier: lowercase letters, digits and `-`, starting with a letter.
+    pub slug: String,
+    pub display_name: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateTenantRequest {
+    pub display_name: Option<String>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AddMemberRequest {
+    /// Email of an existing user.
+    pub email: String,
+    pub role: TenantRole,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateMemberRequest {
+    pub role: TenantRole,
+}
+
+/// List the tenants you can see (all of them for a platform admin).
+#[utoipa::path(
+    tag = "tenants",
+    params(PageQuery),
+    responses((status = 200, description = "A page of tenants", body = Page<TenantView>), Unauthorized, Unprocessable, Internal)
+)]
+#[get("/tenants")]
+pub async fn list_tenants(
+    state: web::Data<AppState>,
+    principal: Principal,
+    query: web::Query<PageQuery>,
+) -> ApiResult<web::Json<Page<TenantView>>> {
+    let paged = tenants::list_visible(&state.db, &principal.user, query.to_request()?).await?;
+    let ids: Vec<i64> = paged.items.iter().map(|t| t.id).collect();
+    let roles = tenants::roles_in(&state.db, principal.user.id, ids).await?;
+    Ok(web::Json(Page::from_paged(paged, |t| {
+        let role = roles.get(&t.id).copied();
+        TenantView::new(t, role)
+    })))
+}
+
+/// Create a tenant (platform admins). It starts with the built-in `everyone` team.
+#[utoipa::path(
+    tag = "tenants",
+    request_body = CreateTenantRequest,
+    responses(
+        (status = 201, description = "Created", body = TenantView),
+        BadRequest, Unauthorized, Forbidden, Conflict, UnsupportedMediaType, Unprocessable, Internal
+    )
+)]
+#[post("/tenants")]
+pub async fn create_tenant(
+    state: web::Data<AppState>,
+    _admin: PlatformAdmin,
+    ApiJson(body): ApiJson<CreateTenantRequest>,
+) -> ApiResult<HttpResponse> {
+    validate! {
+        slug = Slug::parse("slug", &body.slug),
+        display_name = DisplayName::parse("display_name", &body.display_name),
+    }
+    let tenant = tenants::create(&state.db, slug, display_name, state.clock.now()).await?;
+    Ok(HttpResponse::Created().json(TenantView::new(tenant, None)))
+}
+
+/// Get a tenant.
+#[utoipa::path(
+    tag = "tenants",
+    params(("tenant" = String, Path, description = "Tenant slug")),
+    responses((status = 200, description = "The tenant", body = TenantView), Unauthorized, NotFound, Internal)
+)]
+#[get("/tenants/{tenant}")]
+pub async fn get_tenant(access: TenantAccess) -> ApiResult<web::Json<TenantView>> {
+    Ok(web::Json(TenantView::new(access.tenant, access.membership)))
+}
+
+/// Update a tenant (tenant admins). The slug cannot change: it is part of every MCP URL.
+#[utoipa::path(
+    tag = "tenants",
+    params(("tenant" = String, Path, description = "Tenant slug")),
+    request_body = UpdateTenantRequest,
+    responses(
+        (status = 200, description = "Updated", body = TenantView),
+        BadRequest, Unauthorized, Forbidden, NotFound, UnsupportedMediaType, Unprocessable, Internal
+    )
+)]
+#[patch("/tenants/{tenant}")]
+pub async fn update_tenant(
+    state: web::Data<AppState>,
+    TenantAdmin(access): TenantAdmin,
+    ApiJson(body): ApiJson<UpdateTenantRequest>,
+) -> ApiResult<web::Json<TenantView>> {
+    validate! {
+        display_name = body.display_name.as_deref().map(|n| DisplayName::parse("display_name", n)).transpose(),
+    }
+    let tenant = match display_name {
+        Some(name) => tenants::rename(&state.db, access.tenant, name, state.clock.now()).await?,
+        None => access.tenant,
+    };
+    Ok(web::Json(TenantView::new(tenant, access.membership)))
+}
+
+/// Delete a tenant and everything in it (platform admins).
+#[utoipa::path(
+    tag = "tenants",
+    params(("tenant" = String, Path, description = "Tenant slug")),
+    responses((status = 204, description = "Deleted"), Unauthorized, Forbidden, NotFound, Internal)
+)]
+#[delete("/tenants/{tenant}")]
+pub async fn delete_tenant(state: web::Data<AppState>, access: TenantAccess) -> ApiResult<HttpResponse> {
+    if !access.principal.user.is_platform_admin {
+        return Err(crate::error::ApiError::forbidden("deleting a tenant needs platform admin rights"));
+    }
+    tenants::delete(&state.db, access.tenant).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// List the tenant's members.
+#[utoipa::path(
+    tag = "members",
+    params(("tenant" = String, Path, description = "Tenant slug"), PageQuery),
+    responses((status = 200, description = "A page of members", body = Page<MemberView>), Unauthorized, NotFound, Unprocessable, Internal)
+)]
+#[get("/tenants/{tenant}/members")]
+pub async fn list_members(
+    state: web::Data<AppState>,
+    access: TenantAccess,
+    query: web::Query<PageQuery>,
+) -> ApiResult<web::Json<Page<MemberView>>> {
+    let paged = members::list(&state.db, &access.tenant, query.to_request()?).await?;
+    Ok(web::Json(Page::from_paged(paged, MemberView::from)))
+}
+
+/// Add an existing user to the tenant (tenant admins).
+#[utoipa::path(
+    tag = "members",
+    params(("tenant" = String, Path, description = "Tenant slug")),
+    request_body = AddMemberRequest,
+    responses(
+        (status = 201, description = "Added", body = MemberView),
+        BadRequest, Unauthorized, Forbidden, NotFound, Conflict, UnsupportedMediaType, Unprocessable, Internal
+    )
+)]
+#[post("/tenants/{tenant}/members")]
+pub async fn add_member(
+    state: web::Data<AppState>,
+    TenantAdmin(access): TenantAdmin,
+    ApiJson(body): ApiJson<AddMemberRequest>,
+) -> ApiResult<HttpResponse> {
+    let email = Email::parse("email", &body.email)?;
+    let member = members::add(&state.db, &access.tenant, &email, body.role, state.clock.now()).await?;
+    Ok(HttpResponse::Created().json(MemberView::from(member)))
+}
+
+/// Change a member's role (tenant admins). The last admin cannot be demoted.
+#[utoipa::path(
+    tag = "members",
+    params(("tenant" = String, Path, description = "Tenant slug"), ("email" = String, Path, description = "Member email")),
+    request_body = UpdateMemberRequest,
+    responses(
+        (status = 200, description = "Updated", body = MemberView),
+        BadRequest, Unauthorized, Forbidden, NotFound, Conflict, UnsupportedMediaType, Unprocessable, Internal
+    )
+)]
+#[patch("/tenants/{tenant}/members/{email}")]
+pub async fn update_member(
+    state: web::Data<AppState>,
+    TenantAdmin(access): TenantAdmin,
+    path: web::Path<(String, String)>,
+    ApiJson(body): ApiJson<UpdateMemberRequest>,
+) -> ApiResult<web::Json<MemberView>> {
+    let email = Email::parse("email", &path.1).map_err(|_| crate::error::ApiError::NotFound)?;
+    let member = members::set_role(&state.db, &access.tenant, &email, body.role).await?;
+    Ok(web::Json(member.into()))
+}
+
+/// Remove a member from the tenant and its teams (tenant admins). The last admin cannot leave.
+#[utoipa::path(
+    tag = "members",
+    params(("tenant" = String, Path, description = "Tenant slug"), ("email" = String, Path, description = "Member email")),
+    responses((status = 204, description = "Removed"), Unauthorized, Forbidden, NotFound, Conflict, Internal)
+)]
+#[delete("/tenants/{tenant}/members/{email}")]
+pub async fn remove_member(
+    state: web::Data<AppState>,
+    TenantAdmin(access): TenantAdmin,
+    path: web::Path<(String, String)>,
+) -> ApiResult<HttpResponse> {
+    let email = Email::parse("email", &path.1).map_err(|_| crate::error::ApiError::NotFound)?;
+    members::remove(&state.db, &access.tenant, &email).await?;
+    Ok(HttpResponse::NoContent().finish())
+}

@@ -1,0 +1,115 @@
+//! Tenants: the isolation boundary and first path segment of every MCP URL.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::Query;
+use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set, TransactionTrait};
+
+use crate::control::page::{self, PageRequest, Paged};
+use crate::control::teams::EVERYONE;
+use crate::domain::{DisplayName, Slug, TenantRole};
+use crate::error::{ApiError, ApiResult};
+use crate::store::entities::{teams, tenant_members, tenants, users};
+
+/// Creates a tenant with its built-in `everyone` team, atomically.
+pub async fn create<C: TransactionTrait>(
+    db: &C,
+    slug: Slug,
+    display_name: DisplayName,
+    now: DateTime<Utc>,
+) -> ApiResult<tenants::Model> {
+    let txn = db.begin().await?;
+    let tenant = tenants::ActiveModel {
+        slug: Set(slug.as_str().to_owned()),
+        display_name: Set(display_name.into_inner()),
+        created_at: Set(now),
+        updated_at: Set(now),
+        ..Default::default()
+    }
+    .insert(&txn)
+    .await
+    .map_err(|e| ApiError::unique_violation(e, "slug", format!("a tenant with slug {slug} already exists")))?;
+    teams::ActiveModel {
+        tenant_id: Set(tenant.id),
+        slug: Set(EVERYONE.to_owned()),
+        display_name: Set("Everyone".to_owned()),
+        description: Set(Some("Every member of the tenant".to_owned())),
+        builtin: Set(true),
+        created_at: Set(now),
+        ..Default::default()
+    }
+    .insert(&txn)
+    .await?;
+    txn.commit().await?;
+    Ok(tenant)
+}
+
+pub async fn find_by_slug(db: &impl ConnectionTrait, slug: &str) -> ApiResult<Option<tenants::Model>> {
+    Ok(tenants::Entity::find().filter(tenants::Column::Slug.eq(slug)).one(db).await?)
+}
+
+/// The tenants a user can see: all of them for a platform admin, else those they belong to.
+pub async fn list_visible(
+    db: &impl ConnectionTrait,
+    user: &users::Model,
+    page: PageRequest,
+) -> ApiResult<Paged<tenants::Model>> {
+    let mut select = tenants::Entity::find();
+    if !user.is_platform_admin {
+        select = select.filter(
+            tenants::Column::Id.in_subquery(
+                Query::select()
+                    .column(tenant_members::Column::TenantId)
+                    .from(tenant_members::Entity)
+                    .and_where(tenant_members::Column::UserId.eq(user.id))
+                    .to_owned(),
+            ),
+        );
+    }
+    Ok(page::fetch(db, select, tenants::Column::Id, |t| t.id, page).await?)
+}
+
+pub async fn rename(
+    db: &impl ConnectionTrait,
+    tenant: tenants::Model,
+    display_name: DisplayName,
+    now: DateTime<Utc>,
+) -> ApiResult<tenants::Model> {
+    let mut active: tenants::ActiveModel = tenant.into();
+    active.display_name = Set(display_name.into_inner());
+    active.updated_at = Set(now);
+    Ok(active.update(db).await?)
+}
+
+/// Deletes a tenant; members, teams and everything else in it go with it (foreign keys cascade).
+pub async fn delete(db: &impl ConnectionTrait, tenant: tenants::Model) -> ApiResult<()> {
+    tenants::Entity::delete_by_id(tenant.id).exec(db).await?;
+    Ok(())
+}
+
+/// The caller's own role in a tenant, if they are a member.
+pub async fn role_of(db: &impl ConnectionTrait, tenant_id: i64, user_id: i64) -> ApiResult<Option<TenantRole>> {
+    Ok(tenant_members::Entity::find()
+        .filter(tenant_members::Column::TenantId.eq(tenant_id))
+        .filter(tenant_members::Column::UserId.eq(user_id))
+        .one(db)
+        .await?
+        .map(|m| TenantRole::from_db(&m.role)))
+}
+
+/// The user's roles in the given tenants, in one query.
+pub async fn roles_in(
+    db: &impl ConnectionTrait,
+    user_id: i64,
+    tenant_ids: Vec<i64>,
+) -> ApiResult<HashMap<i64, TenantRole>> {
+    Ok(tenant_members::Entity::find()
+        .filter(tenant_members::Column::UserId.eq(user_id))
+        .filter(tenant_members::Column::TenantId.is_in(tenant_ids))
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|m| (m.tenant_id, TenantRole::from_db(&m.role)))
+        .collect())
+}

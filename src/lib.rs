@@ -1,0 +1,18 @@
+//! mcpgate: an MCP gateway. This crate holds the control plane (REST API over a sea-orm store)
+//! and, in later stages, the policy snapshot and the proxy.
+
+pub mod api;
+pub mod auth;
+pub mod clock;
+pub mod config;
+pub mod control;
+pub mod domain;
+pub mod error;
+pub mod startup;
+pub mod store;
+pub mod telemetry;
+
+pub use clock::Clock;
+pub use config::Settings;
+pub use error::ApiError;
+pub use startup::Application;

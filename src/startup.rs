@@ -1,0 +1,135 @@
+//! Wiring: builds the application from settings, binds its own listener (so tests can ask
+//! for port 0 and read the port back) and runs it.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::Server;
+use actix_web::middleware::from_fn;
+use actix_web::{web, App, HttpResponse, HttpServer};
+use anyhow::Context;
+use sea_orm::DatabaseConnection;
+use tracing_actix_web::TracingLogger;
+use utoipa_actix_web::AppExt;
+use utoipa_scalar::{Scalar, Servable};
+
+use crate::api;
+use crate::auth::password;
+use crate::auth::throttle::LoginThrottle;
+use crate::clock::Clock;
+use crate::config::Settings;
+use crate::control::{sessions, users};
+use crate::error::ApiError;
+use crate::store;
+
+/// Shared by every request handler.
+pub struct AppState {
+    pub db: DatabaseConnection,
+    pub clock: Clock,
+    pub settings: Arc<Settings>,
+    pub throttle: LoginThrottle,
+}
+
+pub struct Application {
+    port: u16,
+    server: Server,
+    pub bootstrap: users::Bootstrap,
+    pub state: web::Data<AppState>,
+}
+
+/// Opens the database (creating the data directory for SQLite) and applies migrations.
+pub async fn open_database(settings: &Settings) -> anyhow::Result<DatabaseConnection> {
+    let url = settings.database_url();
+    if url.starts_with("sqlite:") {
+        std::fs::create_dir_all(&settings.data_dir)
+            .with_context(|| format!("creating data directory {}", settings.data_dir.display()))?;
+    }
+    let db = store::connect(&url, settings.db_max_connections).await.context("connecting to the database")?;
+    store::migrate(&db).await.context("applying database migrations")?;
+    Ok(db)
+}
+
+impl Application {
+    pub async fn build(settings: Settings, clock: Clock) -> anyhow::Result<Self> {
+        let db = open_database(&settings).await?;
+        let bootstrap = users::bootstrap_admin(
+            &db,
+            settings.admin_email.as_deref(),
+            settings.admin_password.as_ref(),
+            clock.now(),
+        )
+        .await?;
+        // Computed now so the first sign-in costs the same as the rest.
+        tokio::task::spawn_blocking(password::init).await.context("warming the password hasher")?;
+
+        let listener =
+            TcpListener::bind(&settings.listen).with_context(|| format!("binding {}", settings.listen))?;
+        let port = listener.local_addr()?.port();
+        let throttle = LoginThrottle::new(
+            settings.login_max_failures,
+            chrono::Duration::minutes(i64::from(settings.login_window_minutes)),
+        );
+        let workers = settings.workers;
+        let state = web::Data::new(AppState { db, clock, settings: Arc::new(settings), throttle });
+        let doc = web::Data::new(api::openapi_json());
+        let spec = api::openapi();
+
+        let server_state = state.clone();
+        let mut server = HttpServer::new(move || {
+            let (app, _) = App::new()
+                .into_utoipa_app()
+                .app_data(server_state.clone())
+                .configure(api::configure)
+                .split_for_parts();
+            app.app_data(doc.clone())
+                .app_data(web::PayloadConfig::new(api::json::BODY_LIMIT))
+                .app_data(web::PathConfig::default().error_handler(|_, _| ApiError::NotFound.into()))
+                .app_data(web::QueryConfig::default().error_handler(|e, _| {
+                    ApiError::Validation(vec![crate::error::FieldError::new("query", "invalid", e.to_string())])
+                        .into()
+                }))
+                .route("/api/openapi.json", web::get().to(serve_openapi))
+                .service(Scalar::with_url("/api/docs", spec.clone()))
+                .default_service(web::to(|| async { Err::<HttpResponse, _>(ApiError::NotFound) }))
+                .wrap(from_fn(api::middleware::request_id))
+                .wrap(TracingLogger::default())
+        })
+        .listen(listener)?
+        .shutdown_timeout(10);
+        if workers > 0 {
+            server = server.workers(workers);
+        }
+        let server = server.run();
+
+        spawn_session_purge(state.clone());
+        Ok(Self { port, server, bootstrap, state })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}
+
+async fn serve_openapi(doc: web::Data<String>) -> HttpResponse {
+    HttpResponse::Ok().content_type("application/json").body(doc.get_ref().clone())
+}
+
+/// Deletes expired sessions now and then so the table does not grow forever.
+fn spawn_session_purge(state: web::Data<AppState>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(600));
+        loop {
+            tick.tick().await;
+            match sessions::purge_expired(&state.db, state.clock.now()).await {
+                Ok(0) => {}
+                Ok(n) => tracing::debug!(purged = n, "expired sessions removed"),
+                Err(e) => tracing::warn!(error = %e, "purging expired sessions failed"),
+            }
+        }
+    });
+}
