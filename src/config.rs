@@ -135,10 +135,8 @@ impl Settings {
 
     /// Settings for tests and embedding: defaults, then the given data directory.
     pub fn with_defaults(data_dir: PathBuf) -> Result<Self, ConfigError> {
-        let settings: Settings = Figment::from(Serialized::defaults(DEFAULTS))
-            .merge(("data_dir", data_dir))
-            .extract()
-            .map_err(Box::new)?;
+        let settings: Settings =
+            Figment::from(Serialized::defaults(DEFAULTS)).merge(("data_dir", data_dir)).extract().map_err(Box::new)?;
         Ok(settings)
     }
 
@@ -160,10 +158,7 @@ impl Settings {
     pub fn unknown_env_vars() -> Vec<String> {
         std::env::vars_os()
             .filter_map(|(k, _)| k.into_string().ok())
-            .filter(|k| {
-                k.strip_prefix(ENV_PREFIX)
-                    .is_some_and(|rest| !is_known_key(rest))
-            })
+            .filter(|k| k.strip_prefix(ENV_PREFIX).is_some_and(|rest| !is_known_key(rest)))
             .collect()
     }
 
@@ -185,5 +180,69 @@ impl Settings {
     /// Cookies get the `Secure` attribute whenever users reach the gateway over HTTPS.
     pub fn secure_cookies(&self) -> bool {
         self.public_base_url().starts_with("https://")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use figment::Jail;
+
+    use super::*;
+
+    #[test]
+    fn layers_defaults_file_env_and_flags_in_that_order() {
+        Jail::expect_with(|jail| {
+            let s = Settings::load(None, Overrides::default()).map_err(|e| e.to_string())?;
+            assert_eq!(s.listen, "127.0.0.1:8080");
+            assert_eq!(s.data_dir, PathBuf::from("./data"));
+            assert_eq!(s.public_base_url(), "http://127.0.0.1:8080");
+            assert!(s.database_url().starts_with("sqlite://./data/mcpgate.db"));
+
+            jail.create_file("mcpgate.toml", "listen = \"0.0.0.0:9000\"\nsession_ttl_minutes = 30\nlog = \"debug\"")?;
+            let s = Settings::load(None, Overrides::default()).map_err(|e| e.to_string())?;
+            assert_eq!((s.listen.as_str(), s.session_ttl_minutes, s.log.as_str()), ("0.0.0.0:9000", 30, "debug"));
+
+            jail.set_env("MCPGATE_SESSION_TTL_MINUTES", "45");
+            jail.set_env("MCPGATE_PUBLIC_URL", "https://gw.example.com/");
+            jail.set_env("DATABASE_URL", "postgres://db/mcpgate");
+            let s = Settings::load(None, Overrides::default()).map_err(|e| e.to_string())?;
+            assert_eq!((s.listen.as_str(), s.session_ttl_minutes), ("0.0.0.0:9000", 45));
+            assert_eq!(s.public_base_url(), "https://gw.example.com");
+            assert!(s.secure_cookies());
+            assert_eq!(s.database_url(), "postgres://db/mcpgate");
+
+            jail.set_env("MCPGATE_LISTEN", "127.0.0.1:7000");
+            let s = Settings::load(None, Overrides { listen: Some("127.0.0.1:6000".into()), data_dir: None }).map_err(|e| e.to_string())?;
+            assert_eq!(s.listen, "127.0.0.1:6000", "flags win over env");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_variables_are_reported_not_fatal_and_secrets_are_not_printed() {
+        Jail::expect_with(|jail| {
+            jail.set_env("MCPGATE_LISTN", "typo");
+            jail.set_env("MCPGATE_ADMIN_PASSWORD", "super-secret-value");
+            let s = Settings::load(None, Overrides::default()).map_err(|e| e.to_string())?;
+            assert!(Settings::unknown_env_vars().contains(&"MCPGATE_LISTN".to_owned()));
+            assert!(!Settings::unknown_env_vars().contains(&"MCPGATE_ADMIN_PASSWORD".to_owned()));
+            assert!(!format!("{s:?}").contains("super-secret-value"), "Debug redacts secrets");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn bad_configuration_is_a_clear_error() {
+        Jail::expect_with(|jail| {
+            jail.create_file("mcpgate.toml", "listen_address = \"x\"")?;
+            let err = Settings::load(None, Overrides::default()).unwrap_err().to_string();
+            assert!(err.contains("listen_address"), "{err}");
+            let err = Settings::load(Some(Path::new("missing.toml")), Overrides::default()).unwrap_err().to_string();
+            assert!(err.contains("missing.toml"), "{err}");
+            jail.create_file("ok.toml", "public_url = \"gw.example.com\"")?;
+            let err = Settings::load(Some(Path::new("ok.toml")), Overrides::default()).unwrap_err().to_string();
+            assert!(err.contains("public_url"), "{err}");
+            Ok(())
+        });
     }
 }

@@ -110,7 +110,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 display_name: DisplayName::parse("display_name", &display_name)
                     .map_err(|e| anyhow::anyhow!("--display-name: {}", e.message))?,
                 password: Some(
-                    NewPassword::parse("password", &password).map_err(|e| anyhow::anyhow!("password: {}", e.message))?,
+                    NewPassword::parse("password", &password)
+                        .map_err(|e| anyhow::anyhow!("password: {}", e.message))?,
                 ),
                 is_platform_admin: true,
             };

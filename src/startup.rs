@@ -53,18 +53,13 @@ pub async fn open_database(settings: &Settings) -> anyhow::Result<DatabaseConnec
 impl Application {
     pub async fn build(settings: Settings, clock: Clock) -> anyhow::Result<Self> {
         let db = open_database(&settings).await?;
-        let bootstrap = users::bootstrap_admin(
-            &db,
-            settings.admin_email.as_deref(),
-            settings.admin_password.as_ref(),
-            clock.now(),
-        )
-        .await?;
+        let bootstrap =
+            users::bootstrap_admin(&db, settings.admin_email.as_deref(), settings.admin_password.as_ref(), clock.now())
+                .await?;
         // Computed now so the first sign-in costs the same as the rest.
         tokio::task::spawn_blocking(password::init).await.context("warming the password hasher")?;
 
-        let listener =
-            TcpListener::bind(&settings.listen).with_context(|| format!("binding {}", settings.listen))?;
+        let listener = TcpListener::bind(&settings.listen).with_context(|| format!("binding {}", settings.listen))?;
         let port = listener.local_addr()?.port();
         let throttle = LoginThrottle::new(
             settings.login_max_failures,
@@ -77,17 +72,13 @@ impl Application {
 
         let server_state = state.clone();
         let mut server = HttpServer::new(move || {
-            let (app, _) = App::new()
-                .into_utoipa_app()
-                .app_data(server_state.clone())
-                .configure(api::configure)
-                .split_for_parts();
+            let (app, _) =
+                App::new().into_utoipa_app().app_data(server_state.clone()).configure(api::configure).split_for_parts();
             app.app_data(doc.clone())
                 .app_data(web::PayloadConfig::new(api::json::BODY_LIMIT))
                 .app_data(web::PathConfig::default().error_handler(|_, _| ApiError::NotFound.into()))
                 .app_data(web::QueryConfig::default().error_handler(|e, _| {
-                    ApiError::Validation(vec![crate::error::FieldError::new("query", "invalid", e.to_string())])
-                        .into()
+                    ApiError::Validation(vec![crate::error::FieldError::new("query", "invalid", e.to_string())]).into()
                 }))
                 .route("/api/openapi.json", web::get().to(serve_openapi))
                 .service(Scalar::with_url("/api/docs", spec.clone()))

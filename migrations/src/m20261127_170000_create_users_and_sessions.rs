@@ -33,13 +33,7 @@ impl MigrationTrait for Migration {
             .create_table(
                 Table::create()
                     .table(Users::Table)
-                    .col(
-                        ColumnDef::new(Users::Id)
-                            .big_integer()
-                            .not_null()
-                            .auto_increment()
-                            .primary_key(),
-                    )
+                    .col(ColumnDef::new(Users::Id).big_integer().not_null().auto_increment().primary_key())
                     .col(ColumnDef::new(Users::Email).string_len(320).not_null().unique_key())
                     .col(ColumnDef::new(Users::DisplayName).string_len(200).not_null())
                     .col(ColumnDef::new(Users::PasswordHash).string().null())
@@ -54,13 +48,7 @@ impl MigrationTrait for Migration {
             .create_table(
                 Table::create()
                     .table(Sessions::Table)
-                    .col(
-                        ColumnDef::new(Sessions::Id)
-                            .big_integer()
-                            .not_null()
-                            .auto_increment()
-                            .primary_key(),
-                    )
+                    .col(ColumnDef::new(Sessions::Id).big_integer().not_null().auto_increment().primary_key())
                     // SHA-256 of the cookie secret; the secret itself is never stored.
                     .col(ColumnDef::new(Sessions::Digest).string_len(64).not_null().unique_key())
                     .col(ColumnDef::new(Sessions::UserId).big_integer().not_null())
@@ -77,11 +65,7 @@ impl MigrationTrait for Migration {
             .await?;
         manager
             .create_index(
-                Index::create()
-                    .name("idx_sessions_user")
-                    .table(Sessions::Table)
-                    .col(Sessions::UserId)
-                    .to_owned(),
+                Index::create().name("idx_sessions_user").table(Sessions::Table).col(Sessions::UserId).to_owned(),
             )
             .await
     }

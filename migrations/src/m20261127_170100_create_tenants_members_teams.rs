@@ -56,11 +56,7 @@ fn fk<T: IntoIden + 'static, C: IntoIden, P: IntoIden + 'static, PC: IntoIden>(
     parent: P,
     parent_col: PC,
 ) -> ForeignKeyCreateStatement {
-    ForeignKey::create()
-        .from(table, col)
-        .to(parent, parent_col)
-        .on_delete(ForeignKeyAction::Cascade)
-        .to_owned()
+    ForeignKey::create().from(table, col).to(parent, parent_col).on_delete(ForeignKeyAction::Cascade).to_owned()
 }
 
 #[async_trait::async_trait]

@@ -115,7 +115,10 @@ mod tests {
 
     #[test]
     fn names_the_field() {
-        assert_eq!(fields(parse::<Body>(br#"{"slug":"a","x":1}"#).unwrap_err()), [("x".into(), "unknown_field".into())]);
+        assert_eq!(
+            fields(parse::<Body>(br#"{"slug":"a","x":1}"#).unwrap_err()),
+            [("x".into(), "unknown_field".into())]
+        );
         assert_eq!(fields(parse::<Body>(br#"{}"#).unwrap_err()), [("slug".into(), "required".into())]);
         assert_eq!(fields(parse::<Body>(br#"{"slug":1}"#).unwrap_err()), [("slug".into(), "invalid_type".into())]);
         assert_eq!(

@@ -22,7 +22,11 @@ pub async fn request_id(
         (Some(err), _) => {
             if let ApiError::Internal(cause) = err {
                 // The whole cause chain goes to the log, never to the client.
-                tracing::error!(request_id = id.as_deref().unwrap_or("-"), error = format!("{cause:#}"), "internal error");
+                tracing::error!(
+                    request_id = id.as_deref().unwrap_or("-"),
+                    error = format!("{cause:#}"),
+                    "internal error"
+                );
             }
             let rendered = err.render(id.as_deref());
             res.into_response(rendered)

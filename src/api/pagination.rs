@@ -26,17 +26,16 @@ impl PageQuery {
             None => DEFAULT_LIMIT,
             Some(raw) => match raw.parse::<u64>() {
                 Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
-                _ => {
-                    return Err(FieldError::new("limit", "out_of_range", "must be an integer from 1 to 200").into())
-                }
+                _ => return Err(FieldError::new("limit", "out_of_range", "must be an integer from 1 to 200").into()),
             },
         };
-        let after = match &self.cursor {
-            None => None,
-            Some(raw) => Some(decode_cursor(raw).ok_or_else(|| {
-                FieldError::new("cursor", "invalid_cursor", "is not a cursor returned by this list")
-            })?),
-        };
+        let after =
+            match &self.cursor {
+                None => None,
+                Some(raw) => Some(decode_cursor(raw).ok_or_else(|| {
+                    FieldError::new("cursor", "invalid_cursor", "is not a cursor returned by this list")
+                })?),
+            };
         Ok(PageRequest { after, limit })
     }
 }

@@ -48,7 +48,11 @@ pub struct Conflict(#[allow(dead_code)] Problem);
 
 /// The body is too large.
 #[derive(IntoResponses)]
-#[response(status = 413, description = "Body too large (`payload_too_large`)", content_type = "application/problem+json")]
+#[response(
+    status = 413,
+    description = "Body too large (`payload_too_large`)",
+    content_type = "application/problem+json"
+)]
 pub struct PayloadTooLarge(#[allow(dead_code)] Problem);
 
 /// The body is not `application/json`.

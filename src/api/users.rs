@@ -117,7 +117,8 @@ pub async fn update_user(
         display_name = body.display_name.as_deref().map(|n| DisplayName::parse("display_name", n)).transpose(),
         password = body.password.as_ref().map(|p| NewPassword::parse("password", p.expose_secret())).transpose(),
     }
-    let patch = UserPatch { display_name, password, disabled: body.disabled, is_platform_admin: body.is_platform_admin };
+    let patch =
+        UserPatch { display_name, password, disabled: body.disabled, is_platform_admin: body.is_platform_admin };
     let user = users::update(&state.db, id.into_inner(), patch, state.clock.now()).await?;
     Ok(web::Json(user.into()))
 }

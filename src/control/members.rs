@@ -20,10 +20,7 @@ pub struct Member {
 }
 
 /// Loads the users of a page of membership rows in one query.
-pub async fn with_users(
-    db: &impl ConnectionTrait,
-    rows: Paged<tenant_members::Model>,
-) -> ApiResult<Paged<Member>> {
+pub async fn with_users(db: &impl ConnectionTrait, rows: Paged<tenant_members::Model>) -> ApiResult<Paged<Member>> {
     let ids: Vec<i64> = rows.items.iter().map(|m| m.user_id).collect();
     let mut by_id: HashMap<i64, user_rows::Model> = user_rows::Entity::find()
         .filter(user_rows::Column::Id.is_in(ids))

@@ -45,10 +45,16 @@ pub async fn create(
     }
     .insert(db)
     .await
-    .map_err(|e| ApiError::unique_violation(e, "slug", format!("a team with slug {slug} already exists in this tenant")))
+    .map_err(|e| {
+        ApiError::unique_violation(e, "slug", format!("a team with slug {slug} already exists in this tenant"))
+    })
 }
 
-pub async fn list(db: &impl ConnectionTrait, tenant: &tenants::Model, page: PageRequest) -> ApiResult<Paged<teams::Model>> {
+pub async fn list(
+    db: &impl ConnectionTrait,
+    tenant: &tenants::Model,
+    page: PageRequest,
+) -> ApiResult<Paged<teams::Model>> {
     let select = teams::Entity::find().filter(teams::Column::TenantId.eq(tenant.id));
     Ok(page::fetch(db, select, teams::Column::Id, |t| t.id, page).await?)
 }
@@ -157,4 +163,3 @@ pub async fn remove_member(db: &impl ConnectionTrait, team: &teams::Model, email
     }
     Ok(())
 }
-

@@ -173,13 +173,9 @@ pub async fn bootstrap_admin(
     let checked = NewPassword::parse("admin_password", secrecy::ExposeSecret::expose_secret(&password))
         .map_err(|e| anyhow::anyhow!("MCPGATE_ADMIN_PASSWORD: {}", e.message))?;
     let display_name = DisplayName::parse("display_name", "Administrator").map_err(|e| anyhow::anyhow!(e.message))?;
-    create(
-        db,
-        NewUser { email: email.clone(), display_name, password: Some(checked), is_platform_admin: true },
-        now,
-    )
-    .await
-    .map_err(|e| anyhow::anyhow!("creating the first admin failed: {e}"))?;
+    create(db, NewUser { email: email.clone(), display_name, password: Some(checked), is_platform_admin: true }, now)
+        .await
+        .map_err(|e| anyhow::anyhow!("creating the first admin failed: {e}"))?;
     let email = email.as_str().to_owned();
     Ok(if generated { Bootstrap::Generated { email, password } } else { Bootstrap::Configured { email } })
 }

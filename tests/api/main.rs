@@ -1,1 +1,14 @@
-fn main(){}
+//! The one integration-test binary: each test starts a real server on a random port with its
+//! own database (SQLite, or PostgreSQL when TEST_DATABASE_URL is set) and talks HTTP to it.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
+mod auth;
+mod errors;
+mod helpers;
+mod members;
+mod openapi;
+mod process;
+mod teams;
+mod tenants;
+mod users;

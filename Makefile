@@ -1,0 +1,27 @@
+# The loops people run. CI runs .ci/run, which covers all of these.
+PG_URL ?= postgres://postgres@127.0.0.1:5432/test
+
+.PHONY: run fmt lint test test-pg openapi ci
+
+run:
+	cargo run --release -- serve
+
+fmt:
+	cargo fmt --all
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --all-targets -- -D warnings
+
+test:
+	cargo test
+
+test-pg:
+	TEST_DATABASE_URL=$(PG_URL) cargo test --test api
+
+# Regenerate the committed OpenAPI document after changing the API.
+openapi:
+	UPDATE_OPENAPI=1 cargo test --test api openapi
+
+ci:
+	bash .ci/run

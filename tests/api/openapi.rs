@@ -1,0 +1,94 @@
+//! The committed OpenAPI document must match the code, and must describe every route with
+//! the errors it can return. `UPDATE_OPENAPI=1 cargo test --test api openapi` rewrites it.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+
+use serde_json::Value;
+
+use crate::helpers::spawn_app;
+
+fn committed_path() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("openapi/openapi.json")
+}
+
+#[test]
+fn committed_openapi_document_matches_the_code() {
+    let generated = mcpgate::api::openapi_json();
+    if std::env::var_os("UPDATE_OPENAPI").is_some() {
+        std::fs::write(committed_path(), &generated).unwrap();
+        return;
+    }
+    let committed = std::fs::read_to_string(committed_path()).unwrap_or_default();
+    assert!(
+        committed == generated,
+        "openapi/openapi.json is out of date; run `UPDATE_OPENAPI=1 cargo test --test api openapi` and commit it"
+    );
+}
+
+#[test]
+fn every_operation_documents_its_errors() {
+    let doc: Value = serde_json::from_str(&mcpgate::api::openapi_json()).unwrap();
+    assert_eq!(doc["openapi"], "3.1.0");
+    let mut routes = BTreeSet::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            routes.insert(format!("{} {path}", method.to_uppercase()));
+            let responses = op["responses"].as_object().unwrap();
+            assert!(responses.keys().any(|s| s.starts_with('2')), "{method} {path} has no success response");
+            if path.starts_with("/api/") {
+                let errors: Vec<&String> =
+                    responses.keys().filter(|s| s.starts_with('4') || s.starts_with('5')).collect();
+                assert!(!errors.is_empty(), "{method} {path} documents no error response");
+                for status in errors {
+                    assert!(
+                        responses[status]["content"].get("application/problem+json").is_some(),
+                        "{method} {path} {status} is not a problem document"
+                    );
+                }
+            }
+        }
+    }
+    let expected = [
+        "GET /healthz",
+        "GET /readyz",
+        "POST /api/v1/auth/login",
+        "POST /api/v1/auth/logout",
+        "GET /api/v1/me",
+        "POST /api/v1/me/password",
+        "GET /api/v1/users",
+        "POST /api/v1/users",
+        "GET /api/v1/users/{id}",
+        "PATCH /api/v1/users/{id}",
+        "GET /api/v1/tenants",
+        "POST /api/v1/tenants",
+        "GET /api/v1/tenants/{tenant}",
+        "PATCH /api/v1/tenants/{tenant}",
+        "DELETE /api/v1/tenants/{tenant}",
+        "GET /api/v1/tenants/{tenant}/members",
+        "POST /api/v1/tenants/{tenant}/members",
+        "PATCH /api/v1/tenants/{tenant}/members/{email}",
+        "DELETE /api/v1/tenants/{tenant}/members/{email}",
+        "GET /api/v1/tenants/{tenant}/teams",
+        "POST /api/v1/tenants/{tenant}/teams",
+        "GET /api/v1/tenants/{tenant}/teams/{team}",
+        "PATCH /api/v1/tenants/{tenant}/teams/{team}",
+        "DELETE /api/v1/tenants/{tenant}/teams/{team}",
+        "GET /api/v1/tenants/{tenant}/teams/{team}/members",
+        "POST /api/v1/tenants/{tenant}/teams/{team}/members",
+        "DELETE /api/v1/tenants/{tenant}/teams/{team}/members/{email}",
+    ];
+    assert_eq!(routes, expected.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>());
+}
+
+#[tokio::test]
+async fn document_and_explorer_are_served() {
+    let app = spawn_app().await;
+    let served = reqwest::get(format!("{}/api/openapi.json", app.base)).await.unwrap();
+    assert_eq!(served.status(), 200);
+    assert_eq!(served.text().await.unwrap(), mcpgate::api::openapi_json());
+    let docs = reqwest::get(format!("{}/api/docs", app.base)).await.unwrap();
+    assert_eq!(docs.status(), 200);
+    assert!(docs.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+    assert!(docs.text().await.unwrap().contains("mcpgate API"), "the explorer embeds the document");
+}

@@ -1,0 +1,183 @@
+//! Tests of the real `mcpgate` binary as an operator runs it: first start, crash safety, and
+//! what ends up in its output.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::helpers::{fresh_database, Client};
+
+struct Server {
+    child: Child,
+    base: String,
+    stdout: Vec<String>,
+}
+
+/// Starts `mcpgate serve` on a free port and waits until it says where it listens.
+fn start(data_dir: &Path, database_url: &str, env: &[(&str, &str)], stderr_file: &Path) -> Server {
+    let stderr = std::fs::OpenOptions::new().create(true).append(true).open(stderr_file).unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_mcpgate"));
+    command
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir)
+        .env("DATABASE_URL", database_url)
+        .env("MCPGATE_LOG_FORMAT", "text")
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::piped())
+        .stderr(stderr)
+        .stdin(Stdio::null());
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    #[allow(clippy::zombie_processes)] // `Server`'s Drop kills and waits for it
+    let mut child = command.spawn().unwrap();
+    let out = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut stdout = Vec::new();
+    loop {
+        let line = rx.recv_timeout(Duration::from_secs(60)).expect("mcpgate did not report its port");
+        stdout.push(line.clone());
+        if let Some(rest) = line.split("listening on port ").nth(1) {
+            let port: u16 = rest.split_whitespace().next().unwrap().parse().unwrap();
+            return Server { child, base: format!("http://127.0.0.1:{port}"), stdout };
+        }
+    }
+}
+
+impl Server {
+    /// SIGKILL (std's `Child::kill` on Unix): no shutdown hooks, no flushing.
+    fn kill(mut self) -> Vec<String> {
+        std::mem::take(&mut self.stdout)
+    }
+}
+
+impl Drop for Server {
+    // Also reaps the server when an assertion fails mid-test.
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn first_start_prints_a_generated_admin_password_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = fresh_database(dir.path()).await;
+    let log = dir.path().join("stderr.log");
+    let server = start(dir.path(), &db, &[], &log);
+    let password_line = server.stdout.iter().find(|l| l.trim_start().starts_with("password:")).cloned();
+    let email_line = server.stdout.iter().find(|l| l.trim_start().starts_with("email:")).cloned();
+    let password = password_line.expect("generated password printed").split_whitespace().nth(1).unwrap().to_owned();
+    let email = email_line.expect("admin email printed").split_whitespace().nth(1).unwrap().to_owned();
+    assert!(password.len() >= 20);
+    let mut client = Client::new(&server.base);
+    assert_eq!(client.login(&email, &password).await.expect(200)["user"]["is_platform_admin"], true);
+    server.kill();
+    assert!(!std::fs::read_to_string(&log).unwrap().contains(&password), "the password is never logged");
+
+    let server = start(dir.path(), &db, &[], &log);
+    assert!(
+        !server.stdout.iter().any(|l| l.contains("password:")),
+        "second start prints no password: {:?}",
+        server.stdout
+    );
+    let mut client = Client::new(&server.base);
+    client.login(&email, &password).await.expect(200);
+    server.kill();
+}
+
+#[tokio::test]
+async fn sigkill_after_acknowledged_writes_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = fresh_database(dir.path()).await;
+    let log = dir.path().join("stderr.log");
+    let env = [("MCPGATE_ADMIN_EMAIL", "ops@example.com"), ("MCPGATE_ADMIN_PASSWORD", "ops-password-123")];
+    let server = start(dir.path(), &db, &env, &log);
+    let mut client = Client::new(&server.base);
+    client.login("ops@example.com", "ops-password-123").await.expect(200);
+    for i in 0..20 {
+        client.post("/api/v1/tenants", json!({"slug": format!("t{i}"), "display_name": "x"})).await.expect(201);
+    }
+    client
+        .post("/api/v1/users", json!({"email": "ann@example.com", "display_name": "Ann", "password": "ann-password-1"}))
+        .await
+        .expect(201);
+    client.post("/api/v1/tenants/t19/members", json!({"email": "ann@example.com", "role": "admin"})).await.expect(201);
+    server.kill();
+
+    let server = start(dir.path(), &db, &env, &log);
+    let mut client = Client::new(&server.base);
+    client.login("ops@example.com", "ops-password-123").await.expect(200);
+    let tenants = client.get("/api/v1/tenants?limit=200").await.expect(200);
+    assert_eq!(tenants["items"].as_array().unwrap().len(), 20);
+    let mut ann = Client::new(&server.base);
+    ann.login("ann@example.com", "ann-password-1").await.expect(200);
+    assert_eq!(ann.get("/api/v1/tenants/t19").await.expect(200)["role"], "admin");
+    server.kill();
+}
+
+#[tokio::test]
+async fn no_secret_reaches_the_output_even_at_trace_level() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = fresh_database(dir.path()).await;
+    let log = dir.path().join("stderr.log");
+    let admin_password = "Adm1n-Secret-Password";
+    let env = [
+        ("MCPGATE_ADMIN_EMAIL", "ops@example.com"),
+        ("MCPGATE_ADMIN_PASSWORD", admin_password),
+        ("MCPGATE_LOG", "trace"),
+    ];
+    let server = start(dir.path(), &db, &env, &log);
+    let mut client = Client::new(&server.base);
+    client.login("ops@example.com", "Wrong-Guess-Password").await.expect(401);
+    let login = client.login("ops@example.com", admin_password).await.expect(200);
+    let csrf = login["csrf_token"].as_str().unwrap().to_owned();
+    let cookies = {
+        // Read the session cookie value the way a browser would see it.
+        let res = reqwest::Client::new()
+            .post(format!("{}/api/v1/auth/login", server.base))
+            .json(&json!({"email": "ops@example.com", "password": admin_password}))
+            .send()
+            .await
+            .unwrap();
+        res.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().split('=').nth(1).unwrap().to_owned()
+    };
+    client
+        .post(
+            "/api/v1/users",
+            json!({"email": "ann@example.com", "display_name": "Ann", "password": "Ann-User-Password"}),
+        )
+        .await
+        .expect(201);
+    client
+        .post("/api/v1/me/password", json!({"current_password": admin_password, "new_password": "Next-Admin-Password"}))
+        .await
+        .expect(204);
+    client.post("/api/v1/auth/logout", json!({})).await.expect(204);
+    let stdout = server.kill().join("\n");
+    let stderr = std::fs::read_to_string(&log).unwrap();
+    let output = format!("{stdout}\n{stderr}");
+    assert!(stderr.contains("TRACE"), "trace logging was on");
+    assert!(stderr.contains("signed in"), "sign-ins are logged (without secrets)");
+    for secret in [
+        admin_password,
+        "Wrong-Guess-Password",
+        "Ann-User-Password",
+        "Next-Admin-Password",
+        csrf.as_str(),
+        cookies.as_str(),
+    ] {
+        assert!(!output.contains(secret), "secret {secret:?} appeared in the output");
+    }
+}
