@@ -212,7 +212,8 @@ mod tests {
             assert_eq!(s.database_url(), "postgres://db/mcpgate");
 
             jail.set_env("MCPGATE_LISTEN", "127.0.0.1:7000");
-            let s = Settings::load(None, Overrides { listen: Some("127.0.0.1:6000".into()), data_dir: None }).map_err(|e| e.to_string())?;
+            let s = Settings::load(None, Overrides { listen: Some("127.0.0.1:6000".into()), data_dir: None })
+                .map_err(|e| e.to_string())?;
             assert_eq!(s.listen, "127.0.0.1:6000", "flags win over env");
             Ok(())
         });
