@@ -184,6 +184,7 @@ impl Settings {
 }
 
 #[cfg(test)]
+#[allow(clippy::result_large_err)] // figment's Jail closures must return figment's (large) error
 mod tests {
     use figment::Jail;
 
