@@ -1,7 +1,7 @@
 # The loops people run. CI runs .ci/run, which covers all of these.
 PG_URL ?= postgres://postgres@127.0.0.1:5432/test
 
-.PHONY: run fmt lint test test-pg openapi ci
+.PHONY: run fmt lint peers test test-pg openapi ci
 
 run:
 	cargo run --release -- serve
@@ -13,10 +13,14 @@ lint:
 	cargo fmt --all -- --check
 	cargo clippy --all-targets -- -D warnings
 
-test:
+# Real MCP peers the integration tests start (server-everything, from npm).
+peers:
+	npm ci --prefix tests/peers --no-audit --no-fund --loglevel=error
+
+test: peers
 	cargo test
 
-test-pg:
+test-pg: peers
 	TEST_DATABASE_URL=$(PG_URL) cargo test --test api
 
 # Regenerate the committed OpenAPI document after changing the API.

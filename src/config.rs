@@ -32,6 +32,8 @@ pub struct Settings {
     pub db_max_connections: u32,
     /// HTTP worker threads; 0 means one per core.
     pub workers: usize,
+    /// Upper bound on an upstream probe (connect, initialize, tools/list), in seconds.
+    pub probe_timeout_seconds: u32,
     /// `tracing` filter, e.g. `info` or `mcpgate=debug`.
     pub log: String,
     /// `text` or `json`.
@@ -55,6 +57,7 @@ struct Defaults {
     login_window_minutes: u32,
     db_max_connections: u32,
     workers: usize,
+    probe_timeout_seconds: u32,
     log: &'static str,
     log_format: LogFormat,
 }
@@ -67,6 +70,7 @@ const DEFAULTS: Defaults = Defaults {
     login_window_minutes: 15,
     db_max_connections: 10,
     workers: 0,
+    probe_timeout_seconds: 10,
     log: "info",
     log_format: LogFormat::Text,
 };
@@ -84,6 +88,7 @@ const KNOWN_KEYS: &[&str] = &[
     "login_window_minutes",
     "db_max_connections",
     "workers",
+    "probe_timeout_seconds",
     "log",
     "log_format",
 ];

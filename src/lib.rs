@@ -8,6 +8,7 @@ pub mod config;
 pub mod control;
 pub mod domain;
 pub mod error;
+pub mod http_client;
 pub mod startup;
 pub mod store;
 pub mod telemetry;

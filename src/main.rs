@@ -116,7 +116,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 is_platform_admin: true,
             };
             let db = startup::open_database(&settings).await?;
-            let user = users::create(&db, new, Clock::system().now()).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            let user = users::create(&db, &users_actor(), new, Clock::system().now())
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
             println!("created platform admin {} (id {})", user.email, user.id);
             Ok(())
         }
@@ -129,6 +131,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
     }
+}
+
+/// Changes made from the command line are attributed to the operator's shell.
+fn users_actor() -> mcpgate::control::audit::Actor {
+    mcpgate::control::audit::Actor { subject: "cli".into(), request_id: None }
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {

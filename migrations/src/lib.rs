@@ -5,6 +5,8 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261127_170000_create_users_and_sessions;
 mod m20261127_170100_create_tenants_members_teams;
+mod m20261127_180000_create_servers_collaborators_audit;
+mod m20261127_190000_create_tokens_and_virtual_accounts;
 
 pub struct Migrator;
 
@@ -14,6 +16,8 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261127_170000_create_users_and_sessions::Migration),
             Box::new(m20261127_170100_create_tenants_members_teams::Migration),
+            Box::new(m20261127_180000_create_servers_collaborators_audit::Migration),
+            Box::new(m20261127_190000_create_tokens_and_virtual_accounts::Migration),
         ]
     }
 }

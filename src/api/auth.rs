@@ -152,6 +152,7 @@ pub async fn change_password(
     let new = NewPassword::parse("new_password", secrecy::ExposeSecret::expose_secret(&body.new_password))?;
     users::change_own_password(
         &state.db,
+        &principal.actor(),
         &principal.user,
         body.current_password,
         new,

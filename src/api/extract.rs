@@ -6,13 +6,16 @@ use actix_web::dev::Payload;
 use actix_web::http::Method;
 use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
 use futures_util::future::LocalBoxFuture;
+use tracing_actix_web::RequestId;
 
 use crate::auth::session::{csrf_matches, csrf_token, CSRF_HEADER, SESSION_COOKIE};
+use crate::control::audit::Actor;
+use crate::control::servers::{self, ServerRole};
 use crate::control::{sessions, tenants};
 use crate::domain::TenantRole;
 use crate::error::ApiError;
 use crate::startup::AppState;
-use crate::store::entities::{tenants as tenant_rows, users};
+use crate::store::entities::{servers as server_rows, tenants as tenant_rows, users};
 
 /// How the caller authenticated.
 #[derive(Clone, Debug)]
@@ -25,9 +28,16 @@ pub enum Credential {
 pub struct Principal {
     pub user: users::Model,
     pub credential: Credential,
+    /// Id of the request being served, for the audit trail.
+    pub request_id: Option<String>,
 }
 
 impl Principal {
+    /// The audit identity of this caller.
+    pub fn actor(&self) -> Actor {
+        Actor { subject: format!("user:{}", self.user.email), request_id: self.request_id.clone() }
+    }
+
     pub fn session_id(&self) -> Option<i64> {
         match &self.credential {
             Credential::Session { id, .. } => Some(*id),
@@ -75,8 +85,12 @@ impl FromRequest for Principal {
                     return Err(ApiError::CsrfFailed);
                 }
             }
-            let principal =
-                Principal { user, credential: Credential::Session { id: session.id, csrf_token: csrf_token(&secret) } };
+            let request_id = req.extensions().get::<RequestId>().map(|id| id.to_string());
+            let principal = Principal {
+                user,
+                credential: Credential::Session { id: session.id, csrf_token: csrf_token(&secret) },
+                request_id,
+            };
             req.extensions_mut().insert(principal.clone());
             Ok(principal)
         })
@@ -162,4 +176,52 @@ impl FromRequest for TenantAdmin {
 /// The client's address, for throttling. Proxies in front are not trusted to say otherwise.
 pub fn client_address(req: &HttpRequest) -> Option<String> {
     req.peer_addr().map(|a| a.ip().to_string())
+}
+
+/// A caller with a role on the server named by the `{server}` path segment of a tenant they can
+/// see. Anyone without a role gets 404, exactly as for a server that does not exist.
+pub struct ServerAccess {
+    pub tenant: TenantAccess,
+    pub server: server_rows::Model,
+    pub role: ServerRole,
+}
+
+impl FromRequest for ServerAccess {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let tenant = TenantAccess::from_request(req, payload);
+        let req = req.clone();
+        Box::pin(async move {
+            let tenant = tenant.await?;
+            let state = state(&req)?;
+            let slug = req.match_info().get("server").ok_or(ApiError::NotFound)?;
+            let server = servers::get(&state.db, &tenant.tenant, slug).await?;
+            let role = servers::role_of(&state.db, &tenant.tenant, &tenant.principal.user, tenant.is_admin(), &server)
+                .await?
+                .ok_or(ApiError::NotFound)?;
+            Ok(ServerAccess { tenant, server, role })
+        })
+    }
+}
+
+/// A manager of the `{server}` in the path (tenant admins manage every server). Users of the
+/// server get 403: they know it exists, they may not change it.
+pub struct ServerManager(pub ServerAccess);
+
+impl FromRequest for ServerManager {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let access = ServerAccess::from_request(req, payload);
+        Box::pin(async move {
+            let access = access.await?;
+            if access.role != ServerRole::Manager {
+                return Err(ApiError::forbidden("this needs the manager role on this server"));
+            }
+            Ok(ServerManager(access))
+        })
+    }
 }

@@ -1,13 +1,16 @@
 //! The REST API under `/api/v1`: actix handlers registered through utoipa-actix-web, so the
 //! routes and the OpenAPI document come from one registration.
 
+pub mod audit;
 pub mod auth;
 pub mod extract;
 pub mod health;
+pub mod how_to_use;
 pub mod json;
 pub mod middleware;
 pub mod pagination;
 pub mod responses;
+pub mod servers;
 pub mod teams;
 pub mod tenants;
 pub mod users;
@@ -56,6 +59,9 @@ pub use validate;
         (name = "tenants", description = "Tenants"),
         (name = "members", description = "Tenant members and roles"),
         (name = "teams", description = "Teams, usable as collaborators"),
+        (name = "servers", description = "MCP servers: remote upstreams and virtual compositions"),
+        (name = "collaborators", description = "Who may use and manage a server"),
+        (name = "audit", description = "The tenant's audit trail"),
         (name = "health", description = "Probes")
     )
 )]
@@ -104,7 +110,18 @@ pub fn configure(cfg: &mut ServiceConfig) {
             .service(teams::delete_team)
             .service(teams::list_team_members)
             .service(teams::add_team_member)
-            .service(teams::remove_team_member),
+            .service(teams::remove_team_member)
+            .service(servers::list_servers)
+            .service(servers::create_server)
+            .service(servers::get_server)
+            .service(servers::update_server)
+            .service(servers::delete_server)
+            .service(servers::get_how_to_use)
+            .service(servers::probe_server)
+            .service(servers::list_collaborators)
+            .service(servers::put_collaborator)
+            .service(servers::remove_collaborator)
+            .service(audit::list_audit_events),
     );
 }
 

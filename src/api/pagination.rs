@@ -36,7 +36,7 @@ impl PageQuery {
                     FieldError::new("cursor", "invalid_cursor", "is not a cursor returned by this list")
                 })?),
             };
-        Ok(PageRequest { after, limit })
+        Ok(PageRequest { after, limit, descending: false })
     }
 }
 

@@ -94,7 +94,16 @@ pub async fn create_team(
         display_name = DisplayName::parse("display_name", &body.display_name),
         description = description(body.description.as_deref()),
     }
-    let team = teams::create(&state.db, &access.tenant, slug, display_name, description, state.clock.now()).await?;
+    let team = teams::create(
+        &state.db,
+        &access.principal.actor(),
+        &access.tenant,
+        slug,
+        display_name,
+        description,
+        state.clock.now(),
+    )
+    .await?;
     Ok(HttpResponse::Created().json(TeamView::from(team)))
 }
 
@@ -135,7 +144,15 @@ pub async fn update_team(
         description = body.description.as_ref().map(|d| description(d.as_deref())).transpose(),
     }
     let team = teams::get(&state.db, &access.tenant, &path.1).await?;
-    let team = teams::update(&state.db, team, TeamPatch { display_name, description }).await?;
+    let team = teams::update(
+        &state.db,
+        &access.principal.actor(),
+        &access.tenant,
+        team,
+        TeamPatch { display_name, description },
+        state.clock.now(),
+    )
+    .await?;
     Ok(web::Json(team.into()))
 }
 
@@ -152,7 +169,7 @@ pub async fn delete_team(
     path: web::Path<(String, String)>,
 ) -> ApiResult<HttpResponse> {
     let team = teams::get(&state.db, &access.tenant, &path.1).await?;
-    teams::delete(&state.db, team).await?;
+    teams::delete(&state.db, &access.principal.actor(), &access.tenant, team, state.clock.now()).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -193,7 +210,9 @@ pub async fn add_team_member(
 ) -> ApiResult<HttpResponse> {
     let email = Email::parse("email", &body.email)?;
     let team = teams::get(&state.db, &access.tenant, &path.1).await?;
-    let user = teams::add_member(&state.db, &access.tenant, &team, &email, state.clock.now()).await?;
+    let user =
+        teams::add_member(&state.db, &access.principal.actor(), &access.tenant, &team, &email, state.clock.now())
+            .await?;
     Ok(HttpResponse::Created().json(TeamMemberView::from(user)))
 }
 
@@ -215,6 +234,7 @@ pub async fn remove_team_member(
 ) -> ApiResult<HttpResponse> {
     let email = Email::parse("email", &path.2).map_err(|_| ApiError::NotFound)?;
     let team = teams::get(&state.db, &access.tenant, &path.1).await?;
-    teams::remove_member(&state.db, &team, &email).await?;
+    teams::remove_member(&state.db, &access.principal.actor(), &access.tenant, &team, &email, state.clock.now())
+        .await?;
     Ok(HttpResponse::NoContent().finish())
 }

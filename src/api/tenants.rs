@@ -76,14 +76,14 @@ pub async fn list_tenants(
 #[post("/tenants")]
 pub async fn create_tenant(
     state: web::Data<AppState>,
-    _admin: PlatformAdmin,
+    PlatformAdmin(admin): PlatformAdmin,
     ApiJson(body): ApiJson<CreateTenantRequest>,
 ) -> ApiResult<HttpResponse> {
     validate! {
         slug = Slug::parse("slug", &body.slug),
         display_name = DisplayName::parse("display_name", &body.display_name),
     }
-    let tenant = tenants::create(&state.db, slug, display_name, state.clock.now()).await?;
+    let tenant = tenants::create(&state.db, &admin.actor(), slug, display_name, state.clock.now()).await?;
     Ok(HttpResponse::Created().json(TenantView::new(tenant, None)))
 }
 
@@ -118,7 +118,9 @@ pub async fn update_tenant(
         display_name = body.display_name.as_deref().map(|n| DisplayName::parse("display_name", n)).transpose(),
     }
     let tenant = match display_name {
-        Some(name) => tenants::rename(&state.db, access.tenant, name, state.clock.now()).await?,
+        Some(name) => {
+            tenants::rename(&state.db, &access.principal.actor(), access.tenant, name, state.clock.now()).await?
+        }
         None => access.tenant,
     };
     Ok(web::Json(TenantView::new(tenant, access.membership)))
@@ -135,7 +137,7 @@ pub async fn delete_tenant(state: web::Data<AppState>, access: TenantAccess) -> 
     if !access.principal.user.is_platform_admin {
         return Err(crate::error::ApiError::forbidden("deleting a tenant needs platform admin rights"));
     }
-    tenants::delete(&state.db, access.tenant).await?;
+    tenants::delete(&state.db, &access.principal.actor(), access.tenant, state.clock.now()).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -172,7 +174,9 @@ pub async fn add_member(
     ApiJson(body): ApiJson<AddMemberRequest>,
 ) -> ApiResult<HttpResponse> {
     let email = Email::parse("email", &body.email)?;
-    let member = members::add(&state.db, &access.tenant, &email, body.role, state.clock.now()).await?;
+    let member =
+        members::add(&state.db, &access.principal.actor(), &access.tenant, &email, body.role, state.clock.now())
+            .await?;
     Ok(HttpResponse::Created().json(MemberView::from(member)))
 }
 
@@ -194,7 +198,9 @@ pub async fn update_member(
     ApiJson(body): ApiJson<UpdateMemberRequest>,
 ) -> ApiResult<web::Json<MemberView>> {
     let email = Email::parse("email", &path.1).map_err(|_| crate::error::ApiError::NotFound)?;
-    let member = members::set_role(&state.db, &access.tenant, &email, body.role).await?;
+    let member =
+        members::set_role(&state.db, &access.principal.actor(), &access.tenant, &email, body.role, state.clock.now())
+            .await?;
     Ok(web::Json(member.into()))
 }
 
@@ -211,6 +217,6 @@ pub async fn remove_member(
     path: web::Path<(String, String)>,
 ) -> ApiResult<HttpResponse> {
     let email = Email::parse("email", &path.1).map_err(|_| crate::error::ApiError::NotFound)?;
-    members::remove(&state.db, &access.tenant, &email).await?;
+    members::remove(&state.db, &access.principal.actor(), &access.tenant, &email, state.clock.now()).await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -68,7 +68,7 @@ pub async fn list_users(
 #[post("/users")]
 pub async fn create_user(
     state: web::Data<AppState>,
-    _admin: PlatformAdmin,
+    PlatformAdmin(admin): PlatformAdmin,
     ApiJson(body): ApiJson<CreateUserRequest>,
 ) -> ApiResult<HttpResponse> {
     validate! {
@@ -77,7 +77,7 @@ pub async fn create_user(
         password = body.password.as_ref().map(|p| NewPassword::parse("password", p.expose_secret())).transpose(),
     }
     let new = NewUser { email, display_name, password, is_platform_admin: body.is_platform_admin };
-    let user = users::create(&state.db, new, state.clock.now()).await?;
+    let user = users::create(&state.db, &admin.actor(), new, state.clock.now()).await?;
     Ok(HttpResponse::Created().json(UserView::from(user)))
 }
 
@@ -109,7 +109,7 @@ pub async fn get_user(
 #[patch("/users/{id}")]
 pub async fn update_user(
     state: web::Data<AppState>,
-    _admin: PlatformAdmin,
+    PlatformAdmin(admin): PlatformAdmin,
     id: web::Path<i64>,
     ApiJson(body): ApiJson<UpdateUserRequest>,
 ) -> ApiResult<web::Json<UserView>> {
@@ -119,6 +119,6 @@ pub async fn update_user(
     }
     let patch =
         UserPatch { display_name, password, disabled: body.disabled, is_platform_admin: body.is_platform_admin };
-    let user = users::update(&state.db, id.into_inner(), patch, state.clock.now()).await?;
+    let user = users::update(&state.db, &admin.actor(), id.into_inner(), patch, state.clock.now()).await?;
     Ok(web::Json(user.into()))
 }

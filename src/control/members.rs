@@ -7,11 +7,15 @@ use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, Set, TransactionTrait,
 };
 
+use crate::control::audit::{self, Actor};
 use crate::control::page::{self, PageRequest, Paged};
+use crate::control::servers::SubjectKind;
 use crate::control::users;
 use crate::domain::{Email, TenantRole};
 use crate::error::{ApiError, ApiResult, FieldError};
-use crate::store::entities::{team_members, teams, tenant_members, tenants, users as user_rows};
+use crate::store::entities::{
+    collaborators, servers, team_members, teams, tenant_members, tenants, users as user_rows,
+};
 
 /// A membership with the user it belongs to.
 pub struct Member {
@@ -52,14 +56,16 @@ pub async fn existing_user(db: &impl ConnectionTrait, field: &str, email: &Email
     })
 }
 
-pub async fn add(
-    db: &impl ConnectionTrait,
+pub async fn add<C: TransactionTrait>(
+    db: &C,
+    actor: &Actor,
     tenant: &tenants::Model,
     email: &Email,
     role: TenantRole,
     now: DateTime<Utc>,
 ) -> ApiResult<Member> {
-    let user = existing_user(db, "email", email).await?;
+    let txn = db.begin().await?;
+    let user = existing_user(&txn, "email", email).await?;
     let membership = tenant_members::ActiveModel {
         tenant_id: Set(tenant.id),
         user_id: Set(user.id),
@@ -67,9 +73,12 @@ pub async fn add(
         created_at: Set(now),
         ..Default::default()
     }
-    .insert(db)
+    .insert(&txn)
     .await
     .map_err(|e| ApiError::unique_violation(e, "email", format!("{email} is already a member of {}", tenant.slug)))?;
+    let details = serde_json::json!({"role": role.as_str()});
+    audit::record(&txn, actor, Some(tenant), "member.add", format!("user:{email}"), Some(details), now).await?;
+    txn.commit().await?;
     Ok(Member { membership, user })
 }
 
@@ -105,9 +114,11 @@ async fn ensure_other_admin(db: &impl ConnectionTrait, member: &Member) -> ApiRe
 
 pub async fn set_role<C: TransactionTrait>(
     db: &C,
+    actor: &Actor,
     tenant: &tenants::Model,
     email: &Email,
     role: TenantRole,
+    now: DateTime<Utc>,
 ) -> ApiResult<Member> {
     let txn = db.begin().await?;
     let member = get(&txn, tenant, email).await?;
@@ -117,12 +128,20 @@ pub async fn set_role<C: TransactionTrait>(
     let mut active: tenant_members::ActiveModel = member.membership.into();
     active.role = Set(role.as_str().to_owned());
     let membership = active.update(&txn).await?;
+    let details = serde_json::json!({"role": role.as_str()});
+    audit::record(&txn, actor, Some(tenant), "member.update", format!("user:{email}"), Some(details), now).await?;
     txn.commit().await?;
     Ok(Member { membership, user: member.user })
 }
 
-/// Removes a member from the tenant and from all its teams.
-pub async fn remove<C: TransactionTrait>(db: &C, tenant: &tenants::Model, email: &Email) -> ApiResult<()> {
+/// Removes a member from the tenant, its teams, and the servers they were a collaborator on.
+pub async fn remove<C: TransactionTrait>(
+    db: &C,
+    actor: &Actor,
+    tenant: &tenants::Model,
+    email: &Email,
+    now: DateTime<Utc>,
+) -> ApiResult<()> {
     let txn = db.begin().await?;
     let member = get(&txn, tenant, email).await?;
     ensure_other_admin(&txn, &member).await?;
@@ -138,7 +157,21 @@ pub async fn remove<C: TransactionTrait>(db: &C, tenant: &tenants::Model, email:
         .filter(team_members::Column::UserId.eq(member.user.id))
         .exec(&txn)
         .await?;
+    let server_ids: Vec<i64> = servers::Entity::find()
+        .filter(servers::Column::TenantId.eq(tenant.id))
+        .all(&txn)
+        .await?
+        .into_iter()
+        .map(|s| s.id)
+        .collect();
+    collaborators::Entity::delete_many()
+        .filter(collaborators::Column::ServerId.is_in(server_ids))
+        .filter(collaborators::Column::SubjectKind.eq(SubjectKind::User.as_str()))
+        .filter(collaborators::Column::SubjectId.eq(member.user.id))
+        .exec(&txn)
+        .await?;
     tenant_members::Entity::delete_by_id(member.membership.id).exec(&txn).await?;
+    audit::record(&txn, actor, Some(tenant), "member.remove", format!("user:{email}"), None, now).await?;
     txn.commit().await?;
     Ok(())
 }

@@ -2,9 +2,14 @@
 //! connection (`&impl ConnectionTrait`, so it works inside a transaction too) and, where
 //! time matters, `now`.
 
+pub mod audit;
+pub mod legacy_sse;
 pub mod members;
 pub mod page;
+pub mod probe;
+pub mod servers;
 pub mod sessions;
 pub mod teams;
 pub mod tenants;
 pub mod users;
+pub mod virtual_accounts;

@@ -7,14 +7,22 @@ pub const MAX_LIMIT: u64 = 200;
 
 #[derive(Clone, Copy, Debug)]
 pub struct PageRequest {
-    /// Return rows with ids greater than this one.
+    /// Continue after the row with this id (in the list's order).
     pub after: Option<i64>,
     pub limit: u64,
+    /// Newest first (descending ids) instead of oldest first.
+    pub descending: bool,
 }
 
 impl Default for PageRequest {
     fn default() -> Self {
-        Self { after: None, limit: DEFAULT_LIMIT }
+        Self { after: None, limit: DEFAULT_LIMIT, descending: false }
+    }
+}
+
+impl PageRequest {
+    pub fn newest_first(self) -> Self {
+        Self { descending: true, ..self }
     }
 }
 
@@ -43,9 +51,10 @@ where
     E: EntityTrait,
     C: ColumnTrait,
 {
-    let mut select = select.order_by_asc(id_col).limit(page.limit + 1);
+    let mut select = if page.descending { select.order_by_desc(id_col) } else { select.order_by_asc(id_col) };
+    select = select.limit(page.limit + 1);
     if let Some(after) = page.after {
-        select = select.filter(id_col.gt(after));
+        select = select.filter(if page.descending { id_col.lt(after) } else { id_col.gt(after) });
     }
     let mut items = select.all(db).await?;
     let next_after = if items.len() as u64 > page.limit {

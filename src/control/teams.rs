@@ -2,13 +2,15 @@
 //! team exists in every tenant; its members are the tenant's members, so it is never edited.
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set};
+use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set, TransactionTrait};
 
+use crate::control::audit::{self, Actor};
 use crate::control::members;
 use crate::control::page::{self, PageRequest, Paged};
+use crate::control::servers::SubjectKind;
 use crate::domain::{DisplayName, Email, Slug};
 use crate::error::{ApiError, ApiResult};
-use crate::store::entities::{team_members, teams, tenant_members, tenants, users};
+use crate::store::entities::{collaborators, team_members, teams, tenant_members, tenants, users};
 
 pub const EVERYONE: &str = "everyone";
 
@@ -26,15 +28,17 @@ fn builtin_refusal() -> ApiError {
     )
 }
 
-pub async fn create(
-    db: &impl ConnectionTrait,
+pub async fn create<C: TransactionTrait>(
+    db: &C,
+    actor: &Actor,
     tenant: &tenants::Model,
     slug: Slug,
     display_name: DisplayName,
     description: Option<String>,
     now: DateTime<Utc>,
 ) -> ApiResult<teams::Model> {
-    teams::ActiveModel {
+    let txn = db.begin().await?;
+    let team = teams::ActiveModel {
         tenant_id: Set(tenant.id),
         slug: Set(slug.as_str().to_owned()),
         display_name: Set(display_name.into_inner()),
@@ -43,11 +47,14 @@ pub async fn create(
         created_at: Set(now),
         ..Default::default()
     }
-    .insert(db)
+    .insert(&txn)
     .await
     .map_err(|e| {
         ApiError::unique_violation(e, "slug", format!("a team with slug {slug} already exists in this tenant"))
-    })
+    })?;
+    audit::record(&txn, actor, Some(tenant), "team.create", format!("team:{slug}"), None, now).await?;
+    txn.commit().await?;
+    Ok(team)
 }
 
 pub async fn list(
@@ -68,10 +75,18 @@ pub async fn get(db: &impl ConnectionTrait, tenant: &tenants::Model, slug: &str)
         .ok_or(ApiError::NotFound)
 }
 
-pub async fn update(db: &impl ConnectionTrait, team: teams::Model, patch: TeamPatch) -> ApiResult<teams::Model> {
+pub async fn update<C: TransactionTrait>(
+    db: &C,
+    actor: &Actor,
+    tenant: &tenants::Model,
+    team: teams::Model,
+    patch: TeamPatch,
+    now: DateTime<Utc>,
+) -> ApiResult<teams::Model> {
     if team.builtin {
         return Err(builtin_refusal());
     }
+    let txn = db.begin().await?;
     let mut active: teams::ActiveModel = team.into();
     if let Some(name) = patch.display_name {
         active.display_name = Set(name.into_inner());
@@ -79,14 +94,32 @@ pub async fn update(db: &impl ConnectionTrait, team: teams::Model, patch: TeamPa
     if let Some(description) = patch.description {
         active.description = Set(description);
     }
-    Ok(active.update(db).await?)
+    let team = active.update(&txn).await?;
+    audit::record(&txn, actor, Some(tenant), "team.update", format!("team:{}", team.slug), None, now).await?;
+    txn.commit().await?;
+    Ok(team)
 }
 
-pub async fn delete(db: &impl ConnectionTrait, team: teams::Model) -> ApiResult<()> {
+/// Deletes a team; its server collaborations go with it.
+pub async fn delete<C: TransactionTrait>(
+    db: &C,
+    actor: &Actor,
+    tenant: &tenants::Model,
+    team: teams::Model,
+    now: DateTime<Utc>,
+) -> ApiResult<()> {
     if team.builtin {
         return Err(builtin_refusal());
     }
-    teams::Entity::delete_by_id(team.id).exec(db).await?;
+    let txn = db.begin().await?;
+    collaborators::Entity::delete_many()
+        .filter(collaborators::Column::SubjectKind.eq(SubjectKind::Team.as_str()))
+        .filter(collaborators::Column::SubjectId.eq(team.id))
+        .exec(&txn)
+        .await?;
+    teams::Entity::delete_by_id(team.id).exec(&txn).await?;
+    audit::record(&txn, actor, Some(tenant), "team.delete", format!("team:{}", team.slug), None, now).await?;
+    txn.commit().await?;
     Ok(())
 }
 
@@ -110,8 +143,9 @@ pub async fn list_members(
 }
 
 /// Adds a tenant member to a team.
-pub async fn add_member(
-    db: &impl ConnectionTrait,
+pub async fn add_member<C: TransactionTrait>(
+    db: &C,
+    actor: &Actor,
     tenant: &tenants::Model,
     team: &teams::Model,
     email: &Email,
@@ -120,11 +154,12 @@ pub async fn add_member(
     if team.builtin {
         return Err(builtin_refusal());
     }
-    let user = members::existing_user(db, "email", email).await?;
+    let txn = db.begin().await?;
+    let user = members::existing_user(&txn, "email", email).await?;
     let is_member = tenant_members::Entity::find()
         .filter(tenant_members::Column::TenantId.eq(tenant.id))
         .filter(tenant_members::Column::UserId.eq(user.id))
-        .one(db)
+        .one(&txn)
         .await?
         .is_some();
     if !is_member {
@@ -141,25 +176,41 @@ pub async fn add_member(
         created_at: Set(now),
         ..Default::default()
     }
-    .insert(db)
+    .insert(&txn)
     .await
     .map_err(|e| ApiError::unique_violation(e, "email", format!("{email} is already in team {}", team.slug)))?;
+    let details = serde_json::json!({"email": email.as_str()});
+    audit::record(&txn, actor, Some(tenant), "team.member_add", format!("team:{}", team.slug), Some(details), now)
+        .await?;
+    txn.commit().await?;
     Ok(user)
 }
 
-pub async fn remove_member(db: &impl ConnectionTrait, team: &teams::Model, email: &Email) -> ApiResult<()> {
+pub async fn remove_member<C: TransactionTrait>(
+    db: &C,
+    actor: &Actor,
+    tenant: &tenants::Model,
+    team: &teams::Model,
+    email: &Email,
+    now: DateTime<Utc>,
+) -> ApiResult<()> {
     if team.builtin {
         return Err(builtin_refusal());
     }
-    let user = crate::control::users::find_by_email(db, email).await?.ok_or(ApiError::NotFound)?;
+    let txn = db.begin().await?;
+    let user = crate::control::users::find_by_email(&txn, email).await?.ok_or(ApiError::NotFound)?;
     let deleted = team_members::Entity::delete_many()
         .filter(team_members::Column::TeamId.eq(team.id))
         .filter(team_members::Column::UserId.eq(user.id))
-        .exec(db)
+        .exec(&txn)
         .await?
         .rows_affected;
     if deleted == 0 {
         return Err(ApiError::NotFound);
     }
+    let details = serde_json::json!({"email": email.as_str()});
+    audit::record(&txn, actor, Some(tenant), "team.member_remove", format!("team:{}", team.slug), Some(details), now)
+        .await?;
+    txn.commit().await?;
     Ok(())
 }

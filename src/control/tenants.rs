@@ -6,15 +6,17 @@ use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Query;
 use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set, TransactionTrait};
 
+use crate::control::audit::{self, Actor};
 use crate::control::page::{self, PageRequest, Paged};
 use crate::control::teams::EVERYONE;
 use crate::domain::{DisplayName, Slug, TenantRole};
 use crate::error::{ApiError, ApiResult};
-use crate::store::entities::{teams, tenant_members, tenants, users};
+use crate::store::entities::{servers, teams, tenant_members, tenants, users, virtual_members};
 
 /// Creates a tenant with its built-in `everyone` team, atomically.
 pub async fn create<C: TransactionTrait>(
     db: &C,
+    actor: &Actor,
     slug: Slug,
     display_name: DisplayName,
     now: DateTime<Utc>,
@@ -41,6 +43,7 @@ pub async fn create<C: TransactionTrait>(
     }
     .insert(&txn)
     .await?;
+    audit::record(&txn, actor, Some(&tenant), "tenant.create", format!("tenant:{slug}"), None, now).await?;
     txn.commit().await?;
     Ok(tenant)
 }
@@ -70,21 +73,48 @@ pub async fn list_visible(
     Ok(page::fetch(db, select, tenants::Column::Id, |t| t.id, page).await?)
 }
 
-pub async fn rename(
-    db: &impl ConnectionTrait,
+pub async fn rename<C: TransactionTrait>(
+    db: &C,
+    actor: &Actor,
     tenant: tenants::Model,
     display_name: DisplayName,
     now: DateTime<Utc>,
 ) -> ApiResult<tenants::Model> {
+    let txn = db.begin().await?;
     let mut active: tenants::ActiveModel = tenant.into();
     active.display_name = Set(display_name.into_inner());
     active.updated_at = Set(now);
-    Ok(active.update(db).await?)
+    let tenant = active.update(&txn).await?;
+    let details = serde_json::json!({"display_name": tenant.display_name});
+    audit::record(&txn, actor, Some(&tenant), "tenant.update", format!("tenant:{}", tenant.slug), Some(details), now)
+        .await?;
+    txn.commit().await?;
+    Ok(tenant)
 }
 
 /// Deletes a tenant; members, teams and everything else in it go with it (foreign keys cascade).
-pub async fn delete(db: &impl ConnectionTrait, tenant: tenants::Model) -> ApiResult<()> {
-    tenants::Entity::delete_by_id(tenant.id).exec(db).await?;
+pub async fn delete<C: TransactionTrait>(
+    db: &C,
+    actor: &Actor,
+    tenant: tenants::Model,
+    now: DateTime<Utc>,
+) -> ApiResult<()> {
+    let txn = db.begin().await?;
+    // Virtual-member links restrict server deletion; inside a dying tenant they go first.
+    let server_ids = servers::Entity::find()
+        .filter(servers::Column::TenantId.eq(tenant.id))
+        .all(&txn)
+        .await?
+        .into_iter()
+        .map(|s| s.id)
+        .collect::<Vec<_>>();
+    virtual_members::Entity::delete_many()
+        .filter(virtual_members::Column::VirtualServerId.is_in(server_ids))
+        .exec(&txn)
+        .await?;
+    tenants::Entity::delete_by_id(tenant.id).exec(&txn).await?;
+    audit::record(&txn, actor, Some(&tenant), "tenant.delete", format!("tenant:{}", tenant.slug), None, now).await?;
+    txn.commit().await?;
     Ok(())
 }
 

@@ -9,6 +9,7 @@ use sea_orm::{
 use secrecy::SecretString;
 
 use crate::auth::password;
+use crate::control::audit::{self, Actor};
 use crate::control::page::{self, PageRequest, Paged};
 use crate::control::sessions;
 use crate::domain::{DisplayName, Email, NewPassword};
@@ -30,12 +31,18 @@ pub struct UserPatch {
     pub is_platform_admin: Option<bool>,
 }
 
-pub async fn create(db: &impl ConnectionTrait, new: NewUser, now: DateTime<Utc>) -> ApiResult<users::Model> {
+pub async fn create<C: TransactionTrait>(
+    db: &C,
+    actor: &Actor,
+    new: NewUser,
+    now: DateTime<Utc>,
+) -> ApiResult<users::Model> {
     let password_hash = match new.password {
         Some(p) => Some(password::hash_password(p.secret().clone()).await?),
         None => None,
     };
-    users::ActiveModel {
+    let txn = db.begin().await?;
+    let user = users::ActiveModel {
         email: Set(new.email.as_str().to_owned()),
         display_name: Set(new.display_name.into_inner()),
         password_hash: Set(password_hash),
@@ -45,9 +52,13 @@ pub async fn create(db: &impl ConnectionTrait, new: NewUser, now: DateTime<Utc>)
         updated_at: Set(now),
         ..Default::default()
     }
-    .insert(db)
+    .insert(&txn)
     .await
-    .map_err(|e| ApiError::unique_violation(e, "email", format!("a user with email {} already exists", new.email)))
+    .map_err(|e| ApiError::unique_violation(e, "email", format!("a user with email {} already exists", new.email)))?;
+    let details = serde_json::json!({"is_platform_admin": user.is_platform_admin});
+    audit::record(&txn, actor, None, "user.create", format!("user:{}", user.email), Some(details), now).await?;
+    txn.commit().await?;
+    Ok(user)
 }
 
 pub async fn find_by_email(db: &impl ConnectionTrait, email: &Email) -> ApiResult<Option<users::Model>> {
@@ -64,8 +75,9 @@ pub async fn list(db: &impl ConnectionTrait, page: PageRequest) -> ApiResult<Pag
 
 /// Applies a patch. Refuses to leave the platform without an active platform admin; disabling a
 /// user or changing their password ends their sessions.
-pub async fn update<C: TransactionTrait + ConnectionTrait>(
+pub async fn update<C: TransactionTrait>(
     db: &C,
+    actor: &Actor,
     id: i64,
     patch: UserPatch,
     now: DateTime<Utc>,
@@ -87,6 +99,21 @@ pub async fn update<C: TransactionTrait + ConnectionTrait>(
         ));
     }
     let end_sessions = patch.disabled == Some(true) || password_hash.is_some();
+    // Which fields changed, and the new flags; never the password itself.
+    let changed: Vec<&str> = [
+        ("display_name", patch.display_name.is_some()),
+        ("password", password_hash.is_some()),
+        ("disabled", patch.disabled.is_some()),
+        ("is_platform_admin", patch.is_platform_admin.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(name, set)| set.then_some(name))
+    .collect();
+    let details = serde_json::json!({
+        "changed": changed,
+        "disabled": patch.disabled,
+        "is_platform_admin": patch.is_platform_admin,
+    });
     let mut active: users::ActiveModel = user.into();
     if let Some(name) = patch.display_name {
         active.display_name = Set(name.into_inner());
@@ -105,6 +132,7 @@ pub async fn update<C: TransactionTrait + ConnectionTrait>(
     if end_sessions {
         sessions::delete_for_user(&txn, id, None).await?;
     }
+    audit::record(&txn, actor, None, "user.update", format!("user:{}", user.email), Some(details), now).await?;
     txn.commit().await?;
     Ok(user)
 }
@@ -118,8 +146,9 @@ async fn active_admin_count(db: &impl ConnectionTrait) -> ApiResult<u64> {
 }
 
 /// Changes a user's own password after checking the current one; ends their other sessions.
-pub async fn change_own_password(
-    db: &impl ConnectionTrait,
+pub async fn change_own_password<C: TransactionTrait>(
+    db: &C,
+    actor: &Actor,
     user: &users::Model,
     current: SecretString,
     new: NewPassword,
@@ -134,11 +163,14 @@ pub async fn change_own_password(
         )]));
     }
     let hash = password::hash_password(new.secret().clone()).await?;
+    let txn = db.begin().await?;
     let mut active: users::ActiveModel = user.clone().into();
     active.password_hash = Set(Some(hash));
     active.updated_at = Set(now);
-    active.update(db).await?;
-    sessions::delete_for_user(db, user.id, keep_session).await?;
+    active.update(&txn).await?;
+    sessions::delete_for_user(&txn, user.id, keep_session).await?;
+    audit::record(&txn, actor, None, "user.password_change", format!("user:{}", user.email), None, now).await?;
+    txn.commit().await?;
     Ok(())
 }
 
@@ -155,8 +187,8 @@ pub enum Bootstrap {
 }
 
 /// On an empty database, creates the first platform admin.
-pub async fn bootstrap_admin(
-    db: &impl ConnectionTrait,
+pub async fn bootstrap_admin<C: TransactionTrait + ConnectionTrait>(
+    db: &C,
     email: Option<&str>,
     password: Option<&SecretString>,
     now: DateTime<Utc>,
@@ -173,9 +205,14 @@ pub async fn bootstrap_admin(
     let checked = NewPassword::parse("admin_password", secrecy::ExposeSecret::expose_secret(&password))
         .map_err(|e| anyhow::anyhow!("MCPGATE_ADMIN_PASSWORD: {}", e.message))?;
     let display_name = DisplayName::parse("display_name", "Administrator").map_err(|e| anyhow::anyhow!(e.message))?;
-    create(db, NewUser { email: email.clone(), display_name, password: Some(checked), is_platform_admin: true }, now)
-        .await
-        .map_err(|e| anyhow::anyhow!("creating the first admin failed: {e}"))?;
+    create(
+        db,
+        &Actor::system(),
+        NewUser { email: email.clone(), display_name, password: Some(checked), is_platform_admin: true },
+        now,
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("creating the first admin failed: {e}"))?;
     let email = email.as_str().to_owned();
     Ok(if generated { Bootstrap::Generated { email, password } } else { Bootstrap::Configured { email } })
 }

@@ -19,6 +19,8 @@ pub struct TestApp {
 /// A fresh database URL for one test: a new SQLite file, or a new PostgreSQL database when
 /// `TEST_DATABASE_URL` names a server.
 pub async fn fresh_database(dir: &std::path::Path) -> String {
+    // Every test starts here; reqwest (rustls without a default provider) needs one installed.
+    mcpgate::http_client::install_crypto_provider();
     match std::env::var("TEST_DATABASE_URL") {
         Ok(server) if !server.is_empty() => {
             let name = format!("mcpgate_test_{}", uuid::Uuid::new_v4().simple());
@@ -98,6 +100,7 @@ impl Reply {
 
 impl Client {
     pub fn new(base: &str) -> Self {
+        mcpgate::http_client::install_crypto_provider();
         let http = reqwest::Client::builder().cookie_store(true).build().expect("client");
         Self { base: base.to_owned(), http, csrf: None }
     }

@@ -77,6 +77,17 @@ fn every_operation_documents_its_errors() {
         "GET /api/v1/tenants/{tenant}/teams/{team}/members",
         "POST /api/v1/tenants/{tenant}/teams/{team}/members",
         "DELETE /api/v1/tenants/{tenant}/teams/{team}/members/{email}",
+        "GET /api/v1/tenants/{tenant}/servers",
+        "POST /api/v1/tenants/{tenant}/servers",
+        "GET /api/v1/tenants/{tenant}/servers/{server}",
+        "PATCH /api/v1/tenants/{tenant}/servers/{server}",
+        "DELETE /api/v1/tenants/{tenant}/servers/{server}",
+        "GET /api/v1/tenants/{tenant}/servers/{server}/how-to-use",
+        "POST /api/v1/tenants/{tenant}/servers/{server}/probe",
+        "GET /api/v1/tenants/{tenant}/servers/{server}/collaborators",
+        "PUT /api/v1/tenants/{tenant}/servers/{server}/collaborators",
+        "DELETE /api/v1/tenants/{tenant}/servers/{server}/collaborators/{subject}",
+        "GET /api/v1/tenants/{tenant}/audit-events",
     ];
     assert_eq!(routes, expected.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>());
 }

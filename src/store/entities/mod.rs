@@ -1,6 +1,12 @@
+pub mod access_tokens;
+pub mod audit_events;
+pub mod collaborators;
+pub mod servers;
 pub mod sessions;
 pub mod team_members;
 pub mod teams;
 pub mod tenant_members;
 pub mod tenants;
 pub mod users;
+pub mod virtual_accounts;
+pub mod virtual_members;

@@ -1,0 +1,74 @@
+//! The audit trail: every mutation records who did what to what, in the same transaction as
+//! the change itself, so the trail and the state cannot disagree.
+
+use chrono::{DateTime, Utc};
+use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, Set};
+use serde_json::Value;
+
+use crate::control::page::{self, PageRequest, Paged};
+use crate::store::entities::{audit_events, tenants};
+
+/// Who is acting, and the request that carried it.
+#[derive(Clone, Debug)]
+pub struct Actor {
+    /// `user:<email>`, `virtualaccount:<name>` or `system`.
+    pub subject: String,
+    pub request_id: Option<String>,
+}
+
+impl Actor {
+    pub fn system() -> Self {
+        Self { subject: "system".into(), request_id: None }
+    }
+}
+
+pub const SUCCESS: &str = "success";
+
+pub async fn record(
+    db: &impl ConnectionTrait,
+    actor: &Actor,
+    tenant: Option<&tenants::Model>,
+    action: &str,
+    target: impl Into<String>,
+    details: Option<Value>,
+    now: DateTime<Utc>,
+) -> Result<(), DbErr> {
+    audit_events::ActiveModel {
+        at: Set(now),
+        tenant_id: Set(tenant.map(|t| t.id)),
+        tenant_slug: Set(tenant.map(|t| t.slug.clone())),
+        actor: Set(actor.subject.clone()),
+        action: Set(action.to_owned()),
+        target: Set(target.into()),
+        outcome: Set(SUCCESS.to_owned()),
+        request_id: Set(actor.request_id.clone()),
+        details: Set(details),
+        ..Default::default()
+    }
+    .insert(db)
+    .await
+    .map(|_| ())
+}
+
+#[derive(Default)]
+pub struct Filter {
+    pub action: Option<String>,
+    pub actor: Option<String>,
+}
+
+/// A tenant's events, newest first.
+pub async fn list(
+    db: &impl ConnectionTrait,
+    tenant: &tenants::Model,
+    filter: Filter,
+    page: PageRequest,
+) -> Result<Paged<audit_events::Model>, DbErr> {
+    let mut select = audit_events::Entity::find().filter(audit_events::Column::TenantId.eq(tenant.id));
+    if let Some(action) = filter.action {
+        select = select.filter(audit_events::Column::Action.eq(action));
+    }
+    if let Some(actor) = filter.actor {
+        select = select.filter(audit_events::Column::Actor.eq(actor));
+    }
+    page::fetch(db, select, audit_events::Column::Id, |e| e.id, page.newest_first()).await
+}

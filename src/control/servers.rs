@@ -1,0 +1,858 @@
+//! The MCP server registry: remote servers (an upstream URL) and virtual servers (a
+//! composition of remote servers of the same tenant), their tool settings, collaborators and
+//! the cached result of the last probe.
+
+use std::collections::{BTreeMap, HashSet};
+
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::Condition;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, Set,
+    TransactionTrait,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use utoipa::ToSchema;
+
+use crate::control::audit::{self, Actor};
+use crate::control::page::{self, PageRequest, Paged};
+use crate::control::teams::EVERYONE;
+use crate::domain::{DisplayName, Email, Slug};
+use crate::error::{ApiError, ApiResult, FieldError};
+use crate::store::entities::{
+    collaborators, servers, team_members, teams, tenant_members, tenants, users, virtual_members,
+};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ServerKind {
+    Remote,
+    Virtual,
+}
+
+impl ServerKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Remote => "remote",
+            Self::Virtual => "virtual",
+        }
+    }
+
+    pub fn from_db(value: &str) -> Self {
+        if value == "virtual" {
+            Self::Virtual
+        } else {
+            Self::Remote
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Transport {
+    /// MCP Streamable HTTP (the current transport).
+    #[default]
+    StreamableHttp,
+    /// The legacy HTTP+SSE transport (protocol revision 2024-11-05).
+    Sse,
+}
+
+impl Transport {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::StreamableHttp => "streamable_http",
+            Self::Sse => "sse",
+        }
+    }
+
+    pub fn from_db(value: Option<&str>) -> Self {
+        if value == Some("sse") {
+            Self::Sse
+        } else {
+            Self::StreamableHttp
+        }
+    }
+}
+
+/// A collaborator's role on a server. Ordered: a manager can do everything a user can.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ServerRole {
+    /// Reads the server and calls its tools.
+    User,
+    /// Also edits the server, its collaborators and anyone's Auth Override on it.
+    Manager,
+}
+
+impl ServerRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::User => "user",
+            Self::Manager => "manager",
+        }
+    }
+
+    pub fn from_db(value: &str) -> Self {
+        if value == "manager" {
+            Self::Manager
+        } else {
+            Self::User
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SubjectKind {
+    User,
+    Team,
+    VirtualAccount,
+}
+
+impl SubjectKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::User => "user",
+            Self::Team => "team",
+            Self::VirtualAccount => "virtualaccount",
+        }
+    }
+}
+
+/// MCP tool annotations (hints shown to clients), by their protocol names.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ToolAnnotations {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub read_only_hint: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub destructive_hint: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub idempotent_hint: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub open_world_hint: Option<bool>,
+}
+
+/// How one upstream tool is presented: renamed description, hidden, annotated.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ToolSetting {
+    /// The upstream tool's name.
+    pub name: String,
+    /// Replaces the upstream description.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Hidden from tool lists and refused when called.
+    #[serde(default)]
+    pub disabled: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annotations: Option<ToolAnnotations>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub enum AllTools {
+    #[serde(rename = "all")]
+    All,
+}
+
+/// `"all"`, or the names of the member's tools to expose.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum EnabledTools {
+    All(AllTools),
+    Only(Vec<String>),
+}
+
+/// One member of a virtual server.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MemberSpec {
+    /// Slug of a remote server of the same tenant.
+    pub server: String,
+    #[serde(default = "all_tools")]
+    pub enabled_tools: EnabledTools,
+}
+
+fn all_tools() -> EnabledTools {
+    EnabledTools::All(AllTools::All)
+}
+
+/// A tool as reported by the last probe.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ProbedTool {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+/// Upstream connection settings of a remote server, already validated.
+#[derive(Clone, Debug)]
+pub struct Upstream {
+    pub url: url::Url,
+    pub transport: Transport,
+    pub additional_headers: BTreeMap<String, String>,
+    pub tls_reject_unauthorized: bool,
+    pub tls_ca_certificate: Option<String>,
+}
+
+pub enum NewKind {
+    Remote(Upstream),
+    Virtual(Vec<MemberSpec>),
+}
+
+pub struct NewServer {
+    pub slug: Slug,
+    pub display_name: DisplayName,
+    pub description: Option<String>,
+    pub tags: Vec<String>,
+    pub tool_settings: Vec<ToolSetting>,
+    pub kind: NewKind,
+}
+
+#[derive(Default)]
+pub struct ServerPatch {
+    pub display_name: Option<DisplayName>,
+    pub description: Option<Option<String>>,
+    pub tags: Option<Vec<String>>,
+    pub tool_settings: Option<Vec<ToolSetting>>,
+    pub url: Option<url::Url>,
+    pub transport: Option<Transport>,
+    pub additional_headers: Option<BTreeMap<String, String>>,
+    pub tls_reject_unauthorized: Option<bool>,
+    pub tls_ca_certificate: Option<Option<String>>,
+    pub members: Option<Vec<MemberSpec>>,
+}
+
+/// A server with its virtual members (in order) resolved to their rows.
+pub struct ServerDetail {
+    pub server: servers::Model,
+    pub members: Vec<(virtual_members::Model, servers::Model)>,
+}
+
+fn json_of<T: Serialize>(value: &T) -> Value {
+    serde_json::to_value(value).unwrap_or(Value::Null)
+}
+
+pub fn tool_settings_of(server: &servers::Model) -> Vec<ToolSetting> {
+    serde_json::from_value(server.tool_settings.clone()).unwrap_or_default()
+}
+
+pub fn tags_of(server: &servers::Model) -> Vec<String> {
+    serde_json::from_value(server.tags.clone()).unwrap_or_default()
+}
+
+pub fn headers_of(server: &servers::Model) -> BTreeMap<String, String> {
+    serde_json::from_value(server.additional_headers.clone()).unwrap_or_default()
+}
+
+pub fn probed_tools_of(server: &servers::Model) -> Option<Vec<ProbedTool>> {
+    server.probed_tools.as_ref().and_then(|v| serde_json::from_value(v.clone()).ok())
+}
+
+pub fn enabled_tools_of(member: &virtual_members::Model) -> EnabledTools {
+    match &member.enabled_tools {
+        Some(v) => serde_json::from_value(v.clone()).map(EnabledTools::Only).unwrap_or_else(|_| all_tools()),
+        None => all_tools(),
+    }
+}
+
+pub async fn get(db: &impl ConnectionTrait, tenant: &tenants::Model, slug: &str) -> ApiResult<servers::Model> {
+    servers::Entity::find()
+        .filter(servers::Column::TenantId.eq(tenant.id))
+        .filter(servers::Column::Slug.eq(slug))
+        .one(db)
+        .await?
+        .ok_or(ApiError::NotFound)
+}
+
+pub async fn detail(db: &impl ConnectionTrait, server: servers::Model) -> ApiResult<ServerDetail> {
+    let links = virtual_members::Entity::find()
+        .filter(virtual_members::Column::VirtualServerId.eq(server.id))
+        .order_by_asc(virtual_members::Column::Position)
+        .all(db)
+        .await?;
+    let ids: Vec<i64> = links.iter().map(|l| l.member_server_id).collect();
+    let rows = servers::Entity::find().filter(servers::Column::Id.is_in(ids)).all(db).await?;
+    let members = links
+        .into_iter()
+        .filter_map(|link| rows.iter().find(|s| s.id == link.member_server_id).cloned().map(|s| (link, s)))
+        .collect();
+    Ok(ServerDetail { server, members })
+}
+
+/// Checks the members of a virtual server against the registry: each must be a distinct remote
+/// server of the same tenant, and named tools must exist when the member has been probed.
+async fn resolve_members(
+    db: &impl ConnectionTrait,
+    tenant: &tenants::Model,
+    specs: &[MemberSpec],
+) -> ApiResult<Vec<(servers::Model, EnabledTools)>> {
+    let mut errors = Vec::new();
+    let mut resolved = Vec::new();
+    let mut seen = HashSet::new();
+    if specs.is_empty() {
+        errors.push(FieldError::new("servers", "required", "a virtual server needs at least one member server"));
+    }
+    for (i, spec) in specs.iter().enumerate() {
+        let field = format!("servers[{i}].server");
+        if !seen.insert(spec.server.clone()) {
+            errors.push(FieldError::new(field, "duplicate", format!("{} is listed twice", spec.server)));
+            continue;
+        }
+        let Some(member) = servers::Entity::find()
+            .filter(servers::Column::TenantId.eq(tenant.id))
+            .filter(servers::Column::Slug.eq(spec.server.as_str()))
+            .one(db)
+            .await?
+        else {
+            errors.push(FieldError::new(
+                field,
+                "unknown_server",
+                format!("no server {} in tenant {}", spec.server, tenant.slug),
+            ));
+            continue;
+        };
+        if ServerKind::from_db(&member.kind) != ServerKind::Remote {
+            errors.push(FieldError::new(
+                field,
+                "not_remote",
+                format!("{} is a virtual server; members must be remote", spec.server),
+            ));
+            continue;
+        }
+        if let (EnabledTools::Only(names), Some(probed)) = (&spec.enabled_tools, probed_tools_of(&member)) {
+            for name in names {
+                if !probed.iter().any(|t| &t.name == name) {
+                    errors.push(FieldError::new(
+                        format!("servers[{i}].enabled_tools"),
+                        "unknown_tool",
+                        format!("{} has no tool named {name} (as of its last probe)", spec.server),
+                    ));
+                }
+            }
+        }
+        resolved.push((member, spec.enabled_tools.clone()));
+    }
+    if errors.is_empty() {
+        Ok(resolved)
+    } else {
+        Err(ApiError::Validation(errors))
+    }
+}
+
+async fn write_members(
+    db: &impl ConnectionTrait,
+    virtual_server_id: i64,
+    members: Vec<(servers::Model, EnabledTools)>,
+) -> ApiResult<()> {
+    virtual_members::Entity::delete_many()
+        .filter(virtual_members::Column::VirtualServerId.eq(virtual_server_id))
+        .exec(db)
+        .await?;
+    for (position, (member, enabled)) in members.into_iter().enumerate() {
+        virtual_members::ActiveModel {
+            virtual_server_id: Set(virtual_server_id),
+            member_server_id: Set(member.id),
+            enabled_tools: Set(match enabled {
+                EnabledTools::All(_) => None,
+                EnabledTools::Only(names) => Some(json_of(&names)),
+            }),
+            position: Set(position as i32),
+            ..Default::default()
+        }
+        .insert(db)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Registers a server. The creator becomes its first manager.
+pub async fn create<C: TransactionTrait>(
+    db: &C,
+    actor: &Actor,
+    tenant: &tenants::Model,
+    creator: &users::Model,
+    new: NewServer,
+    now: DateTime<Utc>,
+) -> ApiResult<ServerDetail> {
+    let txn = db.begin().await?;
+    let members = match &new.kind {
+        NewKind::Virtual(specs) => Some(resolve_members(&txn, tenant, specs).await?),
+        NewKind::Remote(_) => None,
+    };
+    let (kind, upstream) = match new.kind {
+        NewKind::Remote(upstream) => (ServerKind::Remote, Some(upstream)),
+        NewKind::Virtual(_) => (ServerKind::Virtual, None),
+    };
+    let server = servers::ActiveModel {
+        tenant_id: Set(tenant.id),
+        slug: Set(new.slug.as_str().to_owned()),
+        display_name: Set(new.display_name.into_inner()),
+        description: Set(new.description),
+        kind: Set(kind.as_str().to_owned()),
+        url: Set(upstream.as_ref().map(|u| u.url.to_string())),
+        transport: Set(upstream.as_ref().map(|u| u.transport.as_str().to_owned())),
+        additional_headers: Set(json_of(&upstream.as_ref().map(|u| u.additional_headers.clone()).unwrap_or_default())),
+        tls_reject_unauthorized: Set(upstream.as_ref().is_none_or(|u| u.tls_reject_unauthorized)),
+        tls_ca_certificate: Set(upstream.and_then(|u| u.tls_ca_certificate)),
+        tool_settings: Set(json_of(&new.tool_settings)),
+        tags: Set(json_of(&new.tags)),
+        probed_tools: Set(None),
+        probed_at: Set(None),
+        probe_protocol_version: Set(None),
+        created_at: Set(now),
+        updated_at: Set(now),
+        ..Default::default()
+    }
+    .insert(&txn)
+    .await
+    .map_err(|e| {
+        ApiError::unique_violation(e, "slug", format!("a server with slug {} already exists in this tenant", new.slug))
+    })?;
+    if let Some(members) = members {
+        write_members(&txn, server.id, members).await?;
+    }
+    collaborators::ActiveModel {
+        server_id: Set(server.id),
+        subject_kind: Set(SubjectKind::User.as_str().to_owned()),
+        subject_id: Set(creator.id),
+        role: Set(ServerRole::Manager.as_str().to_owned()),
+        created_at: Set(now),
+        ..Default::default()
+    }
+    .insert(&txn)
+    .await?;
+    let details = json!({"kind": kind.as_str(), "url": server.url});
+    audit::record(&txn, actor, Some(tenant), "server.create", format!("server:{}", server.slug), Some(details), now)
+        .await?;
+    let detail = detail(&txn, server).await?;
+    txn.commit().await?;
+    Ok(detail)
+}
+
+pub async fn update<C: TransactionTrait>(
+    db: &C,
+    actor: &Actor,
+    tenant: &tenants::Model,
+    server: servers::Model,
+    patch: ServerPatch,
+    now: DateTime<Utc>,
+) -> ApiResult<ServerDetail> {
+    let kind = ServerKind::from_db(&server.kind);
+    let remote_only = [
+        ("url", patch.url.is_some()),
+        ("transport", patch.transport.is_some()),
+        ("additional_headers", patch.additional_headers.is_some()),
+        ("tls", patch.tls_reject_unauthorized.is_some() || patch.tls_ca_certificate.is_some()),
+    ];
+    let mut errors: Vec<FieldError> = Vec::new();
+    if kind == ServerKind::Virtual {
+        errors.extend(
+            remote_only.iter().filter(|(_, set)| *set).map(|(field, _)| {
+                FieldError::new(*field, "not_allowed", "a virtual server has no upstream of its own")
+            }),
+        );
+    } else if patch.members.is_some() {
+        errors.push(FieldError::new("servers", "not_allowed", "only virtual servers have member servers"));
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
+    }
+    let txn = db.begin().await?;
+    if let Some(specs) = &patch.members {
+        let members = resolve_members(&txn, tenant, specs).await?;
+        write_members(&txn, server.id, members).await?;
+    }
+    let slug = server.slug.clone();
+    let mut active: servers::ActiveModel = server.into();
+    if let Some(v) = patch.display_name {
+        active.display_name = Set(v.into_inner());
+    }
+    if let Some(v) = patch.description {
+        active.description = Set(v);
+    }
+    if let Some(v) = patch.tags {
+        active.tags = Set(json_of(&v));
+    }
+    if let Some(v) = patch.tool_settings {
+        active.tool_settings = Set(json_of(&v));
+    }
+    if let Some(v) = patch.url {
+        // A new upstream may have other tools: the cached probe no longer describes it.
+        active.url = Set(Some(v.to_string()));
+        active.probed_tools = Set(None);
+        active.probed_at = Set(None);
+        active.probe_protocol_version = Set(None);
+    }
+    if let Some(v) = patch.transport {
+        active.transport = Set(Some(v.as_str().to_owned()));
+    }
+    if let Some(v) = patch.additional_headers {
+        active.additional_headers = Set(json_of(&v));
+    }
+    if let Some(v) = patch.tls_reject_unauthorized {
+        active.tls_reject_unauthorized = Set(v);
+    }
+    if let Some(v) = patch.tls_ca_certificate {
+        active.tls_ca_certificate = Set(v);
+    }
+    active.updated_at = Set(now);
+    let server = active.update(&txn).await?;
+    audit::record(&txn, actor, Some(tenant), "server.update", format!("server:{slug}"), None, now).await?;
+    let detail = detail(&txn, server).await?;
+    txn.commit().await?;
+    Ok(detail)
+}
+
+/// Deletes a server, unless a virtual server still uses it.
+pub async fn delete<C: TransactionTrait>(
+    db: &C,
+    actor: &Actor,
+    tenant: &tenants::Model,
+    server: servers::Model,
+    now: DateTime<Utc>,
+) -> ApiResult<()> {
+    let txn = db.begin().await?;
+    let users_of: Vec<i64> = virtual_members::Entity::find()
+        .filter(virtual_members::Column::MemberServerId.eq(server.id))
+        .all(&txn)
+        .await?
+        .into_iter()
+        .map(|l| l.virtual_server_id)
+        .collect();
+    if !users_of.is_empty() {
+        let mut names: Vec<String> = servers::Entity::find()
+            .filter(servers::Column::Id.is_in(users_of))
+            .all(&txn)
+            .await?
+            .into_iter()
+            .map(|s| s.slug)
+            .collect();
+        names.sort();
+        return Err(ApiError::conflict(
+            "server_in_use",
+            None,
+            format!(
+                "{} is a member of the virtual server(s) {}; remove it from them first",
+                server.slug,
+                names.join(", ")
+            ),
+        ));
+    }
+    servers::Entity::delete_by_id(server.id).exec(&txn).await?;
+    audit::record(&txn, actor, Some(tenant), "server.delete", format!("server:{}", server.slug), None, now).await?;
+    txn.commit().await?;
+    Ok(())
+}
+
+/// The ids of the teams a user belongs to in a tenant, `everyone` included when they are a member.
+async fn team_ids_of(db: &impl ConnectionTrait, tenant: &tenants::Model, user_id: i64) -> ApiResult<Vec<i64>> {
+    let tenant_team_ids: Vec<i64> = teams::Entity::find()
+        .filter(teams::Column::TenantId.eq(tenant.id))
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|t| (t.id, t.slug))
+        .filter_map(|(id, slug)| (slug != EVERYONE).then_some(id))
+        .collect();
+    let mut ids: Vec<i64> = team_members::Entity::find()
+        .filter(team_members::Column::UserId.eq(user_id))
+        .filter(team_members::Column::TeamId.is_in(tenant_team_ids))
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|m| m.team_id)
+        .collect();
+    let is_member = tenant_members::Entity::find()
+        .filter(tenant_members::Column::TenantId.eq(tenant.id))
+        .filter(tenant_members::Column::UserId.eq(user_id))
+        .count(db)
+        .await?
+        > 0;
+    if is_member {
+        if let Some(everyone) = teams::Entity::find()
+            .filter(teams::Column::TenantId.eq(tenant.id))
+            .filter(teams::Column::Slug.eq(EVERYONE))
+            .one(db)
+            .await?
+        {
+            ids.push(everyone.id);
+        }
+    }
+    Ok(ids)
+}
+
+fn subject_condition(user_id: i64, team_ids: Vec<i64>) -> Condition {
+    Condition::any()
+        .add(
+            Condition::all()
+                .add(collaborators::Column::SubjectKind.eq(SubjectKind::User.as_str()))
+                .add(collaborators::Column::SubjectId.eq(user_id)),
+        )
+        .add(
+            Condition::all()
+                .add(collaborators::Column::SubjectKind.eq(SubjectKind::Team.as_str()))
+                .add(collaborators::Column::SubjectId.is_in(team_ids)),
+        )
+}
+
+/// A user's effective role on a server: tenant admins manage every server; otherwise the
+/// highest role granted to them directly or through a team.
+pub async fn role_of(
+    db: &impl ConnectionTrait,
+    tenant: &tenants::Model,
+    user: &users::Model,
+    tenant_admin: bool,
+    server: &servers::Model,
+) -> ApiResult<Option<ServerRole>> {
+    if tenant_admin {
+        return Ok(Some(ServerRole::Manager));
+    }
+    let team_ids = team_ids_of(db, tenant, user.id).await?;
+    Ok(collaborators::Entity::find()
+        .filter(collaborators::Column::ServerId.eq(server.id))
+        .filter(subject_condition(user.id, team_ids))
+        .all(db)
+        .await?
+        .iter()
+        .map(|c| ServerRole::from_db(&c.role))
+        .max())
+}
+
+/// The servers of a tenant a user can see: all for tenant admins, else those they collaborate on.
+pub async fn list_visible(
+    db: &impl ConnectionTrait,
+    tenant: &tenants::Model,
+    user: &users::Model,
+    tenant_admin: bool,
+    page: PageRequest,
+) -> ApiResult<Paged<servers::Model>> {
+    let mut select = servers::Entity::find().filter(servers::Column::TenantId.eq(tenant.id));
+    if !tenant_admin {
+        let team_ids = team_ids_of(db, tenant, user.id).await?;
+        let ids: Vec<i64> = collaborators::Entity::find()
+            .filter(subject_condition(user.id, team_ids))
+            .all(db)
+            .await?
+            .into_iter()
+            .map(|c| c.server_id)
+            .collect();
+        select = select.filter(servers::Column::Id.is_in(ids));
+    }
+    Ok(page::fetch(db, select, servers::Column::Id, |s| s.id, page).await?)
+}
+
+/// Records a successful probe's tool list and protocol version on the server.
+pub async fn save_probe<C: TransactionTrait>(
+    db: &C,
+    actor: &Actor,
+    tenant: &tenants::Model,
+    server: servers::Model,
+    protocol_version: String,
+    tools: &[ProbedTool],
+    now: DateTime<Utc>,
+) -> ApiResult<servers::Model> {
+    let txn = db.begin().await?;
+    let mut active: servers::ActiveModel = server.into();
+    active.probed_tools = Set(Some(json_of(&tools)));
+    active.probed_at = Set(Some(now));
+    active.probe_protocol_version = Set(Some(protocol_version));
+    let server = active.update(&txn).await?;
+    let details = json!({"tools": tools.len(), "protocol_version": server.probe_protocol_version});
+    audit::record(&txn, actor, Some(tenant), "server.probe", format!("server:{}", server.slug), Some(details), now)
+        .await?;
+    txn.commit().await?;
+    Ok(server)
+}
+
+/// A collaborator with a readable subject (`user:<email>`, `team:<slug>`, …).
+pub struct Collaborator {
+    pub row: collaborators::Model,
+    pub subject: String,
+    pub display_name: String,
+}
+
+/// Parses `user:<email>`, `team:<slug>` or `virtualaccount:<name>` and finds that subject in the
+/// tenant. Users must be tenant members.
+pub async fn resolve_subject(
+    db: &impl ConnectionTrait,
+    tenant: &tenants::Model,
+    raw: &str,
+) -> ApiResult<(SubjectKind, i64, String, String)> {
+    let err = |code: &str, msg: String| ApiError::from(FieldError::new("subject", code, msg));
+    let (kind, rest) = raw
+        .split_once(':')
+        .ok_or_else(|| err("invalid_subject", "must be user:<email>, team:<slug> or virtualaccount:<name>".into()))?;
+    match kind {
+        "user" => {
+            let email = Email::parse("subject", rest)?;
+            let user = users::Entity::find()
+                .filter(users::Column::Email.eq(email.as_str()))
+                .one(db)
+                .await?
+                .ok_or_else(|| err("unknown_subject", format!("no user {email}")))?;
+            let member = tenant_members::Entity::find()
+                .filter(tenant_members::Column::TenantId.eq(tenant.id))
+                .filter(tenant_members::Column::UserId.eq(user.id))
+                .count(db)
+                .await?
+                > 0;
+            if !member {
+                return Err(err("not_a_member", format!("{email} is not a member of tenant {}", tenant.slug)));
+            }
+            Ok((SubjectKind::User, user.id, format!("user:{email}"), user.display_name))
+        }
+        "team" => {
+            let team = teams::Entity::find()
+                .filter(teams::Column::TenantId.eq(tenant.id))
+                .filter(teams::Column::Slug.eq(rest))
+                .one(db)
+                .await?
+                .ok_or_else(|| err("unknown_subject", format!("no team {rest} in tenant {}", tenant.slug)))?;
+            Ok((SubjectKind::Team, team.id, format!("team:{}", team.slug), team.display_name))
+        }
+        "virtualaccount" => crate::control::virtual_accounts::resolve_subject(db, tenant, rest)
+            .await?
+            .map(|va| (SubjectKind::VirtualAccount, va.id, format!("virtualaccount:{}", va.name), va.name.clone()))
+            .ok_or_else(|| err("unknown_subject", format!("no virtual account {rest} in tenant {}", tenant.slug))),
+        _ => Err(err("invalid_subject", "must be user:<email>, team:<slug> or virtualaccount:<name>".into())),
+    }
+}
+
+/// Collaborators of a server, with subjects spelled out.
+pub async fn collaborators(db: &impl ConnectionTrait, server: &servers::Model) -> ApiResult<Vec<Collaborator>> {
+    let rows = collaborators::Entity::find()
+        .filter(collaborators::Column::ServerId.eq(server.id))
+        .order_by_asc(collaborators::Column::Id)
+        .all(db)
+        .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        let (subject, display_name) = match row.subject_kind.as_str() {
+            "user" => match users::Entity::find_by_id(row.subject_id).one(db).await? {
+                Some(u) => (format!("user:{}", u.email), u.display_name),
+                None => continue,
+            },
+            "team" => match teams::Entity::find_by_id(row.subject_id).one(db).await? {
+                Some(t) => (format!("team:{}", t.slug), t.display_name),
+                None => continue,
+            },
+            _ => match crate::control::virtual_accounts::name_of(db, row.subject_id).await? {
+                Some(name) => (format!("virtualaccount:{name}"), name),
+                None => continue,
+            },
+        };
+        out.push(Collaborator { row, subject, display_name });
+    }
+    Ok(out)
+}
+
+fn last_manager() -> ApiError {
+    ApiError::conflict(
+        "last_manager",
+        None,
+        "a server must keep at least one manager; make another collaborator a manager first",
+    )
+}
+
+async fn managers_other_than(db: &impl ConnectionTrait, server_id: i64, row_id: i64) -> ApiResult<u64> {
+    Ok(collaborators::Entity::find()
+        .filter(collaborators::Column::ServerId.eq(server_id))
+        .filter(collaborators::Column::Role.eq(ServerRole::Manager.as_str()))
+        .filter(collaborators::Column::Id.ne(row_id))
+        .count(db)
+        .await?)
+}
+
+/// Grants (or changes) a subject's role on a server. Returns the collaborator and whether it
+/// is new.
+pub async fn put_collaborator<C: TransactionTrait>(
+    db: &C,
+    actor: &Actor,
+    tenant: &tenants::Model,
+    server: &servers::Model,
+    subject: &str,
+    role: ServerRole,
+    now: DateTime<Utc>,
+) -> ApiResult<(Collaborator, bool)> {
+    let txn = db.begin().await?;
+    let (kind, id, subject, display_name) = resolve_subject(&txn, tenant, subject).await?;
+    let existing = collaborators::Entity::find()
+        .filter(collaborators::Column::ServerId.eq(server.id))
+        .filter(collaborators::Column::SubjectKind.eq(kind.as_str()))
+        .filter(collaborators::Column::SubjectId.eq(id))
+        .one(&txn)
+        .await?;
+    let (row, created) = match existing {
+        Some(row) => {
+            if ServerRole::from_db(&row.role) == ServerRole::Manager
+                && role != ServerRole::Manager
+                && managers_other_than(&txn, server.id, row.id).await? == 0
+            {
+                return Err(last_manager());
+            }
+            let mut active: collaborators::ActiveModel = row.into();
+            active.role = Set(role.as_str().to_owned());
+            (active.update(&txn).await?, false)
+        }
+        None => {
+            let row = collaborators::ActiveModel {
+                server_id: Set(server.id),
+                subject_kind: Set(kind.as_str().to_owned()),
+                subject_id: Set(id),
+                role: Set(role.as_str().to_owned()),
+                created_at: Set(now),
+                ..Default::default()
+            }
+            .insert(&txn)
+            .await?;
+            (row, true)
+        }
+    };
+    let details = json!({"subject": subject, "role": role.as_str()});
+    audit::record(&txn, actor, Some(tenant), "collaborator.put", format!("server:{}", server.slug), Some(details), now)
+        .await?;
+    txn.commit().await?;
+    Ok((Collaborator { row, subject, display_name }, created))
+}
+
+pub async fn remove_collaborator<C: TransactionTrait>(
+    db: &C,
+    actor: &Actor,
+    tenant: &tenants::Model,
+    server: &servers::Model,
+    subject: &str,
+    now: DateTime<Utc>,
+) -> ApiResult<()> {
+    let txn = db.begin().await?;
+    // An unknown or malformed subject is simply not a collaborator.
+    let (kind, id, subject, _) = resolve_subject(&txn, tenant, subject).await.map_err(|_| ApiError::NotFound)?;
+    let row = collaborators::Entity::find()
+        .filter(collaborators::Column::ServerId.eq(server.id))
+        .filter(collaborators::Column::SubjectKind.eq(kind.as_str()))
+        .filter(collaborators::Column::SubjectId.eq(id))
+        .one(&txn)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    if ServerRole::from_db(&row.role) == ServerRole::Manager && managers_other_than(&txn, server.id, row.id).await? == 0
+    {
+        return Err(last_manager());
+    }
+    collaborators::Entity::delete_by_id(row.id).exec(&txn).await?;
+    let details = json!({"subject": subject});
+    audit::record(
+        &txn,
+        actor,
+        Some(tenant),
+        "collaborator.remove",
+        format!("server:{}", server.slug),
+        Some(details),
+        now,
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(())
+}

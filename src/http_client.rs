@@ -1,0 +1,18 @@
+//! Outbound HTTP clients. TLS goes through rustls with the ring provider, installed once for
+//! the process before the first client is built.
+
+use std::sync::Once;
+
+pub fn install_crypto_provider() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        // Fails only if another provider was installed first, which is just as good.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
+/// A client builder with the provider in place and a recognisable user agent.
+pub fn builder() -> reqwest::ClientBuilder {
+    install_crypto_provider();
+    reqwest::Client::builder().user_agent(concat!("mcpgate/", env!("CARGO_PKG_VERSION")))
+}

@@ -1,0 +1,118 @@
+//! Real MCP upstreams for the tests: a server built with the official Rust SDK (rmcp), and
+//! the reference server `@modelcontextprotocol/server-everything` (npm, in tests/peers).
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rmcp::handler::server::wrapper::Parameters;
+use rmcp::model::{CallToolResult, ContentBlock};
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
+use rmcp::{schemars, tool, tool_router, ErrorData};
+
+#[derive(Clone, Default)]
+pub struct Fixture;
+
+#[derive(serde::Deserialize, schemars::JsonSchema)]
+pub struct EchoArgs {
+    /// Text to send back.
+    pub message: String,
+}
+
+#[derive(serde::Deserialize, schemars::JsonSchema)]
+pub struct AddArgs {
+    pub a: i64,
+    pub b: i64,
+}
+
+#[tool_router(server_handler)]
+impl Fixture {
+    #[tool(description = "Echo a message back")]
+    fn echo(&self, Parameters(EchoArgs { message }): Parameters<EchoArgs>) -> Result<CallToolResult, ErrorData> {
+        Ok(CallToolResult::success(vec![ContentBlock::text(message)]))
+    }
+
+    #[tool(description = "Add two integers")]
+    fn add(&self, Parameters(AddArgs { a, b }): Parameters<AddArgs>) -> Result<CallToolResult, ErrorData> {
+        Ok(CallToolResult::success(vec![ContentBlock::text((a + b).to_string())]))
+    }
+}
+
+/// Starts the rmcp fixture on a random port; returns its MCP endpoint URL.
+pub async fn rmcp_upstream() -> String {
+    let service = StreamableHttpService::new(
+        || Ok(Fixture),
+        LocalSessionManager::default().into(),
+        StreamableHttpServerConfig::default(),
+    );
+    let router = axum::Router::new().nest_service("/mcp", service);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    format!("http://127.0.0.1:{port}/mcp")
+}
+
+/// A running `server-everything`, killed on drop.
+pub struct Everything {
+    child: Child,
+    pub url: String,
+}
+
+impl Drop for Everything {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Starts server-everything in `streamableHttp` or `sse` mode and waits until it accepts
+/// connections.
+pub fn everything(mode: &str) -> Everything {
+    let entry = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/peers/node_modules/@modelcontextprotocol/server-everything/dist/index.js");
+    assert!(entry.exists(), "server-everything is not installed: run `npm ci --prefix tests/peers`");
+    let port = free_port();
+    #[allow(clippy::zombie_processes)] // Everything's Drop kills and waits for it
+    let child = Command::new("node")
+        .arg(entry)
+        .arg(mode)
+        .env("PORT", port.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("node is installed");
+    let path = if mode == "sse" { "sse" } else { "mcp" };
+    let server = Everything { child, url: format!("http://127.0.0.1:{port}/{path}") };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "server-everything did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    server
+}
+
+/// A TCP port that accepts connections and never answers: an upstream that hangs.
+pub fn black_hole() -> (String, std::thread::JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let handle = std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().take(8) {
+            held.push(stream);
+        }
+        std::thread::sleep(Duration::from_secs(30));
+    });
+    (format!("http://127.0.0.1:{port}/mcp"), handle)
+}
+
+/// A port with nothing listening.
+pub fn closed_port_url() -> String {
+    format!("http://127.0.0.1:{}/mcp", free_port())
+}
