@@ -32,6 +32,13 @@ pub struct Settings {
     pub db_max_connections: u32,
     /// HTTP worker threads; 0 means one per core.
     pub workers: usize,
+    /// Master key (base64, 32 bytes) sealing secrets at rest; without it a key file in the data
+    /// directory is used (created on first start, mode 0600).
+    pub master_key: Option<SecretString>,
+    /// Longest lifetime of a personal access token, in days; also the default lifetime.
+    pub pat_max_lifetime_days: u32,
+    /// How often coalesced `last_used_at` updates are written, in seconds.
+    pub token_usage_flush_seconds: u32,
     /// Upper bound on an upstream probe (connect, initialize, tools/list), in seconds.
     pub probe_timeout_seconds: u32,
     /// `tracing` filter, e.g. `info` or `mcpgate=debug`.
@@ -58,6 +65,8 @@ struct Defaults {
     db_max_connections: u32,
     workers: usize,
     probe_timeout_seconds: u32,
+    pat_max_lifetime_days: u32,
+    token_usage_flush_seconds: u32,
     log: &'static str,
     log_format: LogFormat,
 }
@@ -71,6 +80,8 @@ const DEFAULTS: Defaults = Defaults {
     db_max_connections: 10,
     workers: 0,
     probe_timeout_seconds: 10,
+    pat_max_lifetime_days: 365,
+    token_usage_flush_seconds: 30,
     log: "info",
     log_format: LogFormat::Text,
 };
@@ -89,6 +100,9 @@ const KNOWN_KEYS: &[&str] = &[
     "db_max_connections",
     "workers",
     "probe_timeout_seconds",
+    "master_key",
+    "pat_max_lifetime_days",
+    "token_usage_flush_seconds",
     "log",
     "log_format",
 ];

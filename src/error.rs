@@ -37,6 +37,8 @@ pub enum ApiError {
     Unauthenticated,
     #[error("the email or password is not correct")]
     InvalidCredentials,
+    #[error("the bearer token is malformed, unknown, expired or revoked")]
+    InvalidToken,
     #[error("this request needs the x-csrf-token header returned at sign-in")]
     CsrfFailed,
     #[error("{0}")]
@@ -84,6 +86,7 @@ impl ApiError {
             Self::Validation(_) => (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", "Validation failed"),
             Self::Unauthenticated => (StatusCode::UNAUTHORIZED, "unauthenticated", "Authentication required"),
             Self::InvalidCredentials => (StatusCode::UNAUTHORIZED, "invalid_credentials", "Invalid credentials"),
+            Self::InvalidToken => (StatusCode::UNAUTHORIZED, "invalid_token", "Invalid token"),
             Self::CsrfFailed => (StatusCode::FORBIDDEN, "csrf_failed", "CSRF check failed"),
             Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", "Forbidden"),
             Self::NotFound => (StatusCode::NOT_FOUND, "not_found", "Not found"),
@@ -153,6 +156,9 @@ impl ApiError {
             }
             Self::Unauthenticated => {
                 response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+            }
+            Self::InvalidToken => {
+                response.insert_header((header::WWW_AUTHENTICATE, "Bearer error=\"invalid_token\""));
             }
             _ => {}
         }

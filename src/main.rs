@@ -45,6 +45,65 @@ enum Command {
     },
     /// Print the OpenAPI document.
     Openapi,
+    /// Personal access tokens and virtual-account tokens, for scripts:
+    /// `TOKEN=$(mcpgate token create --user me@example.com --name ci)`.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+        #[arg(long, global = true)]
+        data_dir: Option<PathBuf>,
+    },
+}
+
+/// Whose tokens: a user's, or a tenant's virtual account's.
+#[derive(clap::Args)]
+#[group(required = true, multiple = true)]
+struct TokenOwner {
+    /// A user's personal access tokens.
+    #[arg(long, conflicts_with_all = ["tenant", "virtual_account"])]
+    user: Option<String>,
+    /// The tenant of the virtual account.
+    #[arg(long, requires = "virtual_account")]
+    tenant: Option<String>,
+    /// A virtual account's tokens.
+    #[arg(long, requires = "tenant")]
+    virtual_account: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Create a token and print it (only it) on stdout.
+    Create {
+        #[command(flatten)]
+        owner: TokenOwner,
+        /// What the token is for.
+        #[arg(long, default_value = "cli")]
+        name: String,
+        /// Lifetime, e.g. `30d` or `12h`, or an RFC 3339 time. Personal tokens default to the
+        /// platform maximum.
+        #[arg(long)]
+        expires: Option<String>,
+    },
+    /// List tokens (never their secrets).
+    List {
+        #[command(flatten)]
+        owner: TokenOwner,
+    },
+    /// Revoke a token by id.
+    Revoke {
+        #[command(flatten)]
+        owner: TokenOwner,
+        id: String,
+    },
+    /// Issue a new virtual-account token; the previous ones keep working for the grace period.
+    Regenerate {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        virtual_account: String,
+        #[arg(long)]
+        grace_days: Option<u32>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -122,6 +181,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("created platform admin {} (id {})", user.email, user.id);
             Ok(())
         }
+        Command::Token { command, data_dir } => {
+            let settings = load(config, Overrides { data_dir, ..Default::default() })?;
+            let db = startup::open_database(&settings).await?;
+            cli_tokens::run(&db, &settings, command).await
+        }
         Command::Openapi => {
             let mut out = std::io::stdout().lock();
             match out.write_all(api::openapi_json().as_bytes()) {
@@ -136,6 +200,127 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 /// Changes made from the command line are attributed to the operator's shell.
 fn users_actor() -> mcpgate::control::audit::Actor {
     mcpgate::control::audit::Actor { subject: "cli".into(), request_id: None }
+}
+
+mod cli_tokens {
+    use chrono::{DateTime, Duration, Utc};
+    use mcpgate::control::tokens::{self, Owner};
+    use mcpgate::control::{page::PageRequest, tenants, users, virtual_accounts};
+    use mcpgate::domain::Email;
+    use mcpgate::store::entities::{tenants as tenant_rows, users as user_rows, virtual_accounts as va_rows};
+    use mcpgate::{Clock, Settings};
+    use sea_orm::DatabaseConnection;
+
+    use super::{users_actor, TokenCommand, TokenOwner};
+
+    enum Resolved {
+        User(user_rows::Model),
+        Account(tenant_rows::Model, va_rows::Model),
+    }
+
+    fn api(e: mcpgate::ApiError) -> anyhow::Error {
+        anyhow::anyhow!("{}", e.problem(None).detail)
+    }
+
+    async fn resolve(db: &DatabaseConnection, owner: &TokenOwner) -> anyhow::Result<Resolved> {
+        match (&owner.user, &owner.tenant, &owner.virtual_account) {
+            (Some(email), _, _) => {
+                let email = Email::parse("user", email).map_err(|e| anyhow::anyhow!("--user: {}", e.message))?;
+                let user = users::find_by_email(db, &email)
+                    .await
+                    .map_err(api)?
+                    .ok_or_else(|| anyhow::anyhow!("no user {email}"))?;
+                Ok(Resolved::User(user))
+            }
+            (None, Some(tenant), Some(name)) => {
+                let tenant = tenants::find_by_slug(db, tenant)
+                    .await
+                    .map_err(api)?
+                    .ok_or_else(|| anyhow::anyhow!("no tenant {tenant}"))?;
+                let va = virtual_accounts::get(db, &tenant, name)
+                    .await
+                    .map_err(|_| anyhow::anyhow!("no virtual account {name} in tenant {}", tenant.slug))?;
+                Ok(Resolved::Account(tenant, va))
+            }
+            _ => anyhow::bail!("name either --user, or --tenant with --virtual-account"),
+        }
+    }
+
+    /// `30d`, `12h`, `90m`, or an RFC 3339 time.
+    fn parse_expiry(raw: &str, now: DateTime<Utc>) -> anyhow::Result<DateTime<Utc>> {
+        let (number, unit) = raw.split_at(raw.len().saturating_sub(1));
+        let span = number.parse::<i64>().ok().and_then(|n| match unit {
+            "d" => Some(Duration::days(n)),
+            "h" => Some(Duration::hours(n)),
+            "m" => Some(Duration::minutes(n)),
+            _ => None,
+        });
+        match span {
+            Some(span) if span > Duration::zero() => Ok(now + span),
+            _ => DateTime::parse_from_rfc3339(raw)
+                .map(|t| t.with_timezone(&Utc))
+                .map_err(|_| anyhow::anyhow!("--expires: use e.g. 30d, 12h, or an RFC 3339 time")),
+        }
+    }
+
+    pub async fn run(db: &DatabaseConnection, settings: &Settings, command: TokenCommand) -> anyhow::Result<()> {
+        let now = Clock::system().now();
+        let actor = users_actor();
+        match command {
+            TokenCommand::Create { owner, name, expires } => {
+                let requested = expires.as_deref().map(|e| parse_expiry(e, now)).transpose()?;
+                let issued = match resolve(db, &owner).await? {
+                    Resolved::User(user) => {
+                        let max = Duration::days(i64::from(settings.pat_max_lifetime_days));
+                        let at = requested.unwrap_or(now + max);
+                        if at > now + max {
+                            anyhow::bail!("--expires: at most {} days", max.num_days());
+                        }
+                        tokens::issue_pat(db, &actor, &user, name, Some(at), now).await.map_err(api)?
+                    }
+                    Resolved::Account(tenant, va) => {
+                        tokens::issue_va_token(db, &actor, &tenant, &va, name, requested, now).await.map_err(api)?
+                    }
+                };
+                println!("{}", issued.secret);
+            }
+            TokenCommand::Regenerate { tenant, virtual_account, grace_days } => {
+                let owner = TokenOwner { user: None, tenant: Some(tenant), virtual_account: Some(virtual_account) };
+                let Resolved::Account(tenant, va) = resolve(db, &owner).await? else { unreachable!() };
+                let issued =
+                    virtual_accounts::regenerate(db, &actor, &tenant, &va, grace_days, now).await.map_err(api)?;
+                println!("{}", issued.secret);
+            }
+            TokenCommand::List { owner } => {
+                let page = PageRequest { limit: 200, ..Default::default() };
+                let rows = match resolve(db, &owner).await? {
+                    Resolved::User(user) => tokens::list_for_user(db, user.id, page).await.map_err(api)?,
+                    Resolved::Account(_, va) => tokens::list_for_virtual_account(db, va.id, page).await.map_err(api)?,
+                };
+                println!("{:<36}  {:<14}  {:<8}  {:<25}  NAME", "ID", "PREFIX", "STATUS", "EXPIRES");
+                for t in rows.items {
+                    let status = if t.revoked_at.is_some() {
+                        "revoked"
+                    } else if tokens::is_active(&t, now) {
+                        "active"
+                    } else {
+                        "expired"
+                    };
+                    let expires = t.expires_at.map(|e| e.to_rfc3339()).unwrap_or_else(|| "never".into());
+                    println!("{:<36}  {:<14}  {:<8}  {:<25}  {}", t.public_id, t.prefix, status, expires, t.name);
+                }
+            }
+            TokenCommand::Revoke { owner, id } => {
+                let (tenant, owner) = match resolve(db, &owner).await? {
+                    Resolved::User(user) => (None, Owner::User(user.id)),
+                    Resolved::Account(tenant, va) => (Some(tenant), Owner::VirtualAccount(va.id)),
+                };
+                tokens::revoke(db, &actor, tenant.as_ref(), owner, &id, now).await.map_err(api)?;
+                eprintln!("revoked {id}");
+            }
+        }
+        Ok(())
+    }
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {

@@ -16,10 +16,12 @@ use utoipa_scalar::{Scalar, Servable};
 
 use crate::api;
 use crate::auth::password;
+use crate::auth::seal::Sealer;
 use crate::auth::throttle::LoginThrottle;
 use crate::clock::Clock;
 use crate::config::Settings;
-use crate::control::{sessions, users};
+use crate::control::tokens::UsageRecorder;
+use crate::control::{sessions, users, virtual_accounts};
 use crate::error::ApiError;
 use crate::store;
 
@@ -29,12 +31,15 @@ pub struct AppState {
     pub clock: Clock,
     pub settings: Arc<Settings>,
     pub throttle: LoginThrottle,
+    pub token_usage: UsageRecorder,
+    pub sealer: Sealer,
 }
 
 pub struct Application {
     port: u16,
     server: Server,
     pub bootstrap: users::Bootstrap,
+    /// Shared state, for embedding and tests (e.g. to run a background job on demand).
     pub state: web::Data<AppState>,
 }
 
@@ -66,7 +71,15 @@ impl Application {
             chrono::Duration::minutes(i64::from(settings.login_window_minutes)),
         );
         let workers = settings.workers;
-        let state = web::Data::new(AppState { db, clock, settings: Arc::new(settings), throttle });
+        let sealer = Sealer::load(settings.master_key.as_ref(), &settings.data_dir)?;
+        let state = web::Data::new(AppState {
+            db,
+            clock,
+            settings: Arc::new(settings),
+            throttle,
+            token_usage: UsageRecorder::default(),
+            sealer,
+        });
         let doc = web::Data::new(api::openapi_json());
         let spec = api::openapi();
 
@@ -93,7 +106,7 @@ impl Application {
         }
         let server = server.run();
 
-        spawn_session_purge(state.clone());
+        spawn_background_jobs(state.clone());
         Ok(Self { port, server, bootstrap, state })
     }
 
@@ -110,12 +123,28 @@ async fn serve_openapi(doc: web::Data<String>) -> HttpResponse {
     HttpResponse::Ok().content_type("application/json").body(doc.get_ref().clone())
 }
 
-/// Deletes expired sessions now and then so the table does not grow forever.
-fn spawn_session_purge(state: web::Data<AppState>) {
+/// Housekeeping on timers: token usage flushes, scheduled token rotation, expired sessions.
+fn spawn_background_jobs(state: web::Data<AppState>) {
+    let usage = state.clone();
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(600));
+        let every = Duration::from_secs(u64::from(usage.settings.token_usage_flush_seconds.max(1)));
+        let mut tick = tokio::time::interval(every);
         loop {
             tick.tick().await;
+            if let Err(e) = usage.token_usage.flush(&usage.db).await {
+                tracing::warn!(error = %e, "writing token last-used times failed");
+            }
+        }
+    });
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(300));
+        loop {
+            tick.tick().await;
+            match virtual_accounts::rotate_due(&state.db, &state.sealer, state.clock.now()).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(rotated = n, "virtual-account tokens rotated on schedule"),
+                Err(e) => tracing::warn!(error = %e, "scheduled token rotation failed"),
+            }
             match sessions::purge_expired(&state.db, state.clock.now()).await {
                 Ok(0) => {}
                 Ok(n) => tracing::debug!(purged = n, "expired sessions removed"),

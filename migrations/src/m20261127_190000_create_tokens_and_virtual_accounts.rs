@@ -35,6 +35,7 @@ enum VirtualAccounts {
 enum AccessTokens {
     Table,
     Id,
+    PublicId,
     Kind,
     UserId,
     VirtualAccountId,
@@ -45,6 +46,7 @@ enum AccessTokens {
     ExpiresAt,
     LastUsedAt,
     RevokedAt,
+    PendingSecret,
 }
 
 #[async_trait::async_trait]
@@ -90,8 +92,9 @@ impl MigrationTrait for Migration {
             .create_table(
                 Table::create()
                     .table(AccessTokens::Table)
-                    // A random public id (uuid), so token ids reveal nothing about volume.
-                    .col(ColumnDef::new(AccessTokens::Id).string_len(36).not_null().primary_key())
+                    .col(ColumnDef::new(AccessTokens::Id).big_integer().not_null().auto_increment().primary_key())
+                    // The id the API shows: random, so it reveals nothing about volume.
+                    .col(ColumnDef::new(AccessTokens::PublicId).string_len(36).not_null().unique_key())
                     // `pat` or `va`.
                     .col(ColumnDef::new(AccessTokens::Kind).string_len(8).not_null())
                     .col(ColumnDef::new(AccessTokens::UserId).big_integer().null())
@@ -104,6 +107,9 @@ impl MigrationTrait for Migration {
                     .col(ColumnDef::new(AccessTokens::ExpiresAt).timestamp_with_time_zone().null())
                     .col(ColumnDef::new(AccessTokens::LastUsedAt).timestamp_with_time_zone().null())
                     .col(ColumnDef::new(AccessTokens::RevokedAt).timestamp_with_time_zone().null())
+                    // A token issued by scheduled rotation, sealed under the master key until its
+                    // one-time pickup; NULL otherwise.
+                    .col(ColumnDef::new(AccessTokens::PendingSecret).text().null())
                     .foreign_key(
                         ForeignKey::create()
                             .from(AccessTokens::Table, AccessTokens::UserId)

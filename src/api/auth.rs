@@ -131,7 +131,7 @@ pub async fn logout(state: web::Data<AppState>, principal: Principal) -> ApiResu
 #[get("/me")]
 pub async fn me(principal: Principal) -> ApiResult<web::Json<MeResponse>> {
     let csrf_token = principal.csrf_token().map(str::to_owned);
-    Ok(web::Json(MeResponse { user: principal.user.into(), csrf_token }))
+    Ok(web::Json(MeResponse { user: principal.user()?.clone().into(), csrf_token }))
 }
 
 /// Change your own password. Your other sessions end; this one stays.
@@ -153,7 +153,7 @@ pub async fn change_password(
     users::change_own_password(
         &state.db,
         &principal.actor(),
-        &principal.user,
+        principal.user()?,
         body.current_password,
         new,
         principal.session_id(),

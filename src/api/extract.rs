@@ -3,6 +3,7 @@
 //! every handler.
 
 use actix_web::dev::Payload;
+use actix_web::http::header::AUTHORIZATION;
 use actix_web::http::Method;
 use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
 use futures_util::future::LocalBoxFuture;
@@ -10,7 +11,10 @@ use tracing_actix_web::RequestId;
 
 use crate::auth::session::{csrf_matches, csrf_token, CSRF_HEADER, SESSION_COOKIE};
 use crate::control::audit::Actor;
+use crate::control::caller::Caller;
 use crate::control::servers::{self, ServerRole};
+use crate::control::tokens;
+use crate::control::virtual_accounts::TENANT_ADMIN;
 use crate::control::{sessions, tenants};
 use crate::domain::TenantRole;
 use crate::error::ApiError;
@@ -20,13 +24,16 @@ use crate::store::entities::{servers as server_rows, tenants as tenant_rows, use
 /// How the caller authenticated.
 #[derive(Clone, Debug)]
 pub enum Credential {
+    /// Console session cookie (unsafe methods also carry the CSRF token).
     Session { id: i64, csrf_token: String },
+    /// `Authorization: Bearer` with a personal access or virtual-account token.
+    Token { id: i64 },
 }
 
-/// An authenticated, enabled user.
+/// An authenticated caller: an enabled user, or a live virtual account.
 #[derive(Clone, Debug)]
 pub struct Principal {
-    pub user: users::Model,
+    pub caller: Caller,
     pub credential: Credential,
     /// Id of the request being served, for the audit trail.
     pub request_id: Option<String>,
@@ -35,19 +42,28 @@ pub struct Principal {
 impl Principal {
     /// The audit identity of this caller.
     pub fn actor(&self) -> Actor {
-        Actor { subject: format!("user:{}", self.user.email), request_id: self.request_id.clone() }
+        Actor { subject: self.caller.label(), request_id: self.request_id.clone() }
     }
 
     pub fn session_id(&self) -> Option<i64> {
         match &self.credential {
             Credential::Session { id, .. } => Some(*id),
+            Credential::Token { .. } => None,
         }
     }
 
     pub fn csrf_token(&self) -> Option<&str> {
         match &self.credential {
             Credential::Session { csrf_token, .. } => Some(csrf_token),
+            Credential::Token { .. } => None,
         }
+    }
+
+    /// The person behind the request; virtual accounts have no personal account.
+    pub fn user(&self) -> Result<&users::Model, ApiError> {
+        self.caller
+            .user()
+            .ok_or_else(|| ApiError::forbidden("this is for people; a virtual account has no personal account"))
     }
 }
 
@@ -59,6 +75,42 @@ pub fn state(req: &HttpRequest) -> Result<web::Data<AppState>, ApiError> {
 
 fn is_safe(method: &Method) -> bool {
     matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
+/// The bearer token, if an `Authorization` header is present at all: a header that is not a
+/// usable bearer token yields an empty string, which fails authentication as an invalid token
+/// instead of silently falling back to the session cookie.
+fn bearer(req: &HttpRequest) -> Option<String> {
+    let value = req.headers().get(AUTHORIZATION)?;
+    let token = value
+        .to_str()
+        .ok()
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim().to_owned());
+    Some(token.unwrap_or_default())
+}
+
+async fn authenticate(req: &HttpRequest) -> Result<(Caller, Credential), ApiError> {
+    let state = state(req)?;
+    let now = state.clock.now();
+    if let Some(presented) = bearer(req) {
+        // Tokens are not sent by browsers on their own, so they need no CSRF token.
+        let (row, caller) = tokens::authenticate(&state.db, &presented, now).await?.ok_or(ApiError::InvalidToken)?;
+        state.token_usage.record(row.id, now);
+        return Ok((caller, Credential::Token { id: row.id }));
+    }
+    let secret = req.cookie(SESSION_COOKIE).map(|c| c.value().to_owned()).ok_or(ApiError::Unauthenticated)?;
+    let (session, user) = sessions::lookup(&state.db, &secret, now).await?.ok_or(ApiError::Unauthenticated)?;
+    // Cookies ride along on cross-site requests; a state change must also prove it came from
+    // a page that could read the CSRF token.
+    if !is_safe(req.method()) {
+        let presented = req.headers().get(CSRF_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");
+        if !csrf_matches(&secret, presented) {
+            return Err(ApiError::CsrfFailed);
+        }
+    }
+    Ok((Caller::User(user), Credential::Session { id: session.id, csrf_token: csrf_token(&secret) }))
 }
 
 impl FromRequest for Principal {
@@ -73,24 +125,9 @@ impl FromRequest for Principal {
         }
         let req = req.clone();
         Box::pin(async move {
-            let state = state(&req)?;
-            let secret = req.cookie(SESSION_COOKIE).map(|c| c.value().to_owned()).ok_or(ApiError::Unauthenticated)?;
-            let (session, user) =
-                sessions::lookup(&state.db, &secret, state.clock.now()).await?.ok_or(ApiError::Unauthenticated)?;
-            // Cookies ride along on cross-site requests; a state change must also prove it
-            // came from a page that could read the CSRF token.
-            if !is_safe(req.method()) {
-                let presented = req.headers().get(CSRF_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");
-                if !csrf_matches(&secret, presented) {
-                    return Err(ApiError::CsrfFailed);
-                }
-            }
+            let (caller, credential) = authenticate(&req).await?;
             let request_id = req.extensions().get::<RequestId>().map(|id| id.to_string());
-            let principal = Principal {
-                user,
-                credential: Credential::Session { id: session.id, csrf_token: csrf_token(&secret) },
-                request_id,
-            };
+            let principal = Principal { caller, credential, request_id };
             req.extensions_mut().insert(principal.clone());
             Ok(principal)
         })
@@ -108,7 +145,7 @@ impl FromRequest for PlatformAdmin {
         let principal = Principal::from_request(req, payload);
         Box::pin(async move {
             let principal = principal.await?;
-            if !principal.user.is_platform_admin {
+            if !principal.caller.is_platform_admin() {
                 return Err(ApiError::forbidden("this needs platform admin rights"));
             }
             Ok(PlatformAdmin(principal))
@@ -116,8 +153,9 @@ impl FromRequest for PlatformAdmin {
     }
 }
 
-/// A caller who may see the tenant named by the `{tenant}` path segment: a member, or a
-/// platform admin. Anyone else gets 404, exactly as for a tenant that does not exist.
+/// A caller who may see the tenant named by the `{tenant}` path segment: a member, a platform
+/// admin, or a virtual account of that tenant. Anyone else gets 404, exactly as for a tenant
+/// that does not exist.
 pub struct TenantAccess {
     pub principal: Principal,
     pub tenant: tenant_rows::Model,
@@ -128,7 +166,7 @@ pub struct TenantAccess {
 impl TenantAccess {
     /// Platform admins act as tenant admins everywhere.
     pub fn is_admin(&self) -> bool {
-        self.principal.user.is_platform_admin || self.membership == Some(TenantRole::Admin)
+        self.principal.caller.is_platform_admin() || self.membership == Some(TenantRole::Admin)
     }
 }
 
@@ -144,8 +182,19 @@ impl FromRequest for TenantAccess {
             let state = state(&req)?;
             let slug = req.match_info().get("tenant").ok_or(ApiError::NotFound)?;
             let tenant = tenants::find_by_slug(&state.db, slug).await?.ok_or(ApiError::NotFound)?;
-            let membership = tenants::role_of(&state.db, tenant.id, principal.user.id).await?;
-            if membership.is_none() && !principal.user.is_platform_admin {
+            let membership = match &principal.caller {
+                Caller::User(user) => tenants::role_of(&state.db, tenant.id, user.id).await?,
+                // An account belongs to its tenant; the tenant `admin` role makes it an admin there.
+                Caller::VirtualAccount(va) if va.tenant_id == tenant.id => {
+                    Some(if va.tenant_role.as_deref() == Some(TENANT_ADMIN) {
+                        TenantRole::Admin
+                    } else {
+                        TenantRole::Member
+                    })
+                }
+                Caller::VirtualAccount(_) => None,
+            };
+            if membership.is_none() && !principal.caller.is_platform_admin() {
                 return Err(ApiError::NotFound);
             }
             Ok(TenantAccess { principal, tenant, membership })
@@ -198,9 +247,10 @@ impl FromRequest for ServerAccess {
             let state = state(&req)?;
             let slug = req.match_info().get("server").ok_or(ApiError::NotFound)?;
             let server = servers::get(&state.db, &tenant.tenant, slug).await?;
-            let role = servers::role_of(&state.db, &tenant.tenant, &tenant.principal.user, tenant.is_admin(), &server)
-                .await?
-                .ok_or(ApiError::NotFound)?;
+            let role =
+                servers::role_of(&state.db, &tenant.tenant, &tenant.principal.caller, tenant.is_admin(), &server)
+                    .await?
+                    .ok_or(ApiError::NotFound)?;
             Ok(ServerAccess { tenant, server, role })
         })
     }

@@ -13,11 +13,13 @@ pub mod responses;
 pub mod servers;
 pub mod teams;
 pub mod tenants;
+pub mod tokens;
 pub mod users;
 pub mod views;
+pub mod virtual_accounts;
 
 use actix_web::App;
-use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::OpenApi as OpenApiDoc;
 use utoipa::{Modify, OpenApi};
 use utoipa_actix_web::scope::scope;
@@ -51,7 +53,7 @@ pub use validate;
                        session cookie, and on unsafe methods the `x-csrf-token` header."
     ),
     modifiers(&SecuritySchemes),
-    security(("session" = [])),
+    security(("session" = []), ("token" = [])),
     components(schemas(crate::error::Problem, crate::error::FieldError)),
     tags(
         (name = "auth", description = "Sign-in and the caller's own account"),
@@ -62,6 +64,8 @@ pub use validate;
         (name = "servers", description = "MCP servers: remote upstreams and virtual compositions"),
         (name = "collaborators", description = "Who may use and manage a server"),
         (name = "audit", description = "The tenant's audit trail"),
+        (name = "tokens", description = "Personal access tokens (`mgw_pat_…`)"),
+        (name = "virtual_accounts", description = "Non-human identities for automation and their tokens (`mgw_va_…`)"),
         (name = "health", description = "Probes")
     )
 )]
@@ -79,6 +83,15 @@ impl Modify for SecuritySchemes {
                 "Console session from POST /api/v1/auth/login; unsafe methods also need x-csrf-token",
             ))),
         );
+        components.add_security_scheme(
+            "token",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("A personal access token (mgw_pat_…) or virtual-account token (mgw_va_…)"))
+                    .build(),
+            ),
+        );
     }
 }
 
@@ -90,10 +103,17 @@ pub fn configure(cfg: &mut ServiceConfig) {
             .service(auth::logout)
             .service(auth::me)
             .service(auth::change_password)
+            .service(tokens::create_token)
+            .service(tokens::list_tokens)
+            .service(tokens::revoke_all_tokens)
+            .service(tokens::revoke_token)
             .service(users::list_users)
             .service(users::create_user)
             .service(users::get_user)
             .service(users::update_user)
+            .service(users::delete_user)
+            .service(tokens::list_user_tokens)
+            .service(tokens::revoke_user_token)
             .service(tenants::list_tenants)
             .service(tenants::create_tenant)
             .service(tenants::get_tenant)
@@ -121,7 +141,17 @@ pub fn configure(cfg: &mut ServiceConfig) {
             .service(servers::list_collaborators)
             .service(servers::put_collaborator)
             .service(servers::remove_collaborator)
-            .service(audit::list_audit_events),
+            .service(audit::list_audit_events)
+            .service(virtual_accounts::list_accounts)
+            .service(virtual_accounts::create_account)
+            .service(virtual_accounts::get_account)
+            .service(virtual_accounts::update_account)
+            .service(virtual_accounts::delete_account)
+            .service(virtual_accounts::issue_token)
+            .service(virtual_accounts::regenerate_token)
+            .service(virtual_accounts::list_account_tokens)
+            .service(virtual_accounts::revoke_account_token)
+            .service(virtual_accounts::claim_token),
     );
 }
 

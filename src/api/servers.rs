@@ -349,11 +349,12 @@ pub async fn list_servers(
     access: TenantAccess,
     query: web::Query<PageQuery>,
 ) -> ApiResult<web::Json<Page<ServerView>>> {
-    let user = &access.principal.user;
-    let paged = servers::list_visible(&state.db, &access.tenant, user, access.is_admin(), query.to_request()?).await?;
+    let caller = &access.principal.caller;
+    let paged =
+        servers::list_visible(&state.db, &access.tenant, caller, access.is_admin(), query.to_request()?).await?;
     let mut items = Vec::with_capacity(paged.items.len());
     for server in paged.items {
-        let role = servers::role_of(&state.db, &access.tenant, user, access.is_admin(), &server)
+        let role = servers::role_of(&state.db, &access.tenant, caller, access.is_admin(), &server)
             .await?
             .unwrap_or(ServerRole::User);
         let detail = servers::detail(&state.db, server).await?;
@@ -423,7 +424,7 @@ pub async fn create_server(
     let new = NewServer { slug, display_name, description, tags, tool_settings, kind };
     let actor = access.principal.actor();
     let detail =
-        servers::create(&state.db, &actor, &access.tenant, &access.principal.user, new, state.clock.now()).await?;
+        servers::create(&state.db, &actor, &access.tenant, &access.principal.caller, new, state.clock.now()).await?;
     Ok(HttpResponse::Created().json(view(&state, &access.tenant.slug, detail, ServerRole::Manager)))
 }
 

@@ -55,9 +55,12 @@ pub async fn list_tenants(
     principal: Principal,
     query: web::Query<PageQuery>,
 ) -> ApiResult<web::Json<Page<TenantView>>> {
-    let paged = tenants::list_visible(&state.db, &principal.user, query.to_request()?).await?;
+    let paged = tenants::list_visible(&state.db, &principal.caller, query.to_request()?).await?;
     let ids: Vec<i64> = paged.items.iter().map(|t| t.id).collect();
-    let roles = tenants::roles_in(&state.db, principal.user.id, ids).await?;
+    let roles = match principal.caller.user() {
+        Some(user) => tenants::roles_in(&state.db, user.id, ids).await?,
+        None => Default::default(),
+    };
     Ok(web::Json(Page::from_paged(paged, |t| {
         let role = roles.get(&t.id).copied();
         TenantView::new(t, role)
@@ -134,7 +137,7 @@ pub async fn update_tenant(
 )]
 #[delete("/tenants/{tenant}")]
 pub async fn delete_tenant(state: web::Data<AppState>, access: TenantAccess) -> ApiResult<HttpResponse> {
-    if !access.principal.user.is_platform_admin {
+    if !access.principal.caller.is_platform_admin() {
         return Err(crate::error::ApiError::forbidden("deleting a tenant needs platform admin rights"));
     }
     tenants::delete(&state.db, &access.principal.actor(), access.tenant, state.clock.now()).await?;

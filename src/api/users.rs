@@ -1,6 +1,6 @@
 //! Platform user management (platform admins only).
 
-use actix_web::{get, patch, post, web, HttpResponse};
+use actix_web::{delete, get, patch, post, web, HttpResponse};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use utoipa::ToSchema;
@@ -121,4 +121,21 @@ pub async fn update_user(
         UserPatch { display_name, password, disabled: body.disabled, is_platform_admin: body.is_platform_admin };
     let user = users::update(&state.db, &admin.actor(), id.into_inner(), patch, state.clock.now()).await?;
     Ok(web::Json(user.into()))
+}
+
+/// Delete a user: their sessions, tokens and memberships go too; what they created for a
+/// tenant (servers, virtual accounts) stays.
+#[utoipa::path(
+    tag = "users",
+    params(("id" = i64, Path, description = "User id")),
+    responses((status = 204, description = "Deleted"), Unauthorized, Forbidden, NotFound, Conflict, Internal)
+)]
+#[delete("/users/{id}")]
+pub async fn delete_user(
+    state: web::Data<AppState>,
+    PlatformAdmin(admin): PlatformAdmin,
+    id: web::Path<i64>,
+) -> ApiResult<HttpResponse> {
+    users::delete(&state.db, &admin.actor(), id.into_inner(), state.clock.now()).await?;
+    Ok(HttpResponse::NoContent().finish())
 }

@@ -1,5 +1,7 @@
 //! Credentials: password hashing, console session secrets, sign-in throttling.
 
 pub mod password;
+pub mod seal;
 pub mod session;
 pub mod throttle;
+pub mod token;

@@ -3,6 +3,7 @@
 //! time matters, `now`.
 
 pub mod audit;
+pub mod caller;
 pub mod legacy_sse;
 pub mod members;
 pub mod page;
@@ -11,5 +12,6 @@ pub mod servers;
 pub mod sessions;
 pub mod teams;
 pub mod tenants;
+pub mod tokens;
 pub mod users;
 pub mod virtual_accounts;

@@ -15,6 +15,7 @@ use serde_json::{json, Value};
 use utoipa::ToSchema;
 
 use crate::control::audit::{self, Actor};
+use crate::control::caller::Caller;
 use crate::control::page::{self, PageRequest, Paged};
 use crate::control::teams::EVERYONE;
 use crate::domain::{DisplayName, Email, Slug};
@@ -374,7 +375,7 @@ pub async fn create<C: TransactionTrait>(
     db: &C,
     actor: &Actor,
     tenant: &tenants::Model,
-    creator: &users::Model,
+    creator: &Caller,
     new: NewServer,
     now: DateTime<Utc>,
 ) -> ApiResult<ServerDetail> {
@@ -417,8 +418,8 @@ pub async fn create<C: TransactionTrait>(
     }
     collaborators::ActiveModel {
         server_id: Set(server.id),
-        subject_kind: Set(SubjectKind::User.as_str().to_owned()),
-        subject_id: Set(creator.id),
+        subject_kind: Set(creator.subject().0.as_str().to_owned()),
+        subject_id: Set(creator.subject().1),
         role: Set(ServerRole::Manager.as_str().to_owned()),
         created_at: Set(now),
         ..Default::default()
@@ -585,6 +586,16 @@ async fn team_ids_of(db: &impl ConnectionTrait, tenant: &tenants::Model, user_id
     Ok(ids)
 }
 
+/// Collaborator rows that apply to a caller: their own, and (for people) their teams'.
+async fn caller_condition(db: &impl ConnectionTrait, tenant: &tenants::Model, caller: &Caller) -> ApiResult<Condition> {
+    Ok(match caller {
+        Caller::User(user) => subject_condition(user.id, team_ids_of(db, tenant, user.id).await?),
+        Caller::VirtualAccount(va) => Condition::all()
+            .add(collaborators::Column::SubjectKind.eq(SubjectKind::VirtualAccount.as_str()))
+            .add(collaborators::Column::SubjectId.eq(va.id)),
+    })
+}
+
 fn subject_condition(user_id: i64, team_ids: Vec<i64>) -> Condition {
     Condition::any()
         .add(
@@ -604,17 +615,17 @@ fn subject_condition(user_id: i64, team_ids: Vec<i64>) -> Condition {
 pub async fn role_of(
     db: &impl ConnectionTrait,
     tenant: &tenants::Model,
-    user: &users::Model,
+    caller: &Caller,
     tenant_admin: bool,
     server: &servers::Model,
 ) -> ApiResult<Option<ServerRole>> {
     if tenant_admin {
         return Ok(Some(ServerRole::Manager));
     }
-    let team_ids = team_ids_of(db, tenant, user.id).await?;
+    let condition = caller_condition(db, tenant, caller).await?;
     Ok(collaborators::Entity::find()
         .filter(collaborators::Column::ServerId.eq(server.id))
-        .filter(subject_condition(user.id, team_ids))
+        .filter(condition)
         .all(db)
         .await?
         .iter()
@@ -626,20 +637,15 @@ pub async fn role_of(
 pub async fn list_visible(
     db: &impl ConnectionTrait,
     tenant: &tenants::Model,
-    user: &users::Model,
+    caller: &Caller,
     tenant_admin: bool,
     page: PageRequest,
 ) -> ApiResult<Paged<servers::Model>> {
     let mut select = servers::Entity::find().filter(servers::Column::TenantId.eq(tenant.id));
     if !tenant_admin {
-        let team_ids = team_ids_of(db, tenant, user.id).await?;
-        let ids: Vec<i64> = collaborators::Entity::find()
-            .filter(subject_condition(user.id, team_ids))
-            .all(db)
-            .await?
-            .into_iter()
-            .map(|c| c.server_id)
-            .collect();
+        let condition = caller_condition(db, tenant, caller).await?;
+        let ids: Vec<i64> =
+            collaborators::Entity::find().filter(condition).all(db).await?.into_iter().map(|c| c.server_id).collect();
         select = select.filter(servers::Column::Id.is_in(ids));
     }
     Ok(page::fetch(db, select, servers::Column::Id, |s| s.id, page).await?)

@@ -7,11 +7,12 @@ use sea_orm::sea_query::Query;
 use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set, TransactionTrait};
 
 use crate::control::audit::{self, Actor};
+use crate::control::caller::Caller;
 use crate::control::page::{self, PageRequest, Paged};
 use crate::control::teams::EVERYONE;
 use crate::domain::{DisplayName, Slug, TenantRole};
 use crate::error::{ApiError, ApiResult};
-use crate::store::entities::{servers, teams, tenant_members, tenants, users, virtual_members};
+use crate::store::entities::{servers, teams, tenant_members, tenants, virtual_members};
 
 /// Creates a tenant with its built-in `everyone` team, atomically.
 pub async fn create<C: TransactionTrait>(
@@ -55,11 +56,13 @@ pub async fn find_by_slug(db: &impl ConnectionTrait, slug: &str) -> ApiResult<Op
 /// The tenants a user can see: all of them for a platform admin, else those they belong to.
 pub async fn list_visible(
     db: &impl ConnectionTrait,
-    user: &users::Model,
+    caller: &Caller,
     page: PageRequest,
 ) -> ApiResult<Paged<tenants::Model>> {
     let mut select = tenants::Entity::find();
-    if !user.is_platform_admin {
+    if let Caller::VirtualAccount(va) = caller {
+        select = select.filter(tenants::Column::Id.eq(va.tenant_id));
+    } else if let Some(user) = caller.user().filter(|u| !u.is_platform_admin) {
         select = select.filter(
             tenants::Column::Id.in_subquery(
                 Query::select()

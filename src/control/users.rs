@@ -11,10 +11,11 @@ use secrecy::SecretString;
 use crate::auth::password;
 use crate::control::audit::{self, Actor};
 use crate::control::page::{self, PageRequest, Paged};
+use crate::control::servers::SubjectKind;
 use crate::control::sessions;
 use crate::domain::{DisplayName, Email, NewPassword};
 use crate::error::{ApiError, ApiResult};
-use crate::store::entities::users;
+use crate::store::entities::{collaborators, users};
 
 pub struct NewUser {
     pub email: Email,
@@ -135,6 +136,30 @@ pub async fn update<C: TransactionTrait>(
     audit::record(&txn, actor, None, "user.update", format!("user:{}", user.email), Some(details), now).await?;
     txn.commit().await?;
     Ok(user)
+}
+
+/// Deletes a user with their sessions, tokens, memberships and direct collaborations. What
+/// they created for a tenant (servers, virtual accounts) stays: it belongs to the tenant.
+pub async fn delete<C: TransactionTrait>(db: &C, actor: &Actor, id: i64, now: DateTime<Utc>) -> ApiResult<()> {
+    let txn = db.begin().await?;
+    let user = get(&txn, id).await?;
+    if user.is_platform_admin && !user.disabled && active_admin_count(&txn).await? <= 1 {
+        return Err(ApiError::conflict(
+            "last_admin",
+            None,
+            "this is the last active platform admin; make another user a platform admin first",
+        ));
+    }
+    collaborators::Entity::delete_many()
+        .filter(collaborators::Column::SubjectKind.eq(SubjectKind::User.as_str()))
+        .filter(collaborators::Column::SubjectId.eq(user.id))
+        .exec(&txn)
+        .await?;
+    // Sessions, tokens, memberships and team memberships cascade with the row.
+    users::Entity::delete_by_id(user.id).exec(&txn).await?;
+    audit::record(&txn, actor, None, "user.delete", format!("user:{}", user.email), None, now).await?;
+    txn.commit().await?;
+    Ok(())
 }
 
 async fn active_admin_count(db: &impl ConnectionTrait) -> ApiResult<u64> {

@@ -13,6 +13,7 @@ pub const ADMIN_PASSWORD: &str = "admin-password-for-tests";
 pub struct TestApp {
     pub base: String,
     pub clock: Clock,
+    pub state: actix_web::web::Data<mcpgate::startup::AppState>,
     _dir: tempfile::TempDir,
 }
 
@@ -52,8 +53,9 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
     let clock = Clock::system();
     let app = Application::build(settings, clock.clone()).await.expect("build application");
     let base = format!("http://127.0.0.1:{}", app.port());
+    let state = app.state.clone();
     tokio::spawn(app.run_until_stopped());
-    TestApp { base, clock, _dir: dir }
+    TestApp { base, clock, state, _dir: dir }
 }
 
 /// An HTTP client with its own cookie jar, which sends the CSRF token once it has one.
@@ -133,6 +135,15 @@ impl Client {
     }
     pub async fn delete(&self, path: &str) -> Reply {
         self.send(Method::DELETE, path, None).await
+    }
+
+    /// A client that authenticates with a bearer token instead of a session.
+    pub fn with_token(base: &str, token: &str) -> Self {
+        mcpgate::http_client::install_crypto_provider();
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert("authorization", format!("Bearer {token}").parse().expect("header value"));
+        let http = reqwest::Client::builder().default_headers(headers).build().expect("client");
+        Self { base: base.to_owned(), http, csrf: None }
     }
 
     pub async fn login(&mut self, email: &str, password: &str) -> Reply {

@@ -13,4 +13,5 @@ mod process;
 mod servers;
 mod teams;
 mod tenants;
+mod tokens;
 mod users;

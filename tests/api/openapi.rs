@@ -88,6 +88,23 @@ fn every_operation_documents_its_errors() {
         "PUT /api/v1/tenants/{tenant}/servers/{server}/collaborators",
         "DELETE /api/v1/tenants/{tenant}/servers/{server}/collaborators/{subject}",
         "GET /api/v1/tenants/{tenant}/audit-events",
+        "DELETE /api/v1/users/{id}",
+        "POST /api/v1/me/tokens",
+        "GET /api/v1/me/tokens",
+        "DELETE /api/v1/me/tokens/{id}",
+        "POST /api/v1/me/tokens/revoke-all",
+        "GET /api/v1/users/{id}/tokens",
+        "DELETE /api/v1/users/{id}/tokens/{token}",
+        "GET /api/v1/tenants/{tenant}/virtual-accounts",
+        "POST /api/v1/tenants/{tenant}/virtual-accounts",
+        "GET /api/v1/tenants/{tenant}/virtual-accounts/{name}",
+        "PATCH /api/v1/tenants/{tenant}/virtual-accounts/{name}",
+        "DELETE /api/v1/tenants/{tenant}/virtual-accounts/{name}",
+        "POST /api/v1/tenants/{tenant}/virtual-accounts/{name}/tokens",
+        "GET /api/v1/tenants/{tenant}/virtual-accounts/{name}/tokens",
+        "POST /api/v1/tenants/{tenant}/virtual-accounts/{name}/tokens/regenerate",
+        "DELETE /api/v1/tenants/{tenant}/virtual-accounts/{name}/tokens/{id}",
+        "POST /api/v1/tenants/{tenant}/virtual-accounts/{name}/tokens/{id}/claim",
     ];
     assert_eq!(routes, expected.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>());
 }

@@ -181,3 +181,21 @@ async fn no_secret_reaches_the_output_even_at_trace_level() {
         assert!(!output.contains(secret), "secret {secret:?} appeared in the output");
     }
 }
+
+#[tokio::test]
+async fn cli_token_round_trip_in_a_shell_script() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = fresh_database(dir.path()).await;
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cli_roundtrip.sh");
+    let output = Command::new("bash")
+        .arg(script)
+        .env("MCPGATE_BIN", env!("CARGO_BIN_EXE_mcpgate"))
+        .env("DATABASE_URL", &db)
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "script failed:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("cli round trip: ok"), "{stdout}");
+}

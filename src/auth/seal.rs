@@ -1,0 +1,129 @@
+//! Secrets at rest are sealed with AES-256-GCM under the master key: `MCPGATE_MASTER_KEY`
+//! (base64, 32 bytes) or, without it, a key file created in the data directory on first start
+//! with mode 0600. A sealed value is `v1:` + base64(nonce ‖ ciphertext ‖ tag).
+
+use std::path::Path;
+
+use aes_gcm::aead::{Aead, AeadCore, KeyInit, OsRng};
+use aes_gcm::{Aes256Gcm, Key, Nonce};
+use anyhow::{bail, Context};
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use rand::RngCore;
+use secrecy::{ExposeSecret, SecretString};
+
+const VERSION: &str = "v1:";
+const NONCE_LEN: usize = 12;
+pub const KEY_FILE: &str = "master.key";
+
+#[derive(Clone)]
+pub struct Sealer {
+    cipher: Aes256Gcm,
+}
+
+impl std::fmt::Debug for Sealer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Sealer(..)")
+    }
+}
+
+fn decode_key(encoded: &str) -> anyhow::Result<[u8; 32]> {
+    let bytes = STANDARD.decode(encoded.trim()).context("the master key is not valid base64")?;
+    bytes.try_into().map_err(|_| anyhow::anyhow!("the master key must be exactly 32 bytes (base64-encoded)"))
+}
+
+impl Sealer {
+    pub fn from_key(key: [u8; 32]) -> Self {
+        Self { cipher: Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(&key)) }
+    }
+
+    /// The configured key, or the key file in `data_dir` (created on first use).
+    pub fn load(configured: Option<&SecretString>, data_dir: &Path) -> anyhow::Result<Self> {
+        if let Some(key) = configured {
+            return Ok(Self::from_key(decode_key(key.expose_secret()).context("MCPGATE_MASTER_KEY")?));
+        }
+        let path = data_dir.join(KEY_FILE);
+        if path.exists() {
+            let encoded = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+            return Ok(Self::from_key(decode_key(&encoded).with_context(|| path.display().to_string())?));
+        }
+        std::fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
+        let mut key = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut key);
+        write_private(&path, &STANDARD.encode(key))?;
+        tracing::info!(path = %path.display(), "created a new master key file");
+        Ok(Self::from_key(key))
+    }
+
+    pub fn seal(&self, plaintext: &[u8]) -> anyhow::Result<String> {
+        let nonce = Aes256Gcm::generate_nonce(&mut OsRng);
+        let ciphertext = self.cipher.encrypt(&nonce, plaintext).map_err(|_| anyhow::anyhow!("sealing failed"))?;
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&ciphertext);
+        Ok(format!("{VERSION}{}", STANDARD.encode(out)))
+    }
+
+    pub fn open(&self, sealed: &str) -> anyhow::Result<Vec<u8>> {
+        let Some(encoded) = sealed.strip_prefix(VERSION) else { bail!("unknown sealed-value format") };
+        let bytes = STANDARD.decode(encoded).context("sealed value is not base64")?;
+        if bytes.len() < NONCE_LEN {
+            bail!("sealed value is too short");
+        }
+        let (nonce, ciphertext) = bytes.split_at(NONCE_LEN);
+        self.cipher
+            .decrypt(Nonce::from_slice(nonce), ciphertext)
+            .map_err(|_| anyhow::anyhow!("sealed value does not open under this master key"))
+    }
+}
+
+#[cfg(unix)]
+fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    file.write_all(contents.as_bytes()).with_context(|| format!("writing {}", path.display()))
+}
+
+#[cfg(not(unix))]
+fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
+    std::fs::write(path, contents).with_context(|| format!("writing {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seals_and_opens_and_detects_tampering() {
+        let sealer = Sealer::from_key([7; 32]);
+        let sealed = sealer.seal(b"top secret").unwrap();
+        assert!(!sealed.contains("top secret"));
+        assert_ne!(sealed, sealer.seal(b"top secret").unwrap(), "fresh nonce each time");
+        assert_eq!(sealer.open(&sealed).unwrap(), b"top secret");
+        let mut tampered = sealed.clone().into_bytes();
+        let last = tampered.len() - 2;
+        tampered[last] = if tampered[last] == b'A' { b'B' } else { b'A' };
+        assert!(sealer.open(&String::from_utf8(tampered).unwrap()).is_err());
+        assert!(Sealer::from_key([8; 32]).open(&sealed).is_err(), "another key cannot open it");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn key_file_is_created_private_and_reused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let first = Sealer::load(None, dir.path()).unwrap();
+        let mode = std::fs::metadata(dir.path().join(KEY_FILE)).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let sealed = first.seal(b"x").unwrap();
+        assert_eq!(Sealer::load(None, dir.path()).unwrap().open(&sealed).unwrap(), b"x");
+        let configured = SecretString::from(STANDARD.encode([1u8; 32]));
+        assert!(Sealer::load(Some(&configured), dir.path()).unwrap().open(&sealed).is_err());
+        assert!(Sealer::load(Some(&SecretString::from("short".to_owned())), dir.path()).is_err());
+    }
+}
