@@ -93,6 +93,17 @@ impl DisplayName {
     }
 }
 
+/// An optional free-text description: trimmed, empty means none, at most 2000 characters.
+pub fn description(raw: Option<&str>) -> Result<Option<String>, FieldError> {
+    match raw.map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(d) if d.chars().count() > 2000 => {
+            Err(FieldError::new("description", "invalid_length", "must be at most 2000 characters long"))
+        }
+        Some(d) => Ok(Some(d.to_owned())),
+    }
+}
+
 /// A password chosen by a person. Long enough to resist guessing, bounded so hashing cannot
 /// be used to burn CPU.
 pub struct NewPassword(secrecy::SecretString);

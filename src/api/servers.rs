@@ -6,7 +6,7 @@ use std::time::Duration;
 use actix_web::http::header::HeaderName;
 use actix_web::{delete, get, patch, post, put, web, HttpResponse};
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::api::extract::{ServerAccess, ServerManager, TenantAccess};
@@ -20,7 +20,7 @@ use crate::control::servers::{
     self, Collaborator, EnabledTools, MemberSpec, NewKind, NewServer, ProbedTool, ServerDetail, ServerKind,
     ServerPatch, ServerRole, ToolSetting, Transport, Upstream,
 };
-use crate::domain::{DisplayName, Slug};
+use crate::domain::{description, DisplayName, Slug};
 use crate::error::{ApiError, ApiResult, FieldError};
 use crate::startup::AppState;
 
@@ -51,7 +51,7 @@ pub struct TlsSettings {
     /// Verify the upstream's certificate (default `true`).
     pub reject_unauthorized: Option<bool>,
     /// PEM certificate(s) to trust in addition to the system roots; `null` removes it.
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "crate::api::json::present")]
     #[schema(value_type = Option<String>)]
     pub ca_certificate: Option<Option<String>>,
 }
@@ -82,7 +82,7 @@ pub struct CreateServerRequest {
 pub struct UpdateServerRequest {
     pub display_name: Option<String>,
     /// `null` clears it.
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "crate::api::json::present")]
     #[schema(value_type = Option<String>)]
     pub description: Option<Option<String>>,
     pub url: Option<String>,
@@ -100,10 +100,6 @@ pub struct PutCollaboratorRequest {
     /// `user:<email>`, `team:<slug>` or `virtualaccount:<name>`.
     pub subject: String,
     pub role: ServerRole,
-}
-
-fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
-    Option::<T>::deserialize(d).map(Some)
 }
 
 #[derive(Serialize, ToSchema)]
@@ -266,16 +262,6 @@ fn check_ca(pem: &Option<String>) -> Result<(), FieldError> {
     Ok(())
 }
 
-fn check_description(raw: Option<&str>) -> Result<Option<String>, FieldError> {
-    match raw.map(str::trim) {
-        None | Some("") => Ok(None),
-        Some(d) if d.chars().count() > MAX_DESCRIPTION => {
-            Err(FieldError::new("description", "invalid_length", "must be at most 2000 characters long"))
-        }
-        Some(d) => Ok(Some(d.to_owned())),
-    }
-}
-
 fn check_tags(tags: Vec<String>) -> Result<Vec<String>, FieldError> {
     if tags.len() > MAX_TAGS {
         return Err(FieldError::new("tags", "too_many", "at most 20 tags"));
@@ -384,7 +370,7 @@ pub async fn create_server(
     validate! {
         slug = Slug::parse("slug", &body.slug),
         display_name = DisplayName::parse("display_name", &body.display_name),
-        description = check_description(body.description.as_deref()),
+        description = description(body.description.as_deref()),
         tags = check_tags(body.tags.unwrap_or_default()),
         tool_settings = check_tool_settings(body.tool_settings.unwrap_or_default()),
         url = match (&body.url, remote) {
@@ -459,7 +445,7 @@ pub async fn update_server(
     let tls = body.tls;
     validate! {
         display_name = body.display_name.as_deref().map(|n| DisplayName::parse("display_name", n)).transpose(),
-        description = body.description.as_ref().map(|d| check_description(d.as_deref())).transpose(),
+        description = body.description.as_ref().map(|d| description(d.as_deref())).transpose(),
         tags = body.tags.map(check_tags).transpose(),
         tool_settings = body.tool_settings.map(check_tool_settings).transpose(),
         url = body.url.as_deref().map(parse_url).transpose(),

@@ -1,7 +1,7 @@
 //! Teams of a tenant and their members.
 
 use actix_web::{delete, get, patch, post, web, HttpResponse};
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 use utoipa::ToSchema;
 
 use crate::api::extract::{TenantAccess, TenantAdmin};
@@ -11,11 +11,9 @@ use crate::api::responses::*;
 use crate::api::validate;
 use crate::api::views::{TeamMemberView, TeamView};
 use crate::control::teams::{self, TeamPatch};
-use crate::domain::{DisplayName, Email, Slug};
-use crate::error::{ApiError, ApiResult, FieldError};
+use crate::domain::{description, DisplayName, Email, Slug};
+use crate::error::{ApiError, ApiResult};
 use crate::startup::AppState;
-
-const MAX_DESCRIPTION: usize = 2000;
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -30,7 +28,7 @@ pub struct CreateTeamRequest {
 pub struct UpdateTeamRequest {
     pub display_name: Option<String>,
     /// `null` clears the description; absent leaves it as it is.
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "crate::api::json::present")]
     #[schema(value_type = Option<String>)]
     pub description: Option<Option<String>>,
 }
@@ -40,21 +38,6 @@ pub struct UpdateTeamRequest {
 pub struct AddTeamMemberRequest {
     /// Email of a member of the tenant.
     pub email: String,
-}
-
-/// Tells an explicit `null` (clear) from an absent field (keep).
-fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
-    Option::<T>::deserialize(d).map(Some)
-}
-
-fn description(raw: Option<&str>) -> Result<Option<String>, FieldError> {
-    match raw.map(str::trim) {
-        None | Some("") => Ok(None),
-        Some(d) if d.chars().count() > MAX_DESCRIPTION => {
-            Err(FieldError::new("description", "invalid_length", "must be at most 2000 characters long"))
-        }
-        Some(d) => Ok(Some(d.to_owned())),
-    }
 }
 
 /// List the tenant's teams, `everyone` included.

@@ -2,7 +2,7 @@
 
 use actix_web::{delete, get, patch, post, web, HttpResponse};
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::api::extract::{TenantAccess, TenantAdmin};
@@ -15,7 +15,7 @@ use crate::control::tokens::{self, Owner};
 use crate::control::virtual_accounts::{
     self as accounts, AutoRotate, NewVirtualAccount, Permission, VirtualAccountPatch, TENANT_ADMIN,
 };
-use crate::domain::Slug;
+use crate::domain::{description, Slug};
 use crate::error::{ApiError, ApiResult, FieldError};
 use crate::startup::AppState;
 use crate::store::entities::virtual_accounts;
@@ -25,10 +25,6 @@ use crate::store::entities::virtual_accounts;
 pub enum AccountTenantRole {
     /// Manages the tenant through the API, like a tenant admin.
     Admin,
-}
-
-fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
-    Option::<T>::deserialize(d).map(Some)
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -49,18 +45,18 @@ pub struct CreateVirtualAccountRequest {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateVirtualAccountRequest {
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "crate::api::json::present")]
     #[schema(value_type = Option<String>)]
     pub description: Option<Option<String>>,
     /// Replaces the whole set.
     pub permissions: Option<Vec<Permission>>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "crate::api::json::present")]
     #[schema(value_type = Option<AccountTenantRole>)]
     pub tenant_role: Option<Option<AccountTenantRole>>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "crate::api::json::present")]
     #[schema(value_type = Option<DateTime<Utc>>)]
     pub expires_at: Option<Option<DateTime<Utc>>>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "crate::api::json::present")]
     #[schema(value_type = Option<AutoRotate>)]
     pub auto_rotate: Option<Option<AutoRotate>>,
 }
@@ -105,16 +101,6 @@ async fn view(state: &AppState, va: virtual_accounts::Model) -> ApiResult<Virtua
         created_at: va.created_at,
         updated_at: va.updated_at,
     })
-}
-
-fn description(raw: Option<&str>) -> Result<Option<String>, FieldError> {
-    match raw.map(str::trim) {
-        None | Some("") => Ok(None),
-        Some(d) if d.chars().count() > 2000 => {
-            Err(FieldError::new("description", "invalid_length", "must be at most 2000 characters long"))
-        }
-        Some(d) => Ok(Some(d.to_owned())),
-    }
 }
 
 fn auto_rotate(value: Option<AutoRotate>) -> Result<Option<AutoRotate>, FieldError> {

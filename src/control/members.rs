@@ -13,9 +13,7 @@ use crate::control::servers::SubjectKind;
 use crate::control::users;
 use crate::domain::{Email, TenantRole};
 use crate::error::{ApiError, ApiResult, FieldError};
-use crate::store::entities::{
-    collaborators, servers, team_members, teams, tenant_members, tenants, users as user_rows,
-};
+use crate::store::entities::{collaborators, team_members, teams, tenant_members, tenants, users as user_rows};
 
 /// A membership with the user it belongs to.
 pub struct Member {
@@ -157,13 +155,7 @@ pub async fn remove<C: TransactionTrait>(
         .filter(team_members::Column::UserId.eq(member.user.id))
         .exec(&txn)
         .await?;
-    let server_ids: Vec<i64> = servers::Entity::find()
-        .filter(servers::Column::TenantId.eq(tenant.id))
-        .all(&txn)
-        .await?
-        .into_iter()
-        .map(|s| s.id)
-        .collect();
+    let server_ids = crate::control::servers::ids_in(&txn, tenant).await?;
     collaborators::Entity::delete_many()
         .filter(collaborators::Column::ServerId.is_in(server_ids))
         .filter(collaborators::Column::SubjectKind.eq(SubjectKind::User.as_str()))

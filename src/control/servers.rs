@@ -269,6 +269,17 @@ pub async fn get(db: &impl ConnectionTrait, tenant: &tenants::Model, slug: &str)
         .ok_or(ApiError::NotFound)
 }
 
+/// Ids of every server of a tenant.
+pub async fn ids_in(db: &impl ConnectionTrait, tenant: &tenants::Model) -> Result<Vec<i64>, sea_orm::DbErr> {
+    Ok(servers::Entity::find()
+        .filter(servers::Column::TenantId.eq(tenant.id))
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|s| s.id)
+        .collect())
+}
+
 pub async fn detail(db: &impl ConnectionTrait, server: servers::Model) -> ApiResult<ServerDetail> {
     let links = virtual_members::Entity::find()
         .filter(virtual_members::Column::VirtualServerId.eq(server.id))

@@ -12,7 +12,7 @@ use crate::control::page::{self, PageRequest, Paged};
 use crate::control::teams::EVERYONE;
 use crate::domain::{DisplayName, Slug, TenantRole};
 use crate::error::{ApiError, ApiResult};
-use crate::store::entities::{servers, teams, tenant_members, tenants, virtual_members};
+use crate::store::entities::{teams, tenant_members, tenants, virtual_members};
 
 /// Creates a tenant with its built-in `everyone` team, atomically.
 pub async fn create<C: TransactionTrait>(
@@ -104,13 +104,7 @@ pub async fn delete<C: TransactionTrait>(
 ) -> ApiResult<()> {
     let txn = db.begin().await?;
     // Virtual-member links restrict server deletion; inside a dying tenant they go first.
-    let server_ids = servers::Entity::find()
-        .filter(servers::Column::TenantId.eq(tenant.id))
-        .all(&txn)
-        .await?
-        .into_iter()
-        .map(|s| s.id)
-        .collect::<Vec<_>>();
+    let server_ids = crate::control::servers::ids_in(&txn, &tenant).await?;
     virtual_members::Entity::delete_many()
         .filter(virtual_members::Column::VirtualServerId.is_in(server_ids))
         .exec(&txn)

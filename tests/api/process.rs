@@ -164,6 +164,11 @@ async fn no_secret_reaches_the_output_even_at_trace_level() {
         .post("/api/v1/me/password", json!({"current_password": admin_password, "new_password": "Next-Admin-Password"}))
         .await
         .expect(204);
+    let pat = client.post("/api/v1/me/tokens", json!({"name": "script"})).await.expect(201)["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    Client::with_token(&server.base, &pat).get("/api/v1/me").await.expect(200);
     client.post("/api/v1/auth/logout", json!({})).await.expect(204);
     let stdout = server.kill().join("\n");
     let stderr = std::fs::read_to_string(&log).unwrap();
@@ -177,6 +182,7 @@ async fn no_secret_reaches_the_output_even_at_trace_level() {
         "Next-Admin-Password",
         csrf.as_str(),
         cookies.as_str(),
+        &pat[8..],
     ] {
         assert!(!output.contains(secret), "secret {secret:?} appeared in the output");
     }
