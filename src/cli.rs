@@ -45,6 +45,25 @@ enum Command {
     },
     /// Print the OpenAPI document.
     Openapi,
+    /// Snapshot signing keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+        /// Data directory (env MCPGATE_DATA_DIR).
+        #[arg(long, global = true)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Policy snapshots.
+    Snapshot {
+        #[command(subcommand)]
+        command: SnapshotCommand,
+    },
+    /// Print the proxy key that `mcpgate proxy` replicas present to read snapshots.
+    ProxyKey {
+        /// Data directory (env MCPGATE_DATA_DIR).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
     /// Personal access tokens and virtual-account tokens, for scripts:
     /// `TOKEN=$(mcpgate token create --user me@example.com --name ci)`.
     Token {
@@ -53,6 +72,26 @@ enum Command {
         /// Data directory (env MCPGATE_DATA_DIR).
         #[arg(long, global = true)]
         data_dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Make a new key the signing key; the previous one stays published until `retire`.
+    Rotate,
+    /// Stop publishing every key but the signing key.
+    Retire,
+}
+
+#[derive(Subcommand)]
+enum SnapshotCommand {
+    /// Verify a snapshot (compact JWS) offline against a JWKS file; prints its version.
+    Verify {
+        /// The snapshot, as served by GET /api/v1/policy/snapshot.
+        file: PathBuf,
+        /// The keys, as served by GET /api/v1/policy/keys.
+        #[arg(long)]
+        keys: PathBuf,
     },
 }
 
@@ -169,6 +208,49 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let settings = load(config, Overrides { data_dir, ..Default::default() })?;
             let db = startup::open_database(&settings).await?;
             cli_tokens::run(&db, &settings, command).await
+        }
+        Command::Keys { command, data_dir } => {
+            let settings = load(config, Overrides { data_dir, ..Default::default() })?;
+            let db = startup::open_database(&settings).await?;
+            let sealer = crate::auth::seal::Sealer::load(settings.master_key.as_ref(), &settings.data_dir)?;
+            let now = Clock::system().now();
+            match command {
+                KeysCommand::Rotate => {
+                    // Make sure a key exists to be rotated out, then rotate.
+                    crate::policy::publish::active_key(&db, &sealer, now).await?;
+                    let kid = crate::policy::publish::rotate_key(&db, &sealer, now).await?;
+                    println!("new signing key {kid}; the previous key stays published until `mcpgate keys retire`");
+                }
+                KeysCommand::Retire => {
+                    let n = crate::policy::publish::retire_published_keys(&db, now).await?;
+                    println!("retired {n} key(s)");
+                }
+            }
+            Ok(())
+        }
+        Command::Snapshot { command: SnapshotCommand::Verify { file, keys } } => {
+            let document = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+            let jwks: crate::policy::Jwks = serde_json::from_str(
+                &std::fs::read_to_string(&keys).with_context(|| format!("reading {}", keys.display()))?,
+            )
+            .with_context(|| format!("{} is not a JWKS", keys.display()))?;
+            let snapshot = crate::policy::sign::verify(&document, &jwks)
+                .map_err(|e| anyhow::anyhow!("{} does not verify: {e}", file.display()))?;
+            println!(
+                "valid: version {} issued {} by key {} ({} servers, {} tokens)",
+                snapshot.version,
+                snapshot.issued_at.to_rfc3339(),
+                snapshot.kid,
+                snapshot.servers.len(),
+                snapshot.tokens.len()
+            );
+            Ok(())
+        }
+        Command::ProxyKey { data_dir } => {
+            let settings = load(config, Overrides { data_dir, ..Default::default() })?;
+            let key = crate::auth::seal::load_proxy_key(settings.proxy_key.as_ref(), &settings.data_dir)?;
+            println!("{}", key.expose_secret());
+            Ok(())
         }
         Command::Openapi => {
             let mut out = std::io::stdout().lock();

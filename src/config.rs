@@ -35,6 +35,9 @@ pub struct Settings {
     /// Master key (base64, 32 bytes) sealing secrets at rest; without it a key file in the data
     /// directory is used (created on first start, mode 0600).
     pub master_key: Option<SecretString>,
+    /// Credential proxies present to read policy snapshots; without it a key file in the data
+    /// directory is used (created on first start, mode 0600; `mcpgate proxy-key` prints it).
+    pub proxy_key: Option<SecretString>,
     /// Longest lifetime of a personal access token, in days; also the default lifetime.
     pub pat_max_lifetime_days: u32,
     /// How often coalesced `last_used_at` updates are written, in seconds.
@@ -101,6 +104,7 @@ const KNOWN_KEYS: &[&str] = &[
     "workers",
     "probe_timeout_seconds",
     "master_key",
+    "proxy_key",
     "pat_max_lifetime_days",
     "token_usage_flush_seconds",
     "log",

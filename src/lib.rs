@@ -10,6 +10,7 @@ pub mod control;
 pub mod domain;
 pub mod error;
 pub mod http_client;
+pub mod policy;
 pub mod startup;
 pub mod store;
 pub mod telemetry;

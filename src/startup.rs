@@ -16,14 +16,16 @@ use utoipa_scalar::{Scalar, Servable};
 
 use crate::api;
 use crate::auth::password;
-use crate::auth::seal::Sealer;
+use crate::auth::seal::{load_proxy_key, Sealer};
 use crate::auth::throttle::LoginThrottle;
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::control::tokens::UsageRecorder;
 use crate::control::{sessions, users, virtual_accounts};
 use crate::error::ApiError;
+use crate::policy::publish::Publisher;
 use crate::store;
+use secrecy::SecretString;
 
 /// Shared by every request handler.
 pub struct AppState {
@@ -33,6 +35,8 @@ pub struct AppState {
     pub throttle: LoginThrottle,
     pub token_usage: UsageRecorder,
     pub sealer: Sealer,
+    pub publisher: Arc<Publisher>,
+    pub proxy_key: SecretString,
 }
 
 pub struct Application {
@@ -72,6 +76,11 @@ impl Application {
         );
         let workers = settings.workers;
         let sealer = Sealer::load(settings.master_key.as_ref(), &settings.data_dir)?;
+        let proxy_key = load_proxy_key(settings.proxy_key.as_ref(), &settings.data_dir)?;
+        // The first snapshot exists before the first request is served.
+        let publisher = Arc::new(Publisher::default());
+        publisher.publish_now(&db, &sealer, clock.now()).await.context("publishing the policy snapshot")?;
+        tokio::spawn(publisher.clone().run(db.clone(), sealer.clone(), clock.clone()));
         let state = web::Data::new(AppState {
             db,
             clock,
@@ -79,6 +88,8 @@ impl Application {
             throttle,
             token_usage: UsageRecorder::default(),
             sealer,
+            publisher,
+            proxy_key,
         });
         let doc = web::Data::new(api::openapi_json());
         let spec = api::openapi();

@@ -53,4 +53,18 @@ VA_ID=$("$BIN" token list --tenant acme --virtual-account ci | awk 'NR == 2 {pri
 expect "$(status "$VA_TOKEN" "$API/tenants/acme/servers")" 401 "a revoked virtual-account token is refused"
 "$BIN" token list --user ops@example.com | grep -q revoked || { echo "FAIL: list does not show the revocation"; exit 1; }
 
+# Snapshots: fetch with the proxy key, verify offline, and refuse a tampered copy.
+PROXY_KEY=$("$BIN" proxy-key)
+curl -sf -H "Authorization: Bearer $PROXY_KEY" "$API/policy/snapshot" >"$DATA/snapshot.jws"
+curl -sf "$API/policy/keys" >"$DATA/keys.json"
+"$BIN" snapshot verify "$DATA/snapshot.jws" --keys "$DATA/keys.json" | grep -q '^valid: version' \
+    || { echo "FAIL: snapshot did not verify"; exit 1; }
+# Flip one character of the payload.
+awk -F. '{ p = $2; c = substr(p, 10, 1); r = (c == "A") ? "B" : "A"; print $1 "." substr(p, 1, 9) r substr(p, 11) "." $3 }' \
+    "$DATA/snapshot.jws" >"$DATA/tampered.jws"
+if "$BIN" snapshot verify "$DATA/tampered.jws" --keys "$DATA/keys.json" 2>/dev/null; then
+    echo "FAIL: a tampered snapshot verified"; exit 1
+fi
+"$BIN" keys rotate | grep -q "new signing key" || { echo "FAIL: keys rotate"; exit 1; }
+
 echo "cli round trip: ok"

@@ -7,6 +7,7 @@ mod m20261127_170000_create_users_and_sessions;
 mod m20261127_170100_create_tenants_members_teams;
 mod m20261127_180000_create_servers_collaborators_audit;
 mod m20261127_190000_create_tokens_and_virtual_accounts;
+mod m20261127_200000_create_policy;
 
 pub struct Migrator;
 
@@ -18,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261127_170100_create_tenants_members_teams::Migration),
             Box::new(m20261127_180000_create_servers_collaborators_audit::Migration),
             Box::new(m20261127_190000_create_tokens_and_virtual_accounts::Migration),
+            Box::new(m20261127_200000_create_policy::Migration),
         ]
     }
 }

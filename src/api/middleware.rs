@@ -4,11 +4,13 @@
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::http::Method;
 use actix_web::middleware::Next;
-use actix_web::HttpMessage;
+use actix_web::{web, HttpMessage};
 use tracing_actix_web::RequestId;
 
 use crate::error::ApiError;
+use crate::startup::AppState;
 
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
@@ -17,7 +19,16 @@ pub async fn request_id(
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let id = req.extensions().get::<RequestId>().map(|id| id.to_string());
+    let changes_state = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    let state = req.app_data::<web::Data<AppState>>().cloned();
     let res = next.call(req).await?;
+    // A successful change may have moved the policy version: publish without waiting for the
+    // publisher's periodic check.
+    if changes_state && res.status().is_success() {
+        if let Some(state) = state {
+            state.publisher.poke();
+        }
+    }
     let mut res = match (res.response().error().and_then(|e| e.as_error::<ApiError>()), &id) {
         (Some(err), _) => {
             if let ApiError::Internal(cause) = err {

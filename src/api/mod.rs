@@ -9,6 +9,7 @@ pub mod how_to_use;
 pub mod json;
 pub mod middleware;
 pub mod pagination;
+pub mod policy;
 pub mod responses;
 pub mod servers;
 pub mod teams;
@@ -65,6 +66,7 @@ pub use validate;
         (name = "collaborators", description = "Who may use and manage a server"),
         (name = "audit", description = "The tenant's audit trail"),
         (name = "tokens", description = "Personal access tokens (`mgw_pat_…`)"),
+        (name = "policy", description = "Signed policy snapshots for proxies"),
         (name = "virtual_accounts", description = "Non-human identities for automation and their tokens (`mgw_va_…`)"),
         (name = "health", description = "Probes")
     )
@@ -82,6 +84,15 @@ impl Modify for SecuritySchemes {
                 crate::auth::session::SESSION_COOKIE,
                 "Console session from POST /api/v1/auth/login; unsafe methods also need x-csrf-token",
             ))),
+        );
+        components.add_security_scheme(
+            "proxy_key",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("The proxy key (MCPGATE_PROXY_KEY, or `mcpgate proxy-key`)"))
+                    .build(),
+            ),
         );
         components.add_security_scheme(
             "token",
@@ -151,7 +162,10 @@ pub fn configure(cfg: &mut ServiceConfig) {
             .service(virtual_accounts::regenerate_token)
             .service(virtual_accounts::list_account_tokens)
             .service(virtual_accounts::revoke_account_token)
-            .service(virtual_accounts::claim_token),
+            .service(virtual_accounts::claim_token)
+            .service(policy::latest_snapshot)
+            .service(policy::snapshot_history)
+            .service(policy::keys),
     );
 }
 

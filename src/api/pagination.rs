@@ -46,7 +46,7 @@ fn decode_cursor(raw: &str) -> Option<i64> {
     text.strip_prefix(CURSOR_PREFIX)?.parse().ok()
 }
 
-fn encode_cursor(after: i64) -> String {
+pub fn encode_cursor(after: i64) -> String {
     URL_SAFE_NO_PAD.encode(format!("{CURSOR_PREFIX}{after}"))
 }
 

@@ -77,7 +77,7 @@ impl Sealer {
 }
 
 #[cfg(unix)]
-fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
+pub(crate) fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let mut file = std::fs::OpenOptions::new()
@@ -90,8 +90,26 @@ fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
 }
 
 #[cfg(not(unix))]
-fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
+pub(crate) fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
     std::fs::write(path, contents).with_context(|| format!("writing {}", path.display()))
+}
+
+pub const PROXY_KEY_FILE: &str = "proxy.key";
+
+/// The proxy credential: configured, or read from (or created in) the data directory.
+pub fn load_proxy_key(configured: Option<&SecretString>, data_dir: &Path) -> anyhow::Result<SecretString> {
+    if let Some(key) = configured {
+        return Ok(key.clone());
+    }
+    let path = data_dir.join(PROXY_KEY_FILE);
+    if path.exists() {
+        let key = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        return Ok(SecretString::from(key.trim().to_owned()));
+    }
+    std::fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
+    let key = format!("mgw_proxy_{}", crate::auth::session::random_secret());
+    write_private(&path, &key)?;
+    Ok(SecretString::from(key))
 }
 
 #[cfg(test)]

@@ -46,8 +46,10 @@ pub async fn record(
         ..Default::default()
     }
     .insert(db)
-    .await
-    .map(|_| ())
+    .await?;
+    // Every audited mutation may change what the proxy must enforce; the version moves in the
+    // same transaction, so a snapshot at version N reflects exactly the changes committed by N.
+    crate::policy::publish::bump(db).await
 }
 
 #[derive(Default)]

@@ -9,6 +9,7 @@ mod helpers;
 mod members;
 mod openapi;
 mod peers;
+mod policy;
 mod process;
 mod servers;
 mod teams;

@@ -105,6 +105,9 @@ fn every_operation_documents_its_errors() {
         "POST /api/v1/tenants/{tenant}/virtual-accounts/{name}/tokens/regenerate",
         "DELETE /api/v1/tenants/{tenant}/virtual-accounts/{name}/tokens/{id}",
         "POST /api/v1/tenants/{tenant}/virtual-accounts/{name}/tokens/{id}/claim",
+        "GET /api/v1/policy/snapshot",
+        "GET /api/v1/policy/snapshots",
+        "GET /api/v1/policy/keys",
     ];
     assert_eq!(routes, expected.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>());
 }

@@ -1,8 +1,11 @@
 pub mod access_tokens;
 pub mod audit_events;
 pub mod collaborators;
+pub mod policy_snapshots;
+pub mod policy_state;
 pub mod servers;
 pub mod sessions;
+pub mod signing_keys;
 pub mod team_members;
 pub mod teams;
 pub mod tenant_members;

@@ -1,0 +1,221 @@
+//! Policy snapshots for proxies: the latest signed snapshot (with ETag and long-poll), the
+//! history, and the verification keys.
+
+use std::time::Duration;
+
+use actix_web::dev::Payload;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{get, web, FromRequest, HttpRequest, HttpResponse};
+use chrono::{DateTime, Utc};
+use futures_util::future::LocalBoxFuture;
+use sea_orm::{EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use secrecy::ExposeSecret;
+use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq;
+use utoipa::{IntoParams, ToSchema};
+
+use crate::api::extract::{state, PlatformAdmin};
+use crate::api::pagination::PageQuery;
+use crate::api::responses::*;
+use crate::error::{ApiError, ApiResult};
+use crate::policy::publish::{trusted_keys, Published};
+use crate::policy::Jwks;
+use crate::startup::AppState;
+use crate::store::entities::policy_snapshots;
+
+/// Longest long-poll a caller may ask for.
+const MAX_WAIT_SECONDS: u64 = 60;
+pub const VERSION_HEADER: &str = "x-mcpgate-policy-version";
+
+/// A proxy (presenting the proxy key as a bearer token) or a platform admin.
+pub struct PolicyReader;
+
+impl FromRequest for PolicyReader {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let presented = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::to_owned);
+        let is_proxy = match (state(req), presented) {
+            (Ok(state), Some(key)) => key.as_bytes().ct_eq(state.proxy_key.expose_secret().as_bytes()).into(),
+            _ => false,
+        };
+        let admin = (!is_proxy).then(|| PlatformAdmin::from_request(req, payload));
+        Box::pin(async move {
+            if let Some(admin) = admin {
+                admin.await?;
+            }
+            Ok(PolicyReader)
+        })
+    }
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct SnapshotQuery {
+    /// Answer only with a snapshot newer than this version…
+    pub after: Option<i64>,
+    /// …waiting up to this many seconds (at most 60) for one; `304` if none came.
+    pub wait: Option<u64>,
+}
+
+fn etag(version: i64) -> String {
+    format!("\"v{version}\"")
+}
+
+fn not_modified(version: Option<i64>) -> HttpResponse {
+    let mut response = HttpResponse::NotModified();
+    if let Some(v) = version {
+        response.insert_header((header::ETAG, etag(v))).insert_header((VERSION_HEADER, v.to_string()));
+    }
+    response.finish()
+}
+
+fn document(published: &Published) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/jose")
+        .insert_header((header::ETAG, etag(published.version)))
+        .insert_header((VERSION_HEADER, published.version.to_string()))
+        .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
+        .body(published.document.to_string())
+}
+
+/// The latest signed snapshot, as a compact JWS (`application/jose`).
+///
+/// `If-None-Match` with the current ETag gives `304`. With `after=N&wait=S` the request waits
+/// up to S seconds for a version newer than N (long-poll) and gives `304` if none arrives.
+#[utoipa::path(
+    tag = "policy",
+    params(SnapshotQuery),
+    security(("proxy_key" = []), ("session" = []), ("token" = [])),
+    responses(
+        (status = 200, description = "The snapshot (compact JWS)", content_type = "application/jose", body = String,
+         headers(("etag" = String, description = "\"v<version>\""), ("x-mcpgate-policy-version" = i64))),
+        (status = 304, description = "No newer snapshot"),
+        Unauthorized, Forbidden, Unavailable, Internal
+    )
+)]
+#[get("/policy/snapshot")]
+pub async fn latest_snapshot(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    _reader: PolicyReader,
+    query: web::Query<SnapshotQuery>,
+) -> ApiResult<HttpResponse> {
+    let mut updates = state.publisher.subscribe();
+    let current = updates.borrow().clone();
+    let Some(mut published) = current else {
+        return Err(ApiError::Unavailable("no policy snapshot has been published yet".into()));
+    };
+    if let Some(after) = query.after {
+        if published.version <= after {
+            let wait = Duration::from_secs(query.wait.unwrap_or(0).min(MAX_WAIT_SECONDS));
+            let newer = tokio::time::timeout(wait, async {
+                while updates.changed().await.is_ok() {
+                    if let Some(p) = updates.borrow().clone().filter(|p| p.version > after) {
+                        return Some(p);
+                    }
+                }
+                None
+            })
+            .await;
+            match newer {
+                Ok(Some(p)) => published = p,
+                _ => return Ok(not_modified(Some(published.version))),
+            }
+        }
+    }
+    let matches = req
+        .headers()
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|tag| tag.trim() == etag(published.version)));
+    if matches {
+        return Ok(not_modified(Some(published.version)));
+    }
+    Ok(document(&published))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SnapshotInfo {
+    pub version: i64,
+    pub issued_at: DateTime<Utc>,
+    pub kid: String,
+    /// Bytes of the signed document.
+    pub size: i64,
+    /// What changed since the previous snapshot.
+    pub summary: serde_json::Value,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SnapshotHistory {
+    pub items: Vec<SnapshotInfo>,
+    /// Pass as `cursor` for older snapshots; `null` at the oldest.
+    pub next_cursor: Option<String>,
+}
+
+/// Snapshot history, newest first.
+#[utoipa::path(
+    tag = "policy",
+    params(PageQuery),
+    security(("proxy_key" = []), ("session" = []), ("token" = [])),
+    responses((status = 200, description = "A page of snapshots", body = SnapshotHistory), Unauthorized, Forbidden, Unprocessable, Internal)
+)]
+#[get("/policy/snapshots")]
+pub async fn snapshot_history(
+    state: web::Data<AppState>,
+    _reader: PolicyReader,
+    query: web::Query<PageQuery>,
+) -> ApiResult<web::Json<SnapshotHistory>> {
+    use sea_orm::ColumnTrait;
+    let page = query.to_request()?;
+    let mut select = policy_snapshots::Entity::find()
+        .select_only()
+        .columns([
+            policy_snapshots::Column::Version,
+            policy_snapshots::Column::IssuedAt,
+            policy_snapshots::Column::Kid,
+            policy_snapshots::Column::Size,
+            policy_snapshots::Column::Summary,
+        ])
+        .column_as(sea_orm::sea_query::Expr::val(""), "document")
+        .order_by_desc(policy_snapshots::Column::Version)
+        .limit(page.limit + 1);
+    if let Some(after) = page.after {
+        select = select.filter(policy_snapshots::Column::Version.lt(after));
+    }
+    let mut rows = select.all(&state.db).await?;
+    let next = if rows.len() as u64 > page.limit {
+        rows.truncate(page.limit as usize);
+        rows.last().map(|r| r.version)
+    } else {
+        None
+    };
+    let items = rows
+        .into_iter()
+        .map(|r| SnapshotInfo {
+            version: r.version,
+            issued_at: r.issued_at,
+            kid: r.kid,
+            size: r.size,
+            summary: r.summary,
+        })
+        .collect();
+    Ok(web::Json(SnapshotHistory { items, next_cursor: next.map(crate::api::pagination::encode_cursor) }))
+}
+
+/// The keys that verify snapshots (and, later, gateway-issued tokens), as a JWKS.
+#[utoipa::path(
+    tag = "policy",
+    security(()),
+    responses((status = 200, description = "JSON Web Key Set", body = Jwks), Internal)
+)]
+#[get("/policy/keys")]
+pub async fn keys(state: web::Data<AppState>) -> ApiResult<web::Json<Jwks>> {
+    Ok(web::Json(trusted_keys(&state.db).await?))
+}

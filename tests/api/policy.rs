@@ -1,0 +1,132 @@
+use std::time::{Duration, Instant};
+
+use mcpgate::policy::{sign, Jwks};
+use secrecy::ExposeSecret;
+use serde_json::json;
+
+use crate::helpers::{spawn_app, Client, TestApp};
+
+fn proxy(app: &TestApp) -> Client {
+    Client::with_token(&app.base, app.state.proxy_key.expose_secret())
+}
+
+async fn fetch(client: &Client, query: &str) -> reqwest::Response {
+    client.http.get(format!("{}/api/v1/policy/snapshot{query}", client.base)).send().await.unwrap()
+}
+
+async fn keys(app: &TestApp) -> Jwks {
+    reqwest::get(format!("{}/api/v1/policy/keys", app.base)).await.unwrap().json().await.unwrap()
+}
+
+#[tokio::test]
+async fn the_signed_snapshot_is_served_to_proxies_and_admins_only() {
+    let app = spawn_app().await;
+    let admin = app.admin().await;
+    let res = fetch(&proxy(&app), "").await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["content-type"], "application/jose");
+    let version: i64 = res.headers()["x-mcpgate-policy-version"].to_str().unwrap().parse().unwrap();
+    let document = res.text().await.unwrap();
+    let snapshot = sign::verify(&document, &keys(&app).await).expect("verifies against the published keys");
+    assert_eq!(snapshot.version, version);
+    assert_eq!(fetch(&admin, "").await.status(), 200);
+
+    let ann = app.user(&admin, "ann@example.com").await;
+    assert_eq!(fetch(&ann, "").await.status(), 403);
+    assert_eq!(fetch(&app.client(), "").await.status(), 401);
+    assert_eq!(fetch(&Client::with_token(&app.base, "mgw_proxy_wrong"), "").await.status(), 401);
+}
+
+#[tokio::test]
+async fn changes_publish_a_newer_version_without_secrets() {
+    let app = spawn_app().await;
+    let admin = app.admin().await;
+    let proxy = proxy(&app);
+    let before = sign::verify(&fetch(&proxy, "").await.text().await.unwrap(), &keys(&app).await).unwrap();
+
+    app.tenant(&admin, "acme", &[]).await;
+    admin
+        .post(
+            "/api/v1/tenants/acme/servers",
+            json!({"slug": "github", "display_name": "GitHub", "kind": "remote", "url": "https://e.com/mcp",
+                   "additional_headers": {"X-Team": "core"}}),
+        )
+        .await
+        .expect(201);
+    let token =
+        admin.post("/api/v1/me/tokens", json!({"name": "t"})).await.expect(201)["token"].as_str().unwrap().to_owned();
+
+    // Long-poll for the next version.
+    let started = Instant::now();
+    let res = fetch(&proxy, &format!("?after={}&wait=10", before.version)).await;
+    assert_eq!(res.status(), 200);
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let mut document = res.text().await.unwrap();
+    let mut after = sign::verify(&document, &keys(&app).await).unwrap();
+    // Changes close together may land in one or several snapshots; wait for the last.
+    for _ in 0..20 {
+        if after.tokens.len() == 1 && after.servers.len() == 1 {
+            break;
+        }
+        let res = fetch(&proxy, &format!("?after={}&wait=5", after.version)).await;
+        if res.status() == 200 {
+            document = res.text().await.unwrap();
+            after = sign::verify(&document, &keys(&app).await).unwrap();
+        }
+    }
+    assert!(after.version > before.version, "strictly increasing");
+    assert_eq!(after.servers[0].slug, "github");
+    assert_eq!(after.servers[0].additional_headers, json!({"X-Team": "core"}));
+    assert_eq!(after.tokens.len(), 1);
+    assert_eq!(after.tokens[0].digest, mcpgate::auth::token::digest(&token));
+    assert!(!document.contains(&token[8..]), "no token in clear");
+    let payload = String::from_utf8(
+        base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, document.split('.').nth(1).unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(!payload.contains(&token[8..]));
+    assert!(!payload.contains("argon2"), "no password hashes");
+
+    // Nothing newer: the long-poll times out with 304, and so does a matching ETag.
+    let res = fetch(&proxy, &format!("?after={}&wait=1", after.version)).await;
+    assert_eq!(res.status(), 304);
+    let res = proxy
+        .http
+        .get(format!("{}/api/v1/policy/snapshot", app.base))
+        .header("if-none-match", format!("\"v{}\"", after.version))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 304);
+
+    let history = proxy.get("/api/v1/policy/snapshots?limit=50").await.expect(200);
+    let versions: Vec<i64> =
+        history["items"].as_array().unwrap().iter().map(|s| s["version"].as_i64().unwrap()).collect();
+    assert_eq!(versions[0], after.version, "newest first");
+    assert!(versions.windows(2).all(|w| w[0] > w[1]));
+    assert!(history["items"][0]["summary"]["changes"].as_array().is_some());
+}
+
+#[tokio::test]
+async fn rotated_keys_sign_new_snapshots_and_old_keys_stay_published() {
+    let app = spawn_app().await;
+    let admin = app.admin().await;
+    let proxy = proxy(&app);
+    let first = sign::verify(&fetch(&proxy, "").await.text().await.unwrap(), &keys(&app).await).unwrap();
+    let new_kid =
+        mcpgate::policy::publish::rotate_key(&app.state.db, &app.state.sealer, app.clock.now()).await.unwrap();
+    app.state.publisher.poke();
+    let res = fetch(&proxy, &format!("?after={}&wait=10", first.version)).await;
+    assert_eq!(res.status(), 200);
+    let jwks = keys(&app).await;
+    let second = sign::verify(&res.text().await.unwrap(), &jwks).unwrap();
+    assert_eq!(second.kid, new_kid);
+    assert_ne!(second.kid, first.kid);
+    assert!(jwks.keys.iter().any(|k| k.kid == first.kid), "the previous key stays published");
+    assert_eq!(second.gateway_keys, jwks);
+    // A verifier that only knows the old key refuses the new snapshot.
+    let old_only = Jwks { keys: jwks.keys.iter().filter(|k| k.kid == first.kid).cloned().collect() };
+    let document = fetch(&admin, "").await.text().await.unwrap();
+    assert!(matches!(sign::verify(&document, &old_only), Err(sign::VerifyError::UnknownKey(_))));
+}
