@@ -11,6 +11,7 @@ pub mod domain;
 pub mod error;
 pub mod http_client;
 pub mod policy;
+pub mod proxy;
 pub mod startup;
 pub mod store;
 pub mod telemetry;

@@ -23,7 +23,8 @@ use crate::config::Settings;
 use crate::control::tokens::UsageRecorder;
 use crate::control::{sessions, users, virtual_accounts};
 use crate::error::ApiError;
-use crate::policy::publish::Publisher;
+use crate::policy::publish::{trusted_keys, Publisher};
+use crate::proxy::holder::PolicyHolder;
 use crate::store;
 use secrecy::SecretString;
 
@@ -37,6 +38,9 @@ pub struct AppState {
     pub sealer: Sealer,
     pub publisher: Arc<Publisher>,
     pub proxy_key: SecretString,
+    /// The in-process proxy's verified policy, fed through the same verification a remote
+    /// replica uses.
+    pub policy: Arc<PolicyHolder>,
 }
 
 pub struct Application {
@@ -81,6 +85,8 @@ impl Application {
         let publisher = Arc::new(Publisher::default());
         publisher.publish_now(&db, &sealer, clock.now()).await.context("publishing the policy snapshot")?;
         tokio::spawn(publisher.clone().run(db.clone(), sealer.clone(), clock.clone()));
+        let policy = Arc::new(PolicyHolder::default());
+        spawn_policy_subscriber(&publisher, policy.clone(), db.clone()).await;
         let state = web::Data::new(AppState {
             db,
             clock,
@@ -90,6 +96,7 @@ impl Application {
             sealer,
             publisher,
             proxy_key,
+            policy,
         });
         let doc = web::Data::new(api::openapi_json());
         let spec = api::openapi();
@@ -132,6 +139,34 @@ impl Application {
 
 async fn serve_openapi(doc: web::Data<String>) -> HttpResponse {
     HttpResponse::Ok().content_type("application/json").body(doc.get_ref().clone())
+}
+
+/// Feeds every published snapshot to the in-process proxy's holder, verified against the
+/// published keys like any replica would. Waits for the first one so serving starts with a
+/// policy in place.
+async fn spawn_policy_subscriber(publisher: &Publisher, holder: Arc<PolicyHolder>, db: DatabaseConnection) {
+    let mut updates = publisher.subscribe();
+    let offer = |published: Option<crate::policy::publish::Published>,
+                 holder: Arc<PolicyHolder>,
+                 db: DatabaseConnection| async move {
+        let Some(published) = published else { return };
+        let keys = match trusted_keys(&db).await {
+            Ok(keys) => keys,
+            Err(e) => return tracing::warn!(error = %e, "reading the policy keys failed"),
+        };
+        match holder.offer(&published.document, &keys) {
+            Ok(version) => tracing::debug!(version, "policy snapshot in force"),
+            Err(e) => tracing::error!(error = %e, "the in-process proxy refused a policy snapshot"),
+        }
+    };
+    let first = updates.borrow_and_update().clone();
+    offer(first, holder.clone(), db.clone()).await;
+    tokio::spawn(async move {
+        while updates.changed().await.is_ok() {
+            let next = updates.borrow_and_update().clone();
+            offer(next, holder.clone(), db.clone()).await;
+        }
+    });
 }
 
 /// Housekeeping on timers: token usage flushes, scheduled token rotation, expired sessions.

@@ -22,7 +22,8 @@ pub async fn healthz() -> web::Json<Health> {
     web::Json(Health { status: "ok" })
 }
 
-/// Readiness: the database answers and every migration is applied.
+/// Readiness: the database answers, every migration is applied, and a verified policy
+/// snapshot is in force.
 #[utoipa::path(tag = "health", security(()), responses((status = 200, description = "Ready", body = Health), Unavailable))]
 #[get("/readyz")]
 pub async fn readyz(state: web::Data<AppState>) -> ApiResult<web::Json<Health>> {
@@ -31,6 +32,9 @@ pub async fn readyz(state: web::Data<AppState>) -> ApiResult<web::Json<Health>> 
         return Err(ApiError::Unavailable("the database is not reachable".into()));
     }
     match store::pending_migrations(&state.db).await {
+        Ok(0) if state.policy.current().is_none() => {
+            Err(ApiError::Unavailable("no verified policy snapshot is in force yet".into()))
+        }
         Ok(0) => Ok(web::Json(Health { status: "ok" })),
         Ok(n) => Err(ApiError::Unavailable(format!("{n} database migrations are not applied"))),
         Err(e) => {

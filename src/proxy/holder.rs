@@ -1,0 +1,117 @@
+//! The proxy's current policy: the last snapshot that verified, behind an `ArcSwap` so every
+//! request reads one consistent snapshot without a lock. A snapshot that fails verification or
+//! is older than the current one is refused and the last good one keeps serving; with none at
+//! all the proxy fails closed.
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwapOption;
+
+use crate::policy::sign::{self, VerifyError};
+use crate::policy::{Jwks, Snapshot};
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum Rejected {
+    #[error("snapshot rejected: {0}")]
+    Invalid(#[from] VerifyError),
+    #[error("snapshot version {offered} is older than the current version {current}")]
+    Rollback { current: i64, offered: i64 },
+}
+
+#[derive(Default)]
+pub struct PolicyHolder {
+    current: ArcSwapOption<Snapshot>,
+}
+
+impl PolicyHolder {
+    /// The snapshot every decision of one request should use; `None` means fail closed.
+    pub fn current(&self) -> Option<Arc<Snapshot>> {
+        self.current.load_full()
+    }
+
+    pub fn version(&self) -> Option<i64> {
+        self.current.load().as_ref().map(|s| s.version)
+    }
+
+    /// Verifies `document` against `trusted` and, if it is newer, makes it current. Offering
+    /// the current version again is accepted and changes nothing.
+    pub fn offer(&self, document: &str, trusted: &Jwks) -> Result<i64, Rejected> {
+        let snapshot = sign::verify(document, trusted)?;
+        let offered = snapshot.version;
+        let mut result = Ok(offered);
+        let snapshot = Arc::new(snapshot);
+        self.current.rcu(|current| match current {
+            Some(c) if c.version > offered => {
+                result = Err(Rejected::Rollback { current: c.version, offered });
+                current.clone()
+            }
+            Some(c) if c.version == offered => {
+                result = Ok(offered);
+                current.clone()
+            }
+            _ => {
+                result = Ok(offered);
+                Some(snapshot.clone())
+            }
+        });
+        result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+
+    use super::*;
+    use crate::policy::sign::KeyMaterial;
+
+    fn signed(version: i64, key: &KeyMaterial) -> String {
+        let snapshot = Snapshot {
+            version,
+            issued_at: Utc::now(),
+            kid: key.kid.clone(),
+            tenants: vec![],
+            users: vec![],
+            members: vec![],
+            teams: vec![],
+            virtual_accounts: vec![],
+            servers: vec![],
+            access: vec![],
+            tokens: vec![],
+            revoked_gateway_tokens: vec![],
+            identity_providers: vec![],
+            gateway_keys: Jwks::default(),
+        };
+        sign::sign(&snapshot, key).unwrap()
+    }
+
+    #[test]
+    fn keeps_the_last_good_snapshot_and_refuses_bad_ones() {
+        let key = KeyMaterial::generate().unwrap();
+        let stranger = KeyMaterial::generate().unwrap();
+        let trusted = Jwks { keys: vec![key.jwk()] };
+        let holder = PolicyHolder::default();
+        assert!(holder.current().is_none(), "no snapshot: fail closed");
+
+        assert_eq!(holder.offer(&signed(5, &key), &trusted), Ok(5));
+        assert_eq!(holder.offer(&signed(5, &key), &trusted), Ok(5), "the same version again is harmless");
+
+        // Older version: anti-rollback.
+        assert_eq!(holder.offer(&signed(4, &key), &trusted), Err(Rejected::Rollback { current: 5, offered: 4 }));
+        // Signed by an untrusted key.
+        assert!(matches!(
+            holder.offer(&signed(9, &stranger), &trusted),
+            Err(Rejected::Invalid(VerifyError::UnknownKey(_)))
+        ));
+        // Tampered: the signature of version 6, the payload of something else.
+        let good = signed(6, &key);
+        let other = signed(7, &key);
+        let parts: Vec<&str> = good.split('.').collect();
+        let forged = format!("{}.{}.{}", parts[0], other.split('.').nth(1).unwrap(), parts[2]);
+        assert_eq!(holder.offer(&forged, &trusted), Err(Rejected::Invalid(VerifyError::BadSignature)));
+        assert_eq!(holder.version(), Some(5), "the last good snapshot keeps serving");
+
+        assert_eq!(holder.offer(&good, &trusted), Ok(6));
+        assert_eq!(holder.version(), Some(6));
+    }
+}
