@@ -390,8 +390,8 @@ mod cli_tokens {
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
-    let base = settings.public_base_url();
     let app = Application::build(settings, Clock::system()).await?;
+    let base = app.state.settings.public_base_url();
     match &app.bootstrap {
         Bootstrap::NotNeeded => {}
         Bootstrap::Configured { email } => println!("Created the first platform admin {email}."),

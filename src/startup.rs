@@ -25,6 +25,7 @@ use crate::control::{sessions, users, virtual_accounts};
 use crate::error::ApiError;
 use crate::policy::publish::{trusted_keys, Publisher};
 use crate::proxy::holder::PolicyHolder;
+use crate::proxy::routes::ProxyState;
 use crate::store;
 use secrecy::SecretString;
 
@@ -73,7 +74,15 @@ impl Application {
         tokio::task::spawn_blocking(password::init).await.context("warming the password hasher")?;
 
         let listener = TcpListener::bind(&settings.listen).with_context(|| format!("binding {}", settings.listen))?;
-        let port = listener.local_addr()?.port();
+        let bound = listener.local_addr()?;
+        let port = bound.port();
+        let mut settings = settings;
+        if settings.public_url.is_none() {
+            // Default to the address actually bound (port 0 becomes the real port); a wildcard
+            // bind is reachable on loopback, so links use that.
+            let host = if bound.ip().is_unspecified() { "127.0.0.1".to_owned() } else { bound.ip().to_string() };
+            settings.public_url = Some(format!("http://{host}:{port}"));
+        }
         let throttle = LoginThrottle::new(
             settings.login_max_failures,
             chrono::Duration::minutes(i64::from(settings.login_window_minutes)),
@@ -98,6 +107,11 @@ impl Application {
             proxy_key,
             policy,
         });
+        let proxy = web::Data::new(ProxyState::new(
+            state.policy.clone(),
+            state.settings.public_base_url(),
+            state.clock.clone(),
+        )?);
         let doc = web::Data::new(api::openapi_json());
         let spec = api::openapi();
 
@@ -112,6 +126,14 @@ impl Application {
                     ApiError::Validation(vec![crate::error::FieldError::new("query", "invalid", e.to_string())]).into()
                 }))
                 .route("/api/openapi.json", web::get().to(serve_openapi))
+                .service(
+                    web::resource("/{tenant}/mcp/{server}/server")
+                        .app_data(proxy.clone())
+                        .app_data(web::PayloadConfig::new(crate::proxy::routes::MAX_BODY))
+                        .route(web::post().to(crate::proxy::routes::handle))
+                        .route(web::get().to(crate::proxy::routes::handle))
+                        .route(web::delete().to(crate::proxy::routes::handle)),
+                )
                 .service(Scalar::with_url("/api/docs", spec.clone()))
                 .default_service(web::to(|| async { Err::<HttpResponse, _>(ApiError::NotFound) }))
                 .wrap(from_fn(api::middleware::request_id))

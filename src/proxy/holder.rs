@@ -8,7 +8,10 @@ use std::sync::Arc;
 use arc_swap::ArcSwapOption;
 
 use crate::policy::sign::{self, VerifyError};
-use crate::policy::{Jwks, Snapshot};
+use crate::policy::Jwks;
+#[cfg(test)]
+use crate::policy::Snapshot;
+use crate::proxy::index::Policy;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum Rejected {
@@ -20,17 +23,17 @@ pub enum Rejected {
 
 #[derive(Default)]
 pub struct PolicyHolder {
-    current: ArcSwapOption<Snapshot>,
+    current: ArcSwapOption<Policy>,
 }
 
 impl PolicyHolder {
     /// The snapshot every decision of one request should use; `None` means fail closed.
-    pub fn current(&self) -> Option<Arc<Snapshot>> {
+    pub fn current(&self) -> Option<Arc<Policy>> {
         self.current.load_full()
     }
 
     pub fn version(&self) -> Option<i64> {
-        self.current.load().as_ref().map(|s| s.version)
+        self.current.load().as_ref().map(|p| p.version())
     }
 
     /// Verifies `document` against `trusted` and, if it is newer, makes it current. Offering
@@ -38,20 +41,24 @@ impl PolicyHolder {
     pub fn offer(&self, document: &str, trusted: &Jwks) -> Result<i64, Rejected> {
         let snapshot = sign::verify(document, trusted)?;
         let offered = snapshot.version;
+        if let Some(current) = self.version().filter(|v| *v >= offered) {
+            // Nothing to build: the same version again, or a rollback attempt.
+            return if current == offered { Ok(offered) } else { Err(Rejected::Rollback { current, offered }) };
+        }
         let mut result = Ok(offered);
-        let snapshot = Arc::new(snapshot);
+        let policy = Arc::new(Policy::build(snapshot));
         self.current.rcu(|current| match current {
-            Some(c) if c.version > offered => {
-                result = Err(Rejected::Rollback { current: c.version, offered });
+            Some(c) if c.version() > offered => {
+                result = Err(Rejected::Rollback { current: c.version(), offered });
                 current.clone()
             }
-            Some(c) if c.version == offered => {
+            Some(c) if c.version() == offered => {
                 result = Ok(offered);
                 current.clone()
             }
             _ => {
                 result = Ok(offered);
-                Some(snapshot.clone())
+                Some(policy.clone())
             }
         });
         result

@@ -2,3 +2,5 @@
 //! store: `proxy/` depends on `policy/` (and, later, the credential resolver), nothing else.
 
 pub mod holder;
+pub mod index;
+pub mod routes;

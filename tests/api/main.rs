@@ -11,6 +11,7 @@ mod openapi;
 mod peers;
 mod policy;
 mod process;
+mod proxy;
 mod servers;
 mod teams;
 mod tenants;
