@@ -82,13 +82,8 @@ fn is_safe(method: &Method) -> bool {
 /// instead of silently falling back to the session cookie.
 fn bearer(req: &HttpRequest) -> Option<String> {
     let value = req.headers().get(AUTHORIZATION)?;
-    let token = value
-        .to_str()
-        .ok()
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, token)| token.trim().to_owned());
-    Some(token.unwrap_or_default())
+    let token = value.to_str().ok().and_then(crate::auth::token::from_bearer_header);
+    Some(token.unwrap_or_default().to_owned())
 }
 
 async fn authenticate(req: &HttpRequest) -> Result<(Caller, Credential), ApiError> {

@@ -39,7 +39,7 @@ impl FromRequest for PolicyReader {
             .headers()
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
+            .and_then(crate::auth::token::from_bearer_header)
             .map(str::to_owned);
         let is_proxy = match (state(req), presented) {
             (Ok(state), Some(key)) => key.as_bytes().ct_eq(state.proxy_key.expose_secret().as_bytes()).into(),

@@ -37,6 +37,12 @@ impl TokenKind {
     }
 }
 
+/// The token of an `Authorization: Bearer <token>` header value; `None` for other schemes.
+pub fn from_bearer_header(value: &str) -> Option<&str> {
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then_some(token.trim())
+}
+
 /// A freshly generated token: the secret (shown once) and what is stored about it.
 pub struct NewToken {
     pub secret: String,

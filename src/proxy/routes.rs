@@ -49,9 +49,7 @@ fn rpc_error(status: StatusCode, body: &[u8], code: i64, message: String) -> Htt
 }
 
 fn bearer(req: &HttpRequest) -> Option<&str> {
-    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then_some(token.trim())
+    crate::auth::token::from_bearer_header(req.headers().get(header::AUTHORIZATION)?.to_str().ok()?)
 }
 
 pub async fn handle(

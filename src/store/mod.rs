@@ -13,6 +13,11 @@ use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbE
 /// timeout so concurrent writers wait instead of failing; `synchronous=NORMAL` is durable
 /// across process crashes in WAL mode, which is the failure a gateway process sees.
 pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnection, DbErr> {
+    // SQLite has one writer, and a deferred transaction that reads and then writes fails at
+    // once (SQLITE_BUSY_SNAPSHOT, no busy wait) when another connection committed in between;
+    // sea-orm cannot open `BEGIN IMMEDIATE` transactions, so SQLite gets one connection and
+    // statements queue in the pool instead. PostgreSQL uses the configured pool.
+    let max_connections = if url.starts_with("sqlite:") { 1 } else { max_connections };
     let mut options = ConnectOptions::new(url.to_owned());
     options
         .max_connections(max_connections)
