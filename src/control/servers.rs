@@ -17,7 +17,6 @@ use utoipa::ToSchema;
 use crate::control::audit::{self, Actor};
 use crate::control::caller::Caller;
 use crate::control::page::{self, PageRequest, Paged};
-use crate::control::teams::EVERYONE;
 use crate::domain::{DisplayName, Email, Slug};
 use crate::error::{ApiError, ApiResult, FieldError};
 use crate::store::entities::{
@@ -562,17 +561,11 @@ pub async fn delete<C: TransactionTrait>(
 
 /// The ids of the teams a user belongs to in a tenant, `everyone` included when they are a member.
 async fn team_ids_of(db: &impl ConnectionTrait, tenant: &tenants::Model, user_id: i64) -> ApiResult<Vec<i64>> {
-    let tenant_team_ids: Vec<i64> = teams::Entity::find()
-        .filter(teams::Column::TenantId.eq(tenant.id))
-        .all(db)
-        .await?
-        .into_iter()
-        .map(|t| (t.id, t.slug))
-        .filter_map(|(id, slug)| (slug != EVERYONE).then_some(id))
-        .collect();
+    let tenant_teams = teams::Entity::find().filter(teams::Column::TenantId.eq(tenant.id)).all(db).await?;
+    let (everyone, named): (Vec<_>, Vec<_>) = tenant_teams.into_iter().partition(|t| t.builtin);
     let mut ids: Vec<i64> = team_members::Entity::find()
         .filter(team_members::Column::UserId.eq(user_id))
-        .filter(team_members::Column::TeamId.is_in(tenant_team_ids))
+        .filter(team_members::Column::TeamId.is_in(named.into_iter().map(|t| t.id)))
         .all(db)
         .await?
         .into_iter()
@@ -585,14 +578,7 @@ async fn team_ids_of(db: &impl ConnectionTrait, tenant: &tenants::Model, user_id
         .await?
         > 0;
     if is_member {
-        if let Some(everyone) = teams::Entity::find()
-            .filter(teams::Column::TenantId.eq(tenant.id))
-            .filter(teams::Column::Slug.eq(EVERYONE))
-            .one(db)
-            .await?
-        {
-            ids.push(everyone.id);
-        }
+        ids.extend(everyone.into_iter().map(|t| t.id));
     }
     Ok(ids)
 }
