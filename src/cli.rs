@@ -32,6 +32,19 @@ enum Command {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+    /// Run a standalone proxy replica that follows a control plane and serves only the MCP
+    /// routes. Replicas share nothing; give them all the control plane's proxy key.
+    Proxy {
+        /// The control plane's base URL, e.g. https://gw.example.com (env MCPGATE_CONTROL_PLANE).
+        #[arg(long)]
+        control_plane: Option<String>,
+        /// The control plane's proxy key (env MCPGATE_PROXY_KEY, which keeps it out of `ps`).
+        #[arg(long)]
+        proxy_key: Option<String>,
+        /// Listen address (env MCPGATE_LISTEN).
+        #[arg(long)]
+        listen: Option<String>,
+    },
     /// Apply database migrations and exit.
     Migrate {
         /// Data directory (env MCPGATE_DATA_DIR).
@@ -175,7 +188,16 @@ fn load(config: Option<&std::path::Path>, overrides: Overrides) -> anyhow::Resul
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let config = cli.config.as_deref();
     match cli.command {
-        Command::Serve { listen, data_dir } => serve(load(config, Overrides { listen, data_dir })?).await,
+        Command::Serve { listen, data_dir } => {
+            serve(load(config, Overrides { listen, data_dir, ..Default::default() })?).await
+        }
+        Command::Proxy { control_plane, proxy_key, listen } => {
+            let settings = load(config, Overrides { listen, control_plane, proxy_key, ..Default::default() })?;
+            let replica = crate::proxy::replica::Replica::build(settings, Clock::system()).await?;
+            tracing::info!(port = replica.port(), "proxy replica listening on port {}", replica.port());
+            replica.run_until_stopped().await?;
+            Ok(())
+        }
         Command::Migrate { data_dir } => {
             let settings = load(config, Overrides { data_dir, ..Default::default() })?;
             startup::open_database(&settings).await?;

@@ -44,6 +44,16 @@ pub struct Settings {
     pub token_usage_flush_seconds: u32,
     /// Upper bound on an upstream probe (connect, initialize, tools/list), in seconds.
     pub probe_timeout_seconds: u32,
+    /// Longest wait for an upstream's response headers, in seconds; past it the client gets a
+    /// JSON-RPC error instead of a hang.
+    pub upstream_timeout_seconds: u32,
+    /// Requests and streams the proxy serves at once; past it, `503` with a JSON-RPC error.
+    pub proxy_max_concurrent: usize,
+    /// Browser origins allowed besides the public URL's own (comma-separated in the env).
+    #[serde(default, deserialize_with = "comma_list")]
+    pub allowed_origins: Vec<String>,
+    /// The control plane a standalone `mcpgate proxy` replica follows.
+    pub control_plane: Option<String>,
     /// `tracing` filter, e.g. `info` or `mcpgate=debug`.
     pub log: String,
     /// `text` or `json`.
@@ -70,6 +80,8 @@ struct Defaults {
     probe_timeout_seconds: u32,
     pat_max_lifetime_days: u32,
     token_usage_flush_seconds: u32,
+    upstream_timeout_seconds: u32,
+    proxy_max_concurrent: usize,
     log: &'static str,
     log_format: LogFormat,
 }
@@ -85,6 +97,8 @@ const DEFAULTS: Defaults = Defaults {
     probe_timeout_seconds: 10,
     pat_max_lifetime_days: 365,
     token_usage_flush_seconds: 30,
+    upstream_timeout_seconds: 120,
+    proxy_max_concurrent: 4096,
     log: "info",
     log_format: LogFormat::Text,
 };
@@ -107,6 +121,10 @@ const KNOWN_KEYS: &[&str] = &[
     "proxy_key",
     "pat_max_lifetime_days",
     "token_usage_flush_seconds",
+    "upstream_timeout_seconds",
+    "proxy_max_concurrent",
+    "allowed_origins",
+    "control_plane",
     "log",
     "log_format",
 ];
@@ -117,6 +135,20 @@ fn is_known_key(key: &str) -> bool {
     KNOWN_KEYS.iter().any(|known| key.eq_ignore_ascii_case(known))
 }
 
+/// A list given either as a TOML array or as one comma-separated string (environment).
+fn comma_list<'de, D: serde::Deserializer<'de>>(de: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match Either::deserialize(de)? {
+        Either::One(s) => s.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect(),
+        Either::Many(v) => v,
+    })
+}
+
 /// Values given on the command line; they win over every other layer.
 #[derive(Debug, Default, Serialize)]
 pub struct Overrides {
@@ -124,6 +156,10 @@ pub struct Overrides {
     pub listen: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub data_dir: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub control_plane: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proxy_key: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -236,7 +272,7 @@ mod tests {
             assert_eq!(s.database_url(), "postgres://db/mcpgate");
 
             jail.set_env("MCPGATE_LISTEN", "127.0.0.1:7000");
-            let s = Settings::load(None, Overrides { listen: Some("127.0.0.1:6000".into()), data_dir: None })
+            let s = Settings::load(None, Overrides { listen: Some("127.0.0.1:6000".into()), ..Default::default() })
                 .map_err(|e| e.to_string())?;
             assert_eq!(s.listen, "127.0.0.1:6000", "flags win over env");
             Ok(())

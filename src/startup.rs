@@ -24,8 +24,10 @@ use crate::control::tokens::UsageRecorder;
 use crate::control::{sessions, users, virtual_accounts};
 use crate::error::ApiError;
 use crate::policy::publish::{trusted_keys, Publisher};
+use crate::proxy::decisions::{DecisionLog, Destination};
 use crate::proxy::holder::PolicyHolder;
-use crate::proxy::routes::ProxyState;
+use crate::proxy::routes::{ProxyConfig, ProxyState};
+use crate::proxy::session::SessionSealer;
 use crate::store;
 use secrecy::SecretString;
 
@@ -109,8 +111,15 @@ impl Application {
         });
         let proxy = web::Data::new(ProxyState::new(
             state.policy.clone(),
-            state.settings.public_base_url(),
+            ProxyConfig {
+                public_base: state.settings.public_base_url(),
+                upstream_timeout: Duration::from_secs(u64::from(state.settings.upstream_timeout_seconds.max(1))),
+                max_concurrent: state.settings.proxy_max_concurrent,
+                allowed_origins: state.settings.allowed_origins.clone(),
+            },
             state.clock.clone(),
+            SessionSealer::from_proxy_key(&state.proxy_key),
+            DecisionLog::spawn(Destination::Store(state.db.clone())),
         )?);
         let doc = web::Data::new(api::openapi_json());
         let spec = api::openapi();
@@ -126,14 +135,7 @@ impl Application {
                     ApiError::Validation(vec![crate::error::FieldError::new("query", "invalid", e.to_string())]).into()
                 }))
                 .route("/api/openapi.json", web::get().to(serve_openapi))
-                .service(
-                    web::resource("/{tenant}/mcp/{server}/server")
-                        .app_data(proxy.clone())
-                        .app_data(web::PayloadConfig::new(crate::proxy::routes::MAX_BODY))
-                        .route(web::post().to(crate::proxy::routes::handle))
-                        .route(web::get().to(crate::proxy::routes::handle))
-                        .route(web::delete().to(crate::proxy::routes::handle)),
-                )
+                .configure(|cfg| crate::proxy::routes::configure(cfg, proxy.clone()))
                 .service(Scalar::with_url("/api/docs", spec.clone()))
                 .default_service(web::to(|| async { Err::<HttpResponse, _>(ApiError::NotFound) }))
                 .wrap(from_fn(api::middleware::request_id))

@@ -165,7 +165,8 @@ pub fn configure(cfg: &mut ServiceConfig) {
             .service(virtual_accounts::claim_token)
             .service(policy::latest_snapshot)
             .service(policy::snapshot_history)
-            .service(policy::keys),
+            .service(policy::keys)
+            .service(policy::record_decisions),
     );
 }
 

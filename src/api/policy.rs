@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use actix_web::dev::Payload;
 use actix_web::http::header::{self, HeaderValue};
-use actix_web::{get, web, FromRequest, HttpRequest, HttpResponse};
+use actix_web::{get, post, web, FromRequest, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use futures_util::future::LocalBoxFuture;
 use sea_orm::{EntityTrait, QueryFilter, QueryOrder, QuerySelect};
@@ -15,6 +15,7 @@ use subtle::ConstantTimeEq;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::api::extract::{state, PlatformAdmin};
+use crate::api::json::ApiJson;
 use crate::api::pagination::PageQuery;
 use crate::api::responses::*;
 use crate::error::{ApiError, ApiResult};
@@ -218,4 +219,62 @@ pub async fn snapshot_history(
 #[get("/policy/keys")]
 pub async fn keys(state: web::Data<AppState>) -> ApiResult<web::Json<Jwks>> {
     Ok(web::Json(trusted_keys(&state.db).await?))
+}
+
+/// Only a proxy: the proxy key as a bearer token.
+pub struct ProxyCredential;
+
+impl FromRequest for ProxyCredential {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let presented = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(crate::auth::token::from_bearer_header);
+        let result = match (state(req), presented) {
+            (Ok(state), Some(key)) if bool::from(key.as_bytes().ct_eq(state.proxy_key.expose_secret().as_bytes())) => {
+                Ok(ProxyCredential)
+            }
+            (_, Some(_)) => Err(ApiError::InvalidToken),
+            (_, None) => Err(ApiError::Unauthenticated),
+        };
+        std::future::ready(result)
+    }
+}
+
+/// Upper bound of one batch of decisions.
+const MAX_DECISIONS: usize = 1000;
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DecisionBatch {
+    pub items: Vec<crate::proxy::decisions::Decision>,
+}
+
+/// Proxy replicas report their decisions (allowed, denied and why, with the snapshot version
+/// that decided) for the audit trail. Only the proxy key may write here.
+#[utoipa::path(
+    tag = "policy",
+    security(("proxy_key" = [])),
+    request_body = DecisionBatch,
+    responses((status = 204, description = "Recorded"), BadRequest, Unauthorized, Unprocessable, Internal)
+)]
+#[post("/policy/decisions")]
+pub async fn record_decisions(
+    state: web::Data<AppState>,
+    _proxy: ProxyCredential,
+    ApiJson(batch): ApiJson<DecisionBatch>,
+) -> ApiResult<HttpResponse> {
+    if batch.items.len() > MAX_DECISIONS {
+        return Err(ApiError::Validation(vec![crate::error::FieldError::new(
+            "items",
+            "too_many",
+            format!("at most {MAX_DECISIONS} decisions per batch"),
+        )]));
+    }
+    crate::proxy::decisions::store(&state.db, batch.items).await?;
+    Ok(HttpResponse::NoContent().finish())
 }

@@ -25,6 +25,9 @@ pub enum Role {
 pub struct Policy {
     pub snapshot: Snapshot,
     servers: HashMap<(String, String), usize>,
+    server_ids: HashMap<i64, usize>,
+    tenant_ids: HashMap<String, i64>,
+    emails: HashMap<i64, usize>,
     tokens: HashMap<String, usize>,
     tenant_roles: HashMap<(i64, i64), String>,
     user_teams: HashMap<i64, HashSet<i64>>,
@@ -43,6 +46,9 @@ impl Policy {
             .enumerate()
             .filter_map(|(i, s)| Some(((slugs.get(&s.tenant)?.to_string(), s.slug.clone()), i)))
             .collect();
+        let server_ids = snapshot.servers.iter().enumerate().map(|(i, s)| (s.id, i)).collect();
+        let tenant_ids = snapshot.tenants.iter().map(|t| (t.slug.clone(), t.id)).collect();
+        let emails = snapshot.users.iter().enumerate().map(|(i, u)| (u.id, i)).collect();
         let tokens = snapshot.tokens.iter().enumerate().map(|(i, t)| (t.digest.clone(), i)).collect();
         let tenant_roles = snapshot.members.iter().map(|m| ((m.tenant, m.user), m.role.clone())).collect();
         let mut user_teams: HashMap<i64, HashSet<i64>> = HashMap::new();
@@ -61,7 +67,20 @@ impl Policy {
         }
         let disabled_users = snapshot.users.iter().filter(|u| u.disabled).map(|u| u.id).collect();
         let accounts = snapshot.virtual_accounts.iter().enumerate().map(|(i, va)| (va.id, i)).collect();
-        Self { snapshot, servers, tokens, tenant_roles, user_teams, everyone, access, disabled_users, accounts }
+        Self {
+            snapshot,
+            servers,
+            server_ids,
+            tenant_ids,
+            emails,
+            tokens,
+            tenant_roles,
+            user_teams,
+            everyone,
+            access,
+            disabled_users,
+            accounts,
+        }
     }
 
     pub fn version(&self) -> i64 {
@@ -70,6 +89,28 @@ impl Policy {
 
     pub fn server(&self, tenant: &str, server: &str) -> Option<&ServerEntry> {
         self.servers.get(&(tenant.to_owned(), server.to_owned())).map(|&i| &self.snapshot.servers[i])
+    }
+
+    pub fn server_by_id(&self, id: i64) -> Option<&ServerEntry> {
+        self.server_ids.get(&id).map(|&i| &self.snapshot.servers[i])
+    }
+
+    pub fn tenant(&self, slug: &str) -> Option<i64> {
+        self.tenant_ids.get(slug).copied()
+    }
+
+    /// The audit trail's name for a subject: `user:<email>` or `virtualaccount:<name>`.
+    pub fn subject_name(&self, subject: Subject) -> String {
+        match subject {
+            Subject::User(id) => match self.emails.get(&id) {
+                Some(&i) => format!("user:{}", self.snapshot.users[i].email),
+                None => format!("user:#{id}"),
+            },
+            Subject::VirtualAccount(id) => match self.accounts.get(&id) {
+                Some(&i) => format!("virtualaccount:{}", self.snapshot.virtual_accounts[i].name),
+                None => format!("virtualaccount:#{id}"),
+            },
+        }
     }
 
     /// The subject a bearer token stands for: well formed, known by digest, unexpired, and

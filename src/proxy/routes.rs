@@ -1,41 +1,92 @@
-//! `/{tenant}/mcp/{server}/server`: authenticate from the snapshot, authorize, and relay to the
-//! upstream. Request bodies (JSON-RPC messages, bounded) are read whole; responses, JSON or
-//! SSE, are streamed back as they arrive.
+//! `/{tenant}/mcp/{server}/server`: check where the request comes from and what it says,
+//! authenticate and authorize from one snapshot, then relay to the upstream (remote servers)
+//! or fan out to the members (virtual servers). Request bodies (JSON-RPC messages, bounded)
+//! are read whole; responses, JSON or SSE, are streamed back as they arrive.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::http::{Method, StatusCode};
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use futures_util::StreamExt;
 use serde_json::{json, Value};
+use tokio::sync::Semaphore;
+use tracing_actix_web::RequestId;
 
 use crate::clock::Clock;
+use crate::policy::ServerEntry;
+use crate::proxy::decisions::{Decision, DecisionLog};
+use crate::proxy::guard::{self, OriginPolicy};
 use crate::proxy::holder::PolicyHolder;
-use crate::proxy::index::Subject;
+use crate::proxy::index::{Policy, Subject};
+use crate::proxy::session::{subject_tag, GatewaySession, SessionSealer};
+use crate::proxy::upstream::{Clients, UpstreamError, SESSION_HEADER, VERSION_HEADER};
+use crate::proxy::{rewrite, tools, virtual_server};
 
 /// Headers relayed from the client to the upstream and back. Everything else (cookies,
-/// hop-by-hop headers, the caller's own Authorization) stays at the gateway.
+/// hop-by-hop headers, the caller's own Authorization) stays at the gateway; the session id
+/// is translated, never copied.
 const RELAYED_REQUEST: &[&str] =
-    &["content-type", "accept", "mcp-session-id", "mcp-protocol-version", "last-event-id", "mcp-method", "mcp-name"];
-const RELAYED_RESPONSE: &[&str] = &["content-type", "mcp-session-id", "mcp-protocol-version", "cache-control"];
+    &["content-type", "accept", "mcp-protocol-version", "last-event-id", "mcp-method", "mcp-name"];
+const RELAYED_RESPONSE: &[&str] = &["content-type", "mcp-protocol-version", "cache-control"];
 
 /// Upper bound of one client message.
 pub const MAX_BODY: usize = 4 * 1024 * 1024;
 
 pub struct ProxyState {
     pub policy: Arc<PolicyHolder>,
-    pub client: reqwest::Client,
+    pub clients: Clients,
     pub public_base: String,
     pub clock: Clock,
+    pub sessions: SessionSealer,
+    pub origins: OriginPolicy,
+    pub decisions: DecisionLog,
+    /// Bounds the requests and streams in flight.
+    pub limit: Arc<Semaphore>,
+    pub routes: virtual_server::RouteCache,
+    pub bridges: crate::proxy::legacy::Bridges,
+}
+
+pub struct ProxyConfig {
+    pub public_base: String,
+    pub upstream_timeout: Duration,
+    pub max_concurrent: usize,
+    pub allowed_origins: Vec<String>,
 }
 
 impl ProxyState {
-    pub fn new(policy: Arc<PolicyHolder>, public_base: String, clock: Clock) -> anyhow::Result<Self> {
-        let client = crate::http_client::builder().connect_timeout(Duration::from_secs(10)).build()?;
-        Ok(Self { policy, client, public_base, clock })
+    pub fn new(
+        policy: Arc<PolicyHolder>,
+        config: ProxyConfig,
+        clock: Clock,
+        sessions: SessionSealer,
+        decisions: DecisionLog,
+    ) -> anyhow::Result<Self> {
+        Ok(Self {
+            policy,
+            clients: Clients::new(config.upstream_timeout)?,
+            origins: OriginPolicy::new(&config.public_base, &config.allowed_origins),
+            public_base: config.public_base,
+            clock,
+            sessions,
+            decisions,
+            limit: Arc::new(Semaphore::new(config.max_concurrent.max(1))),
+            routes: virtual_server::RouteCache::default(),
+            bridges: crate::proxy::legacy::Bridges::default(),
+        })
     }
+}
+
+/// Registers the MCP route on an app.
+pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<ProxyState>) {
+    cfg.service(
+        web::resource("/{tenant}/mcp/{server}/server")
+            .app_data(state)
+            .route(web::post().to(handle))
+            .route(web::get().to(handle))
+            .route(web::delete().to(handle)),
+    );
 }
 
 fn json_error(status: StatusCode, code: &str, message: impl Into<String>) -> HttpResponse {
@@ -43,22 +94,104 @@ fn json_error(status: StatusCode, code: &str, message: impl Into<String>) -> Htt
 }
 
 /// A JSON-RPC error for the request's id, so MCP clients can show it.
-fn rpc_error(status: StatusCode, body: &[u8], code: i64, message: String) -> HttpResponse {
-    let id = serde_json::from_slice::<Value>(body).ok().and_then(|v| v.get("id").cloned()).unwrap_or(Value::Null);
-    HttpResponse::build(status).json(json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}}))
+pub fn rpc_error(status: StatusCode, id: &Value, code: i64, message: impl Into<String>) -> HttpResponse {
+    HttpResponse::build(status)
+        .json(json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message.into()}}))
 }
 
-fn bearer(req: &HttpRequest) -> Option<&str> {
-    crate::auth::token::from_bearer_header(req.headers().get(header::AUTHORIZATION)?.to_str().ok()?)
+pub const INVALID_REQUEST: i64 = -32600;
+pub const METHOD_NOT_FOUND: i64 = -32601;
+pub const INVALID_PARAMS: i64 = -32602;
+pub const INTERNAL: i64 = -32603;
+/// Gateway-side failures reaching the upstream (implementation-defined server error range).
+pub const UPSTREAM_FAILED: i64 = -32002;
+
+/// One request's facts, for the decision it ends with.
+pub struct Ctx {
+    pub policy: Arc<Policy>,
+    pub tenant: String,
+    pub tenant_id: Option<i64>,
+    pub server: String,
+    pub actor: String,
+    pub method: Option<String>,
+    pub name: Option<String>,
+    pub request_id: Option<String>,
+    pub started: Instant,
+    pub log: DecisionLog,
+    pub now: chrono::DateTime<chrono::Utc>,
+}
+
+impl Ctx {
+    pub fn decide(&self, outcome: &str, reason: Option<&str>, upstream_status: Option<u16>) {
+        self.log.emit(Decision {
+            at: self.now,
+            tenant_id: self.tenant_id,
+            tenant: self.tenant.clone(),
+            server: self.server.clone(),
+            actor: self.actor.clone(),
+            outcome: outcome.to_owned(),
+            reason: reason.map(str::to_owned),
+            method: self.method.clone(),
+            name: self.name.clone(),
+            snapshot_version: self.policy.version(),
+            upstream_status,
+            latency_ms: upstream_status.map(|_| self.started.elapsed().as_secs_f64() * 1000.0),
+            request_id: self.request_id.clone(),
+        });
+    }
+
+    pub fn upstream_failed(&self, id: &Value, error: &UpstreamError) -> HttpResponse {
+        self.decide("error", Some(error.reason()), None);
+        tracing::warn!(tenant = self.tenant, server = self.server, error = %error, "upstream request failed");
+        let status = match error {
+            UpstreamError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            _ => StatusCode::BAD_GATEWAY,
+        };
+        rpc_error(status, id, UPSTREAM_FAILED, format!("{}/{}: {error}", self.tenant, self.server))
+    }
+}
+
+async fn read_body(mut payload: web::Payload) -> Result<web::Bytes, HttpResponse> {
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk
+            .map_err(|_| json_error(StatusCode::BAD_REQUEST, "bad_request", "the request body could not be read"))?;
+        if body.len() + chunk.len() > MAX_BODY {
+            return Err(rpc_error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &Value::Null,
+                INVALID_REQUEST,
+                format!("the message is larger than {} MiB", MAX_BODY / (1024 * 1024)),
+            ));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
+fn header<'a>(req: &'a HttpRequest, name: &str) -> Option<&'a str> {
+    req.headers().get(name).and_then(|v| v.to_str().ok())
 }
 
 pub async fn handle(
     req: HttpRequest,
     path: web::Path<(String, String)>,
-    body: web::Bytes,
+    payload: web::Payload,
     state: web::Data<ProxyState>,
 ) -> HttpResponse {
+    let started = Instant::now();
     let (tenant, server) = path.into_inner();
+    if let Err(why) = state.origins.check(header(&req, "origin"), header(&req, "host")) {
+        return json_error(StatusCode::FORBIDDEN, "forbidden_origin", why);
+    }
+    let Ok(_permit) = state.limit.clone().try_acquire_owned() else {
+        return rpc_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &Value::Null,
+            INTERNAL,
+            "the gateway is at capacity; retry shortly",
+        );
+    };
     // One snapshot decides the whole request.
     let Some(policy) = state.policy.current() else {
         return json_error(
@@ -67,21 +200,81 @@ pub async fn handle(
             "the gateway has no verified policy yet; try again shortly",
         );
     };
-    let subject = bearer(&req).and_then(|t| policy.authenticate(t, state.clock.now()));
-    let Some(subject) = subject else {
+    let body = match read_body(payload).await {
+        Ok(body) => body,
+        Err(response) => return response,
+    };
+    let message: Option<Value> = if *req.method() == Method::POST {
+        match serde_json::from_slice(&body) {
+            Ok(v) => Some(v),
+            Err(e) => return rpc_error(StatusCode::BAD_REQUEST, &Value::Null, -32700, format!("parse error: {e}")),
+        }
+    } else {
+        None
+    };
+    let id = message.as_ref().and_then(|m| m.get("id").cloned()).unwrap_or(Value::Null);
+    let revision = header(&req, VERSION_HEADER);
+    if let Some(v) = revision.filter(|v| !guard::REVISIONS.contains(v)) {
+        return rpc_error(
+            StatusCode::BAD_REQUEST,
+            &id,
+            INVALID_REQUEST,
+            format!("unsupported MCP-Protocol-Version {v:?}; supported: {}", guard::REVISIONS.join(", ")),
+        );
+    }
+    if let Some(message) = message.as_ref().filter(|m| m.is_object()) {
+        if let Err(why) = guard::check_headers(revision, header(&req, "mcp-method"), header(&req, "mcp-name"), message)
+        {
+            return rpc_error(StatusCode::BAD_REQUEST, &id, INVALID_REQUEST, why);
+        }
+    }
+
+    let (method, name) = match &message {
+        Some(m) => (
+            m.get("method").and_then(Value::as_str).map(str::to_owned),
+            m.get("params")
+                .and_then(|p| p.get("name").or_else(|| p.get("uri")))
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+        ),
+        None => (Some(req.method().to_string()), None),
+    };
+    let tenant_entry = policy.tenant(&tenant);
+    let mut ctx = Ctx {
+        policy: policy.clone(),
+        tenant_id: tenant_entry,
+        tenant: tenant.clone(),
+        server: server.clone(),
+        actor: "anonymous".into(),
+        method,
+        name,
+        request_id: req.extensions().get::<RequestId>().map(|r| r.to_string()),
+        started,
+        log: state.decisions.clone(),
+        now: state.clock.now(),
+    };
+
+    let bearer = header(&req, header::AUTHORIZATION.as_str()).and_then(crate::auth::token::from_bearer_header);
+    let Some(subject) = bearer.and_then(|t| policy.authenticate(t, ctx.now)) else {
+        if tenant_entry.is_some() {
+            ctx.decide("denied", Some("unauthenticated"), None);
+        }
         let metadata =
             format!("{}/.well-known/oauth-protected-resource/{tenant}/mcp/{server}/server", state.public_base);
         return HttpResponse::Unauthorized()
             .insert_header((header::WWW_AUTHENTICATE, format!("Bearer resource_metadata=\"{metadata}\"")))
             .json(json!({"error": "unauthenticated", "message": "a valid bearer token is required"}));
     };
-    let Some(entry) = policy.server(&tenant, &server) else {
+    ctx.actor = policy.subject_name(subject);
+    let entry = policy.server(&tenant, &server).filter(|e| policy.in_tenant(subject, e.tenant));
+    let Some(entry) = entry else {
+        if tenant_entry.is_some() {
+            ctx.decide("denied", Some("not_found"), None);
+        }
         return json_error(StatusCode::NOT_FOUND, "not_found", "no such MCP server");
     };
-    if !policy.in_tenant(subject, entry.tenant) {
-        return json_error(StatusCode::NOT_FOUND, "not_found", "no such MCP server");
-    }
     if policy.role(subject, entry).is_none() {
+        ctx.decide("denied", Some("not_collaborator"), None);
         let who = match subject {
             Subject::User(_) => "you are",
             Subject::VirtualAccount(_) => "this virtual account is",
@@ -92,57 +285,133 @@ pub async fn handle(
             format!("{who} not a collaborator on {tenant}/{server}; ask a manager of the server for access"),
         );
     }
-    let (Some(url), "remote") = (entry.url.as_deref(), entry.kind.as_str()) else {
-        return rpc_error(
-            StatusCode::NOT_IMPLEMENTED,
-            &body,
-            -32601,
-            "virtual servers are not served by the proxy yet".into(),
-        );
+
+    // The client's gateway session, if it presents one: it must be ours, for this server and
+    // this caller; anything else is a session that does not exist here (404 → re-initialize).
+    let session = match header(&req, SESSION_HEADER) {
+        None => None,
+        Some(presented) => match state.sessions.open(presented) {
+            Some(s) if s.server == entry.id && s.subject == subject_tag(subject) => Some((presented.to_owned(), s)),
+            _ => {
+                ctx.decide("denied", Some("unknown_session"), None);
+                return rpc_error(
+                    StatusCode::NOT_FOUND,
+                    &id,
+                    INVALID_REQUEST,
+                    "session not found; initialize a new one",
+                );
+            }
+        },
     };
-    let method = match *req.method() {
-        Method::POST => reqwest::Method::POST,
+    let call = Call { req: &req, body, message, id, session, subject, entry };
+    if entry.kind == "virtual" {
+        return virtual_server::handle(&state, &ctx, call).await;
+    }
+    relay(&state, &ctx, call).await
+}
+
+/// One authorized request on its way to the upstream(s).
+pub struct Call<'a> {
+    pub req: &'a HttpRequest,
+    pub body: web::Bytes,
+    pub message: Option<Value>,
+    pub id: Value,
+    /// The presented gateway session id and what it carries.
+    pub session: Option<(String, GatewaySession)>,
+    pub subject: Subject,
+    pub entry: &'a ServerEntry,
+}
+
+fn reqwest_method(method: &Method) -> reqwest::Method {
+    match *method {
         Method::GET => reqwest::Method::GET,
         Method::DELETE => reqwest::Method::DELETE,
-        _ => return json_error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "use POST, GET or DELETE"),
-    };
-    let mut upstream = state.client.request(method, url);
-    for name in RELAYED_REQUEST {
-        if let Some(value) = req.headers().get(*name) {
-            upstream = upstream.header(*name, value.as_bytes());
-        }
+        _ => reqwest::Method::POST,
     }
-    if let Some(headers) = entry.additional_headers.as_object() {
-        for (k, v) in headers {
-            if let Some(v) = v.as_str() {
-                upstream = upstream.header(k.as_str(), v);
-            }
-        }
-    }
-    if !body.is_empty() {
-        upstream = upstream.body(body.clone());
-    }
-    let response = match upstream.send().await {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::warn!(tenant, server, error = %e, "upstream request failed");
-            return rpc_error(
-                StatusCode::BAD_GATEWAY,
-                &body,
-                -32603,
-                format!("the upstream of {tenant}/{server} is unreachable"),
-            );
-        }
-    };
-    let status = StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
-    let mut out = HttpResponse::build(status);
+}
+
+/// Response headers to relay, with the session id translated back to the gateway's.
+pub fn relay_headers(out: &mut actix_web::HttpResponseBuilder, upstream: &reqwest::Response) {
     for name in RELAYED_RESPONSE {
-        if let Some(value) = response.headers().get(*name) {
+        if let Some(value) = upstream.headers().get(*name) {
             if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_bytes(value.as_bytes()))
             {
                 out.insert_header((n, v));
             }
         }
+    }
+}
+
+/// A remote server: the request goes through as it is, with the upstream session id in place
+/// of the gateway's, and the response streams back.
+async fn relay(state: &ProxyState, ctx: &Ctx, call: Call<'_>) -> HttpResponse {
+    let entry = call.entry;
+    // Disabled tools are refused here, before the upstream hears of them.
+    if ctx.method.as_deref() == Some("tools/call") {
+        if let Some(name) = ctx.name.as_deref().filter(|n| tools::is_disabled(n, &entry.tool_settings)) {
+            ctx.decide("denied", Some("tool_disabled"), None);
+            return rpc_error(
+                StatusCode::OK,
+                &call.id,
+                INVALID_PARAMS,
+                format!("tool {name} is disabled on this server"),
+            );
+        }
+    }
+    if entry.transport.as_deref() == Some("sse") {
+        return crate::proxy::legacy::handle(state, ctx, call).await;
+    }
+    let mut request = match state.clients.request(entry, reqwest_method(call.req.method())) {
+        Ok(r) => r,
+        Err(e) => return ctx.upstream_failed(&call.id, &e),
+    };
+    for name in RELAYED_REQUEST {
+        if let Some(value) = call.req.headers().get(*name) {
+            request = request.header(*name, value.as_bytes());
+        }
+    }
+    if let Some(upstream) = call.session.as_ref().and_then(|(_, s)| s.upstreams.first().cloned().flatten()) {
+        request = request.header(SESSION_HEADER, upstream);
+    }
+    if !call.body.is_empty() {
+        request = request.body(call.body.clone());
+    }
+    let response = match state.clients.send(request).await {
+        Ok(r) => r,
+        Err(e) => return ctx.upstream_failed(&call.id, &e),
+    };
+    let status = StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    ctx.decide(if status.is_server_error() { "error" } else { "allowed" }, None, Some(status.as_u16()));
+    let mut out = HttpResponse::build(status);
+    relay_headers(&mut out, &response);
+    match (&call.session, response.headers().get(SESSION_HEADER).and_then(|v| v.to_str().ok())) {
+        (Some((presented, _)), _) => {
+            out.insert_header((SESSION_HEADER, presented.as_str()));
+        }
+        (None, Some(upstream)) => {
+            let sealed = state.sessions.seal(&GatewaySession {
+                server: entry.id,
+                subject: subject_tag(call.subject),
+                upstreams: vec![Some(upstream.to_owned())],
+                members: Vec::new(),
+                failed: Vec::new(),
+            });
+            out.insert_header((SESSION_HEADER, sealed));
+        }
+        (None, None) => {}
+    }
+    // tools/list answers pass through the server's tool settings.
+    if ctx.method.as_deref() == Some("tools/list") && !entry.tool_settings.is_empty() && status.is_success() {
+        let settings = entry.tool_settings.clone();
+        let id = call.id.clone();
+        return out.streaming(rewrite::messages(response, move |mut message| {
+            if message.get("id") == Some(&id) {
+                if let Some(result) = message.get_mut("result") {
+                    tools::filter_list(result, &settings);
+                }
+            }
+            message
+        }));
     }
     out.streaming(response.bytes_stream().map(|chunk| chunk.map_err(actix_web::error::ErrorBadGateway)))
 }

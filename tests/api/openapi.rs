@@ -108,6 +108,7 @@ fn every_operation_documents_its_errors() {
         "GET /api/v1/policy/snapshot",
         "GET /api/v1/policy/snapshots",
         "GET /api/v1/policy/keys",
+        "POST /api/v1/policy/decisions",
     ];
     assert_eq!(routes, expected.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>());
 }

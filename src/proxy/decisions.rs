@@ -1,0 +1,144 @@
+//! Every proxy decision (allowed, denied and why, upstream outcome and latency) becomes an
+//! audit event carrying the snapshot version that made it. The request path only pushes onto a
+//! bounded channel; a background task writes batches — straight into the store in
+//! `mcpgate serve`, or to the control plane from a standalone replica, which has no database.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sea_orm::{DatabaseConnection, DbErr, EntityTrait, Set};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tokio::sync::mpsc;
+use utoipa::ToSchema;
+
+use crate::store::entities::audit_events;
+
+pub const ACTION: &str = "mcp.request";
+const CHANNEL: usize = 16 * 1024;
+const BATCH: usize = 500;
+
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Decision {
+    pub at: DateTime<Utc>,
+    /// Unknown tenants have no id.
+    pub tenant_id: Option<i64>,
+    pub tenant: String,
+    pub server: String,
+    /// `user:<email>`, `virtualaccount:<name>` or `anonymous`.
+    pub actor: String,
+    /// `allowed`, `denied` or `error`.
+    pub outcome: String,
+    /// Why: `unauthenticated`, `not_found`, `not_collaborator`, `tool_disabled`, `upstream_timeout`…
+    pub reason: Option<String>,
+    /// The JSON-RPC method, or the HTTP method for GET/DELETE.
+    pub method: Option<String>,
+    /// The tool or prompt name, or resource URI.
+    pub name: Option<String>,
+    pub snapshot_version: i64,
+    pub upstream_status: Option<u16>,
+    pub latency_ms: Option<f64>,
+    pub request_id: Option<String>,
+}
+
+impl Decision {
+    fn into_row(self) -> audit_events::ActiveModel {
+        audit_events::ActiveModel {
+            at: Set(self.at),
+            tenant_id: Set(self.tenant_id),
+            tenant_slug: Set(self.tenant_id.map(|_| self.tenant.clone())),
+            actor: Set(self.actor),
+            action: Set(ACTION.to_owned()),
+            target: Set(format!("server:{}", self.server)),
+            outcome: Set(self.outcome),
+            request_id: Set(self.request_id),
+            details: Set(Some(json!({
+                "snapshot_version": self.snapshot_version,
+                "reason": self.reason,
+                "method": self.method,
+                "name": self.name,
+                "upstream_status": self.upstream_status,
+                "latency_ms": self.latency_ms,
+            }))),
+            ..Default::default()
+        }
+    }
+}
+
+/// Writes decisions without touching the policy version: they record enforcement, they do not
+/// change what is enforced.
+pub async fn store(db: &DatabaseConnection, batch: Vec<Decision>) -> Result<(), DbErr> {
+    if batch.is_empty() {
+        return Ok(());
+    }
+    audit_events::Entity::insert_many(batch.into_iter().map(Decision::into_row)).exec(db).await?;
+    Ok(())
+}
+
+/// Where batches go.
+pub enum Destination {
+    Store(DatabaseConnection),
+    ControlPlane { client: reqwest::Client, url: String, proxy_key: SecretString },
+}
+
+impl Destination {
+    async fn write(&self, batch: Vec<Decision>) -> anyhow::Result<()> {
+        match self {
+            Self::Store(db) => Ok(store(db, batch).await?),
+            Self::ControlPlane { client, url, proxy_key } => {
+                let res = client
+                    .post(url)
+                    .bearer_auth(proxy_key.expose_secret())
+                    .json(&json!({ "items": batch }))
+                    .timeout(Duration::from_secs(10))
+                    .send()
+                    .await?;
+                anyhow::ensure!(res.status().is_success(), "the control plane answered {}", res.status());
+                Ok(())
+            }
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct DecisionLog {
+    tx: mpsc::Sender<Decision>,
+    dropped: Arc<AtomicU64>,
+}
+
+impl DecisionLog {
+    /// Starts the writer task.
+    pub fn spawn(destination: Destination) -> Self {
+        let (tx, mut rx) = mpsc::channel::<Decision>(CHANNEL);
+        let dropped = Arc::new(AtomicU64::new(0));
+        let lost = dropped.clone();
+        tokio::spawn(async move {
+            let mut batch = Vec::with_capacity(BATCH);
+            loop {
+                if rx.recv_many(&mut batch, BATCH).await == 0 {
+                    break;
+                }
+                let n = batch.len();
+                if let Err(e) = destination.write(std::mem::take(&mut batch)).await {
+                    tracing::warn!(error = %e, events = n, "writing proxy audit events failed");
+                }
+                let missed = lost.swap(0, Ordering::Relaxed);
+                if missed > 0 {
+                    tracing::warn!(missed, "proxy audit events dropped: the writer could not keep up");
+                }
+            }
+        });
+        Self { tx, dropped }
+    }
+
+    /// Never blocks the request: when the writer is far behind the event is counted and dropped.
+    pub fn emit(&self, decision: Decision) {
+        if self.tx.try_send(decision).is_err() {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}

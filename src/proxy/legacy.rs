@@ -1,0 +1,244 @@
+//! Bridging legacy HTTP+SSE upstreams (`transport: sse`, protocol 2024-11-05) to streamable
+//! HTTP clients. The upstream protocol is a long-lived event stream plus a message endpoint,
+//! so a bridge is process state: the replica that initialized a session holds its stream, and
+//! another replica answers that session with 404 (the client then initializes again).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use actix_web::http::{Method, StatusCode};
+use actix_web::HttpResponse;
+use futures_util::StreamExt;
+use serde_json::Value;
+use sse_stream::{Sse, SseStream};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::proxy::routes::{rpc_error, Call, Ctx, ProxyState, INVALID_REQUEST};
+use crate::proxy::session::{subject_tag, GatewaySession};
+use crate::proxy::tools;
+use crate::proxy::upstream::{UpstreamError, SESSION_HEADER};
+
+const MARK: &str = "legacy:";
+/// Messages the upstream sends the client while no GET stream is open are kept up to this
+/// many, then dropped.
+const INBOX: usize = 256;
+const MAX_BRIDGES: usize = 10_000;
+
+struct Bridge {
+    endpoint: url::Url,
+    pending: Mutex<HashMap<String, oneshot::Sender<Value>>>,
+    inbox: Mutex<Option<mpsc::Receiver<Value>>>,
+    reader: tokio::task::AbortHandle,
+}
+
+impl Drop for Bridge {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
+}
+
+#[derive(Default)]
+pub struct Bridges {
+    inner: Mutex<HashMap<String, Arc<Bridge>>>,
+}
+
+impl Bridges {
+    fn get(&self, id: &str) -> Option<Arc<Bridge>> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner()).get(id).cloned()
+    }
+    fn remove(&self, id: &str) -> Option<Arc<Bridge>> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner()).remove(id)
+    }
+}
+
+/// Opens the upstream's event stream and waits for its `endpoint` event.
+async fn open(state: &ProxyState, call: &Call<'_>) -> Result<Arc<Bridge>, UpstreamError> {
+    let request = state.clients.request(call.entry, reqwest::Method::GET)?.header("accept", "text/event-stream");
+    let response = state.clients.send(request).await?;
+    if !response.status().is_success() {
+        return Err(UpstreamError::Status(response.status().as_u16()));
+    }
+    let base = response.url().clone();
+    let mut events = SseStream::from_bytes_stream(response.bytes_stream());
+    let endpoint = tokio::time::timeout(state.clients.timeout, async {
+        while let Some(event) = events.next().await {
+            let event = event.map_err(|e| UpstreamError::Protocol(e.to_string()))?;
+            if event.event.as_deref() == Some("endpoint") {
+                let data = event.data.unwrap_or_default();
+                return base.join(data.trim()).map_err(|e| UpstreamError::Protocol(format!("bad endpoint: {e}")));
+            }
+        }
+        Err(UpstreamError::Protocol("the event stream ended before naming its endpoint".into()))
+    })
+    .await
+    .map_err(|_| UpstreamError::Timeout(state.clients.timeout.as_secs()))??;
+
+    let (tx, rx) = mpsc::channel(INBOX);
+    let bridge = Arc::new_cyclic(|weak: &std::sync::Weak<Bridge>| {
+        let weak = weak.clone();
+        let reader = tokio::spawn(async move {
+            while let Some(Ok(event)) = events.next().await {
+                let Some(message) = event.data.and_then(|d| serde_json::from_str::<Value>(&d).ok()) else { continue };
+                let Some(bridge) = weak.upgrade() else { break };
+                let is_reply = message.get("method").is_none();
+                let waiter = message
+                    .get("id")
+                    .filter(|_| is_reply)
+                    .and_then(|id| bridge.pending.lock().unwrap_or_else(|p| p.into_inner()).remove(&id.to_string()));
+                match waiter {
+                    Some(waiter) => {
+                        let _ = waiter.send(message);
+                    }
+                    None => {
+                        let _ = tx.try_send(message);
+                    }
+                }
+            }
+        })
+        .abort_handle();
+        Bridge { endpoint, pending: Mutex::default(), inbox: Mutex::new(Some(rx)), reader }
+    });
+    Ok(bridge)
+}
+
+/// POSTs one message to the bridge's endpoint; for a request, waits for its reply on the stream.
+async fn send(
+    state: &ProxyState,
+    call: &Call<'_>,
+    bridge: &Bridge,
+    message: &Value,
+) -> Result<Option<Value>, UpstreamError> {
+    let waiter = match (message.get("id"), message.get("method")) {
+        (Some(id), Some(_)) => {
+            let (tx, rx) = oneshot::channel();
+            bridge.pending.lock().unwrap_or_else(|p| p.into_inner()).insert(id.to_string(), tx);
+            Some(rx)
+        }
+        _ => None,
+    };
+    let client = state.clients.for_server(call.entry)?;
+    let mut request = client.post(bridge.endpoint.clone()).json(message);
+    if let Some(headers) = call.entry.additional_headers.as_object() {
+        for (k, v) in headers {
+            if let Some(v) = v.as_str() {
+                request = request.header(k.as_str(), v);
+            }
+        }
+    }
+    let response = state.clients.send(request).await?;
+    if !response.status().is_success() {
+        return Err(UpstreamError::Status(response.status().as_u16()));
+    }
+    let Some(waiter) = waiter else { return Ok(None) };
+    match tokio::time::timeout(state.clients.timeout, waiter).await {
+        Ok(Ok(reply)) => Ok(Some(reply)),
+        Ok(Err(_)) => Err(UpstreamError::Protocol("the upstream event stream closed".into())),
+        Err(_) => Err(UpstreamError::Timeout(state.clients.timeout.as_secs())),
+    }
+}
+
+pub async fn handle(state: &ProxyState, ctx: &Ctx, call: Call<'_>) -> HttpResponse {
+    let id = call.id.clone();
+    let existing = call.session.as_ref().and_then(|(_, s)| s.upstreams.first().cloned().flatten());
+    let bridge_id = existing.as_deref().and_then(|s| s.strip_prefix(MARK)).map(str::to_owned);
+    let bridge = bridge_id.as_deref().and_then(|b| state.bridges.get(b));
+    if call.session.is_some() && bridge.is_none() {
+        return rpc_error(StatusCode::NOT_FOUND, &id, INVALID_REQUEST, "session not found; initialize a new one");
+    }
+    match *call.req.method() {
+        Method::DELETE => {
+            if let Some(b) = bridge_id {
+                state.bridges.remove(&b);
+            }
+            ctx.decide("allowed", None, Some(200));
+            HttpResponse::Ok().finish()
+        }
+        Method::GET => {
+            let Some(inbox) = bridge.and_then(|b| b.inbox.lock().unwrap_or_else(|p| p.into_inner()).take()) else {
+                return HttpResponse::Conflict().json(
+                    serde_json::json!({"error": "conflict", "message": "this session's event stream is already open"}),
+                );
+            };
+            ctx.decide("allowed", None, Some(200));
+            let events = tokio_stream_from(inbox).map(|message| {
+                Ok::<_, actix_web::Error>(crate::proxy::rewrite::encode(&Sse {
+                    event: Some("message".into()),
+                    data: Some(message.to_string()),
+                    id: None,
+                    retry: None,
+                }))
+            });
+            HttpResponse::Ok()
+                .content_type("text/event-stream")
+                .insert_header(("cache-control", "no-cache"))
+                .streaming(events)
+        }
+        _ => {
+            let Some(message) = call.message.as_ref().filter(|m| m.is_object()) else {
+                return rpc_error(
+                    StatusCode::BAD_REQUEST,
+                    &id,
+                    INVALID_REQUEST,
+                    "send one JSON-RPC message per request",
+                );
+            };
+            let initializing = message.get("method").and_then(Value::as_str) == Some("initialize");
+            let (bridge, new_session) = match bridge {
+                Some(b) => (b, None),
+                None if initializing => match open(state, &call).await {
+                    Ok(b) => {
+                        let key = uuid::Uuid::new_v4().to_string();
+                        let mut all = state.bridges.inner.lock().unwrap_or_else(|p| p.into_inner());
+                        if all.len() >= MAX_BRIDGES {
+                            return rpc_error(
+                                StatusCode::SERVICE_UNAVAILABLE,
+                                &id,
+                                -32002,
+                                "too many open legacy sessions",
+                            );
+                        }
+                        all.insert(key.clone(), b.clone());
+                        (b, Some(key))
+                    }
+                    Err(e) => return ctx.upstream_failed(&id, &e),
+                },
+                None => return rpc_error(StatusCode::BAD_REQUEST, &id, INVALID_REQUEST, "initialize a session first"),
+            };
+            match send(state, &call, &bridge, message).await {
+                Ok(None) => {
+                    ctx.decide("allowed", None, Some(202));
+                    HttpResponse::Accepted().finish()
+                }
+                Ok(Some(mut reply)) => {
+                    ctx.decide("allowed", None, Some(200));
+                    if ctx.method.as_deref() == Some("tools/list") {
+                        if let Some(result) = reply.get_mut("result") {
+                            tools::filter_list(result, &call.entry.tool_settings);
+                        }
+                    }
+                    let mut out = HttpResponse::Ok();
+                    if let Some(key) = new_session {
+                        out.insert_header((
+                            SESSION_HEADER,
+                            state.sessions.seal(&GatewaySession {
+                                server: call.entry.id,
+                                subject: subject_tag(call.subject),
+                                upstreams: vec![Some(format!("{MARK}{key}"))],
+                                members: Vec::new(),
+                                failed: Vec::new(),
+                            }),
+                        ));
+                    } else if let Some((presented, _)) = &call.session {
+                        out.insert_header((SESSION_HEADER, presented.as_str()));
+                    }
+                    out.json(reply)
+                }
+                Err(e) => ctx.upstream_failed(&id, &e),
+            }
+        }
+    }
+}
+
+fn tokio_stream_from(mut rx: mpsc::Receiver<Value>) -> impl futures_util::Stream<Item = Value> {
+    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}

@@ -1,0 +1,169 @@
+//! `mcpgate proxy`: a standalone replica. It holds no database and no state of its own; it
+//! long-polls the control plane for signed snapshots (verified against the published keys,
+//! like the in-process proxy), serves only the MCP routes and health checks, and sends its
+//! decisions back to the control plane's audit trail.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::Server;
+use actix_web::{web, App, HttpResponse, HttpServer};
+use anyhow::Context;
+use secrecy::{ExposeSecret, SecretString};
+use tracing_actix_web::TracingLogger;
+
+use crate::clock::Clock;
+use crate::config::Settings;
+use crate::policy::Jwks;
+use crate::proxy::decisions::{DecisionLog, Destination};
+use crate::proxy::holder::{PolicyHolder, Rejected};
+use crate::proxy::routes::{ProxyConfig, ProxyState};
+use crate::proxy::session::SessionSealer;
+
+/// How long one long-poll asks the control plane to wait.
+const WAIT_SECONDS: u64 = 30;
+
+pub struct Replica {
+    port: u16,
+    server: Server,
+    pub policy: Arc<PolicyHolder>,
+}
+
+impl Replica {
+    pub async fn build(settings: Settings, clock: Clock) -> anyhow::Result<Self> {
+        let control = settings
+            .control_plane
+            .clone()
+            .context("a replica needs the control plane's URL: --control-plane or MCPGATE_CONTROL_PLANE")?;
+        let control = control.trim_end_matches('/').to_owned();
+        let proxy_key: SecretString = settings.proxy_key.clone().context(
+            "a replica needs the proxy key: --proxy-key or MCPGATE_PROXY_KEY (`mcpgate proxy-key` prints it)",
+        )?;
+        let listener = TcpListener::bind(&settings.listen).with_context(|| format!("binding {}", settings.listen))?;
+        let bound = listener.local_addr()?;
+        let public_base = match &settings.public_url {
+            Some(url) => url.trim_end_matches('/').to_owned(),
+            None => {
+                let host = if bound.ip().is_unspecified() { "127.0.0.1".to_owned() } else { bound.ip().to_string() };
+                format!("http://{host}:{}", bound.port())
+            }
+        };
+        let policy = Arc::new(PolicyHolder::default());
+        let client = crate::http_client::builder().connect_timeout(Duration::from_secs(10)).build()?;
+        tokio::spawn(follow(client.clone(), control.clone(), proxy_key.clone(), policy.clone()));
+        let decisions = DecisionLog::spawn(Destination::ControlPlane {
+            client,
+            url: format!("{control}/api/v1/policy/decisions"),
+            proxy_key: proxy_key.clone(),
+        });
+        let proxy = web::Data::new(ProxyState::new(
+            policy.clone(),
+            ProxyConfig {
+                public_base,
+                upstream_timeout: Duration::from_secs(u64::from(settings.upstream_timeout_seconds.max(1))),
+                max_concurrent: settings.proxy_max_concurrent,
+                allowed_origins: settings.allowed_origins.clone(),
+            },
+            clock,
+            SessionSealer::from_proxy_key(&proxy_key),
+            decisions,
+        )?);
+        let holder = web::Data::new(policy.clone());
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .app_data(holder.clone())
+                .configure(|cfg| crate::proxy::routes::configure(cfg, proxy.clone()))
+                .route(
+                    "/healthz",
+                    web::get().to(|| async { HttpResponse::Ok().json(serde_json::json!({"status": "ok"})) }),
+                )
+                .route("/readyz", web::get().to(ready))
+                .wrap(TracingLogger::default())
+        })
+        .listen(listener)?
+        .shutdown_timeout(10);
+        if settings.workers > 0 {
+            server = server.workers(settings.workers);
+        }
+        Ok(Self { port: bound.port(), server: server.run(), policy })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}
+
+async fn ready(holder: web::Data<Arc<PolicyHolder>>) -> HttpResponse {
+    match holder.version() {
+        Some(version) => HttpResponse::Ok().json(serde_json::json!({"status": "ready", "policy_version": version})),
+        None => HttpResponse::ServiceUnavailable()
+            .json(serde_json::json!({"status": "waiting", "message": "no verified policy snapshot yet"})),
+    }
+}
+
+async fn fetch_keys(client: &reqwest::Client, control: &str) -> anyhow::Result<Jwks> {
+    let res = client.get(format!("{control}/api/v1/policy/keys")).timeout(Duration::from_secs(10)).send().await?;
+    anyhow::ensure!(res.status().is_success(), "the control plane answered {} for the keys", res.status());
+    Ok(res.json().await?)
+}
+
+/// Follows the control plane forever: long-poll, verify, install; back off on failure. The last
+/// good snapshot keeps serving whatever happens here.
+async fn follow(client: reqwest::Client, control: String, proxy_key: SecretString, holder: Arc<PolicyHolder>) {
+    let mut keys: Option<Jwks> = None;
+    let mut backoff = Duration::from_millis(250);
+    loop {
+        match poll_once(&client, &control, &proxy_key, &holder, &mut keys).await {
+            Ok(()) => backoff = Duration::from_millis(250),
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "following the control plane failed");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+}
+
+async fn poll_once(
+    client: &reqwest::Client,
+    control: &str,
+    proxy_key: &SecretString,
+    holder: &PolicyHolder,
+    keys: &mut Option<Jwks>,
+) -> anyhow::Result<()> {
+    let after = holder.version().map(|v| format!("?after={v}&wait={WAIT_SECONDS}")).unwrap_or_default();
+    let res = client
+        .get(format!("{control}/api/v1/policy/snapshot{after}"))
+        .bearer_auth(proxy_key.expose_secret())
+        .timeout(Duration::from_secs(WAIT_SECONDS + 15))
+        .send()
+        .await?;
+    match res.status().as_u16() {
+        304 => return Ok(()),
+        200 => {}
+        401 | 403 => anyhow::bail!("the control plane refused the proxy key ({})", res.status()),
+        other => anyhow::bail!("the control plane answered {other}"),
+    }
+    let document = res.text().await?;
+    if keys.is_none() {
+        *keys = Some(fetch_keys(client, control).await?);
+    }
+    let mut result = holder.offer(&document, keys.as_ref().unwrap_or(&Jwks::default()));
+    if matches!(result, Err(Rejected::Invalid(_))) {
+        // Perhaps signed by a key rotated in since the keys were read: read them again once.
+        *keys = Some(fetch_keys(client, control).await?);
+        result = holder.offer(&document, keys.as_ref().unwrap_or(&Jwks::default()));
+    }
+    match result {
+        Ok(version) => {
+            tracing::debug!(version, "policy snapshot in force");
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
+    }
+}

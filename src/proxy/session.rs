@@ -1,0 +1,133 @@
+//! Gateway session ids. Replicas share no state, so the `Mcp-Session-Id` the gateway hands a
+//! client carries everything needed to continue the session: the upstream session id(s),
+//! sealed with AES-256-GCM under a key every replica derives from the shared proxy key. The
+//! seal also binds the session to the server and the subject that started it, so a session id
+//! is useless to anyone else and on any other server.
+
+use aes_gcm::aead::{Aead, AeadCore, KeyInit, OsRng};
+use aes_gcm::{Aes256Gcm, Key, Nonce};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::proxy::index::Subject;
+
+const NONCE_LEN: usize = 12;
+/// Domain separation: the proxy key authenticates snapshot pulls; this derivation gives the
+/// session key its own identity.
+const KEY_LABEL: &[u8] = b"mcpgate gateway session key v1\0";
+/// Marks gateway session ids, so an id from elsewhere is told apart from a tampered one.
+const PREFIX: &str = "mgs1.";
+
+/// What one gateway session id carries.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GatewaySession {
+    /// The server the session belongs to.
+    #[serde(rename = "s")]
+    pub server: i64,
+    /// `u<id>` or `v<id>`: who started it.
+    #[serde(rename = "p")]
+    pub subject: String,
+    /// One entry per upstream (one for a remote server, one per member of a virtual one): the
+    /// upstream's session id, or `None` when the upstream runs without sessions.
+    #[serde(rename = "u")]
+    pub upstreams: Vec<Option<String>>,
+    /// Virtual servers: the member server ids, in the order of `upstreams`, so a session
+    /// started before the membership changed is recognised.
+    #[serde(rename = "m", default, skip_serializing_if = "Vec::is_empty")]
+    pub members: Vec<i64>,
+    /// Members that could not be initialized when the session started.
+    #[serde(rename = "f", default, skip_serializing_if = "Vec::is_empty")]
+    pub failed: Vec<usize>,
+}
+
+pub fn subject_tag(subject: Subject) -> String {
+    match subject {
+        Subject::User(id) => format!("u{id}"),
+        Subject::VirtualAccount(id) => format!("v{id}"),
+    }
+}
+
+#[derive(Clone)]
+pub struct SessionSealer {
+    cipher: Aes256Gcm,
+}
+
+impl std::fmt::Debug for SessionSealer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SessionSealer(..)")
+    }
+}
+
+impl SessionSealer {
+    pub fn from_proxy_key(proxy_key: &SecretString) -> Self {
+        let mut hasher = Sha256::new();
+        hasher.update(KEY_LABEL);
+        hasher.update(proxy_key.expose_secret().as_bytes());
+        let key: [u8; 32] = hasher.finalize().into();
+        Self { cipher: Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(&key)) }
+    }
+
+    /// A visible-ASCII id (base64url), as the transport requires of session ids.
+    pub fn seal(&self, session: &GatewaySession) -> String {
+        let nonce = Aes256Gcm::generate_nonce(&mut OsRng);
+        // Serializing plain data cannot fail; encryption fails only past 64 GiB of input.
+        let plaintext = serde_json::to_vec(session).unwrap_or_default();
+        let ciphertext = self.cipher.encrypt(&nonce, plaintext.as_slice()).unwrap_or_default();
+        let mut bytes = nonce.to_vec();
+        bytes.extend_from_slice(&ciphertext);
+        format!("{PREFIX}{}", URL_SAFE_NO_PAD.encode(bytes))
+    }
+
+    /// `None` for anything this key did not seal, tampered or truncated.
+    pub fn open(&self, id: &str) -> Option<GatewaySession> {
+        let bytes = URL_SAFE_NO_PAD.decode(id.strip_prefix(PREFIX)?).ok()?;
+        if bytes.len() <= NONCE_LEN {
+            return None;
+        }
+        let (nonce, ciphertext) = bytes.split_at(NONCE_LEN);
+        let plaintext = self.cipher.decrypt(Nonce::from_slice(nonce), ciphertext).ok()?;
+        serde_json::from_slice(&plaintext).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> GatewaySession {
+        GatewaySession {
+            server: 7,
+            subject: "u3".into(),
+            upstreams: vec![Some("abc-123".into()), None],
+            members: vec![4, 5],
+            failed: vec![1],
+        }
+    }
+
+    #[test]
+    fn any_replica_with_the_proxy_key_opens_what_another_sealed() {
+        let a = SessionSealer::from_proxy_key(&SecretString::from("mgw_proxy_shared".to_owned()));
+        let b = SessionSealer::from_proxy_key(&SecretString::from("mgw_proxy_shared".to_owned()));
+        let id = a.seal(&sample());
+        assert!(id.bytes().all(|c| (0x21..=0x7e).contains(&c)), "visible ASCII only");
+        assert!(!id.contains("abc-123"), "upstream session ids are not readable");
+        assert_eq!(b.open(&id), Some(sample()));
+    }
+
+    #[test]
+    fn tampered_foreign_and_garbage_ids_do_not_open() {
+        let sealer = SessionSealer::from_proxy_key(&SecretString::from("k1".to_owned()));
+        let other = SessionSealer::from_proxy_key(&SecretString::from("k2".to_owned()));
+        let id = sealer.seal(&sample());
+        assert_eq!(other.open(&id), None);
+        let mut tampered = id.clone().into_bytes();
+        let at = tampered.len() - 3;
+        tampered[at] = if tampered[at] == b'A' { b'B' } else { b'A' };
+        assert_eq!(sealer.open(&String::from_utf8(tampered).unwrap()), None);
+        assert_eq!(sealer.open("mgs1."), None);
+        assert_eq!(sealer.open("3f0c2d8e-upstream-id"), None);
+    }
+}

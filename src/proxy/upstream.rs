@@ -1,0 +1,179 @@
+//! Talking to upstream MCP servers: one HTTP client per distinct TLS setting, requests with
+//! the server's configured headers, a bound on the wait for response headers, and — for the
+//! virtual-server fan-out — reading one JSON-RPC reply out of a JSON or SSE response.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, CONTENT_TYPE};
+use serde_json::Value;
+use sse_stream::SseStream;
+
+use crate::policy::ServerEntry;
+
+pub const SESSION_HEADER: &str = "mcp-session-id";
+pub const VERSION_HEADER: &str = "mcp-protocol-version";
+
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("the upstream did not answer within {0} s")]
+    Timeout(u64),
+    #[error("the upstream is unreachable: {0}")]
+    Unreachable(String),
+    #[error("the upstream answered HTTP {0}")]
+    Status(u16),
+    #[error("the upstream sent an invalid response: {0}")]
+    Protocol(String),
+}
+
+impl UpstreamError {
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Timeout(_) => "upstream_timeout",
+            Self::Unreachable(_) => "upstream_unreachable",
+            Self::Status(_) => "upstream_status",
+            Self::Protocol(_) => "upstream_protocol",
+        }
+    }
+}
+
+/// Shared HTTP clients: one for ordinary upstreams and one per server that pins its own CA or
+/// skips verification, so connection pools are reused across requests.
+pub struct Clients {
+    default: reqwest::Client,
+    custom: Mutex<HashMap<(bool, Option<String>), reqwest::Client>>,
+    pub timeout: Duration,
+}
+
+impl Clients {
+    pub fn new(timeout: Duration) -> anyhow::Result<Self> {
+        Ok(Self { default: Self::build(true, None)?, custom: Mutex::default(), timeout })
+    }
+
+    fn build(verify: bool, ca: Option<&str>) -> anyhow::Result<reqwest::Client> {
+        let mut builder = crate::http_client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .pool_idle_timeout(Duration::from_secs(90))
+            .danger_accept_invalid_certs(!verify);
+        if let Some(pem) = ca {
+            for cert in reqwest::Certificate::from_pem_bundle(pem.as_bytes())? {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        Ok(builder.build()?)
+    }
+
+    pub fn for_server(&self, server: &ServerEntry) -> Result<reqwest::Client, UpstreamError> {
+        if server.tls_reject_unauthorized && server.tls_ca_certificate.is_none() {
+            return Ok(self.default.clone());
+        }
+        let key = (server.tls_reject_unauthorized, server.tls_ca_certificate.clone());
+        let mut custom = self.custom.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(client) = custom.get(&key) {
+            return Ok(client.clone());
+        }
+        let client = Self::build(key.0, key.1.as_deref()).map_err(|e| UpstreamError::Protocol(e.to_string()))?;
+        custom.insert(key, client.clone());
+        Ok(client)
+    }
+
+    /// A request to the server's URL with its configured headers.
+    pub fn request(
+        &self,
+        server: &ServerEntry,
+        method: reqwest::Method,
+    ) -> Result<reqwest::RequestBuilder, UpstreamError> {
+        let url = server.url.as_deref().ok_or_else(|| UpstreamError::Protocol("the server has no URL".into()))?;
+        let mut request = self.for_server(server)?.request(method, url);
+        if let Some(headers) = server.additional_headers.as_object() {
+            for (k, v) in headers {
+                if let Some(v) = v.as_str() {
+                    request = request.header(k.as_str(), v);
+                }
+            }
+        }
+        Ok(request)
+    }
+
+    /// Sends, waiting at most the configured timeout for the response headers. The body may
+    /// then stream for as long as it likes.
+    pub async fn send(&self, request: reqwest::RequestBuilder) -> Result<reqwest::Response, UpstreamError> {
+        match tokio::time::timeout(self.timeout, request.send()).await {
+            Err(_) => Err(UpstreamError::Timeout(self.timeout.as_secs())),
+            Ok(Err(e)) if e.is_timeout() => Err(UpstreamError::Timeout(self.timeout.as_secs())),
+            Ok(Err(e)) => Err(UpstreamError::Unreachable(without_url(&e))),
+            Ok(Ok(response)) => Ok(response),
+        }
+    }
+
+    /// POSTs one message and, for a request, reads its reply (from JSON or an SSE stream,
+    /// skipping the notifications before it). Returns the upstream's session id header and the
+    /// reply.
+    pub async fn exchange(
+        &self,
+        server: &ServerEntry,
+        session: Option<&str>,
+        protocol_version: Option<&str>,
+        message: &Value,
+    ) -> Result<(Option<String>, Option<Value>), UpstreamError> {
+        let mut headers = HeaderMap::new();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert(ACCEPT, HeaderValue::from_static("application/json, text/event-stream"));
+        if let Some(s) = session.and_then(|s| HeaderValue::from_str(s).ok()) {
+            headers.insert(SESSION_HEADER, s);
+        }
+        if let Some(v) = protocol_version.and_then(|v| HeaderValue::from_str(v).ok()) {
+            headers.insert(VERSION_HEADER, v);
+        }
+        let request = self.request(server, reqwest::Method::POST)?.headers(headers).json(message);
+        let work = async {
+            let response = self.send(request).await?;
+            let status = response.status();
+            if !status.is_success() {
+                return Err(UpstreamError::Status(status.as_u16()));
+            }
+            let session = response.headers().get(SESSION_HEADER).and_then(|v| v.to_str().ok()).map(str::to_owned);
+            let Some(id) = message.get("id").filter(|_| message.get("method").is_some()) else {
+                return Ok((session, None));
+            };
+            let reply = read_reply(response, id).await?;
+            Ok((session, Some(reply)))
+        };
+        match tokio::time::timeout(self.timeout, work).await {
+            Ok(result) => result,
+            Err(_) => Err(UpstreamError::Timeout(self.timeout.as_secs())),
+        }
+    }
+}
+
+/// reqwest errors name the URL, which may carry a secret query parameter.
+fn without_url(e: &reqwest::Error) -> String {
+    let mut text = e.to_string();
+    if let Some(url) = e.url() {
+        text = text.replace(url.as_str(), "the upstream");
+    }
+    text
+}
+
+async fn read_reply(response: reqwest::Response, id: &Value) -> Result<Value, UpstreamError> {
+    let is_sse = response
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/event-stream"));
+    if !is_sse {
+        let body = response.bytes().await.map_err(|e| UpstreamError::Unreachable(without_url(&e)))?;
+        return serde_json::from_slice(&body).map_err(|e| UpstreamError::Protocol(e.to_string()));
+    }
+    let mut events = SseStream::from_bytes_stream(response.bytes_stream());
+    while let Some(event) = events.next().await {
+        let event = event.map_err(|e| UpstreamError::Protocol(e.to_string()))?;
+        let Some(message) = event.data.and_then(|d| serde_json::from_str::<Value>(&d).ok()) else { continue };
+        if message.get("id") == Some(id) && message.get("method").is_none() {
+            return Ok(message);
+        }
+    }
+    Err(UpstreamError::Protocol("the event stream ended before the reply".into()))
+}

@@ -1,0 +1,510 @@
+//! Virtual servers: one gateway session fans out to one upstream session per member. Lists
+//! are merged (tools renamed where names collide, filtered by allow-lists and tool settings);
+//! calls go to the member that owns the tool, prompt or resource. A member that fails is left
+//! out and named in the result's `_meta`; the others keep working.
+//!
+//! Requests an upstream sends the client in the middle of a call (sampling, elicitation,
+//! roots) get their id prefixed with the member's position, so the client's answer can be
+//! routed back to the member that asked.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use actix_web::http::StatusCode;
+use actix_web::HttpResponse;
+use futures_util::future::join_all;
+use serde_json::{json, Map, Value};
+
+use crate::policy::ServerEntry;
+use crate::proxy::rewrite;
+use crate::proxy::routes::{
+    relay_headers, rpc_error, Call, Ctx, ProxyState, INVALID_PARAMS, INVALID_REQUEST, METHOD_NOT_FOUND,
+};
+use crate::proxy::session::{subject_tag, GatewaySession};
+use crate::proxy::tools::{self, MemberTools, Route};
+use crate::proxy::upstream::{UpstreamError, SESSION_HEADER, VERSION_HEADER};
+
+const ID_PREFIX: &str = "mcpgate:";
+/// Upper bound on pages read from one member's list, against an upstream that never stops.
+const MAX_PAGES: usize = 20;
+const CACHE_LIMIT: usize = 10_000;
+
+/// Recently computed tool routes per gateway session, so a call need not list every member
+/// again. Only a cache: any replica recomputes a missing entry from the members.
+#[derive(Default)]
+pub struct RouteCache {
+    inner: Mutex<HashMap<String, Arc<HashMap<String, Route>>>>,
+}
+
+impl RouteCache {
+    fn get(&self, key: &str) -> Option<Arc<HashMap<String, Route>>> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner()).get(key).cloned()
+    }
+
+    fn put(&self, key: String, routes: HashMap<String, Route>) {
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if inner.len() >= CACHE_LIMIT {
+            inner.clear();
+        }
+        inner.insert(key, Arc::new(routes));
+    }
+}
+
+/// The members as the snapshot knows them, with the upstream session of each.
+struct Members<'a> {
+    entries: Vec<(&'a ServerEntry, Option<&'a Vec<String>>)>,
+    sessions: Vec<Option<String>>,
+    failed: Vec<usize>,
+}
+
+impl Members<'_> {
+    fn live(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..self.entries.len()).filter(|i| !self.failed.contains(i))
+    }
+}
+
+fn ok(id: &Value, result: Value) -> HttpResponse {
+    HttpResponse::Ok().json(json!({"jsonrpc": "2.0", "id": id, "result": result}))
+}
+
+pub async fn handle(state: &ProxyState, ctx: &Ctx, call: Call<'_>) -> HttpResponse {
+    let entry = call.entry;
+    let entries: Vec<_> = entry
+        .members
+        .iter()
+        .filter_map(|m| ctx.policy.server_by_id(m.server).map(|s| (s, m.enabled_tools.as_ref())))
+        .filter(|(s, _)| s.kind == "remote")
+        .collect();
+    let ids: Vec<i64> = entries.iter().map(|(s, _)| s.id).collect();
+    let (sessions, failed) = match &call.session {
+        Some((_, s)) if s.members == ids => (s.upstreams.clone(), s.failed.clone()),
+        Some(_) => {
+            // The membership changed since the session began: the client starts over.
+            ctx.decide("denied", Some("stale_session"), None);
+            return rpc_error(
+                StatusCode::NOT_FOUND,
+                &call.id,
+                INVALID_REQUEST,
+                "session not found; initialize a new one",
+            );
+        }
+        None => (vec![None; entries.len()], Vec::new()),
+    };
+    let members = Members { entries, sessions, failed };
+
+    match *call.req.method() {
+        actix_web::http::Method::GET => {
+            // Server-initiated messages of a virtual server arrive on the call that caused them.
+            return HttpResponse::MethodNotAllowed().insert_header(("allow", "POST, DELETE")).json(
+                json!({"error": "method_not_allowed", "message": "virtual servers offer no standalone event stream"}),
+            );
+        }
+        actix_web::http::Method::DELETE => {
+            let ends = members.live().filter_map(|i| {
+                let session = members.sessions[i].clone()?;
+                let request = state.clients.request(members.entries[i].0, reqwest::Method::DELETE).ok()?;
+                Some(state.clients.send(request.header(SESSION_HEADER, session)))
+            });
+            join_all(ends).await;
+            ctx.decide("allowed", None, Some(200));
+            return HttpResponse::Ok().finish();
+        }
+        _ => {}
+    }
+
+    let Some(message) = call.message.as_ref().filter(|m| m.is_object()) else {
+        return rpc_error(
+            StatusCode::BAD_REQUEST,
+            &Value::Null,
+            INVALID_REQUEST,
+            "send one JSON-RPC message per request",
+        );
+    };
+    let version = call.req.headers().get(VERSION_HEADER).and_then(|v| v.to_str().ok());
+    let Some(method) = message.get("method").and_then(Value::as_str) else {
+        return answer_to_member(state, ctx, &members, message, version).await;
+    };
+    if message.get("id").is_none() {
+        // A notification: every member hears it.
+        let sends = members
+            .live()
+            .map(|i| state.clients.exchange(members.entries[i].0, members.sessions[i].as_deref(), version, message));
+        join_all(sends).await;
+        ctx.decide("allowed", None, Some(202));
+        return HttpResponse::Accepted().finish();
+    }
+    let id = &call.id;
+    let params = message.get("params").cloned().unwrap_or(Value::Null);
+    match method {
+        "initialize" => initialize(state, ctx, &call, &members, message).await,
+        "ping" => ok(id, json!({})),
+        "tools/list" => {
+            let (tools, routes, unavailable) = list_tools(state, &members, entry, version).await;
+            state.routes.put(route_key(&call), routes);
+            ctx.decide("allowed", None, Some(200));
+            ok(id, with_unavailable(json!({"tools": tools}), &unavailable))
+        }
+        "tools/call" => {
+            let Some(name) = params.get("name").and_then(Value::as_str) else {
+                return rpc_error(StatusCode::OK, id, INVALID_PARAMS, "tools/call needs params.name");
+            };
+            let key = route_key(&call);
+            let routes = match state.routes.get(&key) {
+                Some(r) if r.contains_key(name) => r,
+                _ => {
+                    let (_, routes, _) = list_tools(state, &members, entry, version).await;
+                    state.routes.put(key.clone(), routes);
+                    state.routes.get(&key).unwrap_or_default()
+                }
+            };
+            let Some(route) = routes.get(name) else {
+                let reason =
+                    if tools::is_disabled(name, &entry.tool_settings) { "tool_disabled" } else { "unknown_tool" };
+                ctx.decide("denied", Some(reason), None);
+                let why = if reason == "tool_disabled" {
+                    "is disabled on this server"
+                } else {
+                    "is not offered by this server"
+                };
+                return rpc_error(StatusCode::OK, id, INVALID_PARAMS, format!("tool {name} {why}"));
+            };
+            let mut forwarded = message.clone();
+            forwarded["params"]["name"] = Value::String(route.name.clone());
+            forward(state, ctx, &members, route.member, &forwarded, version).await
+        }
+        "prompts/list" => {
+            let (lists, unavailable) = list_all(state, &members, "prompts/list", "prompts", version).await;
+            let member_lists: Vec<MemberTools> = lists
+                .into_iter()
+                .map(|(i, items)| MemberTools { slug: &members.entries[i].0.slug, tools: items })
+                .collect();
+            let (prompts, _) = tools::merge(&member_lists);
+            ctx.decide("allowed", None, Some(200));
+            ok(id, with_unavailable(json!({"prompts": prompts}), &unavailable))
+        }
+        "prompts/get" => {
+            let Some(name) = params.get("name").and_then(Value::as_str) else {
+                return rpc_error(StatusCode::OK, id, INVALID_PARAMS, "prompts/get needs params.name");
+            };
+            let (lists, _) = list_all(state, &members, "prompts/list", "prompts", version).await;
+            let slugs: Vec<usize> = lists.iter().map(|(i, _)| *i).collect();
+            let member_lists: Vec<MemberTools> = lists
+                .into_iter()
+                .map(|(i, items)| MemberTools { slug: &members.entries[i].0.slug, tools: items })
+                .collect();
+            let (_, routes) = tools::merge(&member_lists);
+            let Some(route) = routes.get(name) else {
+                return rpc_error(
+                    StatusCode::OK,
+                    id,
+                    INVALID_PARAMS,
+                    format!("prompt {name} is not offered by this server"),
+                );
+            };
+            let mut forwarded = message.clone();
+            forwarded["params"]["name"] = Value::String(route.name.clone());
+            forward(state, ctx, &members, slugs[route.member], &forwarded, version).await
+        }
+        "resources/list" | "resources/templates/list" => {
+            let field = if method == "resources/list" { "resources" } else { "resourceTemplates" };
+            let (lists, unavailable) = list_all(state, &members, method, field, version).await;
+            let items: Vec<Value> = lists.into_iter().flat_map(|(_, items)| items).collect();
+            ctx.decide("allowed", None, Some(200));
+            ok(id, with_unavailable(json!({ field: items }), &unavailable))
+        }
+        "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
+            let uri = params.get("uri").and_then(Value::as_str).unwrap_or_default();
+            let (lists, _) = list_all(state, &members, "resources/list", "resources", version).await;
+            let owner = lists.iter().find(|(_, items)| items.iter().any(|r| r["uri"] == uri)).map(|(i, _)| *i);
+            match owner {
+                Some(i) => forward(state, ctx, &members, i, message, version).await,
+                // Not listed (a templated URI, say): the first member that answers without an
+                // error owns it.
+                None => first_answer(state, ctx, &members, message, version).await,
+            }
+        }
+        "logging/setLevel" => {
+            let sends = members.live().map(|i| {
+                state.clients.exchange(members.entries[i].0, members.sessions[i].as_deref(), version, message)
+            });
+            join_all(sends).await;
+            ctx.decide("allowed", None, Some(200));
+            ok(id, json!({}))
+        }
+        _ => {
+            ctx.decide("denied", Some("method_not_found"), None);
+            rpc_error(StatusCode::OK, id, METHOD_NOT_FOUND, format!("{method} is not supported by virtual servers"))
+        }
+    }
+}
+
+fn route_key(call: &Call<'_>) -> String {
+    match &call.session {
+        Some((presented, _)) => presented.clone(),
+        None => format!("{}:{}", call.entry.id, subject_tag(call.subject)),
+    }
+}
+
+fn with_unavailable(mut result: Value, unavailable: &[String]) -> Value {
+    if !unavailable.is_empty() {
+        result["_meta"] = json!({"mcpgate/unavailable": unavailable});
+    }
+    result
+}
+
+async fn initialize(
+    state: &ProxyState,
+    ctx: &Ctx,
+    call: &Call<'_>,
+    members: &Members<'_>,
+    message: &Value,
+) -> HttpResponse {
+    let replies = join_all(members.entries.iter().map(|(m, _)| state.clients.exchange(m, None, None, message))).await;
+    let mut upstreams = Vec::new();
+    let mut failed = Vec::new();
+    let mut results = Vec::new();
+    for (i, reply) in replies.into_iter().enumerate() {
+        match reply {
+            Ok((session, Some(reply))) if reply.get("result").is_some() => {
+                upstreams.push(session);
+                results.push(reply["result"].clone());
+            }
+            other => {
+                let why = match other {
+                    Err(e) => e.to_string(),
+                    Ok(_) => "it refused to initialize".into(),
+                };
+                tracing::warn!(
+                    member = members.entries[i].0.slug,
+                    error = why,
+                    "a virtual-server member failed to initialize"
+                );
+                upstreams.push(None);
+                failed.push(i);
+            }
+        }
+    }
+    if results.is_empty() && !members.entries.is_empty() {
+        ctx.decide("error", Some("members_unavailable"), None);
+        return rpc_error(
+            StatusCode::BAD_GATEWAY,
+            &call.id,
+            -32002,
+            "no member server of this virtual server is reachable",
+        );
+    }
+    let has = |capability: &str| results.iter().any(|r| r["capabilities"].get(capability).is_some());
+    let mut capabilities = Map::new();
+    capabilities.insert("tools".into(), json!({}));
+    for optional in ["prompts", "resources", "logging"] {
+        if has(optional) {
+            capabilities.insert(optional.into(), json!({}));
+        }
+    }
+    let requested = message["params"]["protocolVersion"].clone();
+    let version = results.first().map(|r| r["protocolVersion"].clone()).unwrap_or(requested);
+    let session = state.sessions.seal(&GatewaySession {
+        server: call.entry.id,
+        subject: subject_tag(call.subject),
+        upstreams,
+        members: members.entries.iter().map(|(m, _)| m.id).collect(),
+        failed,
+    });
+    ctx.decide("allowed", None, Some(200));
+    HttpResponse::Ok().insert_header((SESSION_HEADER, session)).json(json!({
+        "jsonrpc": "2.0",
+        "id": call.id,
+        "result": {
+            "protocolVersion": version,
+            "capabilities": capabilities,
+            "serverInfo": {"name": format!("{}/{}", ctx.tenant, ctx.server), "version": env!("CARGO_PKG_VERSION")},
+        }
+    }))
+}
+
+/// Every live member's complete list (`field` of `method`'s result), in member order, plus the
+/// slugs of members that could not answer.
+async fn list_all(
+    state: &ProxyState,
+    members: &Members<'_>,
+    method: &str,
+    field: &str,
+    version: Option<&str>,
+) -> (Vec<(usize, Vec<Value>)>, Vec<String>) {
+    let lists = join_all(members.live().map(|i| async move {
+        let (member, _) = members.entries[i];
+        let mut items = Vec::new();
+        let mut cursor: Option<String> = None;
+        for page in 0..MAX_PAGES {
+            let params = cursor.as_ref().map_or(json!({}), |c| json!({"cursor": c}));
+            let request =
+                json!({"jsonrpc": "2.0", "id": format!("{ID_PREFIX}list:{page}"), "method": method, "params": params});
+            let (_, reply) = state.clients.exchange(member, members.sessions[i].as_deref(), version, &request).await?;
+            let reply = reply.unwrap_or_default();
+            let Some(result) = reply.get("result") else {
+                return Err(UpstreamError::Protocol(format!("{method} failed: {}", reply["error"])));
+            };
+            items.extend(result[field].as_array().cloned().unwrap_or_default());
+            cursor = result["nextCursor"].as_str().map(str::to_owned);
+            if cursor.is_none() {
+                break;
+            }
+        }
+        Ok::<_, UpstreamError>(items)
+    }))
+    .await;
+    let mut ok = Vec::new();
+    let mut unavailable = Vec::new();
+    for ((i, list), (member, _)) in members.live().zip(lists).map(|(i, l)| ((i, l), members.entries[i])) {
+        match list {
+            Ok(items) => ok.push((i, items)),
+            Err(e) => {
+                tracing::warn!(member = member.slug, error = %e, "a virtual-server member failed to list");
+                unavailable.push(member.slug.clone());
+            }
+        }
+    }
+    for &i in &members.failed {
+        unavailable.push(members.entries[i].0.slug.clone());
+    }
+    (ok, unavailable)
+}
+
+/// The merged, filtered tool list and the route of every offered name.
+async fn list_tools(
+    state: &ProxyState,
+    members: &Members<'_>,
+    entry: &ServerEntry,
+    version: Option<&str>,
+) -> (Vec<Value>, HashMap<String, Route>, Vec<String>) {
+    let (lists, unavailable) = list_all(state, members, "tools/list", "tools", version).await;
+    let positions: Vec<usize> = lists.iter().map(|(i, _)| *i).collect();
+    let member_tools: Vec<MemberTools> = lists
+        .into_iter()
+        .map(|(i, mut items)| {
+            let (member, enabled) = members.entries[i];
+            items.retain_mut(|tool| {
+                let allowed = enabled.is_none_or(|names| names.iter().any(|n| tool["name"] == n.as_str()));
+                allowed && tools::apply_settings(tool, &member.tool_settings)
+            });
+            MemberTools { slug: &member.slug, tools: items }
+        })
+        .collect();
+    let (mut merged, mut routes) = tools::merge(&member_tools);
+    merged.retain_mut(|tool| {
+        let keep = tools::apply_settings(tool, &entry.tool_settings);
+        if !keep {
+            if let Some(name) = tool["name"].as_str() {
+                routes.remove(name);
+            }
+        }
+        keep
+    });
+    // Routes name positions among the members that answered; make them member positions.
+    for route in routes.values_mut() {
+        route.member = positions[route.member];
+    }
+    (merged, routes, unavailable)
+}
+
+/// Sends a request to one member and streams its answer back, with the ids of requests the
+/// member makes of the client marked as the member's.
+async fn forward(
+    state: &ProxyState,
+    ctx: &Ctx,
+    members: &Members<'_>,
+    member: usize,
+    message: &Value,
+    version: Option<&str>,
+) -> HttpResponse {
+    let id = message.get("id").cloned().unwrap_or(Value::Null);
+    let (server, _) = members.entries[member];
+    let mut request = match state.clients.request(server, reqwest::Method::POST) {
+        Ok(r) => r,
+        Err(e) => return ctx.upstream_failed(&id, &e),
+    };
+    request = request
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .json(message);
+    if let Some(session) = &members.sessions[member] {
+        request = request.header(SESSION_HEADER, session.as_str());
+    }
+    if let Some(v) = version {
+        request = request.header(VERSION_HEADER, v);
+    }
+    let response = match state.clients.send(request).await {
+        Ok(r) => r,
+        Err(e) => return ctx.upstream_failed(&id, &e),
+    };
+    let status = StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    ctx.decide(if status.is_server_error() { "error" } else { "allowed" }, None, Some(status.as_u16()));
+    let mut out = HttpResponse::build(status);
+    relay_headers(&mut out, &response);
+    out.streaming(rewrite::messages(response, move |mut message| {
+        if message.get("method").is_some() {
+            if let Some(original) = message.get("id").cloned() {
+                message["id"] = Value::String(format!("{ID_PREFIX}{member}:{original}"));
+            }
+        }
+        message
+    }))
+}
+
+/// A client's answer to a member's request: back to that member, with its own id restored.
+async fn answer_to_member(
+    state: &ProxyState,
+    ctx: &Ctx,
+    members: &Members<'_>,
+    message: &Value,
+    version: Option<&str>,
+) -> HttpResponse {
+    let target = message
+        .get("id")
+        .and_then(Value::as_str)
+        .and_then(|id| id.strip_prefix(ID_PREFIX))
+        .and_then(|rest| rest.split_once(':'))
+        .and_then(|(member, original)| {
+            Some((member.parse::<usize>().ok()?, serde_json::from_str::<Value>(original).ok()?))
+        });
+    let Some((member, original)) = target.filter(|(m, _)| *m < members.entries.len()) else {
+        return rpc_error(
+            StatusCode::BAD_REQUEST,
+            &Value::Null,
+            INVALID_REQUEST,
+            "this response answers no request of this session",
+        );
+    };
+    let mut message = message.clone();
+    message["id"] = original;
+    match state
+        .clients
+        .exchange(members.entries[member].0, members.sessions[member].as_deref(), version, &message)
+        .await
+    {
+        Ok(_) => HttpResponse::Accepted().finish(),
+        Err(e) => ctx.upstream_failed(&Value::Null, &e),
+    }
+}
+
+async fn first_answer(
+    state: &ProxyState,
+    ctx: &Ctx,
+    members: &Members<'_>,
+    message: &Value,
+    version: Option<&str>,
+) -> HttpResponse {
+    let id = message.get("id").cloned().unwrap_or(Value::Null);
+    for i in members.live() {
+        if let Ok((_, Some(reply))) =
+            state.clients.exchange(members.entries[i].0, members.sessions[i].as_deref(), version, message).await
+        {
+            if reply.get("result").is_some() {
+                ctx.decide("allowed", None, Some(200));
+                return HttpResponse::Ok().json(reply);
+            }
+        }
+    }
+    ctx.decide("denied", Some("not_found"), None);
+    rpc_error(StatusCode::OK, &id, -32002, "no member server offers this resource")
+}
