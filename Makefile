@@ -1,7 +1,7 @@
 # The loops people run. CI runs .ci/run, which covers all of these.
 PG_URL ?= postgres://postgres@127.0.0.1:5432/test
 
-.PHONY: run fmt lint peers test test-pg openapi ci
+.PHONY: run fmt lint peers test test-pg conformance openapi ci
 
 run:
 	cargo run --release -- serve
@@ -22,6 +22,10 @@ test: peers
 
 test-pg: peers
 	TEST_DATABASE_URL=$(PG_URL) cargo test --test api
+
+# The official MCP conformance suite, through the proxy, against the rmcp fixture.
+conformance:
+	bash .ci/conformance
 
 # Regenerate the committed OpenAPI document after changing the API.
 openapi:

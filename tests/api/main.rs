@@ -5,6 +5,8 @@
 
 mod auth;
 mod errors;
+#[path = "../fixture/mod.rs"]
+mod fixture;
 mod helpers;
 mod members;
 mod openapi;
