@@ -7,6 +7,7 @@ mod auth;
 mod errors;
 #[path = "../fixture/mod.rs"]
 mod fixture;
+mod gateway;
 mod helpers;
 mod members;
 mod openapi;
