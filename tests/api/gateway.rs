@@ -428,3 +428,99 @@ async fn a_replica_without_a_snapshot_fails_closed_and_keeps_the_last_good_one()
     let url = format!("{}/acme/mcp/fixture/server", app.base);
     assert_eq!(post(&url, &token, None, initialize(1)).await.0, 200, "still serving the last good snapshot");
 }
+
+/// Runs the TypeScript SDK client (tests/peers/ts-client.mjs) against `url`; returns its report.
+async fn typescript_client(url: &str, token: &str, profile: &str) -> Value {
+    let script = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/peers/ts-client.mjs");
+    let args = [url.to_owned(), token.to_owned(), profile.to_owned()];
+    let output =
+        tokio::task::spawn_blocking(move || std::process::Command::new("node").arg(script).args(args).output())
+            .await
+            .unwrap()
+            .expect("node is installed");
+    assert!(output.status.success(), "ts client failed: {}", String::from_utf8_lossy(&output.stderr));
+    serde_json::from_slice(&output.stdout).expect("one JSON report")
+}
+
+#[tokio::test]
+async fn the_typescript_sdk_client_works_through_the_proxy_with_both_upstreams() {
+    let app = spawn_app().await;
+    let (admin, token) = tenant_with_ann(&app).await;
+    let everything = peers::everything("streamableHttp");
+    remote(&admin, "everything", &everything.url).await;
+    remote(&admin, "fixture", &conformance_upstream().await).await;
+    grant(&admin, "everything", "user:ann@example.com").await;
+    grant(&admin, "fixture", "user:ann@example.com").await;
+    settle(&app).await;
+
+    let report = typescript_client(&format!("{}/acme/mcp/everything/server", app.base), &token, "everything").await;
+    assert_eq!(report["session"], true);
+    assert!(report["tools"].as_array().unwrap().len() > 5, "{report}");
+    assert!(report["echo"].as_str().unwrap().contains("through the gateway"));
+    assert!(report["progress"].as_array().unwrap().len() >= 3, "progress notifications relayed: {report}");
+    let sampling = report["sampling"].as_str().unwrap();
+    assert!(sampling.contains("sampled: ") && sampling.contains("hello"), "sampling round trip: {report}");
+    assert!(report["elicitation"].as_str().unwrap().contains("decline"), "elicitation round trip: {report}");
+    assert!(report["resources"].as_u64().unwrap() > 0);
+    assert!(report["prompt"].as_str().unwrap().contains("Paris"));
+    assert_eq!(report["terminated"], true);
+
+    let report = typescript_client(&format!("{}/acme/mcp/fixture/server", app.base), &token, "fixture").await;
+    assert_eq!(report["server"], "mcpgate-conformance-fixture");
+    assert_eq!(report["progress"], json!([0, 50, 100]));
+    assert!(report["sampling"].as_str().unwrap().contains("LLM response: sampled: hello"), "{report}");
+    assert!(report["elicitation"].as_str().unwrap().contains("decline"), "{report}");
+    assert_eq!(report["read"], "test://static-text");
+    assert!(report["prompt"].as_str().unwrap().contains("arg1='Paris'"));
+    assert_eq!(report["terminated"], true);
+}
+
+#[tokio::test]
+async fn an_rmcp_client_reaches_server_everything_and_a_legacy_sse_upstream() {
+    let app = spawn_app().await;
+    let (admin, token) = tenant_with_ann(&app).await;
+    let streamable = peers::everything("streamableHttp");
+    let legacy = peers::everything("sse");
+    remote(&admin, "everything", &streamable.url).await;
+    admin
+        .post(
+            "/api/v1/tenants/acme/servers",
+            json!({"slug": "legacy", "display_name": "Legacy", "kind": "remote", "url": legacy.url, "transport": "sse",
+                "tool_settings": [{"name": "get-env", "disabled": true}]}),
+        )
+        .await
+        .expect(201);
+    grant(&admin, "everything", "user:ann@example.com").await;
+    grant(&admin, "legacy", "user:ann@example.com").await;
+    settle(&app).await;
+
+    for server in ["everything", "legacy"] {
+        let url = format!("{}/acme/mcp/{server}/server", app.base);
+        let transport = StreamableHttpClientTransport::with_client(
+            reqwest::Client::new(),
+            StreamableHttpClientTransportConfig::with_uri(url).auth_header(token.clone()),
+        );
+        let client = Responder.serve(transport).await.unwrap_or_else(|e| panic!("{server}: {e}"));
+        let tools: Vec<String> = client.list_all_tools().await.unwrap().iter().map(|t| t.name.to_string()).collect();
+        assert!(tools.contains(&"get-sum".to_owned()), "{server}: {tools:?}");
+        assert_eq!(tools.contains(&"get-env".to_owned()), server == "everything", "tool settings apply");
+        let sum = client
+            .call_tool(
+                CallToolRequestParams::new("get-sum")
+                    .with_arguments(json!({"a": 2, "b": 3}).as_object().unwrap().clone()),
+            )
+            .await
+            .unwrap();
+        assert!(serde_json::to_string(&sum.content).unwrap().contains('5'), "{server}");
+        let sampled = client
+            .call_tool(
+                CallToolRequestParams::new("trigger-sampling-request")
+                    .with_arguments(json!({"prompt": "relay"}).as_object().unwrap().clone()),
+            )
+            .await
+            .unwrap();
+        let sampled = serde_json::to_string(&sampled.content).unwrap();
+        assert!(sampled.contains("model says hi to") && sampled.contains("relay"), "{server}: {sampled}");
+        client.cancel().await.unwrap();
+    }
+}
