@@ -16,3 +16,12 @@ pub fn builder() -> reqwest::ClientBuilder {
     install_crypto_provider();
     reqwest::Client::builder().user_agent(concat!("mcpgate/", env!("CARGO_PKG_VERSION")))
 }
+
+/// Accepted connections send small writes at once. MCP answers are streams of small SSE
+/// events; with Nagle's algorithm each one after the first waits for the client's delayed ACK
+/// (about 40 ms on Linux).
+pub fn no_delay(connection: &dyn std::any::Any, _: &mut actix_web::dev::Extensions) {
+    if let Some(tcp) = connection.downcast_ref::<actix_web::rt::net::TcpStream>() {
+        let _ = tcp.set_nodelay(true);
+    }
+}

@@ -141,6 +141,7 @@ impl Application {
                 .wrap(from_fn(api::middleware::request_id))
                 .wrap(TracingLogger::default())
         })
+        .on_connect(crate::http_client::no_delay)
         .listen(listener)?
         .shutdown_timeout(10);
         if workers > 0 {

@@ -20,8 +20,10 @@ pub async fn request_id(
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let id = req.extensions().get::<RequestId>().map(|id| id.to_string());
     // Only the control-plane API changes state; MCP traffic must not wake the publisher.
-    let changes_state =
-        req.path().starts_with("/api/") && !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    // Proxy decisions are recorded, not enforced: they never move the policy version.
+    let changes_state = req.path().starts_with("/api/")
+        && req.path() != "/api/v1/policy/decisions"
+        && !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
     let state = req.app_data::<web::Data<AppState>>().cloned();
     let res = next.call(req).await?;
     // A successful change may have moved the policy version: publish without waiting for the

@@ -20,6 +20,8 @@ use crate::store::entities::audit_events;
 pub const ACTION: &str = "mcp.request";
 const CHANNEL: usize = 16 * 1024;
 const BATCH: usize = 500;
+/// After the first event of a batch, how long to wait for more: fewer, larger writes under load.
+const LINGER: Duration = Duration::from_millis(250);
 
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -121,6 +123,14 @@ impl DecisionLog {
             loop {
                 if rx.recv_many(&mut batch, BATCH).await == 0 {
                     break;
+                }
+                let deadline = tokio::time::Instant::now() + LINGER;
+                while batch.len() < BATCH {
+                    let room = BATCH - batch.len();
+                    match tokio::time::timeout_at(deadline, rx.recv_many(&mut batch, room)).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(_) => {}
+                    }
                 }
                 let n = batch.len();
                 if let Err(e) = destination.write(std::mem::take(&mut batch)).await {

@@ -81,6 +81,7 @@ impl Replica {
                 .route("/readyz", web::get().to(ready))
                 .wrap(TracingLogger::default())
         })
+        .on_connect(crate::http_client::no_delay)
         .listen(listener)?
         .shutdown_timeout(10);
         if settings.workers > 0 {

@@ -39,17 +39,35 @@ impl UpstreamError {
     }
 }
 
-/// Shared HTTP clients: one for ordinary upstreams and one per server that pins its own CA or
-/// skips verification, so connection pools are reused across requests.
+thread_local! {
+    /// Ordinary upstreams get one client per server thread. A pooled connection is driven by
+    /// the runtime that opened it; sharing one pool across actix's single-threaded workers
+    /// would bounce every response between threads.
+    static LOCAL: std::cell::OnceCell<reqwest::Client> = const { std::cell::OnceCell::new() };
+}
+
+/// HTTP clients to upstreams: a per-thread one for ordinary upstreams and a shared one per
+/// server that pins its own CA or skips verification, so connection pools are reused.
 pub struct Clients {
-    default: reqwest::Client,
     custom: Mutex<HashMap<(bool, Option<String>), reqwest::Client>>,
     pub timeout: Duration,
 }
 
 impl Clients {
     pub fn new(timeout: Duration) -> anyhow::Result<Self> {
-        Ok(Self { default: Self::build(true, None)?, custom: Mutex::default(), timeout })
+        // Fail at startup, not on the first request, if a client cannot be built here.
+        Self::build(true, None)?;
+        Ok(Self { custom: Mutex::default(), timeout })
+    }
+
+    fn local() -> Result<reqwest::Client, UpstreamError> {
+        LOCAL.with(|cell| {
+            if let Some(client) = cell.get() {
+                return Ok(client.clone());
+            }
+            let client = Self::build(true, None).map_err(|e| UpstreamError::Protocol(e.to_string()))?;
+            Ok(cell.get_or_init(|| client).clone())
+        })
     }
 
     fn build(verify: bool, ca: Option<&str>) -> anyhow::Result<reqwest::Client> {
@@ -67,7 +85,7 @@ impl Clients {
 
     pub fn for_server(&self, server: &ServerEntry) -> Result<reqwest::Client, UpstreamError> {
         if server.tls_reject_unauthorized && server.tls_ca_certificate.is_none() {
-            return Ok(self.default.clone());
+            return Self::local();
         }
         let key = (server.tls_reject_unauthorized, server.tls_ca_certificate.clone());
         let mut custom = self.custom.lock().unwrap_or_else(|p| p.into_inner());
