@@ -1,6 +1,8 @@
 //! The conformance fixture as a process: `cargo run --example conformance_upstream -- PORT`
 //! serves it at http://127.0.0.1:PORT/mcp for `.ci/conformance`.
 
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 #[path = "../tests/fixture/mod.rs"]
 mod fixture;
 

@@ -5,6 +5,8 @@
 //! `loadgen call URL [--token T] [--concurrency N] [--seconds S] [--warmup S]`
 //! `loadgen sessions URL [--token T] [--count N]` opens N sessions and leaves them idle.
 
+#![allow(clippy::expect_used, clippy::unwrap_used)] // a benchmark tool fails loudly
+
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
