@@ -63,8 +63,20 @@ fn checksum(body: &str) -> String {
     base62_u32(crc32fast::hash(body.as_bytes()))
 }
 
+/// SHA-256 of the token, as the proxy looks it up.
+pub fn digest_bytes(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+/// Hex SHA-256 of the token, as the store keeps it.
 pub fn digest(token: &str) -> String {
-    Sha256::digest(token.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(64);
+    for b in digest_bytes(token) {
+        out.push(HEX[usize::from(b >> 4)] as char);
+        out.push(HEX[usize::from(b & 0xf)] as char);
+    }
+    out
 }
 
 pub fn generate(kind: TokenKind) -> NewToken {

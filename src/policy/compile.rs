@@ -3,13 +3,12 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder};
+use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use serde_json::json;
 
 use crate::control::servers::{enabled_tools_of, tool_settings_of, EnabledTools};
-use crate::control::tokens::is_active;
 use crate::policy::{
-    AccessEntry, Jwks, MemberEntry, ServerEntry, Snapshot, TeamEntry, TenantEntry, TokenEntry, UserEntry,
+    AccessEntry, Jwks, MemberEntry, ServerEntry, Snapshot, TeamEntry, TenantEntry, TokenEntry, TokenOwner, UserEntry,
     VirtualAccountEntry, VirtualMemberEntry,
 };
 use crate::store::entities::{
@@ -41,9 +40,20 @@ pub async fn compile(
     }
     let servers = servers::Entity::find().order_by_asc(servers::Column::Id).all(db).await?;
     let access = collaborators::Entity::find().order_by_asc(collaborators::Column::Id).all(db).await?;
-    let tokens = access_tokens::Entity::find()
+    // Tokens are most of the rows: read only the columns the snapshot needs, as tuples, and
+    // leave expired ones in the database.
+    let tokens: Vec<(String, Option<i64>, Option<i64>, Option<DateTime<Utc>>)> = access_tokens::Entity::find()
+        .select_only()
+        .columns([
+            access_tokens::Column::Digest,
+            access_tokens::Column::UserId,
+            access_tokens::Column::VirtualAccountId,
+            access_tokens::Column::ExpiresAt,
+        ])
         .filter(access_tokens::Column::RevokedAt.is_null())
+        .filter(access_tokens::Column::ExpiresAt.is_null().or(access_tokens::Column::ExpiresAt.gt(now)))
         .order_by_asc(access_tokens::Column::Id)
+        .into_tuple()
         .all(db)
         .await?;
 
@@ -116,19 +126,13 @@ pub async fn compile(
             .collect(),
         tokens: tokens
             .into_iter()
-            .filter(|t| is_active(t, now))
-            .filter_map(|t| {
-                let (subject_kind, subject) = match (t.user_id, t.virtual_account_id) {
-                    (Some(u), _) => ("user", u),
-                    (None, Some(va)) => ("virtualaccount", va),
+            .filter_map(|(digest, user, account, expires_at)| {
+                let (subject_kind, subject) = match (user, account) {
+                    (Some(u), _) => (TokenOwner::User, u),
+                    (None, Some(va)) => (TokenOwner::VirtualAccount, va),
                     (None, None) => return None,
                 };
-                Some(TokenEntry {
-                    digest: t.digest,
-                    subject_kind: subject_kind.to_owned(),
-                    subject,
-                    expires_at: t.expires_at,
-                })
+                Some(TokenEntry { digest: crate::policy::digest_from_hex(&digest)?, subject_kind, subject, expires_at })
             })
             .collect(),
         revoked_gateway_tokens: Vec::new(),

@@ -114,14 +114,98 @@ pub struct AccessEntry {
     pub role: String,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// One live token. Tokens dominate large snapshots (100,000 of them is most of the bytes), so
+/// each is one compact string, `<base64url digest>.<u|v><subject id>[.<expiry, unix seconds>]`,
+/// rather than an object: a third of the size, and much faster to hash and parse.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TokenEntry {
-    /// Hex SHA-256 of the token.
-    pub digest: String,
-    /// `user` or `virtualaccount`.
-    pub subject_kind: String,
+    /// SHA-256 of the token.
+    pub digest: [u8; 32],
+    pub subject_kind: TokenOwner,
     pub subject: i64,
     pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// Whose token it is: a user's personal access token or a virtual account's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenOwner {
+    User,
+    VirtualAccount,
+}
+
+impl Serialize for TokenEntry {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use base64::Engine;
+        let kind = match self.subject_kind {
+            TokenOwner::User => 'u',
+            TokenOwner::VirtualAccount => 'v',
+        };
+        let mut out = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(self.digest);
+        out.push_str(&format!(".{kind}{}", self.subject));
+        if let Some(at) = self.expires_at {
+            out.push_str(&format!(".{}", at.timestamp()));
+        }
+        serializer.serialize_str(&out)
+    }
+}
+
+impl TokenEntry {
+    fn parse(text: &str) -> Option<Self> {
+        use base64::Engine;
+        let mut parts = text.split('.');
+        let mut digest = [0u8; 32];
+        let encoded = parts.next()?;
+        if encoded.len() != 43
+            || base64::engine::general_purpose::URL_SAFE_NO_PAD.decode_slice(encoded, &mut digest).ok()? != 32
+        {
+            return None;
+        }
+        let subject = parts.next()?;
+        let subject_kind = match subject.as_bytes().first()? {
+            b'u' => TokenOwner::User,
+            b'v' => TokenOwner::VirtualAccount,
+            _ => return None,
+        };
+        let expires_at = match parts.next() {
+            None => None,
+            Some(secs) => Some(DateTime::from_timestamp(secs.parse().ok()?, 0)?),
+        };
+        if parts.next().is_some() {
+            return None;
+        }
+        Some(Self { digest, subject_kind, subject: subject[1..].parse().ok()?, expires_at })
+    }
+}
+
+impl<'de> Deserialize<'de> for TokenEntry {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = TokenEntry;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a token entry: <digest>.<u|v><id>[.<expiry>]")
+            }
+            // Borrowed straight from the document when it can be: no copy per token.
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<TokenEntry, E> {
+                TokenEntry::parse(text).ok_or_else(|| E::custom(format!("invalid token entry {text:?}")))
+            }
+        }
+        deserializer.deserialize_str(Visitor)
+    }
+}
+
+/// Hex SHA-256 (as stored) to bytes; `None` if it is not 64 hex digits.
+pub fn digest_from_hex(hex: &str) -> Option<[u8; 32]> {
+    let bytes = hex.as_bytes();
+    if bytes.len() != 64 {
+        return None;
+    }
+    let nibble = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+    let mut out = [0u8; 32];
+    for (i, pair) in bytes.chunks(2).enumerate() {
+        out[i] = nibble(pair[0])? << 4 | nibble(pair[1])?;
+    }
+    Some(out)
 }
 
 /// JSON with object keys sorted at every level and no insignificant whitespace, so the same
@@ -167,6 +251,31 @@ mod tests {
     use serde_json::json;
 
     use super::canonical_json;
+
+    #[test]
+    fn token_entries_round_trip_through_their_compact_form() {
+        use super::{TokenEntry, TokenOwner};
+        let digest = [0xab; 32];
+        let encoded = "q6ur".repeat(10) + "q6s";
+        let entries = [
+            TokenEntry { digest, subject_kind: TokenOwner::User, subject: 42, expires_at: None },
+            TokenEntry {
+                digest,
+                subject_kind: TokenOwner::VirtualAccount,
+                subject: 7,
+                expires_at: chrono::DateTime::from_timestamp(1_900_000_000, 0),
+            },
+        ];
+        let json = serde_json::to_value(&entries).unwrap();
+        assert_eq!(json[0], format!("{encoded}.u42"));
+        assert_eq!(json[1], format!("{encoded}.v7.1900000000"));
+        assert_eq!(serde_json::from_value::<Vec<TokenEntry>>(json).unwrap(), entries);
+        assert_eq!(super::digest_from_hex(&"ab".repeat(32)), Some(digest));
+        assert_eq!(super::digest_from_hex("zz"), None);
+        for bad in ["", "abc.u1", &format!("{encoded}.x1"), &format!("{encoded}.u"), &format!("{encoded}.u1.soon")] {
+            assert!(serde_json::from_value::<TokenEntry>(json!(bad)).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn canonical_json_sorts_keys_at_every_level() {

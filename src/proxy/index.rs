@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use chrono::{DateTime, Utc};
 
 use crate::auth::token;
-use crate::policy::{ServerEntry, Snapshot};
+use crate::policy::{ServerEntry, Snapshot, TokenOwner};
 
 /// Who is calling, as the snapshot knows them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -28,7 +28,7 @@ pub struct Policy {
     server_ids: HashMap<i64, usize>,
     tenant_ids: HashMap<String, i64>,
     emails: HashMap<i64, usize>,
-    tokens: HashMap<String, usize>,
+    tokens: HashMap<[u8; 32], usize>,
     tenant_roles: HashMap<(i64, i64), String>,
     user_teams: HashMap<i64, HashSet<i64>>,
     everyone: HashMap<i64, i64>,
@@ -49,7 +49,7 @@ impl Policy {
         let server_ids = snapshot.servers.iter().enumerate().map(|(i, s)| (s.id, i)).collect();
         let tenant_ids = snapshot.tenants.iter().map(|t| (t.slug.clone(), t.id)).collect();
         let emails = snapshot.users.iter().enumerate().map(|(i, u)| (u.id, i)).collect();
-        let tokens = snapshot.tokens.iter().enumerate().map(|(i, t)| (t.digest.clone(), i)).collect();
+        let tokens = snapshot.tokens.iter().enumerate().map(|(i, t)| (t.digest, i)).collect();
         let tenant_roles = snapshot.members.iter().map(|m| ((m.tenant, m.user), m.role.clone())).collect();
         let mut user_teams: HashMap<i64, HashSet<i64>> = HashMap::new();
         let mut everyone = HashMap::new();
@@ -117,13 +117,13 @@ impl Policy {
     /// owned by an enabled user or a live virtual account.
     pub fn authenticate(&self, bearer: &str, now: DateTime<Utc>) -> Option<Subject> {
         token::parse(bearer)?;
-        let entry = &self.snapshot.tokens[*self.tokens.get(&token::digest(bearer))?];
+        let entry = &self.snapshot.tokens[*self.tokens.get(&token::digest_bytes(bearer))?];
         if entry.expires_at.is_some_and(|at| at <= now) {
             return None;
         }
-        match entry.subject_kind.as_str() {
-            "user" if !self.disabled_users.contains(&entry.subject) => Some(Subject::User(entry.subject)),
-            "virtualaccount" => {
+        match entry.subject_kind {
+            TokenOwner::User if !self.disabled_users.contains(&entry.subject) => Some(Subject::User(entry.subject)),
+            TokenOwner::VirtualAccount => {
                 let va = &self.snapshot.virtual_accounts[*self.accounts.get(&entry.subject)?];
                 va.expires_at.is_none_or(|at| at > now).then_some(Subject::VirtualAccount(va.id))
             }

@@ -78,7 +78,7 @@ async fn changes_publish_a_newer_version_without_secrets() {
     assert_eq!(after.servers[0].slug, "github");
     assert_eq!(after.servers[0].additional_headers, json!({"X-Team": "core"}));
     assert_eq!(after.tokens.len(), 1);
-    assert_eq!(after.tokens[0].digest, mcpgate::auth::token::digest(&token));
+    assert_eq!(after.tokens[0].digest, mcpgate::auth::token::digest_bytes(&token));
     assert!(!document.contains(&token[8..]), "no token in clear");
     let payload = String::from_utf8(
         base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, document.split('.').nth(1).unwrap())
