@@ -16,6 +16,9 @@ use crate::store::entities::{
     virtual_members,
 };
 
+/// Digest (hex), owning user, owning virtual account, expiry.
+type TokenRow = (String, Option<i64>, Option<i64>, Option<DateTime<Utc>>);
+
 /// Reads everything the proxy decides on. Run it inside one read transaction so the snapshot
 /// is a consistent cut of the store at `version`.
 pub async fn compile(
@@ -42,7 +45,7 @@ pub async fn compile(
     let access = collaborators::Entity::find().order_by_asc(collaborators::Column::Id).all(db).await?;
     // Tokens are most of the rows: read only the columns the snapshot needs, as tuples, and
     // leave expired ones in the database.
-    let tokens: Vec<(String, Option<i64>, Option<i64>, Option<DateTime<Utc>>)> = access_tokens::Entity::find()
+    let tokens: Vec<TokenRow> = access_tokens::Entity::find()
         .select_only()
         .columns([
             access_tokens::Column::Digest,
