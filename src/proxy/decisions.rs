@@ -20,8 +20,8 @@ use crate::store::entities::audit_events;
 pub const ACTION: &str = "mcp.request";
 const CHANNEL: usize = 16 * 1024;
 const BATCH: usize = 500;
-/// After the first event of a batch, how long to wait for more: fewer, larger writes under load.
-const LINGER: Duration = Duration::from_millis(250);
+/// How often queued events are written: fewer, larger writes under load.
+const FLUSH_EVERY: Duration = Duration::from_millis(250);
 
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -119,22 +119,28 @@ impl DecisionLog {
         let dropped = Arc::new(AtomicU64::new(0));
         let lost = dropped.clone();
         tokio::spawn(async move {
-            let mut batch = Vec::with_capacity(BATCH);
-            loop {
-                if rx.recv_many(&mut batch, BATCH).await == 0 {
-                    break;
-                }
-                let deadline = tokio::time::Instant::now() + LINGER;
-                while batch.len() < BATCH {
-                    let room = BATCH - batch.len();
-                    match tokio::time::timeout_at(deadline, rx.recv_many(&mut batch, room)).await {
-                        Ok(0) | Err(_) => break,
-                        Ok(_) => {}
+            // Drained on a timer rather than woken per event: a request never pays for a
+            // cross-thread wake-up of the writer.
+            let mut tick = tokio::time::interval(FLUSH_EVERY);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut open = true;
+            while open {
+                tick.tick().await;
+                let mut batch = Vec::new();
+                loop {
+                    match rx.try_recv() {
+                        Ok(decision) => batch.push(decision),
+                        Err(mpsc::error::TryRecvError::Empty) => break,
+                        Err(mpsc::error::TryRecvError::Disconnected) => {
+                            open = false;
+                            break;
+                        }
                     }
                 }
-                let n = batch.len();
-                if let Err(e) = destination.write(std::mem::take(&mut batch)).await {
-                    tracing::warn!(error = %e, events = n, "writing proxy audit events failed");
+                for chunk in batch.chunks(BATCH) {
+                    if let Err(e) = destination.write(chunk.to_vec()).await {
+                        tracing::warn!(error = %e, events = chunk.len(), "writing proxy audit events failed");
+                    }
                 }
                 let missed = lost.swap(0, Ordering::Relaxed);
                 if missed > 0 {
