@@ -413,5 +413,10 @@ async fn relay(state: &ProxyState, ctx: &Ctx, call: Call<'_>) -> HttpResponse {
             message
         }));
     }
-    out.streaming(response.bytes_stream().map(|chunk| chunk.map_err(actix_web::error::ErrorBadGateway)))
+    // Chunks that are already there go out in one write; nothing waits for more.
+    out.streaming(response.bytes_stream().ready_chunks(16).map(|chunks| {
+        let mut chunks =
+            chunks.into_iter().collect::<Result<Vec<_>, _>>().map_err(actix_web::error::ErrorBadGateway)?;
+        Ok::<_, actix_web::Error>(if chunks.len() == 1 { chunks.remove(0) } else { chunks.concat().into() })
+    }))
 }
