@@ -1,5 +1,6 @@
 //! The data plane. It enforces only what a verified policy snapshot says and never reads the
-//! store: `proxy/` depends on `policy/` (and, later, the credential resolver), nothing else.
+//! store; the only thing it hands back is its decisions, through `decisions::DecisionLog`
+//! (written to the store by `mcpgate serve`, posted to the control plane by replicas).
 
 pub mod decisions;
 pub mod guard;
