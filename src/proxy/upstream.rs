@@ -145,6 +145,7 @@ impl Clients {
         if let Some(v) = protocol_version.and_then(|v| HeaderValue::from_str(v).ok()) {
             headers.insert(VERSION_HEADER, v);
         }
+        routing_headers(&mut headers, message);
         let request = self.request(server, reqwest::Method::POST)?.headers(headers).json(message);
         let work = async {
             let response = self.send(request).await?;
@@ -163,6 +164,19 @@ impl Clients {
             Ok(result) => result,
             Err(_) => Err(UpstreamError::Timeout(self.timeout.as_secs())),
         }
+    }
+}
+
+/// `Mcp-Method` and `Mcp-Name` for a message the gateway itself sends or rewrites (the
+/// stateless revision requires them, and they must match the body as forwarded).
+pub fn routing_headers(headers: &mut HeaderMap, message: &Value) {
+    if let Some(method) = message.get("method").and_then(Value::as_str).and_then(|m| HeaderValue::from_str(m).ok()) {
+        headers.insert("mcp-method", method);
+    }
+    let params = message.get("params");
+    let name = params.and_then(|p| p.get("name").or_else(|| p.get("uri"))).and_then(Value::as_str);
+    if let Some(name) = name.and_then(|n| HeaderValue::from_str(n).ok()) {
+        headers.insert("mcp-name", name);
     }
 }
 

@@ -423,9 +423,12 @@ async fn forward(
         Ok(r) => r,
         Err(e) => return ctx.upstream_failed(&id, &e),
     };
+    let mut headers = reqwest::header::HeaderMap::new();
+    crate::proxy::upstream::routing_headers(&mut headers, message);
     request = request
         .header("content-type", "application/json")
         .header("accept", "application/json, text/event-stream")
+        .headers(headers)
         .json(message);
     if let Some(session) = &members.sessions[member] {
         request = request.header(SESSION_HEADER, session.as_str());
