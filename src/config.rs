@@ -221,6 +221,13 @@ impl Settings {
             .collect()
     }
 
+    /// Where links point when no public URL is set: the address actually bound (port 0 becomes
+    /// the real port); a wildcard bind is reachable on loopback, so links use that.
+    pub fn bound_base_url(bound: std::net::SocketAddr) -> String {
+        let host = if bound.ip().is_unspecified() { "127.0.0.1".to_owned() } else { bound.ip().to_string() };
+        format!("http://{host}:{}", bound.port())
+    }
+
     /// The base URL with no trailing slash.
     pub fn public_base_url(&self) -> String {
         match &self.public_url {

@@ -80,10 +80,7 @@ impl Application {
         let port = bound.port();
         let mut settings = settings;
         if settings.public_url.is_none() {
-            // Default to the address actually bound (port 0 becomes the real port); a wildcard
-            // bind is reachable on loopback, so links use that.
-            let host = if bound.ip().is_unspecified() { "127.0.0.1".to_owned() } else { bound.ip().to_string() };
-            settings.public_url = Some(format!("http://{host}:{port}"));
+            settings.public_url = Some(Settings::bound_base_url(bound));
         }
         let throttle = LoginThrottle::new(
             settings.login_max_failures,

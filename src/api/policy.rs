@@ -28,6 +28,17 @@ use crate::store::entities::policy_snapshots;
 const MAX_WAIT_SECONDS: u64 = 60;
 pub const VERSION_HEADER: &str = "x-mcpgate-policy-version";
 
+/// Whether the request presents the proxy key as its bearer token: `None` when it presents no
+/// bearer token at all.
+fn presents_proxy_key(req: &HttpRequest) -> Option<bool> {
+    let presented = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(crate::auth::token::from_bearer_header)?;
+    Some(state(req).is_ok_and(|state| presented.as_bytes().ct_eq(state.proxy_key.expose_secret().as_bytes()).into()))
+}
+
 /// A proxy (presenting the proxy key as a bearer token) or a platform admin.
 pub struct PolicyReader;
 
@@ -36,16 +47,7 @@ impl FromRequest for PolicyReader {
     type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let presented = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(crate::auth::token::from_bearer_header)
-            .map(str::to_owned);
-        let is_proxy = match (state(req), presented) {
-            (Ok(state), Some(key)) => key.as_bytes().ct_eq(state.proxy_key.expose_secret().as_bytes()).into(),
-            _ => false,
-        };
+        let is_proxy = presents_proxy_key(req) == Some(true);
         let admin = (!is_proxy).then(|| PlatformAdmin::from_request(req, payload));
         Box::pin(async move {
             if let Some(admin) = admin {
@@ -229,17 +231,10 @@ impl FromRequest for ProxyCredential {
     type Future = std::future::Ready<Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let presented = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(crate::auth::token::from_bearer_header);
-        let result = match (state(req), presented) {
-            (Ok(state), Some(key)) if bool::from(key.as_bytes().ct_eq(state.proxy_key.expose_secret().as_bytes())) => {
-                Ok(ProxyCredential)
-            }
-            (_, Some(_)) => Err(ApiError::InvalidToken),
-            (_, None) => Err(ApiError::Unauthenticated),
+        let result = match presents_proxy_key(req) {
+            Some(true) => Ok(ProxyCredential),
+            Some(false) => Err(ApiError::InvalidToken),
+            None => Err(ApiError::Unauthenticated),
         };
         std::future::ready(result)
     }

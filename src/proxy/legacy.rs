@@ -116,15 +116,7 @@ async fn send(
         }
         _ => None,
     };
-    let client = state.clients.for_server(call.entry)?;
-    let mut request = client.post(bridge.endpoint.clone()).json(message);
-    if let Some(headers) = call.entry.additional_headers.as_object() {
-        for (k, v) in headers {
-            if let Some(v) = v.as_str() {
-                request = request.header(k.as_str(), v);
-            }
-        }
-    }
+    let request = state.clients.request_to(call.entry, reqwest::Method::POST, bridge.endpoint.clone())?.json(message);
     let response = state.clients.send(request).await?;
     if !response.status().is_success() {
         return Err(UpstreamError::Status(response.status().as_u16()));

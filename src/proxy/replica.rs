@@ -44,10 +44,7 @@ impl Replica {
         let bound = listener.local_addr()?;
         let public_base = match &settings.public_url {
             Some(url) => url.trim_end_matches('/').to_owned(),
-            None => {
-                let host = if bound.ip().is_unspecified() { "127.0.0.1".to_owned() } else { bound.ip().to_string() };
-                format!("http://{host}:{}", bound.port())
-            }
+            None => Settings::bound_base_url(bound),
         };
         let policy = Arc::new(PolicyHolder::default());
         let client = crate::http_client::builder().connect_timeout(Duration::from_secs(10)).build()?;

@@ -79,6 +79,8 @@ pub fn exposed_name(name: &str, member_slug: &str, collides: bool) -> String {
 /// One member's tools, as listed by its upstream (already filtered by the member's own settings
 /// and the virtual server's allow-list).
 pub struct MemberTools<'a> {
+    /// The member's position among the virtual server's members.
+    pub member: usize,
     pub slug: &'a str,
     pub tools: Vec<Value>,
 }
@@ -103,7 +105,7 @@ pub fn merge(members: &[MemberTools<'_>]) -> (Vec<Value>, HashMap<String, Route>
     }
     let mut merged = Vec::new();
     let mut routes = HashMap::new();
-    for (i, member) in members.iter().enumerate() {
+    for member in members {
         for tool in &member.tools {
             let Some(name) = tool.get("name").and_then(Value::as_str) else { continue };
             let exposed = exposed_name(name, member.slug, count.get(name).copied().unwrap_or(0) > 1);
@@ -113,7 +115,7 @@ pub fn merge(members: &[MemberTools<'_>]) -> (Vec<Value>, HashMap<String, Route>
             }
             let mut tool = tool.clone();
             tool["name"] = Value::String(exposed.clone());
-            routes.insert(exposed, Route { member: i, name: name.to_owned() });
+            routes.insert(exposed, Route { member: member.member, name: name.to_owned() });
             merged.push(tool);
         }
     }
@@ -133,13 +135,13 @@ mod tests {
     #[test]
     fn colliding_names_get_stable_short_suffixes_and_route_home() {
         let members = [
-            MemberTools { slug: "github", tools: tools(&["search", "create_issue"]) },
-            MemberTools { slug: "linear", tools: tools(&["search", "create_ticket"]) },
+            MemberTools { member: 0, slug: "github", tools: tools(&["search", "create_issue"]) },
+            MemberTools { member: 2, slug: "linear", tools: tools(&["search", "create_ticket"]) },
         ];
         let (merged, routes) = merge(&members);
         let names: Vec<&str> = merged.iter().map(|t| t["name"].as_str().unwrap()).collect();
         assert_eq!(names, ["search_github", "create_issue", "search_linear", "create_ticket"]);
-        assert_eq!(routes["search_linear"], Route { member: 1, name: "search".into() });
+        assert_eq!(routes["search_linear"], Route { member: 2, name: "search".into() });
         assert_eq!(routes["create_issue"], Route { member: 0, name: "create_issue".into() });
         assert_eq!(merge(&members).1, routes, "the same lists give the same names");
     }
@@ -148,8 +150,10 @@ mod tests {
     fn names_stay_within_64_characters() {
         let long = "a".repeat(70);
         let slug = "a-very-long-member-server-slug";
-        let members =
-            [MemberTools { slug, tools: tools(&[&long, "x"]) }, MemberTools { slug: "b", tools: tools(&[&long]) }];
+        let members = [
+            MemberTools { member: 0, slug, tools: tools(&[&long, "x"]) },
+            MemberTools { member: 1, slug: "b", tools: tools(&[&long]) },
+        ];
         let (merged, routes) = merge(&members);
         for tool in &merged {
             assert!(tool["name"].as_str().unwrap().len() <= MAX_NAME, "{}", tool["name"]);

@@ -104,6 +104,17 @@ impl Clients {
         method: reqwest::Method,
     ) -> Result<reqwest::RequestBuilder, UpstreamError> {
         let url = server.url.as_deref().ok_or_else(|| UpstreamError::Protocol("the server has no URL".into()))?;
+        self.request_to(server, method, url)
+    }
+
+    /// A request to another URL of the server (a legacy SSE message endpoint) with its
+    /// configured headers and TLS settings.
+    pub fn request_to(
+        &self,
+        server: &ServerEntry,
+        method: reqwest::Method,
+        url: impl reqwest::IntoUrl,
+    ) -> Result<reqwest::RequestBuilder, UpstreamError> {
         let mut request = self.for_server(server)?.request(method, url);
         if let Some(headers) = server.additional_headers.as_object() {
             for (k, v) in headers {
@@ -126,16 +137,15 @@ impl Clients {
         }
     }
 
-    /// POSTs one message and, for a request, reads its reply (from JSON or an SSE stream,
-    /// skipping the notifications before it). Returns the upstream's session id header and the
-    /// reply.
-    pub async fn exchange(
+    /// A POST of one message the gateway sends or rewrites, with the upstream session, the
+    /// protocol version and routing headers that match the body.
+    pub fn post_message(
         &self,
         server: &ServerEntry,
         session: Option<&str>,
         protocol_version: Option<&str>,
         message: &Value,
-    ) -> Result<(Option<String>, Option<Value>), UpstreamError> {
+    ) -> Result<reqwest::RequestBuilder, UpstreamError> {
         let mut headers = HeaderMap::new();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         headers.insert(ACCEPT, HeaderValue::from_static("application/json, text/event-stream"));
@@ -146,7 +156,20 @@ impl Clients {
             headers.insert(VERSION_HEADER, v);
         }
         routing_headers(&mut headers, message);
-        let request = self.request(server, reqwest::Method::POST)?.headers(headers).json(message);
+        Ok(self.request(server, reqwest::Method::POST)?.headers(headers).json(message))
+    }
+
+    /// POSTs one message and, for a request, reads its reply (from JSON or an SSE stream,
+    /// skipping the notifications before it). Returns the upstream's session id header and the
+    /// reply.
+    pub async fn exchange(
+        &self,
+        server: &ServerEntry,
+        session: Option<&str>,
+        protocol_version: Option<&str>,
+        message: &Value,
+    ) -> Result<(Option<String>, Option<Value>), UpstreamError> {
+        let request = self.post_message(server, session, protocol_version, message)?;
         let work = async {
             let response = self.send(request).await?;
             let status = response.status();
@@ -169,7 +192,7 @@ impl Clients {
 
 /// `Mcp-Method` and `Mcp-Name` for a message the gateway itself sends or rewrites (the
 /// stateless revision requires them, and they must match the body as forwarded).
-pub fn routing_headers(headers: &mut HeaderMap, message: &Value) {
+fn routing_headers(headers: &mut HeaderMap, message: &Value) {
     if let Some(method) = message.get("method").and_then(Value::as_str).and_then(|m| HeaderValue::from_str(m).ok()) {
         headers.insert("mcp-method", method);
     }

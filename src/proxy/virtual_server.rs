@@ -61,6 +61,22 @@ impl Members<'_> {
     fn live(&self) -> impl Iterator<Item = usize> + '_ {
         (0..self.entries.len()).filter(|i| !self.failed.contains(i))
     }
+
+    /// One message to member `i`, in that member's upstream session.
+    async fn exchange(
+        &self,
+        state: &ProxyState,
+        i: usize,
+        version: Option<&str>,
+        message: &Value,
+    ) -> Result<(Option<String>, Option<Value>), UpstreamError> {
+        state.clients.exchange(self.entries[i].0, self.sessions[i].as_deref(), version, message).await
+    }
+
+    /// The same message to every live member, at once; individual failures are the members'.
+    async fn broadcast(&self, state: &ProxyState, version: Option<&str>, message: &Value) {
+        join_all(self.live().map(|i| self.exchange(state, i, version, message))).await;
+    }
 }
 
 fn ok(id: &Value, result: Value) -> HttpResponse {
@@ -126,10 +142,7 @@ pub async fn handle(state: &ProxyState, ctx: &Ctx, call: Call<'_>) -> HttpRespon
     };
     if message.get("id").is_none() {
         // A notification: every member hears it.
-        let sends = members
-            .live()
-            .map(|i| state.clients.exchange(members.entries[i].0, members.sessions[i].as_deref(), version, message));
-        join_all(sends).await;
+        members.broadcast(state, version, message).await;
         ctx.decide("allowed", None, Some(202));
         return HttpResponse::Accepted().finish();
     }
@@ -173,12 +186,7 @@ pub async fn handle(state: &ProxyState, ctx: &Ctx, call: Call<'_>) -> HttpRespon
             forward(state, ctx, &members, route.member, &forwarded, version).await
         }
         "prompts/list" => {
-            let (lists, unavailable) = list_all(state, &members, "prompts/list", "prompts", version).await;
-            let member_lists: Vec<MemberTools> = lists
-                .into_iter()
-                .map(|(i, items)| MemberTools { slug: &members.entries[i].0.slug, tools: items })
-                .collect();
-            let (prompts, _) = tools::merge(&member_lists);
+            let (prompts, _, unavailable) = list_prompts(state, &members, version).await;
             ctx.decide("allowed", None, Some(200));
             ok(id, with_unavailable(json!({"prompts": prompts}), &unavailable))
         }
@@ -186,13 +194,7 @@ pub async fn handle(state: &ProxyState, ctx: &Ctx, call: Call<'_>) -> HttpRespon
             let Some(name) = params.get("name").and_then(Value::as_str) else {
                 return rpc_error(StatusCode::OK, id, INVALID_PARAMS, "prompts/get needs params.name");
             };
-            let (lists, _) = list_all(state, &members, "prompts/list", "prompts", version).await;
-            let slugs: Vec<usize> = lists.iter().map(|(i, _)| *i).collect();
-            let member_lists: Vec<MemberTools> = lists
-                .into_iter()
-                .map(|(i, items)| MemberTools { slug: &members.entries[i].0.slug, tools: items })
-                .collect();
-            let (_, routes) = tools::merge(&member_lists);
+            let (_, routes, _) = list_prompts(state, &members, version).await;
             let Some(route) = routes.get(name) else {
                 return rpc_error(
                     StatusCode::OK,
@@ -203,7 +205,7 @@ pub async fn handle(state: &ProxyState, ctx: &Ctx, call: Call<'_>) -> HttpRespon
             };
             let mut forwarded = message.clone();
             forwarded["params"]["name"] = Value::String(route.name.clone());
-            forward(state, ctx, &members, slugs[route.member], &forwarded, version).await
+            forward(state, ctx, &members, route.member, &forwarded, version).await
         }
         "resources/list" | "resources/templates/list" => {
             let field = if method == "resources/list" { "resources" } else { "resourceTemplates" };
@@ -224,10 +226,7 @@ pub async fn handle(state: &ProxyState, ctx: &Ctx, call: Call<'_>) -> HttpRespon
             }
         }
         "logging/setLevel" => {
-            let sends = members.live().map(|i| {
-                state.clients.exchange(members.entries[i].0, members.sessions[i].as_deref(), version, message)
-            });
-            join_all(sends).await;
+            members.broadcast(state, version, message).await;
             ctx.decide("allowed", None, Some(200));
             ok(id, json!({}))
         }
@@ -332,14 +331,13 @@ async fn list_all(
     version: Option<&str>,
 ) -> (Vec<(usize, Vec<Value>)>, Vec<String>) {
     let lists = join_all(members.live().map(|i| async move {
-        let (member, _) = members.entries[i];
         let mut items = Vec::new();
         let mut cursor: Option<String> = None;
         for page in 0..MAX_PAGES {
             let params = cursor.as_ref().map_or(json!({}), |c| json!({"cursor": c}));
             let request =
                 json!({"jsonrpc": "2.0", "id": format!("{ID_PREFIX}list:{page}"), "method": method, "params": params});
-            let (_, reply) = state.clients.exchange(member, members.sessions[i].as_deref(), version, &request).await?;
+            let (_, reply) = members.exchange(state, i, version, &request).await?;
             let reply = reply.unwrap_or_default();
             let Some(result) = reply.get("result") else {
                 return Err(UpstreamError::Protocol(format!("{method} failed: {}", reply["error"])));
@@ -370,6 +368,21 @@ async fn list_all(
     (ok, unavailable)
 }
 
+/// The merged prompt list and the route of every offered name, plus unavailable members.
+async fn list_prompts(
+    state: &ProxyState,
+    members: &Members<'_>,
+    version: Option<&str>,
+) -> (Vec<Value>, HashMap<String, Route>, Vec<String>) {
+    let (lists, unavailable) = list_all(state, members, "prompts/list", "prompts", version).await;
+    let member_lists: Vec<MemberTools> = lists
+        .into_iter()
+        .map(|(i, items)| MemberTools { member: i, slug: &members.entries[i].0.slug, tools: items })
+        .collect();
+    let (prompts, routes) = tools::merge(&member_lists);
+    (prompts, routes, unavailable)
+}
+
 /// The merged, filtered tool list and the route of every offered name.
 async fn list_tools(
     state: &ProxyState,
@@ -378,7 +391,6 @@ async fn list_tools(
     version: Option<&str>,
 ) -> (Vec<Value>, HashMap<String, Route>, Vec<String>) {
     let (lists, unavailable) = list_all(state, members, "tools/list", "tools", version).await;
-    let positions: Vec<usize> = lists.iter().map(|(i, _)| *i).collect();
     let member_tools: Vec<MemberTools> = lists
         .into_iter()
         .map(|(i, mut items)| {
@@ -387,7 +399,7 @@ async fn list_tools(
                 let allowed = enabled.is_none_or(|names| names.iter().any(|n| tool["name"] == n.as_str()));
                 allowed && tools::apply_settings(tool, &member.tool_settings)
             });
-            MemberTools { slug: &member.slug, tools: items }
+            MemberTools { member: i, slug: &member.slug, tools: items }
         })
         .collect();
     let (mut merged, mut routes) = tools::merge(&member_tools);
@@ -400,10 +412,6 @@ async fn list_tools(
         }
         keep
     });
-    // Routes name positions among the members that answered; make them member positions.
-    for route in routes.values_mut() {
-        route.member = positions[route.member];
-    }
     (merged, routes, unavailable)
 }
 
@@ -419,23 +427,10 @@ async fn forward(
 ) -> HttpResponse {
     let id = message.get("id").cloned().unwrap_or(Value::Null);
     let (server, _) = members.entries[member];
-    let mut request = match state.clients.request(server, reqwest::Method::POST) {
+    let request = match state.clients.post_message(server, members.sessions[member].as_deref(), version, message) {
         Ok(r) => r,
         Err(e) => return ctx.upstream_failed(&id, &e),
     };
-    let mut headers = reqwest::header::HeaderMap::new();
-    crate::proxy::upstream::routing_headers(&mut headers, message);
-    request = request
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .headers(headers)
-        .json(message);
-    if let Some(session) = &members.sessions[member] {
-        request = request.header(SESSION_HEADER, session.as_str());
-    }
-    if let Some(v) = version {
-        request = request.header(VERSION_HEADER, v);
-    }
     let response = match state.clients.send(request).await {
         Ok(r) => r,
         Err(e) => return ctx.upstream_failed(&id, &e),
@@ -480,11 +475,7 @@ async fn answer_to_member(
     };
     let mut message = message.clone();
     message["id"] = original;
-    match state
-        .clients
-        .exchange(members.entries[member].0, members.sessions[member].as_deref(), version, &message)
-        .await
-    {
+    match members.exchange(state, member, version, &message).await {
         Ok(_) => HttpResponse::Accepted().finish(),
         Err(e) => ctx.upstream_failed(&Value::Null, &e),
     }
@@ -499,9 +490,7 @@ async fn first_answer(
 ) -> HttpResponse {
     let id = message.get("id").cloned().unwrap_or(Value::Null);
     for i in members.live() {
-        if let Ok((_, Some(reply))) =
-            state.clients.exchange(members.entries[i].0, members.sessions[i].as_deref(), version, message).await
-        {
+        if let Ok((_, Some(reply))) = members.exchange(state, i, version, message).await {
             if reply.get("result").is_some() {
                 ctx.decide("allowed", None, Some(200));
                 return HttpResponse::Ok().json(reply);

@@ -18,6 +18,7 @@ use secrecy::ExposeSecret;
 use serde_json::{json, Value};
 
 use crate::helpers::{spawn_app, Client, TestApp};
+use crate::proxy::wait_for_policy;
 use crate::{fixture, peers};
 
 async fn conformance_upstream() -> String {
@@ -53,28 +54,6 @@ async fn grant(admin: &Client, server: &str, subject: &str) {
         )
         .await
         .expect(201);
-}
-
-/// Waits until the in-process proxy enforces every change committed so far.
-pub async fn settle(app: &TestApp) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let wanted = {
-            use sea_orm::EntityTrait;
-            mcpgate::store::entities::policy_state::Entity::find_by_id(1)
-                .one(&app.state.db)
-                .await
-                .unwrap()
-                .unwrap()
-                .version
-        };
-        if app.state.policy.version() == Some(wanted) {
-            return;
-        }
-        assert!(Instant::now() < deadline, "policy did not catch up");
-        app.state.publisher.poke();
-        tokio::time::sleep(Duration::from_millis(30)).await;
-    }
 }
 
 /// One raw MCP POST: status, session id and every JSON-RPC message of the answer (JSON or SSE).
@@ -156,7 +135,7 @@ async fn an_rmcp_client_gets_sampling_elicitation_resources_and_prompts_through_
     let (admin, token) = tenant_with_ann(&app).await;
     remote(&admin, "fixture", &conformance_upstream().await).await;
     grant(&admin, "fixture", "user:ann@example.com").await;
-    settle(&app).await;
+    wait_for_policy(&app).await;
 
     let url = format!("{}/acme/mcp/fixture/server", app.base);
     let transport = StreamableHttpClientTransport::with_client(
@@ -242,7 +221,7 @@ async fn a_virtual_server_merges_routes_and_filters_tools_and_survives_a_dead_me
         .await
         .expect(201);
     grant(&admin, "combo", "user:ann@example.com").await;
-    settle(&app).await;
+    wait_for_policy(&app).await;
 
     let url = format!("{}/acme/mcp/combo/server", app.base);
     let session = open_session(&url, &token).await;
@@ -302,7 +281,7 @@ async fn the_proxy_refuses_foreign_origins_mismatched_headers_and_removed_collab
     let (admin, token) = tenant_with_ann(&app).await;
     remote(&admin, "fixture", &peers::rmcp_upstream().await).await;
     grant(&admin, "fixture", "user:ann@example.com").await;
-    settle(&app).await;
+    wait_for_policy(&app).await;
     let url = format!("{}/acme/mcp/fixture/server", app.base);
     let http = reqwest::Client::new();
     let base = |r: reqwest::RequestBuilder| {
@@ -330,7 +309,7 @@ async fn the_proxy_refuses_foreign_origins_mismatched_headers_and_removed_collab
     let ping = json!({"jsonrpc": "2.0", "id": 2, "method": "ping"});
     assert_eq!(post(&url, &token, Some(&session), ping.clone()).await.0, 200);
     admin.delete("/api/v1/tenants/acme/servers/fixture/collaborators/user:ann@example.com").await.expect(204);
-    settle(&app).await;
+    wait_for_policy(&app).await;
     assert_eq!(post(&url, &token, Some(&session), ping).await.0, 403, "access ends with the grant");
 }
 
@@ -351,7 +330,7 @@ async fn a_session_started_on_one_replica_continues_on_another() {
     let (admin, token) = tenant_with_ann(&app).await;
     remote(&admin, "fixture", &peers::rmcp_upstream().await).await;
     grant(&admin, "fixture", "user:ann@example.com").await;
-    settle(&app).await;
+    wait_for_policy(&app).await;
     let (one, one_base) = replica(&app).await;
     let (two, two_base) = replica(&app).await;
     let (policy_one, policy_two) = (one.policy.clone(), two.policy.clone());
@@ -409,7 +388,7 @@ async fn a_replica_without_a_snapshot_fails_closed_and_keeps_the_last_good_one()
     let (admin, token) = tenant_with_ann(&app).await;
     remote(&admin, "fixture", &peers::rmcp_upstream().await).await;
     grant(&admin, "fixture", "user:ann@example.com").await;
-    settle(&app).await;
+    wait_for_policy(&app).await;
     let good = app.state.policy.version().unwrap();
     let keys = mcpgate::policy::publish::trusted_keys(&app.state.db).await.unwrap();
     let latest = app.state.publisher.latest().unwrap().document.to_string();
@@ -451,7 +430,7 @@ async fn the_typescript_sdk_client_works_through_the_proxy_with_both_upstreams()
     remote(&admin, "fixture", &conformance_upstream().await).await;
     grant(&admin, "everything", "user:ann@example.com").await;
     grant(&admin, "fixture", "user:ann@example.com").await;
-    settle(&app).await;
+    wait_for_policy(&app).await;
 
     let report = typescript_client(&format!("{}/acme/mcp/everything/server", app.base), &token, "everything").await;
     assert_eq!(report["session"], true);
@@ -492,7 +471,7 @@ async fn an_rmcp_client_reaches_server_everything_and_a_legacy_sse_upstream() {
         .expect(201);
     grant(&admin, "everything", "user:ann@example.com").await;
     grant(&admin, "legacy", "user:ann@example.com").await;
-    settle(&app).await;
+    wait_for_policy(&app).await;
 
     for server in ["everything", "legacy"] {
         let url = format!("{}/acme/mcp/{server}/server", app.base);

@@ -43,7 +43,7 @@ async fn setup(app: &TestApp) -> (Client, String, String) {
 }
 
 /// Waits until the in-process proxy holds a snapshot covering every change made so far.
-async fn wait_for_policy(app: &TestApp) {
+pub async fn wait_for_policy(app: &TestApp) {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let published = app.state.publisher.latest().map(|p| p.version);
