@@ -21,6 +21,7 @@ use crate::auth::throttle::LoginThrottle;
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::control::tokens::UsageRecorder;
+use crate::control::vault::Vault;
 use crate::control::{sessions, users, virtual_accounts};
 use crate::error::ApiError;
 use crate::policy::publish::{trusted_keys, Publisher};
@@ -44,6 +45,8 @@ pub struct AppState {
     /// The in-process proxy's verified policy, fed through the same verification a remote
     /// replica uses.
     pub policy: Arc<PolicyHolder>,
+    /// Upstream credentials: Auth Overrides, per-user grants, machine tokens.
+    pub vault: Arc<Vault>,
 }
 
 pub struct Application {
@@ -95,6 +98,7 @@ impl Application {
         tokio::spawn(publisher.clone().run(db.clone(), sealer.clone(), clock.clone()));
         let policy = Arc::new(PolicyHolder::default());
         spawn_policy_subscriber(&publisher, policy.clone(), db.clone()).await;
+        let vault = Arc::new(Vault::new(db.clone(), sealer.clone(), clock.clone(), settings.public_base_url())?);
         let state = web::Data::new(AppState {
             db,
             clock,
@@ -105,6 +109,7 @@ impl Application {
             publisher,
             proxy_key,
             policy,
+            vault,
         });
         let proxy = web::Data::new(ProxyState::new(
             state.policy.clone(),
@@ -117,6 +122,7 @@ impl Application {
             state.clock.clone(),
             SessionSealer::from_proxy_key(&state.proxy_key),
             DecisionLog::spawn(Destination::Store(state.db.clone())),
+            state.vault.clone(),
         )?);
         let doc = web::Data::new(api::openapi_json());
         let spec = api::openapi();

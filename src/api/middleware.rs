@@ -22,7 +22,7 @@ pub async fn request_id(
     // Only the control-plane API changes state; MCP traffic must not wake the publisher.
     // Proxy decisions are recorded, not enforced: they never move the policy version.
     let changes_state = req.path().starts_with("/api/")
-        && req.path() != "/api/v1/policy/decisions"
+        && !matches!(req.path(), "/api/v1/policy/decisions" | "/api/v1/policy/credentials")
         && !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
     let state = req.app_data::<web::Data<AppState>>().cloned();
     let res = next.call(req).await?;

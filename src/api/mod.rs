@@ -166,7 +166,8 @@ pub fn configure(cfg: &mut ServiceConfig) {
             .service(policy::latest_snapshot)
             .service(policy::snapshot_history)
             .service(policy::keys)
-            .service(policy::record_decisions),
+            .service(policy::record_decisions)
+            .service(policy::resolve_credential),
     );
 }
 

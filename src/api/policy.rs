@@ -273,3 +273,43 @@ pub async fn record_decisions(
     crate::proxy::decisions::store(&state.db, batch.items).await?;
     Ok(HttpResponse::NoContent().finish())
 }
+
+/// The answer of the credential endpoint: a credential, or why there is none.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum CredentialAnswer {
+    Resolved(crate::proxy::credentials::Resolved),
+    Failed { error: crate::proxy::credentials::CredentialError },
+}
+
+/// Proxy replicas fetch the outbound credential a caller uses on a server (DESIGN.md §4). The
+/// answer holds secrets in clear, so only the proxy key may ask — not even a platform admin.
+#[utoipa::path(
+    tag = "policy",
+    security(("proxy_key" = [])),
+    request_body = crate::proxy::credentials::CredentialRequest,
+    responses(
+        (status = 200, description = "The credential headers and how long to reuse them, or `{\"error\"}` saying why there are none", body = CredentialAnswer),
+        BadRequest, Unauthorized, Unprocessable, Internal
+    )
+)]
+#[post("/policy/credentials")]
+pub async fn resolve_credential(
+    state: web::Data<AppState>,
+    _proxy: ProxyCredential,
+    ApiJson(request): ApiJson<crate::proxy::credentials::CredentialRequest>,
+) -> ApiResult<HttpResponse> {
+    use crate::proxy::credentials::CredentialResolver;
+    if request.subject().is_none() {
+        return Err(ApiError::Validation(vec![crate::error::FieldError::new(
+            "subject",
+            "invalid",
+            "u<user id> or v<virtual account id>",
+        )]));
+    }
+    let answer = match state.vault.resolve(&request).await {
+        Ok(resolved) => CredentialAnswer::Resolved(resolved),
+        Err(error) => CredentialAnswer::Failed { error },
+    };
+    Ok(HttpResponse::Ok().insert_header(("cache-control", "no-store")).json(answer))
+}

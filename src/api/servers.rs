@@ -15,6 +15,7 @@ use crate::api::json::ApiJson;
 use crate::api::pagination::{Page, PageQuery};
 use crate::api::responses::*;
 use crate::api::validate;
+use crate::control::outbound::{AuthData, AuthDataView};
 use crate::control::probe::{self, ProbeReport};
 use crate::control::servers::{
     self, Collaborator, EnabledTools, MemberSpec, NewKind, NewServer, ProbedTool, ServerDetail, ServerKind,
@@ -73,6 +74,9 @@ pub struct CreateServerRequest {
     pub tls: Option<TlsSettings>,
     pub tool_settings: Option<Vec<ToolSetting>>,
     pub tags: Option<Vec<String>>,
+    /// Remote servers: how the gateway authenticates to the upstream. Secrets in it
+    /// (`global` header values, `client_secret`) are write-only.
+    pub auth_data: Option<AuthData>,
     /// Virtual servers: the remote servers it combines, in order.
     pub servers: Option<Vec<MemberSpec>>,
 }
@@ -91,6 +95,10 @@ pub struct UpdateServerRequest {
     pub tls: Option<TlsSettings>,
     pub tool_settings: Option<Vec<ToolSetting>>,
     pub tags: Option<Vec<String>>,
+    /// Replaces the outbound auth as a whole (secrets included); `null` removes it.
+    #[serde(default, deserialize_with = "crate::api::json::present")]
+    #[schema(value_type = Option<AuthData>)]
+    pub auth_data: Option<Option<AuthData>>,
     pub servers: Option<Vec<MemberSpec>>,
 }
 
@@ -131,6 +139,9 @@ pub struct ServerView {
     pub additional_headers: Option<BTreeMap<String, String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsView>,
+    /// Outbound auth, without its secrets; absent when the upstream needs none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth_data: Option<AuthDataView>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub servers: Option<Vec<MemberSpec>>,
     pub tool_settings: Vec<ToolSetting>,
@@ -185,6 +196,7 @@ fn view(state: &AppState, tenant: &str, detail: ServerDetail, role: ServerRole) 
             reject_unauthorized: server.tls_reject_unauthorized,
             ca_certificate: server.tls_ca_certificate.clone(),
         }),
+        auth_data: server.auth_data.as_ref().and_then(AuthData::from_stored).map(|a| a.view()),
         servers: (!remote).then(|| {
             members
                 .iter()
@@ -304,6 +316,13 @@ fn check_tool_settings(settings: Vec<ToolSetting>) -> Result<Vec<ToolSetting>, F
     Ok(settings)
 }
 
+/// Validates outbound auth and seals its secrets for storage.
+fn seal_auth(state: &AppState, auth: Option<AuthData>) -> ApiResult<Option<serde_json::Value>> {
+    let Some(auth) = auth else { return Ok(None) };
+    auth.validate("auth_data")?;
+    Ok(Some(auth.seal(&state.sealer)?))
+}
+
 fn not_allowed(field: &str, why: &str) -> FieldError {
     FieldError::new(field, "not_allowed", why)
 }
@@ -397,6 +416,15 @@ pub async fn create_server(
             (s, _) => s.as_deref().map(check_members).transpose().map(|_| s.clone().unwrap_or_default()),
         },
     }
+    let auth_data = match body.auth_data {
+        Some(_) if !remote => {
+            return Err(ApiError::Validation(vec![not_allowed(
+                "auth_data",
+                "a virtual server calls its members with their own auth",
+            )]))
+        }
+        auth => seal_auth(&state, auth)?,
+    };
     let kind = match url {
         Some(url) => NewKind::Remote(Upstream {
             url,
@@ -404,6 +432,7 @@ pub async fn create_server(
             additional_headers: headers,
             tls_reject_unauthorized: tls.reject_unauthorized.unwrap_or(true),
             tls_ca_certificate: ca,
+            auth_data,
         }),
         None => NewKind::Virtual(members),
     };
@@ -463,6 +492,7 @@ pub async fn update_server(
         additional_headers: headers,
         tls_reject_unauthorized: tls.as_ref().and_then(|t| t.reject_unauthorized),
         tls_ca_certificate: ca,
+        auth_data: body.auth_data.map(|a| seal_auth(&state, a)).transpose()?,
         members,
     };
     let actor = access.tenant.principal.actor();
@@ -526,13 +556,33 @@ pub async fn probe_server(
         ));
     }
     let url = server.url.as_deref().map(parse_url).transpose()?.ok_or(ApiError::NotFound)?;
-    let upstream = Upstream {
+    let mut upstream = Upstream {
         url,
         transport: Transport::from_db(server.transport.as_deref()),
         additional_headers: servers::headers_of(&server),
         tls_reject_unauthorized: server.tls_reject_unauthorized,
         tls_ca_certificate: server.tls_ca_certificate.clone(),
+        auth_data: None,
     };
+    // The probe calls the upstream as the manager asking, with their credential.
+    if server.auth_data.is_some() {
+        use crate::proxy::credentials::{CredentialError, CredentialRequest, CredentialResolver};
+        let (kind, id) = access.tenant.principal.caller.subject();
+        let subject = match kind {
+            crate::control::servers::SubjectKind::VirtualAccount => format!("v{id}"),
+            _ => format!("u{id}"),
+        };
+        let request = CredentialRequest { server: server.id, subject, stale: None };
+        match state.vault.resolve(&request).await {
+            Ok(resolved) => upstream.additional_headers.extend(resolved.headers),
+            Err(CredentialError::ActionRequired { message, url }) => {
+                return Ok(web::Json(ProbeReport::not_started("credential_required", format!("{message} Open {url}"))))
+            }
+            Err(CredentialError::Unavailable { message }) => {
+                return Ok(web::Json(ProbeReport::not_started("credential_unavailable", message)))
+            }
+        }
+    }
     let timeout = Duration::from_secs(u64::from(state.settings.probe_timeout_seconds));
     let report = probe::probe(&upstream, timeout).await;
     if let (true, Some(version)) = (report.reachable, &report.protocol_version) {

@@ -19,7 +19,9 @@ use crate::http_client;
 /// Why a probe failed, in a form an admin can act on.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ProbeFailure {
-    /// `timeout`, `unreachable`, `tls_error`, `unauthorized`, `http_error` or `protocol_error`.
+    /// `timeout`, `unreachable`, `tls_error`, `unauthorized`, `http_error`, `protocol_error`,
+    /// `credential_required` (the caller's own credential is missing; the message says where
+    /// to add it) or `credential_unavailable`.
     pub code: String,
     pub message: String,
 }
@@ -158,6 +160,21 @@ async fn streamable_http(upstream: &Upstream, client: reqwest::Client) -> Result
 }
 
 /// Probes an upstream, never taking longer than `timeout`.
+impl ProbeReport {
+    /// A probe that could not start.
+    pub fn not_started(code: &str, message: String) -> Self {
+        Self {
+            reachable: false,
+            protocol_version: None,
+            server_name: None,
+            server_version: None,
+            tools: Vec::new(),
+            error: Some(ProbeFailure { code: code.to_owned(), message }),
+            duration_ms: 0,
+        }
+    }
+}
+
 pub async fn probe(upstream: &Upstream, timeout: Duration) -> ProbeReport {
     let started = Instant::now();
     let result = match client(upstream, timeout) {

@@ -20,7 +20,7 @@ use crate::control::page::{self, PageRequest, Paged};
 use crate::domain::{DisplayName, Email, Slug};
 use crate::error::{ApiError, ApiResult, FieldError};
 use crate::store::entities::{
-    collaborators, servers, team_members, teams, tenant_members, tenants, users, virtual_members,
+    collaborators, servers, team_members, teams, tenant_members, tenants, upstream_clients, users, virtual_members,
 };
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -196,6 +196,8 @@ pub struct Upstream {
     pub additional_headers: BTreeMap<String, String>,
     pub tls_reject_unauthorized: bool,
     pub tls_ca_certificate: Option<String>,
+    /// Outbound auth in its stored form (secrets sealed).
+    pub auth_data: Option<Value>,
 }
 
 pub enum NewKind {
@@ -223,6 +225,8 @@ pub struct ServerPatch {
     pub additional_headers: Option<BTreeMap<String, String>>,
     pub tls_reject_unauthorized: Option<bool>,
     pub tls_ca_certificate: Option<Option<String>>,
+    /// Stored form (secrets sealed); `Some(None)` removes it.
+    pub auth_data: Option<Option<Value>>,
     pub members: Option<Vec<MemberSpec>>,
 }
 
@@ -234,6 +238,11 @@ pub struct ServerDetail {
 
 fn json_of<T: Serialize>(value: &T) -> Value {
     serde_json::to_value(value).unwrap_or(Value::Null)
+}
+
+/// The outbound auth type of a stored configuration, for audit details.
+fn auth_type(stored: Option<&Value>) -> Value {
+    crate::control::outbound::snapshot_entry_of(stored)["type"].clone()
 }
 
 pub fn tool_settings_of(server: &servers::Model) -> Vec<ToolSetting> {
@@ -408,7 +417,8 @@ pub async fn create<C: TransactionTrait>(
         transport: Set(upstream.as_ref().map(|u| u.transport.as_str().to_owned())),
         additional_headers: Set(json_of(&upstream.as_ref().map(|u| u.additional_headers.clone()).unwrap_or_default())),
         tls_reject_unauthorized: Set(upstream.as_ref().is_none_or(|u| u.tls_reject_unauthorized)),
-        tls_ca_certificate: Set(upstream.and_then(|u| u.tls_ca_certificate)),
+        tls_ca_certificate: Set(upstream.as_ref().and_then(|u| u.tls_ca_certificate.clone())),
+        auth_data: Set(upstream.and_then(|u| u.auth_data)),
         tool_settings: Set(json_of(&new.tool_settings)),
         tags: Set(json_of(&new.tags)),
         probed_tools: Set(None),
@@ -436,7 +446,7 @@ pub async fn create<C: TransactionTrait>(
     }
     .insert(&txn)
     .await?;
-    let details = json!({"kind": kind.as_str(), "url": server.url});
+    let details = json!({"kind": kind.as_str(), "url": server.url, "auth": auth_type(server.auth_data.as_ref())});
     audit::record(&txn, actor, Some(tenant), "server.create", format!("server:{}", server.slug), Some(details), now)
         .await?;
     let detail = detail(&txn, server).await?;
@@ -458,6 +468,7 @@ pub async fn update<C: TransactionTrait>(
         ("transport", patch.transport.is_some()),
         ("additional_headers", patch.additional_headers.is_some()),
         ("tls", patch.tls_reject_unauthorized.is_some() || patch.tls_ca_certificate.is_some()),
+        ("auth_data", patch.auth_data.is_some()),
     ];
     let mut errors: Vec<FieldError> = Vec::new();
     if kind == ServerKind::Virtual {
@@ -478,6 +489,7 @@ pub async fn update<C: TransactionTrait>(
         write_members(&txn, server.id, members).await?;
     }
     let slug = server.slug.clone();
+    let server_id = server.id;
     let mut active: servers::ActiveModel = server.into();
     if let Some(v) = patch.display_name {
         active.display_name = Set(v.into_inner());
@@ -510,9 +522,20 @@ pub async fn update<C: TransactionTrait>(
     if let Some(v) = patch.tls_ca_certificate {
         active.tls_ca_certificate = Set(v);
     }
+    let auth_changed = patch.auth_data.is_some();
+    if let Some(v) = patch.auth_data {
+        // Another provider or client: the gateway's registration and discovered endpoints
+        // belong to the old configuration.
+        upstream_clients::Entity::delete_many()
+            .filter(upstream_clients::Column::ServerId.eq(server_id))
+            .exec(&txn)
+            .await?;
+        active.auth_data = Set(v);
+    }
     active.updated_at = Set(now);
     let server = active.update(&txn).await?;
-    audit::record(&txn, actor, Some(tenant), "server.update", format!("server:{slug}"), None, now).await?;
+    let details = auth_changed.then(|| json!({"auth": auth_type(server.auth_data.as_ref())}));
+    audit::record(&txn, actor, Some(tenant), "server.update", format!("server:{slug}"), details, now).await?;
     let detail = detail(&txn, server).await?;
     txn.commit().await?;
     Ok(detail)

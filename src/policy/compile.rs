@@ -4,7 +4,6 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
-use serde_json::json;
 
 use crate::control::servers::{enabled_tools_of, tool_settings_of, EnabledTools};
 use crate::policy::{
@@ -106,7 +105,7 @@ pub async fn compile(
                         },
                     })
                     .collect(),
-                outbound_auth: json!({"type": "none"}),
+                outbound_auth: crate::control::outbound::snapshot_entry_of(s.auth_data.as_ref()),
                 id: s.id,
                 tenant: s.tenant_id,
                 slug: s.slug,

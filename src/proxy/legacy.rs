@@ -13,6 +13,7 @@ use serde_json::Value;
 use sse_stream::{Sse, SseStream};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::proxy::credentials::Headers;
 use crate::proxy::routes::{rpc_error, Call, Ctx, ProxyState, INVALID_REQUEST};
 use crate::proxy::session::{subject_tag, GatewaySession};
 use crate::proxy::tools;
@@ -52,8 +53,8 @@ impl Bridges {
 }
 
 /// Opens the upstream's event stream and waits for its `endpoint` event.
-async fn open(state: &ProxyState, call: &Call<'_>) -> Result<Arc<Bridge>, UpstreamError> {
-    let request = state.clients.request(call.entry, reqwest::Method::GET)?.header("accept", "text/event-stream");
+async fn open(state: &ProxyState, call: &Call<'_>, auth: &Headers) -> Result<Arc<Bridge>, UpstreamError> {
+    let request = state.clients.request(call.entry, auth, reqwest::Method::GET)?.header("accept", "text/event-stream");
     let response = state.clients.send(request).await?;
     if !response.status().is_success() {
         return Err(UpstreamError::Status(response.status().as_u16()));
@@ -106,6 +107,7 @@ async fn send(
     state: &ProxyState,
     call: &Call<'_>,
     bridge: &Bridge,
+    auth: &Headers,
     message: &Value,
 ) -> Result<Option<Value>, UpstreamError> {
     let waiter = match (message.get("id"), message.get("method")) {
@@ -116,7 +118,8 @@ async fn send(
         }
         _ => None,
     };
-    let request = state.clients.request_to(call.entry, reqwest::Method::POST, bridge.endpoint.clone())?.json(message);
+    let request =
+        state.clients.request_to(call.entry, auth, reqwest::Method::POST, bridge.endpoint.clone())?.json(message);
     let response = state.clients.send(request).await?;
     if !response.status().is_success() {
         return Err(UpstreamError::Status(response.status().as_u16()));
@@ -129,7 +132,7 @@ async fn send(
     }
 }
 
-pub async fn handle(state: &ProxyState, ctx: &Ctx, call: Call<'_>) -> HttpResponse {
+pub async fn handle(state: &ProxyState, ctx: &Ctx, call: Call<'_>, auth: Headers) -> HttpResponse {
     let id = call.id.clone();
     let existing = call.session.as_ref().and_then(|(_, s)| s.upstreams.first().cloned().flatten());
     let bridge_id = existing.as_deref().and_then(|s| s.strip_prefix(MARK)).map(str::to_owned);
@@ -177,7 +180,7 @@ pub async fn handle(state: &ProxyState, ctx: &Ctx, call: Call<'_>) -> HttpRespon
             let initializing = message.get("method").and_then(Value::as_str) == Some("initialize");
             let (bridge, new_session) = match bridge {
                 Some(b) => (b, None),
-                None if initializing => match open(state, &call).await {
+                None if initializing => match open(state, &call, &auth).await {
                     Ok(b) => {
                         let key = uuid::Uuid::new_v4().to_string();
                         let mut all = state.bridges.inner.lock().unwrap_or_else(|p| p.into_inner());
@@ -196,7 +199,7 @@ pub async fn handle(state: &ProxyState, ctx: &Ctx, call: Call<'_>) -> HttpRespon
                 },
                 None => return rpc_error(StatusCode::BAD_REQUEST, &id, INVALID_REQUEST, "initialize a session first"),
             };
-            match send(state, &call, &bridge, message).await {
+            match send(state, &call, &bridge, &auth, message).await {
                 Ok(None) => {
                     ctx.decide("allowed", None, Some(202));
                     HttpResponse::Accepted().finish()
@@ -218,6 +221,7 @@ pub async fn handle(state: &ProxyState, ctx: &Ctx, call: Call<'_>) -> HttpRespon
                                 upstreams: vec![Some(format!("{MARK}{key}"))],
                                 members: Vec::new(),
                                 failed: Vec::new(),
+                                url_elicitation: ctx.url_elicitation,
                             }),
                         ));
                     } else if let Some((presented, _)) = &call.session {

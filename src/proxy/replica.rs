@@ -16,6 +16,7 @@ use tracing_actix_web::TracingLogger;
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::policy::Jwks;
+use crate::proxy::credentials::{CredentialError, CredentialRequest, CredentialResolver, Resolved};
 use crate::proxy::decisions::{DecisionLog, Destination};
 use crate::proxy::holder::{PolicyHolder, Rejected};
 use crate::proxy::routes::{ProxyConfig, ProxyState};
@@ -65,6 +66,11 @@ impl Replica {
             clock,
             SessionSealer::from_proxy_key(&proxy_key),
             decisions,
+            Arc::new(RemoteResolver {
+                client: crate::http_client::builder().timeout(Duration::from_secs(30)).build()?,
+                url: format!("{control}/api/v1/policy/credentials"),
+                proxy_key: proxy_key.clone(),
+            }),
         )?);
         let holder = web::Data::new(policy.clone());
         let mut server = HttpServer::new(move || {
@@ -93,6 +99,44 @@ impl Replica {
 
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.server.await
+    }
+}
+
+/// Credentials from the control plane's credential endpoint, authenticated by the proxy key.
+struct RemoteResolver {
+    client: reqwest::Client,
+    url: String,
+    proxy_key: SecretString,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+enum Answer {
+    Resolved(Resolved),
+    Failed { error: CredentialError },
+}
+
+#[async_trait::async_trait]
+impl CredentialResolver for RemoteResolver {
+    async fn resolve(&self, request: &CredentialRequest) -> Result<Resolved, CredentialError> {
+        let failed = |why: String| CredentialError::Unavailable {
+            message: format!("the gateway could not fetch the upstream credential: {why}"),
+        };
+        let response = self
+            .client
+            .post(&self.url)
+            .bearer_auth(self.proxy_key.expose_secret())
+            .json(request)
+            .send()
+            .await
+            .map_err(|e| failed(e.without_url().to_string()))?;
+        if !response.status().is_success() {
+            return Err(failed(format!("the control plane answered {}", response.status())));
+        }
+        match response.json::<Answer>().await.map_err(|e| failed(e.without_url().to_string()))? {
+            Answer::Resolved(resolved) => Ok(resolved),
+            Answer::Failed { error } => Err(error),
+        }
     }
 }
 

@@ -16,6 +16,7 @@ use tracing_actix_web::RequestId;
 
 use crate::clock::Clock;
 use crate::policy::ServerEntry;
+use crate::proxy::credentials::{CredentialError, CredentialResolver, Credentials, Headers};
 use crate::proxy::decisions::{Decision, DecisionLog};
 use crate::proxy::guard::{self, OriginPolicy};
 use crate::proxy::holder::PolicyHolder;
@@ -46,6 +47,7 @@ pub struct ProxyState {
     pub limit: Arc<Semaphore>,
     pub routes: virtual_server::RouteCache,
     pub bridges: crate::proxy::legacy::Bridges,
+    pub credentials: Credentials,
 }
 
 pub struct ProxyConfig {
@@ -62,6 +64,7 @@ impl ProxyState {
         clock: Clock,
         sessions: SessionSealer,
         decisions: DecisionLog,
+        resolver: Arc<dyn CredentialResolver>,
     ) -> anyhow::Result<Self> {
         Ok(Self {
             policy,
@@ -74,6 +77,7 @@ impl ProxyState {
             limit: Arc::new(Semaphore::new(config.max_concurrent.max(1))),
             routes: virtual_server::RouteCache::default(),
             bridges: crate::proxy::legacy::Bridges::default(),
+            credentials: Credentials::new(resolver),
         })
     }
 }
@@ -105,6 +109,10 @@ pub const INVALID_PARAMS: i64 = -32602;
 pub const INTERNAL: i64 = -32603;
 /// Gateway-side failures reaching the upstream (implementation-defined server error range).
 pub const UPSTREAM_FAILED: i64 = -32002;
+/// The caller must supply or authorize an upstream credential first; `data.url` says where.
+pub const CREDENTIAL_REQUIRED: i64 = -32003;
+/// MCP 2025-11-25: the client must open a URL (URL-mode elicitation) before retrying.
+pub const URL_ELICITATION_REQUIRED: i64 = -32042;
 
 /// One request's facts, for the decision it ends with.
 pub struct Ctx {
@@ -119,6 +127,8 @@ pub struct Ctx {
     pub started: Instant,
     pub log: DecisionLog,
     pub now: chrono::DateTime<chrono::Utc>,
+    /// The client declared URL-mode elicitation (2025-11-25) when it initialized.
+    pub url_elicitation: bool,
 }
 
 impl Ctx {
@@ -141,6 +151,10 @@ impl Ctx {
     }
 
     pub fn upstream_failed(&self, id: &Value, error: &UpstreamError) -> HttpResponse {
+        if let UpstreamError::Credential(CredentialError::ActionRequired { message, url }) = error {
+            self.decide("denied", Some(error.reason()), None);
+            return credential_required(id, message, url, self.url_elicitation);
+        }
         self.decide("error", Some(error.reason()), None);
         tracing::warn!(tenant = self.tenant, server = self.server, error = %error, "upstream request failed");
         let status = match error {
@@ -149,6 +163,34 @@ impl Ctx {
         };
         rpc_error(status, id, UPSTREAM_FAILED, format!("{}/{}: {error}", self.tenant, self.server))
     }
+}
+
+/// The answer to a request that needs the caller's own upstream credential first: the URL to
+/// fix it, as a URL elicitation when the client can open one, else in the message and data.
+pub fn credential_required(id: &Value, message: &str, url: &str, url_elicitation: bool) -> HttpResponse {
+    let error = if url_elicitation {
+        json!({
+            "code": URL_ELICITATION_REQUIRED,
+            "message": message,
+            "data": {"elicitations": [{
+                "mode": "url",
+                "elicitationId": uuid::Uuid::new_v4().to_string(),
+                "url": url,
+                "message": message,
+            }]},
+        })
+    } else {
+        json!({"code": CREDENTIAL_REQUIRED, "message": format!("{message} Open {url}"), "data": {"url": url}})
+    };
+    HttpResponse::Ok().json(json!({"jsonrpc": "2.0", "id": id, "error": error}))
+}
+
+/// Whether an initialize request declares URL-mode elicitation.
+fn declares_url_elicitation(message: Option<&Value>) -> bool {
+    message
+        .filter(|m| m.get("method").and_then(Value::as_str) == Some("initialize"))
+        .and_then(|m| m.pointer("/params/capabilities/elicitation/url"))
+        .is_some()
 }
 
 async fn read_body(mut payload: web::Payload) -> Result<web::Bytes, HttpResponse> {
@@ -252,6 +294,7 @@ pub async fn handle(
         started,
         log: state.decisions.clone(),
         now: state.clock.now(),
+        url_elicitation: declares_url_elicitation(message.as_ref()),
     };
 
     let bearer = header(&req, header::AUTHORIZATION.as_str()).and_then(crate::auth::token::from_bearer_header);
@@ -291,7 +334,10 @@ pub async fn handle(
     let session = match header(&req, SESSION_HEADER) {
         None => None,
         Some(presented) => match state.sessions.open(presented) {
-            Some(s) if s.server == entry.id && s.subject == subject_tag(subject) => Some((presented.to_owned(), s)),
+            Some(s) if s.server == entry.id && s.subject == subject_tag(subject) => {
+                ctx.url_elicitation |= s.url_elicitation;
+                Some((presented.to_owned(), s))
+            }
             _ => {
                 ctx.decide("denied", Some("unknown_session"), None);
                 return rpc_error(
@@ -342,6 +388,52 @@ pub fn relay_headers(out: &mut actix_web::HttpResponseBuilder, upstream: &reqwes
     }
 }
 
+/// The client's request as it goes to the upstream: relayed headers, the upstream session and
+/// the caller's credential.
+fn upstream_request(
+    state: &ProxyState,
+    call: &Call<'_>,
+    auth: &Headers,
+) -> Result<reqwest::RequestBuilder, UpstreamError> {
+    let mut request = state.clients.request(call.entry, auth, reqwest_method(call.req.method()))?;
+    for name in RELAYED_REQUEST {
+        if let Some(value) = call.req.headers().get(*name) {
+            request = request.header(*name, value.as_bytes());
+        }
+    }
+    if let Some(upstream) = call.session.as_ref().and_then(|(_, s)| s.upstreams.first().cloned().flatten()) {
+        request = request.header(SESSION_HEADER, upstream);
+    }
+    if !call.body.is_empty() {
+        request = request.body(call.body.clone());
+    }
+    Ok(request)
+}
+
+/// OAuth credentials can be refreshed; keys cannot.
+pub fn refreshable(entry: &ServerEntry) -> bool {
+    entry.outbound_auth.get("type").and_then(Value::as_str) == Some("oauth2")
+}
+
+/// What to tell the caller when the upstream refuses the credential the gateway sent.
+pub fn refused(state: &ProxyState, ctx: &Ctx, entry: &ServerEntry) -> CredentialError {
+    let per_user = entry.outbound_auth.get("auth_level").and_then(Value::as_str) == Some("per_user")
+        || entry.outbound_auth.get("grant_type").and_then(Value::as_str) == Some("authorization_code");
+    if per_user {
+        CredentialError::ActionRequired {
+            message: format!("{}/{} refused your credential; renew it.", ctx.tenant, entry.slug),
+            url: crate::proxy::credentials::connect_url(&state.public_base, &ctx.tenant, &entry.slug),
+        }
+    } else {
+        CredentialError::Unavailable {
+            message: format!(
+                "{}/{}: the upstream refused the gateway's credential (HTTP 401); ask a manager of the server to check its auth",
+                ctx.tenant, entry.slug
+            ),
+        }
+    }
+}
+
 /// A remote server: the request goes through as it is, with the upstream session id in place
 /// of the gateway's, and the response streams back.
 async fn relay(state: &ProxyState, ctx: &Ctx, call: Call<'_>) -> HttpResponse {
@@ -358,27 +450,56 @@ async fn relay(state: &ProxyState, ctx: &Ctx, call: Call<'_>) -> HttpResponse {
             );
         }
     }
-    if entry.transport.as_deref() == Some("sse") {
-        return crate::proxy::legacy::handle(state, ctx, call).await;
+    if entry.outbound_auth.get("type").and_then(Value::as_str) == Some("passthrough") {
+        // Only an identity-provider token may travel on; gateway tokens and PATs never leave.
+        ctx.decide("denied", Some("passthrough_needs_idp_token"), None);
+        return rpc_error(
+            StatusCode::OK,
+            &call.id,
+            CREDENTIAL_REQUIRED,
+            format!(
+                "{}/{} forwards your own identity-provider token to its upstream; connect with a token \
+                 issued by your organisation's identity provider (personal access tokens, virtual-account \
+                 tokens and gateway tokens are never forwarded)",
+                ctx.tenant, ctx.server
+            ),
+        );
     }
-    let mut request = match state.clients.request(entry, reqwest_method(call.req.method())) {
-        Ok(r) => r,
-        Err(e) => return ctx.upstream_failed(&call.id, &e),
+    let subject = subject_tag(call.subject);
+    let mut auth = match state.credentials.headers(entry, &subject, ctx.policy.version(), None).await {
+        Ok(h) => h,
+        Err(e) => return ctx.upstream_failed(&call.id, &e.into()),
     };
-    for name in RELAYED_REQUEST {
-        if let Some(value) = call.req.headers().get(*name) {
-            request = request.header(*name, value.as_bytes());
+    if entry.transport.as_deref() == Some("sse") {
+        return crate::proxy::legacy::handle(state, ctx, call, auth).await;
+    }
+    let mut retried = false;
+    let response = loop {
+        let request = match upstream_request(state, &call, &auth) {
+            Ok(r) => r,
+            Err(e) => return ctx.upstream_failed(&call.id, &e),
+        };
+        let response = match state.clients.send(request).await {
+            Ok(r) => r,
+            Err(e) => return ctx.upstream_failed(&call.id, &e),
+        };
+        if response.status() != reqwest::StatusCode::UNAUTHORIZED || !Credentials::needed(entry) {
+            break response;
         }
-    }
-    if let Some(upstream) = call.session.as_ref().and_then(|(_, s)| s.upstreams.first().cloned().flatten()) {
-        request = request.header(SESSION_HEADER, upstream);
-    }
-    if !call.body.is_empty() {
-        request = request.body(call.body.clone());
-    }
-    let response = match state.clients.send(request).await {
-        Ok(r) => r,
-        Err(e) => return ctx.upstream_failed(&call.id, &e),
+        // The upstream refused the credential: an OAuth token gets one refresh and retry;
+        // after that (or for a key) the caller learns whose credential failed.
+        if !retried && refreshable(entry) {
+            retried = true;
+            let stale = crate::proxy::credentials::authorization(&auth).map(str::to_owned);
+            match state.credentials.headers(entry, &subject, ctx.policy.version(), stale.as_deref()).await {
+                Ok(fresh) => {
+                    auth = fresh;
+                    continue;
+                }
+                Err(e) => return ctx.upstream_failed(&call.id, &e.into()),
+            }
+        }
+        return ctx.upstream_failed(&call.id, &refused(state, ctx, entry).into());
     };
     let status = StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
     ctx.decide(if status.is_server_error() { "error" } else { "allowed" }, None, Some(status.as_u16()));
@@ -395,6 +516,7 @@ async fn relay(state: &ProxyState, ctx: &Ctx, call: Call<'_>) -> HttpResponse {
                 upstreams: vec![Some(upstream.to_owned())],
                 members: Vec::new(),
                 failed: Vec::new(),
+                url_elicitation: ctx.url_elicitation,
             });
             out.insert_header((SESSION_HEADER, sealed));
         }

@@ -41,6 +41,9 @@ pub struct GatewaySession {
     /// Members that could not be initialized when the session started.
     #[serde(rename = "f", default, skip_serializing_if = "Vec::is_empty")]
     pub failed: Vec<usize>,
+    /// The client declared URL-mode elicitation at initialize.
+    #[serde(rename = "e", default, skip_serializing_if = "std::ops::Not::not")]
+    pub url_elicitation: bool,
 }
 
 pub fn subject_tag(subject: Subject) -> String {

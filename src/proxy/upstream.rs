@@ -12,6 +12,7 @@ use serde_json::Value;
 use sse_stream::SseStream;
 
 use crate::policy::ServerEntry;
+use crate::proxy::credentials::{self, CredentialError, Headers};
 
 pub const SESSION_HEADER: &str = "mcp-session-id";
 pub const VERSION_HEADER: &str = "mcp-protocol-version";
@@ -26,6 +27,8 @@ pub enum UpstreamError {
     Status(u16),
     #[error("the upstream sent an invalid response: {0}")]
     Protocol(String),
+    #[error("{0}")]
+    Credential(#[from] CredentialError),
 }
 
 impl UpstreamError {
@@ -35,6 +38,8 @@ impl UpstreamError {
             Self::Unreachable(_) => "upstream_unreachable",
             Self::Status(_) => "upstream_status",
             Self::Protocol(_) => "upstream_protocol",
+            Self::Credential(CredentialError::ActionRequired { .. }) => "credential_required",
+            Self::Credential(CredentialError::Unavailable { .. }) => "credential_unavailable",
         }
     }
 }
@@ -97,21 +102,23 @@ impl Clients {
         Ok(client)
     }
 
-    /// A request to the server's URL with its configured headers.
+    /// A request to the server's URL with its configured headers and the caller's credential.
     pub fn request(
         &self,
         server: &ServerEntry,
+        auth: &Headers,
         method: reqwest::Method,
     ) -> Result<reqwest::RequestBuilder, UpstreamError> {
         let url = server.url.as_deref().ok_or_else(|| UpstreamError::Protocol("the server has no URL".into()))?;
-        self.request_to(server, method, url)
+        self.request_to(server, auth, method, url)
     }
 
     /// A request to another URL of the server (a legacy SSE message endpoint) with its
-    /// configured headers and TLS settings.
+    /// configured headers, the caller's credential and the server's TLS settings.
     pub fn request_to(
         &self,
         server: &ServerEntry,
+        auth: &Headers,
         method: reqwest::Method,
         url: impl reqwest::IntoUrl,
     ) -> Result<reqwest::RequestBuilder, UpstreamError> {
@@ -123,7 +130,7 @@ impl Clients {
                 }
             }
         }
-        Ok(request)
+        Ok(credentials::apply(request, auth))
     }
 
     /// Sends, waiting at most the configured timeout for the response headers. The body may
@@ -142,6 +149,7 @@ impl Clients {
     pub fn post_message(
         &self,
         server: &ServerEntry,
+        auth: &Headers,
         session: Option<&str>,
         protocol_version: Option<&str>,
         message: &Value,
@@ -156,7 +164,7 @@ impl Clients {
             headers.insert(VERSION_HEADER, v);
         }
         routing_headers(&mut headers, message);
-        Ok(self.request(server, reqwest::Method::POST)?.headers(headers).json(message))
+        Ok(self.request(server, auth, reqwest::Method::POST)?.headers(headers).json(message))
     }
 
     /// POSTs one message and, for a request, reads its reply (from JSON or an SSE stream,
@@ -165,11 +173,12 @@ impl Clients {
     pub async fn exchange(
         &self,
         server: &ServerEntry,
+        auth: &Headers,
         session: Option<&str>,
         protocol_version: Option<&str>,
         message: &Value,
     ) -> Result<(Option<String>, Option<Value>), UpstreamError> {
-        let request = self.post_message(server, session, protocol_version, message)?;
+        let request = self.post_message(server, auth, session, protocol_version, message)?;
         let work = async {
             let response = self.send(request).await?;
             let status = response.status();

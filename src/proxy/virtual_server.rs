@@ -16,9 +16,11 @@ use futures_util::future::join_all;
 use serde_json::{json, Map, Value};
 
 use crate::policy::ServerEntry;
+use crate::proxy::credentials::{authorization, CredentialError, Headers};
 use crate::proxy::rewrite;
 use crate::proxy::routes::{
-    relay_headers, rpc_error, Call, Ctx, ProxyState, INVALID_PARAMS, INVALID_REQUEST, METHOD_NOT_FOUND,
+    credential_required, refreshable, relay_headers, rpc_error, Call, Ctx, ProxyState, INVALID_PARAMS, INVALID_REQUEST,
+    METHOD_NOT_FOUND,
 };
 use crate::proxy::session::{subject_tag, GatewaySession};
 use crate::proxy::tools::{self, MemberTools, Route};
@@ -55,6 +57,10 @@ struct Members<'a> {
     entries: Vec<(&'a ServerEntry, Option<&'a Vec<String>>)>,
     sessions: Vec<Option<String>>,
     failed: Vec<usize>,
+    /// The caller's credential for each member, or why there is none.
+    auth: Vec<Result<Headers, CredentialError>>,
+    /// The caller, for credential refreshes.
+    subject: String,
 }
 
 impl Members<'_> {
@@ -70,7 +76,40 @@ impl Members<'_> {
         version: Option<&str>,
         message: &Value,
     ) -> Result<(Option<String>, Option<Value>), UpstreamError> {
-        state.clients.exchange(self.entries[i].0, self.sessions[i].as_deref(), version, message).await
+        self.exchange_in(state, i, self.sessions[i].as_deref(), version, message).await
+    }
+
+    /// One message to member `i` in the given upstream session, with the caller's credential;
+    /// an OAuth credential the upstream refuses is refreshed once and the message sent again.
+    async fn exchange_in(
+        &self,
+        state: &ProxyState,
+        i: usize,
+        session: Option<&str>,
+        version: Option<&str>,
+        message: &Value,
+    ) -> Result<(Option<String>, Option<Value>), UpstreamError> {
+        let entry = self.entries[i].0;
+        let auth = self.auth[i].clone()?;
+        match state.clients.exchange(entry, &auth, session, version, message).await {
+            Err(UpstreamError::Status(401)) if refreshable(entry) => {
+                let policy = state.policy.current().map(|p| p.version()).unwrap_or_default();
+                let fresh = state.credentials.headers(entry, &self.subject, policy, authorization(&auth)).await?;
+                state.clients.exchange(entry, &fresh, session, version, message).await
+            }
+            other => other,
+        }
+    }
+
+    /// Every member's credential, resolved at once.
+    async fn credentials(
+        state: &ProxyState,
+        ctx: &Ctx,
+        entries: &[(&ServerEntry, Option<&Vec<String>>)],
+        subject: &str,
+    ) -> Vec<Result<Headers, CredentialError>> {
+        let version = ctx.policy.version();
+        join_all(entries.iter().map(|(entry, _)| state.credentials.headers(entry, subject, version, None))).await
     }
 
     /// The same message to every live member, at once; individual failures are the members'.
@@ -106,7 +145,9 @@ pub async fn handle(state: &ProxyState, ctx: &Ctx, call: Call<'_>) -> HttpRespon
         }
         None => (vec![None; entries.len()], Vec::new()),
     };
-    let members = Members { entries, sessions, failed };
+    let subject = subject_tag(call.subject);
+    let auth = Members::credentials(state, ctx, &entries, &subject).await;
+    let members = Members { entries, sessions, failed, auth, subject };
 
     match *call.req.method() {
         actix_web::http::Method::GET => {
@@ -118,7 +159,8 @@ pub async fn handle(state: &ProxyState, ctx: &Ctx, call: Call<'_>) -> HttpRespon
         actix_web::http::Method::DELETE => {
             let ends = members.live().filter_map(|i| {
                 let session = members.sessions[i].clone()?;
-                let request = state.clients.request(members.entries[i].0, reqwest::Method::DELETE).ok()?;
+                let auth = members.auth[i].as_ref().ok()?;
+                let request = state.clients.request(members.entries[i].0, auth, reqwest::Method::DELETE).ok()?;
                 Some(state.clients.send(request.header(SESSION_HEADER, session)))
             });
             join_all(ends).await;
@@ -258,15 +300,23 @@ async fn initialize(
     members: &Members<'_>,
     message: &Value,
 ) -> HttpResponse {
-    let replies = join_all(members.entries.iter().map(|(m, _)| state.clients.exchange(m, None, None, message))).await;
+    let replies =
+        join_all((0..members.entries.len()).map(|i| members.exchange_in(state, i, None, None, message))).await;
     let mut upstreams = Vec::new();
     let mut failed = Vec::new();
     let mut results = Vec::new();
+    let mut actions = Vec::new();
     for (i, reply) in replies.into_iter().enumerate() {
         match reply {
             Ok((session, Some(reply))) if reply.get("result").is_some() => {
                 upstreams.push(session);
                 results.push(reply["result"].clone());
+            }
+            Err(UpstreamError::Credential(CredentialError::ActionRequired { message, url })) => {
+                // The member waits for the caller's own credential; the others work meanwhile.
+                actions.push(json!({"server": members.entries[i].0.slug, "message": message, "url": url}));
+                upstreams.push(None);
+                failed.push(i);
             }
             other => {
                 let why = match other {
@@ -282,6 +332,12 @@ async fn initialize(
                 failed.push(i);
             }
         }
+    }
+    if results.is_empty() && !actions.is_empty() {
+        let first = &actions[0];
+        ctx.decide("denied", Some("credential_required"), None);
+        let message = first["message"].as_str().unwrap_or_default();
+        return credential_required(&call.id, message, first["url"].as_str().unwrap_or_default(), ctx.url_elicitation);
     }
     if results.is_empty() && !members.entries.is_empty() {
         ctx.decide("error", Some("members_unavailable"), None);
@@ -308,17 +364,28 @@ async fn initialize(
         upstreams,
         members: members.entries.iter().map(|(m, _)| m.id).collect(),
         failed,
+        url_elicitation: ctx.url_elicitation,
     });
     ctx.decide("allowed", None, Some(200));
-    HttpResponse::Ok().insert_header((SESSION_HEADER, session)).json(json!({
-        "jsonrpc": "2.0",
-        "id": call.id,
-        "result": {
-            "protocolVersion": version,
-            "capabilities": capabilities,
-            "serverInfo": {"name": format!("{}/{}", ctx.tenant, ctx.server), "version": env!("CARGO_PKG_VERSION")},
-        }
-    }))
+    let mut result = json!({
+        "protocolVersion": version,
+        "capabilities": capabilities,
+        "serverInfo": {"name": format!("{}/{}", ctx.tenant, ctx.server), "version": env!("CARGO_PKG_VERSION")},
+    });
+    if !actions.is_empty() {
+        // Shown by clients that display instructions; the same facts, structured, in _meta.
+        let lines: Vec<String> = actions
+            .iter()
+            .map(|a| {
+                format!("{} Open {}", a["message"].as_str().unwrap_or_default(), a["url"].as_str().unwrap_or_default())
+            })
+            .collect();
+        result["instructions"] = json!(lines.join("\n"));
+        result["_meta"] = json!({"mcpgate/actions": actions});
+    }
+    HttpResponse::Ok()
+        .insert_header((SESSION_HEADER, session))
+        .json(json!({"jsonrpc": "2.0", "id": call.id, "result": result}))
 }
 
 /// Every live member's complete list (`field` of `method`'s result), in member order, plus the
@@ -427,7 +494,12 @@ async fn forward(
 ) -> HttpResponse {
     let id = message.get("id").cloned().unwrap_or(Value::Null);
     let (server, _) = members.entries[member];
-    let request = match state.clients.post_message(server, members.sessions[member].as_deref(), version, message) {
+    let auth = match &members.auth[member] {
+        Ok(auth) => auth,
+        Err(e) => return ctx.upstream_failed(&id, &UpstreamError::Credential(e.clone())),
+    };
+    let request = match state.clients.post_message(server, auth, members.sessions[member].as_deref(), version, message)
+    {
         Ok(r) => r,
         Err(e) => return ctx.upstream_failed(&id, &e),
     };

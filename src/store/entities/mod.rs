@@ -1,5 +1,6 @@
 pub mod access_tokens;
 pub mod audit_events;
+pub mod auth_overrides;
 pub mod collaborators;
 pub mod policy_snapshots;
 pub mod policy_state;
@@ -10,6 +11,9 @@ pub mod team_members;
 pub mod teams;
 pub mod tenant_members;
 pub mod tenants;
+pub mod upstream_auth_states;
+pub mod upstream_clients;
+pub mod upstream_grants;
 pub mod users;
 pub mod virtual_accounts;
 pub mod virtual_members;

@@ -28,6 +28,8 @@ pub struct Model {
     pub probed_tools: Option<Json>,
     pub probed_at: Option<ChronoDateTimeUtc>,
     pub probe_protocol_version: Option<String>,
+    /// Outbound auth (`control::outbound::StoredAuth`), secrets sealed; NULL for none.
+    pub auth_data: Option<Json>,
     pub created_at: ChronoDateTimeUtc,
     pub updated_at: ChronoDateTimeUtc,
 }

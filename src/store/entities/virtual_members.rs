@@ -10,6 +10,8 @@ pub struct Model {
     /// `["tool", …]`, or NULL for every tool.
     pub enabled_tools: Option<Json>,
     pub position: i32,
+    /// Outbound auth used for this member instead of the member's own; NULL to use its own.
+    pub auth_data: Option<Json>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -1,0 +1,411 @@
+//! The gateway as an OAuth client of an upstream's authorization server: discovery (RFC 9728
+//! protected resource metadata, then RFC 8414 / OpenID discovery, in the order the MCP
+//! authorization spec gives), registration (pre-registered, RFC 7591 dynamic registration, or
+//! a Client ID Metadata Document), PKCE and token requests.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use crate::control::outbound::OAuth2Auth;
+
+/// Largest metadata or token response read.
+const MAX_RESPONSE: usize = 256 * 1024;
+
+/// Where the gateway talks to: endpoints and the client it is there.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Endpoints {
+    pub authorization_endpoint: Option<String>,
+    pub token_endpoint: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revocation_endpoint: Option<String>,
+    /// The `resource` (RFC 8707) to ask tokens for: the protected resource's own identifier.
+    pub resource: String,
+    /// Scopes to ask for when the configuration names none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scopes: Vec<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct OAuthClient {
+    pub issuer: Option<String>,
+    pub client_id: String,
+    pub client_secret: Option<String>,
+    pub endpoints: Endpoints,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct TokenResponse {
+    pub access_token: String,
+    #[serde(default)]
+    pub token_type: Option<String>,
+    #[serde(default)]
+    pub expires_in: Option<i64>,
+    #[serde(default)]
+    pub refresh_token: Option<String>,
+    #[serde(default)]
+    pub scope: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OAuthError {
+    /// The authorization server answered with an RFC 6749 error.
+    #[error("the authorization server refused: {error}{}", description.as_deref().map(|d| format!(" ({d})")).unwrap_or_default())]
+    Rejected { error: String, description: Option<String> },
+    /// It could not be reached.
+    #[error("the authorization server could not be reached: {0}")]
+    Network(String),
+    /// It answered something that is not OAuth.
+    #[error("the authorization server answered unexpectedly: {0}")]
+    Upstream(String),
+}
+
+impl OAuthError {
+    /// The connection status reason this failure leaves behind.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Rejected { error, .. } if error == "invalid_grant" => "invalid_grant",
+            Self::Rejected { .. } => "refresh_failed",
+            Self::Network(_) => "network_error",
+            Self::Upstream(_) => "upstream_error",
+        }
+    }
+}
+
+/// An HTTP client for authorization servers: bounded waits, no redirects followed (a token
+/// endpoint that redirects is misconfigured, and following would resend credentials).
+pub fn http_client() -> anyhow::Result<reqwest::Client> {
+    Ok(crate::http_client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .timeout(Duration::from_secs(20))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?)
+}
+
+fn network(e: reqwest::Error) -> OAuthError {
+    OAuthError::Network(e.without_url().to_string())
+}
+
+async fn read_json(response: reqwest::Response) -> Result<(reqwest::StatusCode, Value), OAuthError> {
+    let status = response.status();
+    let bytes = response.bytes().await.map_err(network)?;
+    if bytes.len() > MAX_RESPONSE {
+        return Err(OAuthError::Upstream("the response is too large".into()));
+    }
+    let value = serde_json::from_slice(&bytes)
+        .map_err(|_| OAuthError::Upstream(format!("HTTP {status} without a JSON body")))?;
+    Ok((status, value))
+}
+
+async fn get_json(http: &reqwest::Client, url: &str) -> Option<Value> {
+    let response = http.get(url).header("accept", "application/json").send().await.ok()?;
+    if !response.status().is_success() {
+        return None;
+    }
+    read_json(response).await.ok().map(|(_, v)| v).filter(Value::is_object)
+}
+
+/// Candidate metadata URLs for a URL with an optional path: path-suffixed first, then root.
+fn well_known(base: &url::Url, name: &str) -> Vec<String> {
+    let origin = base.origin().ascii_serialization();
+    let path = base.path().trim_end_matches('/');
+    let mut out = Vec::new();
+    if !path.is_empty() {
+        out.push(format!("{origin}/.well-known/{name}{path}"));
+    }
+    out.push(format!("{origin}/.well-known/{name}"));
+    out
+}
+
+/// The `resource_metadata` URL from a `WWW-Authenticate: Bearer …` challenge.
+fn resource_metadata_param(challenge: &str) -> Option<String> {
+    let start = challenge.find("resource_metadata=")? + "resource_metadata=".len();
+    let rest = &challenge[start..];
+    let value = match rest.strip_prefix('"') {
+        Some(quoted) => &quoted[..quoted.find('"')?],
+        None => rest.split([',', ' ']).next()?,
+    };
+    Some(value.to_owned())
+}
+
+/// RFC 9728 protected resource metadata of an MCP server: from the `401` challenge, else the
+/// well-known locations.
+async fn protected_resource(http: &reqwest::Client, server_url: &url::Url) -> Option<Value> {
+    let probe = http
+        .post(server_url.clone())
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"mcpgate","version":"discovery"}}}"#)
+        .send()
+        .await
+        .ok();
+    let hinted = probe
+        .as_ref()
+        .filter(|r| r.status() == reqwest::StatusCode::UNAUTHORIZED)
+        .and_then(|r| r.headers().get("www-authenticate"))
+        .and_then(|v| v.to_str().ok())
+        .and_then(resource_metadata_param);
+    let mut candidates: Vec<String> = hinted.into_iter().collect();
+    candidates.extend(well_known(server_url, "oauth-protected-resource"));
+    for url in candidates {
+        if let Some(doc) = get_json(http, &url).await {
+            return Some(doc);
+        }
+    }
+    None
+}
+
+/// RFC 8414 / OpenID Connect discovery for an issuer, in the MCP spec's order.
+async fn authorization_server(http: &reqwest::Client, issuer: &str) -> Option<Value> {
+    let base = url::Url::parse(issuer).ok()?;
+    let origin = base.origin().ascii_serialization();
+    let path = base.path().trim_end_matches('/');
+    let candidates = if path.is_empty() {
+        vec![
+            format!("{origin}/.well-known/oauth-authorization-server"),
+            format!("{origin}/.well-known/openid-configuration"),
+        ]
+    } else {
+        vec![
+            format!("{origin}/.well-known/oauth-authorization-server{path}"),
+            format!("{origin}/.well-known/openid-configuration{path}"),
+            format!("{origin}{path}/.well-known/openid-configuration"),
+        ]
+    };
+    for url in candidates {
+        if let Some(doc) = get_json(http, &url).await {
+            return Some(doc);
+        }
+    }
+    None
+}
+
+fn str_field(doc: &Value, name: &str) -> Option<String> {
+    doc.get(name).and_then(Value::as_str).map(str::to_owned)
+}
+
+/// Finds the endpoints for a server (configured, or discovered) and the client the gateway is
+/// there (configured, registered dynamically, or its metadata document).
+pub async fn establish(
+    http: &reqwest::Client,
+    server_url: &str,
+    config: &OAuth2Auth,
+    redirect_uri: &str,
+    metadata_document: &str,
+) -> Result<OAuthClient, OAuthError> {
+    let server = url::Url::parse(server_url).map_err(|e| OAuthError::Upstream(format!("server URL: {e}")))?;
+    let mut resource = server_url.to_owned();
+    let mut scopes = Vec::new();
+    let (issuer, metadata) = match (&config.authorization_url, &config.token_url) {
+        (Some(authorization), Some(token)) => (
+            None,
+            json!({"authorization_endpoint": authorization, "token_endpoint": token, "registration_endpoint": config.registration_url}),
+        ),
+        _ => {
+            let prm = protected_resource(http, &server).await;
+            if let Some(prm) = &prm {
+                resource = str_field(prm, "resource").unwrap_or(resource);
+                scopes = prm
+                    .get("scopes_supported")
+                    .and_then(Value::as_array)
+                    .map(|a| a.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+                    .unwrap_or_default();
+            }
+            // Without resource metadata, older servers act as their own authorization server.
+            let issuer = prm
+                .as_ref()
+                .and_then(|p| p.get("authorization_servers"))
+                .and_then(Value::as_array)
+                .and_then(|a| a.first())
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+                .unwrap_or_else(|| server.origin().ascii_serialization());
+            let metadata = authorization_server(http, &issuer)
+                .await
+                .ok_or_else(|| OAuthError::Upstream(format!("no authorization server metadata found for {issuer}")))?;
+            (Some(issuer), metadata)
+        }
+    };
+    let token_endpoint = str_field(&metadata, "token_endpoint")
+        .ok_or_else(|| OAuthError::Upstream("the authorization server names no token_endpoint".into()))?;
+    let endpoints = Endpoints {
+        authorization_endpoint: str_field(&metadata, "authorization_endpoint"),
+        token_endpoint,
+        revocation_endpoint: str_field(&metadata, "revocation_endpoint"),
+        resource,
+        scopes,
+    };
+    if let Some(client_id) = &config.client_id {
+        return Ok(OAuthClient {
+            issuer,
+            client_id: client_id.clone(),
+            client_secret: config.client_secret.clone(),
+            endpoints,
+        });
+    }
+    let registration = config.registration_url.clone().or_else(|| str_field(&metadata, "registration_endpoint"));
+    if let Some(registration) = registration {
+        let (client_id, client_secret) = register(http, &registration, redirect_uri).await?;
+        return Ok(OAuthClient { issuer, client_id, client_secret, endpoints });
+    }
+    if metadata.get("client_id_metadata_document_supported").and_then(Value::as_bool) == Some(true) {
+        return Ok(OAuthClient { issuer, client_id: metadata_document.to_owned(), client_secret: None, endpoints });
+    }
+    Err(OAuthError::Upstream(
+        "the authorization server offers no registration and no client id is configured; set client_id".into(),
+    ))
+}
+
+/// RFC 7591 dynamic registration of the gateway's callback.
+async fn register(
+    http: &reqwest::Client,
+    registration_endpoint: &str,
+    redirect_uri: &str,
+) -> Result<(String, Option<String>), OAuthError> {
+    let body = client_metadata(redirect_uri);
+    let response = http.post(registration_endpoint).json(&body).send().await.map_err(network)?;
+    let (status, doc) = read_json(response).await?;
+    if !status.is_success() {
+        return Err(rejected(&doc, status));
+    }
+    let client_id = str_field(&doc, "client_id")
+        .ok_or_else(|| OAuthError::Upstream("the registration answer has no client_id".into()))?;
+    Ok((client_id, str_field(&doc, "client_secret")))
+}
+
+/// The gateway's client metadata: for registration, and as its Client ID Metadata Document.
+pub fn client_metadata(redirect_uri: &str) -> Value {
+    json!({
+        "client_name": "mcpgate",
+        "redirect_uris": [redirect_uri],
+        "grant_types": ["authorization_code", "refresh_token"],
+        "response_types": ["code"],
+        "token_endpoint_auth_method": "none",
+    })
+}
+
+fn rejected(doc: &Value, status: reqwest::StatusCode) -> OAuthError {
+    match str_field(doc, "error") {
+        Some(error) => OAuthError::Rejected { error, description: str_field(doc, "error_description") },
+        None => OAuthError::Upstream(format!("HTTP {status}")),
+    }
+}
+
+/// A PKCE S256 pair: the verifier kept, the challenge sent.
+pub fn pkce() -> (String, String) {
+    let verifier = crate::auth::session::random_secret();
+    let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
+    (verifier, challenge)
+}
+
+/// The URL the user's browser goes to at the provider.
+pub fn authorize_url(
+    client: &OAuthClient,
+    redirect_uri: &str,
+    state: &str,
+    challenge: &str,
+    scopes: &[String],
+) -> Option<String> {
+    let mut url = url::Url::parse(client.endpoints.authorization_endpoint.as_deref()?).ok()?;
+    {
+        let mut query = url.query_pairs_mut();
+        query
+            .append_pair("response_type", "code")
+            .append_pair("client_id", &client.client_id)
+            .append_pair("redirect_uri", redirect_uri)
+            .append_pair("state", state)
+            .append_pair("code_challenge", challenge)
+            .append_pair("code_challenge_method", "S256")
+            .append_pair("resource", &client.endpoints.resource);
+        if !scopes.is_empty() {
+            query.append_pair("scope", &scopes.join(" "));
+        }
+    }
+    Some(url.into())
+}
+
+/// The scopes to ask for: configured, else what the resource advertises.
+pub fn scopes_for(config: &OAuth2Auth, endpoints: &Endpoints) -> Vec<String> {
+    config.scopes.clone().unwrap_or_else(|| endpoints.scopes.clone())
+}
+
+/// One token request. The client authenticates with HTTP Basic when it has a secret
+/// (RFC 6749 §2.3.1), else names itself in the form.
+pub async fn token_request(
+    http: &reqwest::Client,
+    token_endpoint: &str,
+    client_id: &str,
+    client_secret: Option<&str>,
+    mut form: Vec<(String, String)>,
+    extra: Option<&BTreeMap<String, String>>,
+) -> Result<TokenResponse, OAuthError> {
+    if let Some(extra) = extra {
+        form.extend(extra.iter().map(|(k, v)| (k.clone(), v.clone())));
+    }
+    let mut request = http.post(token_endpoint).header("accept", "application/json");
+    match client_secret {
+        Some(secret) => {
+            let encode = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+            request = request.basic_auth(encode(client_id), Some(encode(secret)));
+        }
+        None => form.push(("client_id".into(), client_id.to_owned())),
+    }
+    let body = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(form.iter()).finish();
+    let response =
+        request.header("content-type", "application/x-www-form-urlencoded").body(body).send().await.map_err(network)?;
+    let (status, doc) = read_json(response).await?;
+    if !status.is_success() {
+        return Err(rejected(&doc, status));
+    }
+    serde_json::from_value(doc).map_err(|e| OAuthError::Upstream(format!("token response: {e}")))
+}
+
+/// RFC 7009 revocation, best effort: the grant is forgotten here whatever the answer.
+pub async fn revoke(http: &reqwest::Client, client: &OAuthClient, token: &str, hint: &str) {
+    let Some(endpoint) = client.endpoints.revocation_endpoint.as_deref() else { return };
+    let mut form = vec![("token".to_owned(), token.to_owned()), ("token_type_hint".to_owned(), hint.to_owned())];
+    let mut request = http.post(endpoint);
+    match &client.client_secret {
+        Some(secret) => request = request.basic_auth(&client.client_id, Some(secret)),
+        None => form.push(("client_id".into(), client.client_id.clone())),
+    }
+    let body = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(form.iter()).finish();
+    if let Err(e) = request.header("content-type", "application/x-www-form-urlencoded").body(body).send().await {
+        tracing::warn!(error = %e.without_url(), "revoking an upstream token failed");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn challenge_and_well_known_locations() {
+        assert_eq!(
+            resource_metadata_param(r#"Bearer error="invalid_token", resource_metadata="https://a.example/.well-known/oauth-protected-resource/mcp""#)
+                .as_deref(),
+            Some("https://a.example/.well-known/oauth-protected-resource/mcp")
+        );
+        assert_eq!(resource_metadata_param("Bearer realm=x"), None);
+        let url = url::Url::parse("https://a.example/tenant/mcp/").unwrap();
+        assert_eq!(
+            well_known(&url, "oauth-protected-resource"),
+            vec![
+                "https://a.example/.well-known/oauth-protected-resource/tenant/mcp",
+                "https://a.example/.well-known/oauth-protected-resource"
+            ]
+        );
+    }
+
+    #[test]
+    fn pkce_challenge_is_the_s256_of_the_verifier() {
+        let (verifier, challenge) = pkce();
+        assert!(verifier.len() >= 43);
+        assert_eq!(challenge, URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes())));
+    }
+}

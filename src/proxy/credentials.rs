@@ -1,0 +1,155 @@
+//! Outbound credentials (DESIGN.md §4). The snapshot says only which kind of auth a server
+//! uses; the secrets come from a `CredentialResolver` — the vault itself under `mcpgate serve`,
+//! the control plane's credential endpoint for a standalone replica — and are kept here for a
+//! short while, keyed by server, caller and snapshot version, so a changed key or override
+//! (which publishes a new snapshot) is never served stale.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::policy::ServerEntry;
+use crate::proxy::index::Subject;
+
+/// Header name and value pairs to add to upstream requests. Secret: never logged.
+pub type Headers = Vec<(String, String)>;
+
+/// What the proxy asks for: the credential `subject` uses on `server`. `stale` is the
+/// `Authorization` value the upstream just refused, so the resolver refreshes instead of
+/// handing it back.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CredentialRequest {
+    pub server: i64,
+    /// `u<id>` (user) or `v<id>` (virtual account).
+    pub subject: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stale: Option<String>,
+}
+
+impl CredentialRequest {
+    pub fn subject(&self) -> Option<Subject> {
+        let (kind, id) = self.subject.split_at_checked(1)?;
+        let id = id.parse().ok()?;
+        match kind {
+            "u" => Some(Subject::User(id)),
+            "v" => Some(Subject::VirtualAccount(id)),
+            _ => None,
+        }
+    }
+}
+
+/// A credential and how long it may be reused.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct Resolved {
+    /// `[name, value]` pairs.
+    #[schema(value_type = Vec<Vec<String>>)]
+    pub headers: Headers,
+    pub ttl_seconds: u64,
+}
+
+/// Why there is no credential.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema, thiserror::Error)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum CredentialError {
+    /// The caller has to do something first — add their own key, authorize the gateway — at `url`.
+    #[error("{message}")]
+    ActionRequired { message: String, url: String },
+    /// The credential cannot be had right now (the provider failed, the configuration is broken).
+    #[error("{message}")]
+    Unavailable { message: String },
+}
+
+#[async_trait::async_trait]
+pub trait CredentialResolver: Send + Sync {
+    async fn resolve(&self, request: &CredentialRequest) -> Result<Resolved, CredentialError>;
+}
+
+struct Cached {
+    version: i64,
+    headers: Headers,
+    until: Instant,
+}
+
+/// The resolver with a small cache in front.
+pub struct Credentials {
+    resolver: Arc<dyn CredentialResolver>,
+    cache: Mutex<HashMap<(i64, String), Cached>>,
+}
+
+/// Cache bound: entries beyond it are dropped wholesale, oldest policy first.
+const MAX_CACHED: usize = 50_000;
+
+impl Credentials {
+    pub fn new(resolver: Arc<dyn CredentialResolver>) -> Self {
+        Self { resolver, cache: Mutex::default() }
+    }
+
+    /// Whether requests to this server carry a credential the resolver supplies.
+    pub fn needed(server: &ServerEntry) -> bool {
+        matches!(server.outbound_auth.get("type").and_then(|t| t.as_str()), Some("header" | "oauth2"))
+    }
+
+    /// The headers for `subject` on `server` under snapshot `version`; empty when the server
+    /// needs none. `stale` forces a fresh credential in place of the one the upstream refused.
+    pub async fn headers(
+        &self,
+        server: &ServerEntry,
+        subject: &str,
+        version: i64,
+        stale: Option<&str>,
+    ) -> Result<Headers, CredentialError> {
+        if !Self::needed(server) {
+            return Ok(Vec::new());
+        }
+        let key = (server.id, subject.to_owned());
+        if stale.is_none() {
+            let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(hit) = cache.get(&key).filter(|c| c.version == version && c.until > Instant::now()) {
+                return Ok(hit.headers.clone());
+            }
+        }
+        let request =
+            CredentialRequest { server: server.id, subject: subject.to_owned(), stale: stale.map(str::to_owned) };
+        let resolved = self.resolver.resolve(&request).await;
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        match resolved {
+            Ok(resolved) => {
+                if cache.len() >= MAX_CACHED {
+                    cache.retain(|_, c| c.version == version);
+                    if cache.len() >= MAX_CACHED {
+                        cache.clear();
+                    }
+                }
+                let until = Instant::now() + Duration::from_secs(resolved.ttl_seconds);
+                cache.insert(key, Cached { version, headers: resolved.headers.clone(), until });
+                Ok(resolved.headers)
+            }
+            Err(e) => {
+                cache.remove(&key);
+                Err(e)
+            }
+        }
+    }
+}
+
+/// The `Authorization` value among credential headers, to name it as stale after a `401`.
+pub fn authorization(headers: &Headers) -> Option<&str> {
+    headers.iter().find(|(k, _)| k.eq_ignore_ascii_case("authorization")).map(|(_, v)| v.as_str())
+}
+
+/// Adds credential headers to a request.
+pub fn apply(mut request: reqwest::RequestBuilder, headers: &Headers) -> reqwest::RequestBuilder {
+    for (name, value) in headers {
+        request = request.header(name.as_str(), value.as_str());
+    }
+    request
+}
+
+/// The page where a user adds their own key or authorizes the gateway for a server.
+pub fn connect_url(public_base: &str, tenant: &str, server: &str) -> String {
+    format!("{public_base}/connect/{tenant}/{server}")
+}
