@@ -102,6 +102,10 @@ async fn populated_store(dir: &std::path::Path) -> sea_orm::DatabaseConnection {
             probed_tools: Set(None),
             probed_at: Set(None),
             probe_protocol_version: Set(None),
+            // A third of the servers take each caller's own key.
+            auth_data: Set((i % 3 == 0).then(|| {
+                json!({"type": "header", "auth_level": "per_user", "headers": {"Authorization": "Bearer {{API_KEY}}"}})
+            })),
             created_at: Set(now),
             updated_at: Set(now),
         }))

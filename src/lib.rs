@@ -10,6 +10,7 @@ pub mod control;
 pub mod domain;
 pub mod error;
 pub mod http_client;
+pub mod pages;
 pub mod policy;
 pub mod proxy;
 pub mod startup;

@@ -139,6 +139,7 @@ impl Application {
                 }))
                 .route("/api/openapi.json", web::get().to(serve_openapi))
                 .configure(|cfg| crate::proxy::routes::configure(cfg, proxy.clone()))
+                .configure(crate::pages::connect::configure)
                 .service(Scalar::with_url("/api/docs", spec.clone()))
                 .default_service(web::to(|| async { Err::<HttpResponse, _>(ApiError::NotFound) }))
                 .wrap(from_fn(api::middleware::request_id))

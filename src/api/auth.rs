@@ -49,7 +49,40 @@ pub struct ChangePasswordRequest {
     pub new_password: SecretString,
 }
 
-fn session_cookie(state: &AppState, value: String, max_age: time::Duration) -> Cookie<'static> {
+/// Checks an email and password (throttled per account and address) and opens a session.
+/// Returns the user, the session secret and its lifetime.
+pub(crate) async fn sign_in(
+    req: &HttpRequest,
+    state: &AppState,
+    email: &str,
+    password: SecretString,
+) -> ApiResult<(crate::store::entities::users::Model, String, chrono::Duration)> {
+    let email = Email::parse("email", email)?;
+    let now = state.clock.now();
+    let address = client_address(req);
+    state
+        .throttle
+        .check(email.as_str(), address.as_deref(), now)
+        .map_err(|retry_after_secs| ApiError::TooManyAttempts { retry_after_secs })?;
+    let user = users::find_by_email(&state.db, &email).await?;
+    let stored = user.as_ref().filter(|u| !u.disabled).and_then(|u| u.password_hash.clone());
+    let verified = password::verify_password(password, stored).await?;
+    let user = match user {
+        Some(user) if verified => user,
+        _ => {
+            state.throttle.record_failure(email.as_str(), address.as_deref(), now);
+            tracing::info!(email = %email, "sign-in refused");
+            return Err(ApiError::InvalidCredentials);
+        }
+    };
+    state.throttle.record_success(email.as_str());
+    let ttl = chrono::Duration::minutes(i64::from(state.settings.session_ttl_minutes));
+    let (secret, _) = sessions::create(&state.db, user.id, ttl, now).await?;
+    tracing::info!(user_id = user.id, "signed in");
+    Ok((user, secret, ttl))
+}
+
+pub(crate) fn session_cookie(state: &AppState, value: String, max_age: time::Duration) -> Cookie<'static> {
     Cookie::build(SESSION_COOKIE, value)
         .path("/")
         .http_only(true)
@@ -79,28 +112,7 @@ pub async fn login(
     state: web::Data<AppState>,
     ApiJson(body): ApiJson<LoginRequest>,
 ) -> ApiResult<HttpResponse> {
-    let email = Email::parse("email", &body.email)?;
-    let now = state.clock.now();
-    let address = client_address(&req);
-    state
-        .throttle
-        .check(email.as_str(), address.as_deref(), now)
-        .map_err(|retry_after_secs| ApiError::TooManyAttempts { retry_after_secs })?;
-    let user = users::find_by_email(&state.db, &email).await?;
-    let stored = user.as_ref().filter(|u| !u.disabled).and_then(|u| u.password_hash.clone());
-    let verified = password::verify_password(body.password, stored).await?;
-    let user = match user {
-        Some(user) if verified => user,
-        _ => {
-            state.throttle.record_failure(email.as_str(), address.as_deref(), now);
-            tracing::info!(email = %email, "sign-in refused");
-            return Err(ApiError::InvalidCredentials);
-        }
-    };
-    state.throttle.record_success(email.as_str());
-    let ttl = chrono::Duration::minutes(i64::from(state.settings.session_ttl_minutes));
-    let (secret, _) = sessions::create(&state.db, user.id, ttl, now).await?;
-    tracing::info!(user_id = user.id, "signed in");
+    let (user, secret, ttl) = sign_in(&req, &state, &body.email, body.password).await?;
     let csrf_token = crate::auth::session::csrf_token(&secret);
     let cookie = session_cookie(&state, secret, time::Duration::seconds(ttl.num_seconds()));
     Ok(HttpResponse::Ok().cookie(cookie).json(LoginResponse { user: user.into(), csrf_token }))

@@ -3,11 +3,13 @@
 
 pub mod audit;
 pub mod auth;
+pub mod connections;
 pub mod extract;
 pub mod health;
 pub mod how_to_use;
 pub mod json;
 pub mod middleware;
+pub mod overrides;
 pub mod pagination;
 pub mod policy;
 pub mod responses;
@@ -62,6 +64,8 @@ pub use validate;
         (name = "tenants", description = "Tenants"),
         (name = "members", description = "Tenant members and roles"),
         (name = "teams", description = "Teams, usable as collaborators"),
+        (name = "auth overrides", description = "Your own (or, for managers, anyone's) values for a server's per-user credential placeholders; write-only"),
+        (name = "connections", description = "Your per-user OAuth authorizations at upstream providers"),
         (name = "servers", description = "MCP servers: remote upstreams and virtual compositions"),
         (name = "collaborators", description = "Who may use and manage a server"),
         (name = "audit", description = "The tenant's audit trail"),
@@ -152,6 +156,13 @@ pub fn configure(cfg: &mut ServiceConfig) {
             .service(servers::list_collaborators)
             .service(servers::put_collaborator)
             .service(servers::remove_collaborator)
+            .service(overrides::list_overrides)
+            .service(overrides::get_override_schema)
+            .service(overrides::put_override)
+            .service(overrides::delete_override)
+            .service(connections::list_connections)
+            .service(connections::start_connection)
+            .service(connections::delete_connection)
             .service(audit::list_audit_events)
             .service(virtual_accounts::list_accounts)
             .service(virtual_accounts::create_account)

@@ -7,6 +7,7 @@ pub mod caller;
 pub mod legacy_sse;
 pub mod members;
 pub mod outbound;
+pub mod overrides;
 pub mod page;
 pub mod probe;
 pub mod servers;

@@ -35,6 +35,8 @@ pub enum GrantType {
 #[serde(deny_unknown_fields)]
 pub struct HeaderAuth {
     pub auth_level: AuthLevel,
+    /// `global`: the values are secrets, write-only. `per_user`: templates, shown back.
+    #[schema(write_only)]
     pub headers: BTreeMap<String, String>,
 }
 
@@ -56,7 +58,9 @@ pub struct OAuth2Auth {
     /// A pre-registered client id, or an https URL of a Client ID Metadata Document.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_id: Option<String>,
+    /// Write-only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(write_only)]
     pub client_secret: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scopes: Option<Vec<String>>,

@@ -50,9 +50,12 @@ pub struct Vault {
     public_base: String,
     http: reqwest::Client,
     machine: Mutex<HashMap<i64, MachineToken>>,
-    machine_locks: Mutex<HashMap<i64, Arc<tokio::sync::Mutex<()>>>>,
-    grant_locks: Mutex<HashMap<(i64, i64), Arc<tokio::sync::Mutex<()>>>>,
+    machine_locks: Locks<i64>,
+    grant_locks: Locks<(i64, i64)>,
 }
+
+/// One async lock per key, so one refresh runs per token whatever the concurrency.
+type Locks<K> = Mutex<HashMap<K, Arc<tokio::sync::Mutex<()>>>>;
 
 /// One user's connection to one server's provider, as the API shows it.
 #[derive(Clone, Debug, Serialize, ToSchema)]
@@ -71,10 +74,7 @@ pub struct ConnectionView {
     pub connect_url: String,
 }
 
-fn lock_for<K: std::hash::Hash + Eq + Copy>(
-    locks: &Mutex<HashMap<K, Arc<tokio::sync::Mutex<()>>>>,
-    key: K,
-) -> Arc<tokio::sync::Mutex<()>> {
+fn lock_for<K: std::hash::Hash + Eq + Copy>(locks: &Locks<K>, key: K) -> Arc<tokio::sync::Mutex<()>> {
     locks.lock().unwrap_or_else(|p| p.into_inner()).entry(key).or_default().clone()
 }
 
@@ -148,7 +148,17 @@ impl Vault {
         match auth {
             AuthData::Passthrough => Err(unavailable("passthrough credentials are the caller's own")),
             AuthData::Header(h) if h.auth_level == AuthLevel::Global => {
-                Ok(Resolved { headers: h.headers.into_iter().collect(), ttl_seconds: KEY_TTL })
+                // A subject's own values replace the shared ones they name.
+                let own = self.override_values(&server, subject).await?.unwrap_or_default();
+                let headers = h
+                    .headers
+                    .into_iter()
+                    .map(|(name, shared)| {
+                        let mine = own.iter().find(|(k, _)| k.eq_ignore_ascii_case(&name)).map(|(_, v)| v.clone());
+                        (name, mine.unwrap_or(shared))
+                    })
+                    .collect();
+                Ok(Resolved { headers, ttl_seconds: KEY_TTL })
             }
             AuthData::Header(h) => {
                 let values = self.override_values(&server, subject).await?;

@@ -107,6 +107,7 @@ mod tests {
             upstreams: vec![Some("abc-123".into()), None],
             members: vec![4, 5],
             failed: vec![1],
+            url_elicitation: true,
         }
     }
 

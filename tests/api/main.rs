@@ -8,9 +8,12 @@ mod errors;
 #[path = "../fixture/mod.rs"]
 mod fixture;
 mod gateway;
+#[path = "../fixture/guarded.rs"]
+mod guarded;
 mod helpers;
 mod members;
 mod openapi;
+mod outbound;
 mod peers;
 mod policy;
 mod process;

@@ -109,6 +109,14 @@ fn every_operation_documents_its_errors() {
         "GET /api/v1/policy/snapshots",
         "GET /api/v1/policy/keys",
         "POST /api/v1/policy/decisions",
+        "POST /api/v1/policy/credentials",
+        "GET /api/v1/tenants/{tenant}/servers/{server}/auth-overrides",
+        "GET /api/v1/tenants/{tenant}/servers/{server}/auth-override-schema",
+        "PUT /api/v1/tenants/{tenant}/servers/{server}/auth-overrides/{subject}",
+        "DELETE /api/v1/tenants/{tenant}/servers/{server}/auth-overrides/{subject}",
+        "GET /api/v1/me/connections",
+        "POST /api/v1/me/connections/{tenant}/{server}",
+        "DELETE /api/v1/me/connections/{tenant}/{server}",
     ];
     assert_eq!(routes, expected.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>());
 }

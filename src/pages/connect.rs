@@ -1,0 +1,270 @@
+//! `/connect/{tenant}/{server}`: the URL a credential-required MCP error points at. The user
+//! signs in if needed, then either goes to the provider to authorize the gateway (per-user
+//! OAuth) or enters their own key (per-user headers, saved as their Auth Override).
+//! `/oauth/upstream/callback` is where providers send the browser back.
+
+use std::collections::BTreeMap;
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use sea_orm::EntityTrait;
+use secrecy::SecretString;
+use serde::Deserialize;
+
+use crate::api::auth::{session_cookie, sign_in};
+use crate::auth::session::{csrf_matches, csrf_token, SESSION_COOKIE};
+use crate::control::caller::Caller;
+use crate::control::outbound::{AuthData, GrantType};
+use crate::control::servers::{self, SubjectKind};
+use crate::control::{overrides, sessions, tenants};
+use crate::domain::TenantRole;
+use crate::error::ApiError;
+use crate::pages::{error_page, escape, page};
+use crate::startup::AppState;
+use crate::store::entities::{servers as server_rows, tenants as tenant_rows, users};
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/connect/{tenant}/{server}", web::get().to(show))
+        .route("/connect/{tenant}/{server}", web::post().to(save_key))
+        .route("/connect/{tenant}/{server}/sign-in", web::post().to(sign_in_form))
+        .route("/oauth/upstream/callback", web::get().to(callback))
+        .route("/oauth/upstream/client-metadata.json", web::get().to(client_metadata));
+}
+
+/// The signed-in user of this browser, and the session secret.
+async fn browser_user(req: &HttpRequest, state: &AppState) -> Option<(users::Model, String)> {
+    let secret = req.cookie(SESSION_COOKIE)?.value().to_owned();
+    let (_, user) = sessions::lookup(&state.db, &secret, state.clock.now()).await.ok()??;
+    Some((user, secret))
+}
+
+/// The server in the path, if this user may use it.
+async fn visible_server(
+    state: &AppState,
+    user: &users::Model,
+    tenant: &str,
+    server: &str,
+) -> Result<(tenant_rows::Model, server_rows::Model), HttpResponse> {
+    let not_found =
+        || error_page(StatusCode::NOT_FOUND, "Not found", "There is no such MCP server, or you cannot use it.");
+    let found = async {
+        let tenant = tenants::find_by_slug(&state.db, tenant).await?.ok_or(ApiError::NotFound)?;
+        let admin =
+            user.is_platform_admin || tenants::role_of(&state.db, tenant.id, user.id).await? == Some(TenantRole::Admin);
+        let server = servers::get(&state.db, &tenant, server).await?;
+        let role = servers::role_of(&state.db, &tenant, &Caller::User(user.clone()), admin, &server).await?;
+        role.map(|_| (tenant, server)).ok_or(ApiError::NotFound)
+    };
+    found.await.map_err(|_| not_found())
+}
+
+fn sign_in_page(tenant: &str, server: &str, problem: Option<&str>) -> HttpResponse {
+    let problem = problem.map(|p| format!("<p class=\"error\">{}</p>", escape(p))).unwrap_or_default();
+    let (t, s) = (escape(tenant), escape(server));
+    page(
+        if problem.is_empty() { StatusCode::OK } else { StatusCode::UNAUTHORIZED },
+        "Sign in",
+        &format!(
+            "<h1>Sign in to connect {t}/{s}</h1>{problem}\
+             <form method=\"post\" action=\"/connect/{t}/{s}/sign-in\">\
+             <label for=\"email\">Email</label><input id=\"email\" name=\"email\" type=\"email\" autocomplete=\"username\" required>\
+             <label for=\"password\">Password</label><input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required>\
+             <button type=\"submit\">Sign in</button></form>"
+        ),
+    )
+}
+
+fn key_form(
+    tenant: &str,
+    server: &server_rows::Model,
+    csrf: &str,
+    placeholders: &[String],
+    problem: Option<&str>,
+) -> HttpResponse {
+    let problem = problem.map(|p| format!("<p class=\"error\">{}</p>", escape(p))).unwrap_or_default();
+    let fields: String = placeholders
+        .iter()
+        .map(|name| {
+            let n = escape(name);
+            format!("<label for=\"f-{n}\">{n}</label><input id=\"f-{n}\" name=\"{n}\" type=\"password\" autocomplete=\"off\" required>")
+        })
+        .collect();
+    let (t, s) = (escape(tenant), escape(&server.slug));
+    page(
+        if problem.is_empty() { StatusCode::OK } else { StatusCode::UNPROCESSABLE_ENTITY },
+        "Your credential",
+        &format!(
+            "<h1>Your credential for {name}</h1>{problem}\
+             <p class=\"muted\">{t}/{s} calls its upstream with your own credential. It is stored encrypted \
+             and used only for your requests; nobody can read it back.</p>\
+             <form method=\"post\" action=\"/connect/{t}/{s}\"><input type=\"hidden\" name=\"csrf_token\" value=\"{csrf}\">\
+             {fields}<button type=\"submit\">Save</button></form>",
+            name = escape(&server.display_name),
+            csrf = escape(csrf),
+        ),
+    )
+}
+
+fn done_page(tenant: &str, server: &str, what: &str) -> HttpResponse {
+    page(
+        StatusCode::OK,
+        "Connected",
+        &format!(
+            "<h1>{}</h1><p>{}/{} is ready. You can close this window and go back to your MCP client.</p>",
+            escape(what),
+            escape(tenant),
+            escape(server)
+        ),
+    )
+}
+
+async fn show(req: HttpRequest, path: web::Path<(String, String)>, state: web::Data<AppState>) -> HttpResponse {
+    let (tenant, server) = path.into_inner();
+    let Some((user, secret)) = browser_user(&req, &state).await else {
+        return sign_in_page(&tenant, &server, None);
+    };
+    let (tenant_row, server_row) = match visible_server(&state, &user, &tenant, &server).await {
+        Ok(found) => found,
+        Err(page) => return page,
+    };
+    let auth = server_row.auth_data.as_ref().and_then(AuthData::from_stored);
+    match auth {
+        Some(AuthData::OAuth2(o)) if o.grant_type == Some(GrantType::AuthorizationCode) => {
+            match state.vault.start(&server_row, user.id, None).await {
+                Ok(url) => HttpResponse::SeeOther().insert_header(("location", url)).finish(),
+                Err(e) => error_page(StatusCode::BAD_GATEWAY, "The provider is not reachable", &e.to_string()),
+            }
+        }
+        Some(auth) if !auth.placeholder_names().is_empty() => {
+            key_form(&tenant_row.slug, &server_row, &csrf_token(&secret), &auth.placeholder_names(), None)
+        }
+        _ => page(
+            StatusCode::OK,
+            "Nothing to connect",
+            &format!(
+                "<h1>Nothing to connect</h1><p>{}/{} needs no credential of yours.</p>",
+                escape(&tenant),
+                escape(&server)
+            ),
+        ),
+    }
+}
+
+#[derive(Deserialize)]
+struct SignInForm {
+    email: String,
+    password: SecretString,
+}
+
+async fn sign_in_form(
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    state: web::Data<AppState>,
+    form: web::Form<SignInForm>,
+) -> HttpResponse {
+    let (tenant, server) = path.into_inner();
+    let form = form.into_inner();
+    match sign_in(&req, &state, &form.email, form.password).await {
+        Ok((_, secret, ttl)) => {
+            let cookie = session_cookie(&state, secret, actix_web::cookie::time::Duration::seconds(ttl.num_seconds()));
+            HttpResponse::SeeOther()
+                .cookie(cookie)
+                .insert_header(("location", format!("/connect/{tenant}/{server}")))
+                .finish()
+        }
+        Err(ApiError::TooManyAttempts { retry_after_secs }) => sign_in_page(
+            &tenant,
+            &server,
+            Some(&format!("Too many failed attempts; try again in {retry_after_secs} seconds.")),
+        ),
+        Err(ApiError::InvalidCredentials | ApiError::Validation(_)) => {
+            sign_in_page(&tenant, &server, Some("The email or password is not correct."))
+        }
+        Err(e) => error_page(StatusCode::INTERNAL_SERVER_ERROR, "Sign-in failed", &e.to_string()),
+    }
+}
+
+async fn save_key(
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    state: web::Data<AppState>,
+    form: web::Form<BTreeMap<String, String>>,
+) -> HttpResponse {
+    let (tenant, server) = path.into_inner();
+    let Some((user, secret)) = browser_user(&req, &state).await else {
+        return sign_in_page(&tenant, &server, Some("Your session ended; sign in again."));
+    };
+    let mut values = form.into_inner();
+    let presented = values.remove("csrf_token").unwrap_or_default();
+    if !csrf_matches(&secret, &presented) {
+        return error_page(
+            StatusCode::FORBIDDEN,
+            "Not saved",
+            "This form is stale or was not sent from this page; reload it.",
+        );
+    }
+    let (tenant_row, server_row) = match visible_server(&state, &user, &tenant, &server).await {
+        Ok(found) => found,
+        Err(page) => return page,
+    };
+    let actor = crate::control::audit::Actor { subject: format!("user:{}", user.email), request_id: None };
+    let subject = (SubjectKind::User, user.id, format!("user:{}", user.email));
+    let saved =
+        overrides::put(&state.db, &state.sealer, &actor, &tenant_row, &server_row, subject, values, state.clock.now())
+            .await;
+    match saved {
+        Ok(_) => done_page(&tenant_row.slug, &server_row.slug, "Saved"),
+        Err(ApiError::Validation(errors)) => {
+            let placeholders = overrides::schema(&server_row).placeholders;
+            let problem = errors.iter().map(|e| format!("{}: {}", e.field, e.message)).collect::<Vec<_>>().join("; ");
+            key_form(&tenant_row.slug, &server_row, &csrf_token(&secret), &placeholders, Some(&problem))
+        }
+        Err(e) => error_page(StatusCode::CONFLICT, "Not saved", &e.to_string()),
+    }
+}
+
+#[derive(Deserialize)]
+struct CallbackQuery {
+    code: Option<String>,
+    state: Option<String>,
+    error: Option<String>,
+    error_description: Option<String>,
+}
+
+async fn callback(req: HttpRequest, query: web::Query<CallbackQuery>, state: web::Data<AppState>) -> HttpResponse {
+    let query = query.into_inner();
+    if let Some(error) = query.error {
+        let detail = query.error_description.map(|d| format!(" ({d})")).unwrap_or_default();
+        return error_page(
+            StatusCode::BAD_REQUEST,
+            "Not connected",
+            &format!(
+                "The provider did not authorize the gateway: {error}{detail}. Start again from your MCP client's link."
+            ),
+        );
+    }
+    let (Some(code), Some(flow)) = (query.code, query.state) else {
+        return error_page(StatusCode::BAD_REQUEST, "Not connected", "The provider's answer has no code or state.");
+    };
+    let browser = browser_user(&req, &state).await.map(|(u, _)| u.id);
+    match state.vault.complete(&flow, &code, browser).await {
+        Ok((server, Some(return_to))) => {
+            tracing::info!(server = server.slug, "upstream authorization completed");
+            HttpResponse::SeeOther().insert_header(("location", return_to)).finish()
+        }
+        Ok((server, None)) => {
+            let tenant =
+                tenant_rows::Entity::find_by_id(server.tenant_id).one(&state.db).await.ok().flatten().map(|t| t.slug);
+            done_page(&tenant.unwrap_or_default(), &server.slug, "Connected")
+        }
+        Err(ApiError::Forbidden(why)) => error_page(StatusCode::FORBIDDEN, "Not connected", &why),
+        Err(e) => error_page(StatusCode::BAD_GATEWAY, "Not connected", &e.to_string()),
+    }
+}
+
+/// The gateway's Client ID Metadata Document: its `client_id` is its own URL.
+async fn client_metadata(state: web::Data<AppState>) -> HttpResponse {
+    let mut doc = crate::control::upstream_oauth::client_metadata(&state.vault.callback_url());
+    doc["client_id"] = state.vault.metadata_document_url().into();
+    HttpResponse::Ok().insert_header(("cache-control", "public, max-age=300")).json(doc)
+}

@@ -1,0 +1,428 @@
+//! Outbound auth end to end: real rmcp upstreams that demand a shared key, a key per user, a
+//! client-credentials token or a per-user OAuth token from a real authorization server (the
+//! guarded fixture), reached through the proxy with the credential the gateway attaches.
+
+use std::sync::atomic::Ordering;
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use crate::gateway::post;
+use crate::guarded::{self, Guard, MACHINE_ID, MACHINE_SECRET};
+use crate::helpers::{spawn_app, Client, TestApp};
+use crate::proxy::wait_for_policy;
+
+struct People {
+    admin: Client,
+    ann: Client,
+    ann_token: String,
+    bob: Client,
+    bob_token: String,
+}
+
+async fn people(app: &TestApp) -> People {
+    let admin = app.admin().await;
+    let ann = app.user(&admin, "ann@example.com").await;
+    let bob = app.user(&admin, "bob@example.com").await;
+    app.tenant(&admin, "acme", &[("ann@example.com", "member"), ("bob@example.com", "member")]).await;
+    let token = |c: &Client| {
+        let c = Client { base: c.base.clone(), http: c.http.clone(), csrf: c.csrf.clone() };
+        async move {
+            c.post("/api/v1/me/tokens", json!({"name": "ide"})).await.expect(201)["token"].as_str().unwrap().to_owned()
+        }
+    };
+    let ann_token = token(&ann).await;
+    let bob_token = token(&bob).await;
+    People { admin, ann, ann_token, bob, bob_token }
+}
+
+/// Registers a remote server with outbound auth, used by ann and bob.
+async fn server(p: &People, slug: &str, url: &str, auth: Value) -> Value {
+    let created = p
+        .admin
+        .post(
+            "/api/v1/tenants/acme/servers",
+            json!({"slug": slug, "display_name": slug, "kind": "remote", "url": url, "auth_data": auth}),
+        )
+        .await
+        .expect(201);
+    for who in ["user:ann@example.com", "user:bob@example.com"] {
+        p.admin
+            .send(
+                reqwest::Method::PUT,
+                &format!("/api/v1/tenants/acme/servers/{slug}/collaborators"),
+                Some(json!({"subject": who, "role": "user"})),
+            )
+            .await
+            .expect(201);
+    }
+    created
+}
+
+fn mcp_url(app: &TestApp, slug: &str) -> String {
+    format!("{}/acme/mcp/{slug}/server", app.base)
+}
+
+/// initialize, then `whoami`: the identity the upstream saw, or the JSON-RPC error on the way.
+async fn whoami(url: &str, token: &str) -> Result<String, Value> {
+    whoami_with(url, token, json!({})).await
+}
+
+async fn whoami_with(url: &str, token: &str, capabilities: Value) -> Result<String, Value> {
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": capabilities, "clientInfo": {"name": "t", "version": "1"}}});
+    let (status, session, messages) = post(url, token, None, init).await;
+    assert_eq!(status, 200, "{messages:?}");
+    if let Some(error) = messages[0].get("error") {
+        return Err(error.clone());
+    }
+    let session = session.expect("a session");
+    let call =
+        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "whoami", "arguments": {}}});
+    let (_, _, messages) = post(url, token, Some(&session), call).await;
+    let reply = messages.iter().find(|m| m["id"] == 2).cloned().expect("a reply");
+    match reply.get("error") {
+        Some(error) => Err(error.clone()),
+        None => Ok(reply["result"]["content"][0]["text"].as_str().unwrap().to_owned()),
+    }
+}
+
+/// A browser: keeps cookies, does not follow redirects so each hop can be checked.
+fn browser() -> reqwest::Client {
+    mcpgate::http_client::install_crypto_provider();
+    reqwest::Client::builder().cookie_store(true).redirect(reqwest::redirect::Policy::none()).build().unwrap()
+}
+
+async fn submit(browser: &reqwest::Client, url: &str, fields: &[(&str, &str)]) -> reqwest::Response {
+    let body = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(fields).finish();
+    browser.post(url).header("content-type", "application/x-www-form-urlencoded").body(body).send().await.unwrap()
+}
+
+fn location(response: &reqwest::Response) -> String {
+    response.headers()["location"].to_str().unwrap().to_owned()
+}
+
+fn absolute(app: &TestApp, location: &str) -> String {
+    if location.starts_with('/') {
+        format!("{}{location}", app.base)
+    } else {
+        location.to_owned()
+    }
+}
+
+fn csrf_in(html: &str) -> String {
+    let start = html.find("name=\"csrf_token\" value=\"").expect("a CSRF field") + "name=\"csrf_token\" value=\"".len();
+    html[start..start + html[start..].find('"').unwrap()].to_owned()
+}
+
+/// Follows a connect URL in a fresh browser: the sign-in form, then the key form or the
+/// provider's consent (auto-approved by the fixture) and back. Returns the final page.
+async fn connect_in_browser(app: &TestApp, url: &str, email: &str, key: Option<&str>) -> String {
+    let browser = browser();
+    let page = browser.get(url).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    assert!(html.contains("<form method=\"post\""), "a sign-in form: {html}");
+    let path = url.strip_prefix(&app.base).unwrap();
+    let signed_in =
+        submit(&browser, &format!("{url}/sign-in"), &[("email", email), ("password", &format!("pw-{email}-secret"))])
+            .await;
+    assert_eq!(signed_in.status(), 303);
+    assert_eq!(location(&signed_in), path);
+    let mut next = browser.get(url).send().await.unwrap();
+    if let Some(key) = key {
+        assert_eq!(next.status(), 200);
+        let form = next.text().await.unwrap();
+        assert!(form.contains("name=\"API_KEY\""), "{form}");
+        let saved = submit(&browser, url, &[("csrf_token", &csrf_in(&form)), ("API_KEY", key)]).await;
+        assert_eq!(saved.status(), 200);
+        return saved.text().await.unwrap();
+    }
+    // The provider's authorize endpoint, then its redirect to the gateway's callback.
+    while next.status() == 303 || next.status() == 302 {
+        next = browser.get(absolute(app, &location(&next))).send().await.unwrap();
+    }
+    assert_eq!(next.status(), 200);
+    next.text().await.unwrap()
+}
+
+#[tokio::test]
+async fn shared_and_per_user_keys_with_overrides() {
+    let app = spawn_app().await;
+    let p = people(&app).await;
+
+    // A shared key: every caller reaches the upstream with it, unless they have their own.
+    let shared =
+        guarded::start(Guard::header("x-api-key", &[("k-shared-5b1c", "shared"), ("k-bobs-own-77", "bob-own")])).await;
+    let view = server(
+        &p,
+        "shared",
+        &shared.url,
+        json!({"type": "header", "auth_level": "global", "headers": {"X-Api-Key": "k-shared-5b1c"}}),
+    )
+    .await;
+    assert_eq!(view["auth_data"], json!({"type": "header", "auth_level": "global", "secret_headers": ["X-Api-Key"]}));
+    assert!(!view.to_string().contains("k-shared"), "the key is write-only: {view}");
+    let schema = p.ann.get("/api/v1/tenants/acme/servers/shared/auth-override-schema").await.expect(200);
+    assert_eq!(schema["overridable_headers"], json!(["X-Api-Key"]));
+    p.bob
+        .send(
+            reqwest::Method::PUT,
+            "/api/v1/tenants/acme/servers/shared/auth-overrides/me",
+            Some(json!({"values": {"X-Api-Key": "k-bobs-own-77"}})),
+        )
+        .await
+        .expect(201);
+    wait_for_policy(&app).await;
+    assert_eq!(whoami(&mcp_url(&app, "shared"), &p.ann_token).await.unwrap(), "shared");
+    assert_eq!(
+        whoami(&mcp_url(&app, "shared"), &p.bob_token).await.unwrap(),
+        "bob-own",
+        "an override wins over the default"
+    );
+
+    // Keys per user: nobody has one until they add it.
+    let own = guarded::start(Guard::header(
+        "authorization",
+        &[("Bearer key-ann-1f", "ann-upstream"), ("Bearer key-bob-9c", "bob-upstream")],
+    ))
+    .await;
+    let view = server(
+        &p,
+        "own",
+        &own.url,
+        json!({"type": "header", "auth_level": "per_user", "headers": {"Authorization": "Bearer {{API_KEY}}"}}),
+    )
+    .await;
+    assert_eq!(view["auth_data"]["placeholders"], json!(["API_KEY"]));
+    wait_for_policy(&app).await;
+    let error = whoami(&mcp_url(&app, "own"), &p.ann_token).await.unwrap_err();
+    let connect = format!("{}/connect/acme/own", app.base);
+    assert_eq!(error["code"], -32003, "{error}");
+    assert_eq!(error["data"]["url"], connect.as_str());
+    assert!(error["message"].as_str().unwrap().contains("API_KEY"), "{error}");
+
+    // The URL in the error works: sign in, enter the key, done.
+    let done = connect_in_browser(&app, &connect, "ann@example.com", Some("key-ann-1f")).await;
+    assert!(done.contains("Saved"), "{done}");
+    wait_for_policy(&app).await;
+    assert_eq!(whoami(&mcp_url(&app, "own"), &p.ann_token).await.unwrap(), "ann-upstream");
+
+    // A manager sets bob's; bob may not set ann's; each caller gets only their own key.
+    let bad = p
+        .admin
+        .send(
+            reqwest::Method::PUT,
+            "/api/v1/tenants/acme/servers/own/auth-overrides/user:bob@example.com",
+            Some(json!({"values": {"TOKEN": "x"}})),
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(bad.error_fields().contains(&"values.TOKEN".to_owned()), "{:?}", bad.body);
+    p.admin
+        .send(
+            reqwest::Method::PUT,
+            "/api/v1/tenants/acme/servers/own/auth-overrides/user:bob@example.com",
+            Some(json!({"values": {"API_KEY": "key-bob-9c"}})),
+        )
+        .await
+        .expect(201);
+    p.bob
+        .send(
+            reqwest::Method::PUT,
+            "/api/v1/tenants/acme/servers/own/auth-overrides/user:ann@example.com",
+            Some(json!({"values": {"API_KEY": "key-bob-9c"}})),
+        )
+        .await
+        .problem(403, "forbidden");
+    wait_for_policy(&app).await;
+    assert_eq!(whoami(&mcp_url(&app, "own"), &p.bob_token).await.unwrap(), "bob-upstream");
+    assert_eq!(whoami(&mcp_url(&app, "own"), &p.ann_token).await.unwrap(), "ann-upstream");
+
+    // Listing shows whose are set, never a value; a user sees only their own.
+    let all = p.admin.get("/api/v1/tenants/acme/servers/own/auth-overrides").await.expect(200);
+    let subjects: Vec<&str> = all["items"].as_array().unwrap().iter().map(|o| o["subject"].as_str().unwrap()).collect();
+    assert_eq!(subjects, vec!["user:ann@example.com", "user:bob@example.com"]);
+    assert!(!all.to_string().contains("key-"), "{all}");
+    assert_eq!(all["items"][0]["values_set"], json!(["API_KEY"]));
+    let mine = p.bob.get("/api/v1/tenants/acme/servers/own/auth-overrides").await.expect(200);
+    assert_eq!(mine["items"].as_array().unwrap().len(), 1);
+    assert_eq!(mine["items"][0]["subject"], "user:bob@example.com");
+
+    // Removing bob's key: bob is asked for one again.
+    p.bob.delete("/api/v1/tenants/acme/servers/own/auth-overrides/me").await.expect(204);
+    wait_for_policy(&app).await;
+    assert_eq!(whoami(&mcp_url(&app, "own"), &p.bob_token).await.unwrap_err()["code"], -32003);
+
+    // A client that declared URL-mode elicitation gets the URL elicitation error instead.
+    let error =
+        whoami_with(&mcp_url(&app, "own"), &p.bob_token, json!({"elicitation": {"url": {}}})).await.unwrap_err();
+    assert_eq!(error["code"], -32042, "{error}");
+    assert_eq!(error["data"]["elicitations"][0]["mode"], "url");
+    assert_eq!(error["data"]["elicitations"][0]["url"], connect.as_str());
+
+    // A virtual server over both: bob (no key for `own`) still reaches `shared`.
+    p.admin
+        .post(
+            "/api/v1/tenants/acme/servers",
+            json!({"slug": "both", "display_name": "both", "kind": "virtual", "servers": [{"server": "shared"}, {"server": "own"}]}),
+        )
+        .await
+        .expect(201);
+    p.admin
+        .send(
+            reqwest::Method::PUT,
+            "/api/v1/tenants/acme/servers/both/collaborators",
+            Some(json!({"subject": "user:bob@example.com", "role": "user"})),
+        )
+        .await
+        .expect(201);
+    wait_for_policy(&app).await;
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}});
+    let (status, session, messages) = post(&mcp_url(&app, "both"), &p.bob_token, None, init).await;
+    assert_eq!(status, 200);
+    let actions = &messages[0]["result"]["_meta"]["mcpgate/actions"];
+    assert_eq!(actions[0]["server"], "own", "{messages:?}");
+    assert_eq!(actions[0]["url"], connect.as_str());
+    let call =
+        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "whoami", "arguments": {}}});
+    let (_, _, messages) = post(&mcp_url(&app, "both"), &p.bob_token, session.as_deref(), call).await;
+    assert_eq!(messages[0]["result"]["content"][0]["text"], "bob-own", "{messages:?}");
+}
+
+#[tokio::test]
+async fn client_credentials_token_is_shared_cached_and_renewed_on_401() {
+    let app = spawn_app().await;
+    let p = people(&app).await;
+    let upstream = guarded::start(Guard::OAuth).await;
+    let auth = json!({"type": "oauth2", "grant_type": "client_credentials", "token_url": format!("{}/token", upstream.base),
+        "client_id": MACHINE_ID, "client_secret": MACHINE_SECRET, "scopes": ["mcp"]});
+    let view = server(&p, "machine", &upstream.url, auth).await;
+    assert_eq!(view["auth_data"]["client_secret_set"], true);
+    assert!(!view.to_string().contains(MACHINE_SECRET));
+    wait_for_policy(&app).await;
+
+    let url = mcp_url(&app, "machine");
+    assert_eq!(whoami(&url, &p.ann_token).await.unwrap(), "machine");
+    assert_eq!(whoami(&url, &p.bob_token).await.unwrap(), "machine");
+    assert_eq!(upstream.issuer.machine_tokens.load(Ordering::SeqCst), 1, "one token for every caller until it expires");
+    assert_eq!(
+        *upstream.issuer.resources.lock().unwrap(),
+        vec![upstream.url.clone()],
+        "resource names the upstream"
+    );
+
+    // The provider forgets its tokens: the upstream's 401 makes the gateway fetch a new one
+    // and send the request again; the caller sees nothing of it.
+    upstream.issuer.forget_access_tokens();
+    assert_eq!(whoami(&url, &p.ann_token).await.unwrap(), "machine");
+    assert_eq!(upstream.issuer.machine_tokens.load(Ordering::SeqCst), 2);
+
+    // A wrong secret: a clear error, not a hang or a 401 for the caller to misread.
+    p.admin
+        .patch(
+            "/api/v1/tenants/acme/servers/machine",
+            json!({"auth_data": {"type": "oauth2", "grant_type": "client_credentials", "token_url": format!("{}/token", upstream.base),
+                "client_id": MACHINE_ID, "client_secret": "wrong"}}),
+        )
+        .await
+        .expect(200);
+    wait_for_policy(&app).await;
+    upstream.issuer.forget_access_tokens();
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}});
+    let (status, _, messages) = post(&url, &p.ann_token, None, init).await;
+    assert_eq!(status, 502, "{messages:?}");
+    assert!(messages[0]["error"]["message"].as_str().unwrap().contains("invalid_client"), "{messages:?}");
+}
+
+#[tokio::test]
+async fn per_user_oauth_connects_refreshes_and_stays_per_user() {
+    let app = spawn_app().await;
+    let p = people(&app).await;
+    let upstream = guarded::start(Guard::OAuth).await;
+    // Nothing but the grant type: endpoints are discovered (RFC 9728 → RFC 8414) and the
+    // gateway registers itself (RFC 7591).
+    server(&p, "oauthy", &upstream.url, json!({"type": "oauth2", "grant_type": "authorization_code"})).await;
+    wait_for_policy(&app).await;
+    let url = mcp_url(&app, "oauthy");
+    let connect = format!("{}/connect/acme/oauthy", app.base);
+
+    let error = whoami(&url, &p.ann_token).await.unwrap_err();
+    assert_eq!(error["code"], -32003);
+    assert_eq!(error["data"]["url"], connect.as_str());
+
+    // Ann connects through the API: the authorization URL, the provider, the callback.
+    let started = p.ann.post("/api/v1/me/connections/acme/oauthy", json!({})).await.expect(200);
+    let authorization = started["authorization_url"].as_str().unwrap();
+    let query: std::collections::HashMap<String, String> =
+        url::Url::parse(authorization).unwrap().query_pairs().into_owned().collect();
+    assert_eq!(query["code_challenge_method"], "S256");
+    assert_eq!(query["resource"], upstream.url);
+    assert_eq!(query["redirect_uri"], format!("{}/oauth/upstream/callback", app.base));
+    let browser = browser();
+    let back = browser.get(authorization).send().await.unwrap();
+    assert_eq!(back.status(), 302);
+    let callback = location(&back);
+    let done = browser.get(&callback).send().await.unwrap();
+    assert_eq!(done.status(), 200);
+    assert!(done.text().await.unwrap().contains("Connected"));
+    // The state is single use.
+    assert_eq!(browser.get(&callback).send().await.unwrap().status(), 403);
+    let connections = p.ann.get("/api/v1/me/connections").await.expect(200);
+    assert_eq!(connections["items"][0]["server"], "oauthy");
+    assert_eq!(connections["items"][0]["status"], "authenticated");
+    assert!(!connections.to_string().contains("at-"), "no token in the API: {connections}");
+    wait_for_policy(&app).await;
+    assert_eq!(whoami(&url, &p.ann_token).await.unwrap(), "upstream-user-1");
+
+    // Bob follows the URL from his error in a browser: sign in, provider, back.
+    let done = connect_in_browser(&app, &connect, "bob@example.com", None).await;
+    assert!(done.contains("Connected"), "{done}");
+    wait_for_policy(&app).await;
+    assert_eq!(whoami(&url, &p.bob_token).await.unwrap(), "upstream-user-2");
+    assert_eq!(whoami(&url, &p.ann_token).await.unwrap(), "upstream-user-1", "ann's grant is ann's alone");
+
+    // Upstream 401 → one refresh → the request again.
+    upstream.issuer.forget_access_tokens();
+    assert_eq!(whoami(&url, &p.ann_token).await.unwrap(), "upstream-user-1");
+    assert_eq!(upstream.issuer.refreshes.load(Ordering::SeqCst), 1);
+
+    // Concurrent callers whose token was refused: one refresh between them.
+    upstream.issuer.forget_access_tokens();
+    let calls = (0..5).map(|_| whoami(&url, &p.ann_token));
+    for result in futures_util::future::join_all(calls).await {
+        assert_eq!(result.unwrap(), "upstream-user-1");
+    }
+    assert_eq!(upstream.issuer.refreshes.load(Ordering::SeqCst), 2, "refreshed once per grant");
+
+    // Tokens that are about to expire are renewed before use.
+    upstream.issuer.lifetime.store(5, Ordering::SeqCst);
+    upstream.issuer.forget_access_tokens();
+    assert_eq!(whoami(&url, &p.ann_token).await.unwrap(), "upstream-user-1");
+    let before = upstream.issuer.refreshes.load(Ordering::SeqCst);
+    assert_eq!(whoami(&url, &p.ann_token).await.unwrap(), "upstream-user-1");
+    assert!(upstream.issuer.refreshes.load(Ordering::SeqCst) > before, "an expiring token is refreshed first");
+    upstream.issuer.lifetime.store(3600, Ordering::SeqCst);
+
+    // Bob disconnects: revoked at the provider, and he is asked to connect again.
+    let revoked = upstream.issuer.revoked.load(Ordering::SeqCst);
+    p.bob.delete("/api/v1/me/connections/acme/oauthy").await.expect(204);
+    assert_eq!(upstream.issuer.revoked.load(Ordering::SeqCst), revoked + 1);
+    wait_for_policy(&app).await;
+    assert_eq!(whoami(&url, &p.bob_token).await.unwrap_err()["code"], -32003);
+    // The provider drops the grant: the next call says so, with the URL, and so does the list.
+    upstream.issuer.forget_all_grants();
+    let error = whoami(&url, &p.ann_token).await.unwrap_err();
+    assert_eq!(error["code"], -32003, "{error}");
+    assert!(error["message"].as_str().unwrap().contains("invalid_grant"), "{error}");
+    let connections = p.ann.get("/api/v1/me/connections").await.expect(200);
+    assert_eq!(connections["items"][0]["status"], "unauthenticated");
+    assert_eq!(connections["items"][0]["reason"], "invalid_grant");
+
+    assert!(
+        upstream.issuer.resources.lock().unwrap().iter().all(|r| r == &upstream.url),
+        "resource on every token request"
+    );
+}
