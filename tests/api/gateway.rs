@@ -313,7 +313,7 @@ async fn the_proxy_refuses_foreign_origins_mismatched_headers_and_removed_collab
     assert_eq!(post(&url, &token, Some(&session), ping).await.0, 403, "access ends with the grant");
 }
 
-async fn replica(app: &TestApp) -> (mcpgate::proxy::replica::Replica, String) {
+pub async fn replica(app: &TestApp) -> (mcpgate::proxy::replica::Replica, String) {
     let mut settings = mcpgate::config::Settings::with_defaults(std::env::temp_dir()).unwrap();
     settings.listen = "127.0.0.1:0".into();
     settings.workers = 1;

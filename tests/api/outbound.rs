@@ -426,3 +426,157 @@ async fn per_user_oauth_connects_refreshes_and_stays_per_user() {
         "resource on every token request"
     );
 }
+
+/// Every byte of the database: the SQLite files, or every row of every table on PostgreSQL.
+async fn database_contents(data_dir: &std::path::Path, database_url: &str) -> String {
+    if database_url.starts_with("sqlite:") {
+        let mut all = String::new();
+        for entry in std::fs::read_dir(data_dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.file_name().unwrap().to_string_lossy().starts_with("mcpgate.db") {
+                all.push_str(&String::from_utf8_lossy(&std::fs::read(&path).unwrap()));
+            }
+        }
+        return all;
+    }
+    use sea_orm::{ConnectionTrait, Database, Statement};
+    let db = Database::connect(database_url).await.unwrap();
+    let tables = db
+        .query_all(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'",
+        ))
+        .await
+        .unwrap();
+    let mut all = String::new();
+    for row in tables {
+        let table: String = row.try_get("", "table_name").unwrap();
+        let rows = db
+            .query_all(Statement::from_string(
+                db.get_database_backend(),
+                format!("SELECT row_to_json(t)::text AS j FROM \"{table}\" t"),
+            ))
+            .await
+            .unwrap();
+        for r in rows {
+            all.push_str(&r.try_get::<String>("", "j").unwrap());
+        }
+    }
+    all
+}
+
+#[tokio::test]
+async fn no_outbound_secret_is_stored_or_logged_in_clear() {
+    let dir = tempfile::tempdir().unwrap();
+    let database_url = crate::helpers::fresh_database(dir.path()).await;
+    let log = dir.path().join("stderr.log");
+    let env = [("MCPGATE_ADMIN_EMAIL", "ops@example.com"), ("MCPGATE_ADMIN_PASSWORD", "ops-password-123"), ("MCPGATE_LOG", "trace")];
+    let server = crate::process::start(dir.path(), &database_url, &env, &log);
+    let mut admin = Client::new(&server.base);
+    admin.login("ops@example.com", "ops-password-123").await.expect(200);
+    admin.post("/api/v1/tenants", json!({"slug": "acme", "display_name": "Acme"})).await.expect(201);
+    admin.post("/api/v1/tenants/acme/members", json!({"email": "ops@example.com", "role": "admin"})).await.expect(201);
+    let token =
+        admin.post("/api/v1/me/tokens", json!({"name": "ide"})).await.expect(201)["token"].as_str().unwrap().to_owned();
+
+    let shared_key = "Shared-Key-3f9a1c";
+    let own_key = "Own-Key-77d2e0";
+    let shared = guarded::start(Guard::header("x-api-key", &[(shared_key, "shared")])).await;
+    let own = guarded::start(Guard::header("authorization", &[(&format!("Bearer {own_key}"), "own")])).await;
+    let machine = guarded::start(Guard::OAuth).await;
+    let oauth = guarded::start(Guard::OAuth).await;
+    let servers = [
+        ("shared", &shared.url, json!({"type": "header", "auth_level": "global", "headers": {"X-Api-Key": shared_key}})),
+        ("own", &own.url, json!({"type": "header", "auth_level": "per_user", "headers": {"Authorization": "Bearer {{API_KEY}}"}})),
+        (
+            "machine",
+            &machine.url,
+            json!({"type": "oauth2", "grant_type": "client_credentials", "token_url": format!("{}/token", machine.base),
+                "client_id": MACHINE_ID, "client_secret": MACHINE_SECRET}),
+        ),
+        ("oauthy", &oauth.url, json!({"type": "oauth2", "grant_type": "authorization_code"})),
+    ];
+    for (slug, url, auth) in servers {
+        admin
+            .post(
+                "/api/v1/tenants/acme/servers",
+                json!({"slug": slug, "display_name": slug, "kind": "remote", "url": url, "auth_data": auth}),
+            )
+            .await
+            .expect(201);
+    }
+    admin
+        .send(reqwest::Method::PUT, "/api/v1/tenants/acme/servers/own/auth-overrides/me", Some(json!({"values": {"API_KEY": own_key}})))
+        .await
+        .expect(201);
+    let started = admin.post("/api/v1/me/connections/acme/oauthy", json!({})).await.expect(200);
+    let browser = browser();
+    let back = browser.get(started["authorization_url"].as_str().unwrap()).send().await.unwrap();
+    assert_eq!(browser.get(location(&back)).send().await.unwrap().status(), 200);
+    // Published within ~100 ms of the last change.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    for (slug, who) in [("shared", "shared"), ("own", "own"), ("machine", "machine"), ("oauthy", "upstream-user-1")] {
+        let url = format!("{}/acme/mcp/{slug}/server", server.base);
+        assert_eq!(whoami(&url, &token).await.unwrap(), who);
+    }
+    // Refresh once too, so a rotated refresh token is among the secrets.
+    oauth.issuer.forget_access_tokens();
+    assert_eq!(whoami(&format!("{}/acme/mcp/oauthy/server", server.base), &token).await.unwrap(), "upstream-user-1");
+    assert_eq!(oauth.issuer.refreshes.load(Ordering::SeqCst), 1);
+
+    let stdout = server.kill().join("\n");
+    let output = format!("{stdout}\n{}", std::fs::read_to_string(&log).unwrap());
+    assert!(output.contains("TRACE"), "trace logging was on");
+    let stored = database_contents(dir.path(), &database_url).await;
+    assert!(stored.contains("acme"), "the database was read");
+    let mut secrets = vec![shared_key.to_owned(), own_key.to_owned(), MACHINE_SECRET.to_owned()];
+    secrets.extend(machine.issuer.issued.lock().unwrap().iter().cloned());
+    secrets.extend(oauth.issuer.issued.lock().unwrap().iter().cloned());
+    assert!(secrets.len() >= 8, "{secrets:?}");
+    for secret in &secrets {
+        assert!(!output.contains(secret.as_str()), "{secret} appeared in the output");
+        assert!(!stored.contains(secret.as_str()), "{secret} is stored in clear");
+    }
+}
+
+#[tokio::test]
+async fn a_replica_gets_credentials_from_the_control_plane() {
+    let app = spawn_app().await;
+    let p = people(&app).await;
+    let own = guarded::start(Guard::header("authorization", &[("Bearer key-ann-1f", "ann-upstream")])).await;
+    let machine = guarded::start(Guard::OAuth).await;
+    server(&p, "own", &own.url, json!({"type": "header", "auth_level": "per_user", "headers": {"Authorization": "Bearer {{API_KEY}}"}}))
+        .await;
+    let cc = json!({"type": "oauth2", "grant_type": "client_credentials", "token_url": format!("{}/token", machine.base),
+        "client_id": MACHINE_ID, "client_secret": MACHINE_SECRET});
+    server(&p, "machine", &machine.url, cc).await;
+    wait_for_policy(&app).await;
+    let (replica, base) = crate::gateway::replica(&app).await;
+    let policy = replica.policy.clone();
+    tokio::spawn(replica.run_until_stopped());
+    let wanted = app.state.policy.version();
+    while policy.version() < wanted {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let url = format!("{base}/acme/mcp/own/server");
+    let error = whoami(&url, &p.ann_token).await.unwrap_err();
+    assert_eq!(error["code"], -32003);
+    assert_eq!(error["data"]["url"], format!("{}/connect/acme/own", app.base), "the URL is the control plane's page");
+    p.ann
+        .send(reqwest::Method::PUT, "/api/v1/tenants/acme/servers/own/auth-overrides/me", Some(json!({"values": {"API_KEY": "key-ann-1f"}})))
+        .await
+        .expect(201);
+    wait_for_policy(&app).await;
+    let wanted = app.state.policy.version();
+    while policy.version() < wanted {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(whoami(&url, &p.ann_token).await.unwrap(), "ann-upstream");
+    assert_eq!(whoami(&format!("{base}/acme/mcp/machine/server"), &p.bob_token).await.unwrap(), "machine");
+
+    // The credential endpoint answers the proxy key only; not even a platform admin reads secrets.
+    let ask = json!({"server": 1, "subject": "u1"});
+    p.admin.post("/api/v1/policy/credentials", ask.clone()).await.problem(401, "unauthenticated");
+    let with_pat = Client::with_token(&app.base, &p.ann_token);
+    with_pat.post("/api/v1/policy/credentials", ask).await.problem(401, "invalid_token");
+}

@@ -11,14 +11,14 @@ use serde_json::json;
 
 use crate::helpers::{fresh_database, Client};
 
-struct Server {
+pub struct Server {
     child: Child,
-    base: String,
+    pub base: String,
     stdout: Vec<String>,
 }
 
 /// Starts `mcpgate serve` on a free port and waits until it says where it listens.
-fn start(data_dir: &Path, database_url: &str, env: &[(&str, &str)], stderr_file: &Path) -> Server {
+pub fn start(data_dir: &Path, database_url: &str, env: &[(&str, &str)], stderr_file: &Path) -> Server {
     let stderr = std::fs::OpenOptions::new().create(true).append(true).open(stderr_file).unwrap();
     let mut command = Command::new(env!("CARGO_BIN_EXE_mcpgate"));
     command
@@ -57,7 +57,7 @@ fn start(data_dir: &Path, database_url: &str, env: &[(&str, &str)], stderr_file:
 
 impl Server {
     /// SIGKILL (std's `Child::kill` on Unix): no shutdown hooks, no flushing.
-    fn kill(mut self) -> Vec<String> {
+    pub fn kill(mut self) -> Vec<String> {
         std::mem::take(&mut self.stdout)
     }
 }
