@@ -85,7 +85,8 @@ async fn populated_store(dir: &std::path::Path) -> sea_orm::DatabaseConnection {
         .exec(&db)
         .await
         .unwrap();
-        servers::Entity::insert_many(chunk.iter().map(|&i| servers::ActiveModel {
+        servers::Entity::insert_many(chunk.iter().map(|&i| {
+            servers::ActiveModel {
             id: Set(i),
             tenant_id: Set(i % 10 + 1),
             slug: Set(format!("server-{i}")),
@@ -108,6 +109,7 @@ async fn populated_store(dir: &std::path::Path) -> sea_orm::DatabaseConnection {
             })),
             created_at: Set(now),
             updated_at: Set(now),
+        }
         }))
         .exec(&db)
         .await

@@ -9,7 +9,7 @@ use crate::domain::{DisplayName, Email, NewPassword};
 use crate::{api, startup, telemetry, Application, Clock};
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
 
 #[derive(Parser)]
 #[command(name = "mcpgate", version, about = "MCP gateway: control plane, authorization server and proxy")]
@@ -58,7 +58,7 @@ enum Command {
     },
     /// Print the OpenAPI document.
     Openapi,
-    /// Snapshot signing keys.
+    /// Snapshot signing keys and the master key.
     Keys {
         #[command(subcommand)]
         command: KeysCommand,
@@ -94,6 +94,10 @@ enum KeysCommand {
     Rotate,
     /// Stop publishing every key but the signing key.
     Retire,
+    /// Re-seal every stored secret under a new master key: `MCPGATE_NEW_MASTER_KEY` (base64,
+    /// 32 bytes) if set, else a generated one. With a key file, the file is replaced; with
+    /// `MCPGATE_MASTER_KEY`, the new key is printed once for you to configure.
+    RotateMaster,
 }
 
 #[derive(Subcommand)]
@@ -246,6 +250,30 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 KeysCommand::Retire => {
                     let n = crate::policy::publish::retire_published_keys(&db, now).await?;
                     println!("retired {n} key(s)");
+                }
+                KeysCommand::RotateMaster => {
+                    let configured = std::env::var("MCPGATE_NEW_MASTER_KEY").ok().map(SecretString::from);
+                    let (encoded, new) = crate::auth::seal::Sealer::new_key(configured.as_ref())?;
+                    let from_file = settings.master_key.is_none();
+                    // The new key reaches the disk before any value depends on it, and takes
+                    // the old one's place only once every value moved.
+                    let staged = from_file
+                        .then(|| crate::auth::seal::stage_key_file(&settings.data_dir, &encoded))
+                        .transpose()?;
+                    let moved = crate::control::rekey::reseal_all(&db, &sealer, &new).await?;
+                    match staged {
+                        Some(staged) => {
+                            crate::auth::seal::commit_key_file(&settings.data_dir, &staged)?;
+                            println!("re-sealed {moved} value(s); the key file now holds the new master key");
+                        }
+                        None if configured.is_some() => {
+                            println!("re-sealed {moved} value(s) under MCPGATE_NEW_MASTER_KEY; configure it as MCPGATE_MASTER_KEY now");
+                        }
+                        None => {
+                            println!("re-sealed {moved} value(s); set MCPGATE_MASTER_KEY to the new key before the next start:");
+                            println!("{}", encoded.expose_secret());
+                        }
+                    }
                 }
             }
             Ok(())

@@ -55,6 +55,19 @@ impl Sealer {
         Ok(Self::from_key(key))
     }
 
+    /// A new master key — the given one, or fresh random bytes — and its sealer.
+    pub fn new_key(configured: Option<&SecretString>) -> anyhow::Result<(SecretString, Self)> {
+        let key = match configured {
+            Some(k) => decode_key(k.expose_secret()).context("MCPGATE_NEW_MASTER_KEY")?,
+            None => {
+                let mut key = [0u8; 32];
+                rand::rngs::OsRng.fill_bytes(&mut key);
+                key
+            }
+        };
+        Ok((SecretString::from(STANDARD.encode(key)), Self::from_key(key)))
+    }
+
     pub fn seal(&self, plaintext: &[u8]) -> anyhow::Result<String> {
         let nonce = Aes256Gcm::generate_nonce(&mut OsRng);
         let ciphertext = self.cipher.encrypt(&nonce, plaintext).map_err(|_| anyhow::anyhow!("sealing failed"))?;
@@ -74,6 +87,22 @@ impl Sealer {
             .decrypt(Nonce::from_slice(nonce), ciphertext)
             .map_err(|_| anyhow::anyhow!("sealed value does not open under this master key"))
     }
+}
+
+/// Writes a new key file beside the current one; `commit_key_file` puts it in place.
+pub fn stage_key_file(data_dir: &Path, encoded: &SecretString) -> anyhow::Result<std::path::PathBuf> {
+    let staged = data_dir.join(format!("{KEY_FILE}.new"));
+    if staged.exists() {
+        std::fs::remove_file(&staged).with_context(|| format!("removing {}", staged.display()))?;
+    }
+    write_private(&staged, encoded.expose_secret())?;
+    Ok(staged)
+}
+
+/// Replaces the key file with the staged one (an atomic rename).
+pub fn commit_key_file(data_dir: &Path, staged: &Path) -> anyhow::Result<()> {
+    let path = data_dir.join(KEY_FILE);
+    std::fs::rename(staged, &path).with_context(|| format!("replacing {}", path.display()))
 }
 
 #[cfg(unix)]

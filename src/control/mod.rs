@@ -10,6 +10,7 @@ pub mod outbound;
 pub mod overrides;
 pub mod page;
 pub mod probe;
+pub mod rekey;
 pub mod servers;
 pub mod sessions;
 pub mod teams;

@@ -307,11 +307,7 @@ async fn client_credentials_token_is_shared_cached_and_renewed_on_401() {
     assert_eq!(whoami(&url, &p.ann_token).await.unwrap(), "machine");
     assert_eq!(whoami(&url, &p.bob_token).await.unwrap(), "machine");
     assert_eq!(upstream.issuer.machine_tokens.load(Ordering::SeqCst), 1, "one token for every caller until it expires");
-    assert_eq!(
-        *upstream.issuer.resources.lock().unwrap(),
-        vec![upstream.url.clone()],
-        "resource names the upstream"
-    );
+    assert_eq!(*upstream.issuer.resources.lock().unwrap(), vec![upstream.url.clone()], "resource names the upstream");
 
     // The provider forgets its tokens: the upstream's 401 makes the gateway fetch a new one
     // and send the request again; the caller sees nothing of it.
@@ -470,7 +466,11 @@ async fn no_outbound_secret_is_stored_or_logged_in_clear() {
     let dir = tempfile::tempdir().unwrap();
     let database_url = crate::helpers::fresh_database(dir.path()).await;
     let log = dir.path().join("stderr.log");
-    let env = [("MCPGATE_ADMIN_EMAIL", "ops@example.com"), ("MCPGATE_ADMIN_PASSWORD", "ops-password-123"), ("MCPGATE_LOG", "trace")];
+    let env = [
+        ("MCPGATE_ADMIN_EMAIL", "ops@example.com"),
+        ("MCPGATE_ADMIN_PASSWORD", "ops-password-123"),
+        ("MCPGATE_LOG", "trace"),
+    ];
     let server = crate::process::start(dir.path(), &database_url, &env, &log);
     let mut admin = Client::new(&server.base);
     admin.login("ops@example.com", "ops-password-123").await.expect(200);
@@ -486,8 +486,16 @@ async fn no_outbound_secret_is_stored_or_logged_in_clear() {
     let machine = guarded::start(Guard::OAuth).await;
     let oauth = guarded::start(Guard::OAuth).await;
     let servers = [
-        ("shared", &shared.url, json!({"type": "header", "auth_level": "global", "headers": {"X-Api-Key": shared_key}})),
-        ("own", &own.url, json!({"type": "header", "auth_level": "per_user", "headers": {"Authorization": "Bearer {{API_KEY}}"}})),
+        (
+            "shared",
+            &shared.url,
+            json!({"type": "header", "auth_level": "global", "headers": {"X-Api-Key": shared_key}}),
+        ),
+        (
+            "own",
+            &own.url,
+            json!({"type": "header", "auth_level": "per_user", "headers": {"Authorization": "Bearer {{API_KEY}}"}}),
+        ),
         (
             "machine",
             &machine.url,
@@ -506,7 +514,11 @@ async fn no_outbound_secret_is_stored_or_logged_in_clear() {
             .expect(201);
     }
     admin
-        .send(reqwest::Method::PUT, "/api/v1/tenants/acme/servers/own/auth-overrides/me", Some(json!({"values": {"API_KEY": own_key}})))
+        .send(
+            reqwest::Method::PUT,
+            "/api/v1/tenants/acme/servers/own/auth-overrides/me",
+            Some(json!({"values": {"API_KEY": own_key}})),
+        )
         .await
         .expect(201);
     let started = admin.post("/api/v1/me/connections/acme/oauthy", json!({})).await.expect(200);
@@ -545,8 +557,13 @@ async fn a_replica_gets_credentials_from_the_control_plane() {
     let p = people(&app).await;
     let own = guarded::start(Guard::header("authorization", &[("Bearer key-ann-1f", "ann-upstream")])).await;
     let machine = guarded::start(Guard::OAuth).await;
-    server(&p, "own", &own.url, json!({"type": "header", "auth_level": "per_user", "headers": {"Authorization": "Bearer {{API_KEY}}"}}))
-        .await;
+    server(
+        &p,
+        "own",
+        &own.url,
+        json!({"type": "header", "auth_level": "per_user", "headers": {"Authorization": "Bearer {{API_KEY}}"}}),
+    )
+    .await;
     let cc = json!({"type": "oauth2", "grant_type": "client_credentials", "token_url": format!("{}/token", machine.base),
         "client_id": MACHINE_ID, "client_secret": MACHINE_SECRET});
     server(&p, "machine", &machine.url, cc).await;
@@ -563,7 +580,11 @@ async fn a_replica_gets_credentials_from_the_control_plane() {
     assert_eq!(error["code"], -32003);
     assert_eq!(error["data"]["url"], format!("{}/connect/acme/own", app.base), "the URL is the control plane's page");
     p.ann
-        .send(reqwest::Method::PUT, "/api/v1/tenants/acme/servers/own/auth-overrides/me", Some(json!({"values": {"API_KEY": "key-ann-1f"}})))
+        .send(
+            reqwest::Method::PUT,
+            "/api/v1/tenants/acme/servers/own/auth-overrides/me",
+            Some(json!({"values": {"API_KEY": "key-ann-1f"}})),
+        )
         .await
         .expect(201);
     wait_for_policy(&app).await;
@@ -579,4 +600,58 @@ async fn a_replica_gets_credentials_from_the_control_plane() {
     p.admin.post("/api/v1/policy/credentials", ask.clone()).await.problem(401, "unauthenticated");
     let with_pat = Client::with_token(&app.base, &p.ann_token);
     with_pat.post("/api/v1/policy/credentials", ask).await.problem(401, "invalid_token");
+}
+
+#[tokio::test]
+async fn rotating_the_master_key_keeps_every_secret_usable() {
+    let dir = tempfile::tempdir().unwrap();
+    let database_url = crate::helpers::fresh_database(dir.path()).await;
+    let log = dir.path().join("stderr.log");
+    let env = [("MCPGATE_ADMIN_EMAIL", "ops@example.com"), ("MCPGATE_ADMIN_PASSWORD", "ops-password-123")];
+    let shared = guarded::start(Guard::header("x-api-key", &[("Shared-Key-0a", "shared")])).await;
+    let own = guarded::start(Guard::header("authorization", &[("Bearer Own-Key-0b", "own")])).await;
+    let server = crate::process::start(dir.path(), &database_url, &env, &log);
+    let mut admin = Client::new(&server.base);
+    admin.login("ops@example.com", "ops-password-123").await.expect(200);
+    admin.post("/api/v1/tenants", json!({"slug": "acme", "display_name": "Acme"})).await.expect(201);
+    admin.post("/api/v1/tenants/acme/members", json!({"email": "ops@example.com", "role": "admin"})).await.expect(201);
+    let token =
+        admin.post("/api/v1/me/tokens", json!({"name": "ide"})).await.expect(201)["token"].as_str().unwrap().to_owned();
+    for (slug, url, auth) in [
+        ("shared", &shared.url, json!({"type": "header", "auth_level": "global", "headers": {"X-Api-Key": "Shared-Key-0a"}})),
+        ("own", &own.url, json!({"type": "header", "auth_level": "per_user", "headers": {"Authorization": "Bearer {{API_KEY}}"}})),
+    ] {
+        admin
+            .post("/api/v1/tenants/acme/servers", json!({"slug": slug, "display_name": slug, "kind": "remote", "url": url, "auth_data": auth}))
+            .await
+            .expect(201);
+    }
+    admin
+        .send(reqwest::Method::PUT, "/api/v1/tenants/acme/servers/own/auth-overrides/me", Some(json!({"values": {"API_KEY": "Own-Key-0b"}})))
+        .await
+        .expect(201);
+    server.kill();
+
+    let key_file = dir.path().join("master.key");
+    let old_key = std::fs::read_to_string(&key_file).unwrap();
+    let rotated = std::process::Command::new(env!("CARGO_BIN_EXE_mcpgate"))
+        .args(["keys", "rotate-master", "--data-dir"])
+        .arg(dir.path())
+        .env("DATABASE_URL", &database_url)
+        .env_remove("MCPGATE_MASTER_KEY")
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&rotated.stdout);
+    assert!(rotated.status.success(), "{said}{}", String::from_utf8_lossy(&rotated.stderr));
+    assert!(said.contains("re-sealed"), "{said}");
+    let new_key = std::fs::read_to_string(&key_file).unwrap();
+    assert_ne!(old_key, new_key);
+    assert!(!said.contains(new_key.trim()), "a key file's key is not printed");
+
+    // Everything still opens under the new key: snapshot signing, shared key, override.
+    let server = crate::process::start(dir.path(), &database_url, &env, &log);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(whoami(&format!("{}/acme/mcp/shared/server", server.base), &token).await.unwrap(), "shared");
+    assert_eq!(whoami(&format!("{}/acme/mcp/own/server", server.base), &token).await.unwrap(), "own");
+    server.kill();
 }
