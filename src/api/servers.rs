@@ -572,7 +572,7 @@ pub async fn probe_server(
             crate::control::servers::SubjectKind::VirtualAccount => format!("v{id}"),
             _ => format!("u{id}"),
         };
-        let request = CredentialRequest { server: server.id, subject, stale: None };
+        let request = CredentialRequest { server: server.id, subject, stale: None, insufficient_scope: None };
         match state.vault.resolve(&request).await {
             Ok(resolved) => upstream.additional_headers.extend(resolved.headers),
             Err(CredentialError::ActionRequired { message, url }) => {

@@ -1,5 +1,6 @@
 //! Credentials: password hashing, console session secrets, sign-in throttling.
 
+pub mod challenge;
 pub mod password;
 pub mod seal;
 pub mod session;

@@ -45,6 +45,7 @@ pub struct HeaderAuth {
 #[serde(deny_unknown_fields)]
 pub struct OAuth2Auth {
     pub grant_type: Option<GrantType>,
+    /// Where tokens are asked for; discovered from the upstream's metadata when left out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_url: Option<String>,
     /// authorization_code: with `token_url`, or leave both out to discover them from the
@@ -256,7 +257,6 @@ impl AuthData {
                         "client_credentials or authorization_code",
                     )),
                     Some(GrantType::ClientCredentials) => {
-                        required(&mut errors, &field("token_url"), &o.token_url, "the token endpoint to ask");
                         required(&mut errors, &field("client_id"), &o.client_id, "the gateway's client id there");
                         required(&mut errors, &field("client_secret"), &o.client_secret, "the client's secret");
                         forbidden(

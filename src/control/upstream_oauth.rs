@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
+use crate::auth::challenge::challenge_param;
 use crate::control::outbound::OAuth2Auth;
 
 /// Largest metadata or token response read.
@@ -26,9 +27,18 @@ pub struct Endpoints {
     pub revocation_endpoint: Option<String>,
     /// The `resource` (RFC 8707) to ask tokens for: the protected resource's own identifier.
     pub resource: String,
-    /// Scopes to ask for when the configuration names none.
+    /// Scopes to ask for when the configuration names none: the `scope` of the upstream's
+    /// `401` challenge, else its advertised `scopes_supported`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub scopes: Vec<String>,
+    /// How the client authenticates at the token endpoint: `client_secret_basic`,
+    /// `client_secret_post` or `none`.
+    #[serde(default = "basic")]
+    pub auth_method: String,
+}
+
+fn basic() -> String {
+    "client_secret_basic".into()
 }
 
 #[derive(Clone, Debug)]
@@ -122,20 +132,9 @@ fn well_known(base: &url::Url, name: &str) -> Vec<String> {
     out
 }
 
-/// The `resource_metadata` URL from a `WWW-Authenticate: Bearer …` challenge.
-fn resource_metadata_param(challenge: &str) -> Option<String> {
-    let start = challenge.find("resource_metadata=")? + "resource_metadata=".len();
-    let rest = &challenge[start..];
-    let value = match rest.strip_prefix('"') {
-        Some(quoted) => &quoted[..quoted.find('"')?],
-        None => rest.split([',', ' ']).next()?,
-    };
-    Some(value.to_owned())
-}
-
-/// RFC 9728 protected resource metadata of an MCP server: from the `401` challenge, else the
-/// well-known locations.
-async fn protected_resource(http: &reqwest::Client, server_url: &url::Url) -> Option<Value> {
+/// RFC 9728 protected resource metadata of an MCP server — from the `401` challenge, else the
+/// well-known locations — and the scope that challenge asked for.
+async fn protected_resource(http: &reqwest::Client, server_url: &url::Url) -> (Option<Value>, Vec<String>) {
     let probe = http
         .post(server_url.clone())
         .header("content-type", "application/json")
@@ -144,20 +143,26 @@ async fn protected_resource(http: &reqwest::Client, server_url: &url::Url) -> Op
         .send()
         .await
         .ok();
-    let hinted = probe
+    let challenge = probe
         .as_ref()
         .filter(|r| r.status() == reqwest::StatusCode::UNAUTHORIZED)
         .and_then(|r| r.headers().get("www-authenticate"))
         .and_then(|v| v.to_str().ok())
-        .and_then(resource_metadata_param);
+        .map(str::to_owned);
+    let scopes = challenge
+        .as_deref()
+        .and_then(|c| challenge_param(c, "scope"))
+        .map(|s| s.split_whitespace().map(str::to_owned).collect())
+        .unwrap_or_default();
+    let hinted = challenge.as_deref().and_then(|c| challenge_param(c, "resource_metadata"));
     let mut candidates: Vec<String> = hinted.into_iter().collect();
     candidates.extend(well_known(server_url, "oauth-protected-resource"));
     for url in candidates {
         if let Some(doc) = get_json(http, &url).await {
-            return Some(doc);
+            return (Some(doc), scopes);
         }
     }
-    None
+    (None, scopes)
 }
 
 /// RFC 8414 / OpenID Connect discovery for an issuer, in the MCP spec's order.
@@ -189,8 +194,104 @@ fn str_field(doc: &Value, name: &str) -> Option<String> {
     doc.get(name).and_then(Value::as_str).map(str::to_owned)
 }
 
+/// Whether a resource identifier covers the server URL: same origin, and the server's path
+/// at or below the resource's.
+fn covers(resource: &str, server: &url::Url) -> bool {
+    let Ok(resource) = url::Url::parse(resource) else { return false };
+    let base = resource.path().trim_end_matches('/');
+    let path = server.path();
+    resource.origin() == server.origin()
+        && (path == base || path.trim_end_matches('/') == base || path.starts_with(&format!("{base}/")))
+}
+
+/// Picks the token endpoint authentication: the one the registration answered, else the
+/// best the authorization server lists that fits the client (a secret or none).
+fn auth_method(metadata: &Value, has_secret: bool) -> String {
+    let listed: Vec<&str> = metadata
+        .get("token_endpoint_auth_methods_supported")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    if !has_secret {
+        return "none".into();
+    }
+    // RFC 8414: a server that lists nothing supports client_secret_basic.
+    if listed.is_empty() || listed.contains(&"client_secret_basic") {
+        return "client_secret_basic".into();
+    }
+    if listed.contains(&"client_secret_post") {
+        return "client_secret_post".into();
+    }
+    "client_secret_basic".into()
+}
+
+/// Discovers where an upstream's authorization server is and what it supports: the configured
+/// endpoints, else RFC 9728 resource metadata, then RFC 8414 / OpenID discovery; servers of
+/// the 2025-03-26 revision without any metadata get the default `/authorize`, `/token` and
+/// `/register` at their origin.
+async fn discover(
+    http: &reqwest::Client,
+    server_url: &str,
+    config: &OAuth2Auth,
+) -> Result<(Option<String>, Value, String, Vec<String>), OAuthError> {
+    let server = url::Url::parse(server_url).map_err(|e| OAuthError::Upstream(format!("server URL: {e}")))?;
+    if let (Some(authorization), Some(token)) = (&config.authorization_url, &config.token_url) {
+        let metadata = json!({"authorization_endpoint": authorization, "token_endpoint": token,
+            "registration_endpoint": config.registration_url});
+        return Ok((None, metadata, server_url.to_owned(), Vec::new()));
+    }
+    let (prm, challenge_scopes) = protected_resource(http, &server).await;
+    let mut resource = server_url.to_owned();
+    let mut scopes = challenge_scopes;
+    if let Some(prm) = &prm {
+        resource = str_field(prm, "resource").unwrap_or(resource);
+        // RFC 9728 §3.3: metadata about another resource must not be acted on (a server could
+        // otherwise obtain tokens meant for someone else's API).
+        if !covers(&resource, &server) {
+            return Err(OAuthError::Upstream(format!(
+                "the protected resource metadata is for {resource}, not for {server_url}"
+            )));
+        }
+        if scopes.is_empty() {
+            scopes = prm
+                .get("scopes_supported")
+                .and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+                .unwrap_or_default();
+        }
+    }
+    // Without resource metadata, older servers act as their own authorization server.
+    let origin = server.origin().ascii_serialization();
+    let issuer = prm
+        .as_ref()
+        .and_then(|p| p.get("authorization_servers"))
+        .and_then(Value::as_array)
+        .and_then(|a| a.first())
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .unwrap_or_else(|| origin.clone());
+    let mut metadata = match authorization_server(http, &issuer).await {
+        Some(metadata) => metadata,
+        None if prm.is_none() => json!({"authorization_endpoint": format!("{origin}/authorize"),
+            "token_endpoint": format!("{origin}/token"), "registration_endpoint": format!("{origin}/register")}),
+        None => return Err(OAuthError::Upstream(format!("no authorization server metadata found for {issuer}"))),
+    };
+    // Configured endpoints win over discovered ones.
+    for (field, configured) in [
+        ("token_endpoint", &config.token_url),
+        ("authorization_endpoint", &config.authorization_url),
+        ("registration_endpoint", &config.registration_url),
+    ] {
+        if let Some(url) = configured {
+            metadata[field] = json!(url);
+        }
+    }
+    Ok((Some(issuer), metadata, resource, scopes))
+}
+
 /// Finds the endpoints for a server (configured, or discovered) and the client the gateway is
-/// there (configured, registered dynamically, or its metadata document).
+/// there: pre-registered, its Client ID Metadata Document where the server takes one (and the
+/// document is served over https), or registered dynamically — the MCP spec's order.
 pub async fn establish(
     http: &reqwest::Client,
     server_url: &str,
@@ -198,76 +299,64 @@ pub async fn establish(
     redirect_uri: &str,
     metadata_document: &str,
 ) -> Result<OAuthClient, OAuthError> {
-    let server = url::Url::parse(server_url).map_err(|e| OAuthError::Upstream(format!("server URL: {e}")))?;
-    let mut resource = server_url.to_owned();
-    let mut scopes = Vec::new();
-    let (issuer, metadata) = match (&config.authorization_url, &config.token_url) {
-        (Some(authorization), Some(token)) => (
-            None,
-            json!({"authorization_endpoint": authorization, "token_endpoint": token, "registration_endpoint": config.registration_url}),
-        ),
-        _ => {
-            let prm = protected_resource(http, &server).await;
-            if let Some(prm) = &prm {
-                resource = str_field(prm, "resource").unwrap_or(resource);
-                scopes = prm
-                    .get("scopes_supported")
-                    .and_then(Value::as_array)
-                    .map(|a| a.iter().filter_map(Value::as_str).map(str::to_owned).collect())
-                    .unwrap_or_default();
-            }
-            // Without resource metadata, older servers act as their own authorization server.
-            let issuer = prm
-                .as_ref()
-                .and_then(|p| p.get("authorization_servers"))
-                .and_then(Value::as_array)
-                .and_then(|a| a.first())
-                .and_then(Value::as_str)
-                .map(str::to_owned)
-                .unwrap_or_else(|| server.origin().ascii_serialization());
-            let metadata = authorization_server(http, &issuer)
-                .await
-                .ok_or_else(|| OAuthError::Upstream(format!("no authorization server metadata found for {issuer}")))?;
-            (Some(issuer), metadata)
-        }
-    };
+    let (issuer, metadata, resource, scopes) = discover(http, server_url, config).await?;
     let token_endpoint = str_field(&metadata, "token_endpoint")
         .ok_or_else(|| OAuthError::Upstream("the authorization server names no token_endpoint".into()))?;
-    let endpoints = Endpoints {
+    let mut endpoints = Endpoints {
         authorization_endpoint: str_field(&metadata, "authorization_endpoint"),
         token_endpoint,
         revocation_endpoint: str_field(&metadata, "revocation_endpoint"),
         resource,
         scopes,
+        auth_method: String::new(),
     };
     if let Some(client_id) = &config.client_id {
-        return Ok(OAuthClient {
-            issuer,
-            client_id: client_id.clone(),
-            client_secret: config.client_secret.clone(),
-            endpoints,
-        });
+        // An https client id is a Client ID Metadata Document: a public client.
+        let secret = config.client_secret.clone().filter(|_| !client_id.starts_with("https://"));
+        endpoints.auth_method = auth_method(&metadata, secret.is_some());
+        return Ok(OAuthClient { issuer, client_id: client_id.clone(), client_secret: secret, endpoints });
     }
-    let registration = config.registration_url.clone().or_else(|| str_field(&metadata, "registration_endpoint"));
-    if let Some(registration) = registration {
-        let (client_id, client_secret) = register(http, &registration, redirect_uri).await?;
-        return Ok(OAuthClient { issuer, client_id, client_secret, endpoints });
-    }
-    if metadata.get("client_id_metadata_document_supported").and_then(Value::as_bool) == Some(true) {
+    let takes_documents = metadata.get("client_id_metadata_document_supported").and_then(Value::as_bool) == Some(true);
+    if takes_documents && metadata_document.starts_with("https://") {
+        endpoints.auth_method = "none".into();
         return Ok(OAuthClient { issuer, client_id: metadata_document.to_owned(), client_secret: None, endpoints });
+    }
+    if let Some(registration) = str_field(&metadata, "registration_endpoint") {
+        let wanted = auth_method(&metadata, true);
+        let (client_id, client_secret, answered) = register(http, &registration, redirect_uri, &wanted).await?;
+        endpoints.auth_method = answered.unwrap_or_else(|| auth_method(&metadata, client_secret.is_some()));
+        return Ok(OAuthClient { issuer, client_id, client_secret, endpoints });
     }
     Err(OAuthError::Upstream(
         "the authorization server offers no registration and no client id is configured; set client_id".into(),
     ))
 }
 
-/// RFC 7591 dynamic registration of the gateway's callback.
+/// The token endpoint of a client-credentials configuration: configured, or discovered.
+pub async fn token_endpoint(
+    http: &reqwest::Client,
+    server_url: &str,
+    config: &OAuth2Auth,
+) -> Result<(String, String), OAuthError> {
+    if let Some(url) = &config.token_url {
+        return Ok((url.clone(), "client_secret_basic".into()));
+    }
+    let (_, metadata, _, _) = discover(http, server_url, config).await?;
+    let url = str_field(&metadata, "token_endpoint")
+        .ok_or_else(|| OAuthError::Upstream("the authorization server names no token_endpoint".into()))?;
+    Ok((url, auth_method(&metadata, true)))
+}
+
+/// RFC 7591 dynamic registration of the gateway's callback. Returns the client id, its secret
+/// and the token endpoint authentication the server settled on.
 async fn register(
     http: &reqwest::Client,
     registration_endpoint: &str,
     redirect_uri: &str,
-) -> Result<(String, Option<String>), OAuthError> {
-    let body = client_metadata(redirect_uri);
+    auth_method: &str,
+) -> Result<(String, Option<String>, Option<String>), OAuthError> {
+    let mut body = client_metadata(redirect_uri);
+    body["token_endpoint_auth_method"] = json!(auth_method);
     let response = http.post(registration_endpoint).json(&body).send().await.map_err(network)?;
     let (status, doc) = read_json(response).await?;
     if !status.is_success() {
@@ -275,7 +364,7 @@ async fn register(
     }
     let client_id = str_field(&doc, "client_id")
         .ok_or_else(|| OAuthError::Upstream("the registration answer has no client_id".into()))?;
-    Ok((client_id, str_field(&doc, "client_secret")))
+    Ok((client_id, str_field(&doc, "client_secret"), str_field(&doc, "token_endpoint_auth_method")))
 }
 
 /// The gateway's client metadata: for registration, and as its Client ID Metadata Document.
@@ -334,27 +423,52 @@ pub fn scopes_for(config: &OAuth2Auth, endpoints: &Endpoints) -> Vec<String> {
     config.scopes.clone().unwrap_or_else(|| endpoints.scopes.clone())
 }
 
-/// One token request. The client authenticates with HTTP Basic when it has a secret
-/// (RFC 6749 §2.3.1), else names itself in the form.
+/// How the gateway proves who it is at a token endpoint.
+pub struct ClientAuth<'a> {
+    pub client_id: &'a str,
+    pub client_secret: Option<&'a str>,
+    /// `client_secret_basic`, `client_secret_post` or `none`.
+    pub method: &'a str,
+}
+
+impl<'a> ClientAuth<'a> {
+    pub fn of(client: &'a OAuthClient) -> Self {
+        Self {
+            client_id: &client.client_id,
+            client_secret: client.client_secret.as_deref(),
+            method: &client.endpoints.auth_method,
+        }
+    }
+
+    /// HTTP Basic (RFC 6749 §2.3.1, form-encoded parts), the secret in the form, or the id alone.
+    fn apply(&self, mut request: reqwest::RequestBuilder, form: &mut Vec<(String, String)>) -> reqwest::RequestBuilder {
+        match (self.client_secret, self.method) {
+            (Some(secret), "client_secret_post") => {
+                form.push(("client_id".into(), self.client_id.to_owned()));
+                form.push(("client_secret".into(), secret.to_owned()));
+            }
+            (Some(secret), "client_secret_basic") => {
+                let encode = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+                request = request.basic_auth(encode(self.client_id), Some(encode(secret)));
+            }
+            _ => form.push(("client_id".into(), self.client_id.to_owned())),
+        }
+        request
+    }
+}
+
+/// One token request.
 pub async fn token_request(
     http: &reqwest::Client,
     token_endpoint: &str,
-    client_id: &str,
-    client_secret: Option<&str>,
+    auth: &ClientAuth<'_>,
     mut form: Vec<(String, String)>,
     extra: Option<&BTreeMap<String, String>>,
 ) -> Result<TokenResponse, OAuthError> {
     if let Some(extra) = extra {
         form.extend(extra.iter().map(|(k, v)| (k.clone(), v.clone())));
     }
-    let mut request = http.post(token_endpoint).header("accept", "application/json");
-    match client_secret {
-        Some(secret) => {
-            let encode = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
-            request = request.basic_auth(encode(client_id), Some(encode(secret)));
-        }
-        None => form.push(("client_id".into(), client_id.to_owned())),
-    }
+    let request = auth.apply(http.post(token_endpoint).header("accept", "application/json"), &mut form);
     let body = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(form.iter()).finish();
     let response =
         request.header("content-type", "application/x-www-form-urlencoded").body(body).send().await.map_err(network)?;
@@ -369,11 +483,7 @@ pub async fn token_request(
 pub async fn revoke(http: &reqwest::Client, client: &OAuthClient, token: &str, hint: &str) {
     let Some(endpoint) = client.endpoints.revocation_endpoint.as_deref() else { return };
     let mut form = vec![("token".to_owned(), token.to_owned()), ("token_type_hint".to_owned(), hint.to_owned())];
-    let mut request = http.post(endpoint);
-    match &client.client_secret {
-        Some(secret) => request = request.basic_auth(&client.client_id, Some(secret)),
-        None => form.push(("client_id".into(), client.client_id.clone())),
-    }
+    let request = ClientAuth::of(client).apply(http.post(endpoint), &mut form);
     let body = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(form.iter()).finish();
     if let Err(e) = request.header("content-type", "application/x-www-form-urlencoded").body(body).send().await {
         tracing::warn!(error = %e.without_url(), "revoking an upstream token failed");
@@ -385,13 +495,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn challenge_and_well_known_locations() {
-        assert_eq!(
-            resource_metadata_param(r#"Bearer error="invalid_token", resource_metadata="https://a.example/.well-known/oauth-protected-resource/mcp""#)
-                .as_deref(),
-            Some("https://a.example/.well-known/oauth-protected-resource/mcp")
-        );
-        assert_eq!(resource_metadata_param("Bearer realm=x"), None);
+    fn resource_metadata_must_cover_the_server() {
+        let server = url::Url::parse("https://a.example/tenant/mcp").unwrap();
+        assert!(covers("https://a.example/tenant/mcp", &server));
+        assert!(covers("https://a.example/tenant/mcp/", &server));
+        assert!(covers("https://a.example/", &server));
+        assert!(covers("https://a.example/tenant", &server));
+        assert!(!covers("https://a.example/other", &server));
+        assert!(!covers("https://a.example/ten", &server));
+        assert!(!covers("https://evil.example/tenant/mcp", &server));
+        assert!(!covers("not a url", &server));
+    }
+
+    #[test]
+    fn well_known_locations() {
         let url = url::Url::parse("https://a.example/tenant/mcp/").unwrap();
         assert_eq!(
             well_known(&url, "oauth-protected-resource"),

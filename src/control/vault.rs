@@ -64,7 +64,8 @@ pub struct ConnectionView {
     pub server: String,
     /// `authenticated` or `unauthenticated`.
     pub status: String,
-    /// Why it is unauthenticated: `invalid_grant`, `refresh_failed`, `upstream_error` or `network_error`.
+    /// Why it is unauthenticated: `invalid_grant`, `refresh_failed`, `upstream_error`,
+    /// `network_error`, or `insufficient_scope` (the upstream wants more permissions).
     pub reason: Option<String>,
     pub expires_at: Option<DateTime<Utc>>,
     pub scopes: Option<String>,
@@ -174,6 +175,12 @@ impl Vault {
                 let (token, expires_at) = self.machine_token(&server, stored, &o, request.stale.as_deref()).await?;
                 Ok(Resolved { headers: vec![bearer(&token)], ttl_seconds: ttl_until(expires_at, now) })
             }
+            AuthData::OAuth2(_) if request.insufficient_scope.is_some() => {
+                let Subject::User(user) = subject else {
+                    return Err(unavailable(format!("{}: the upstream needs more permissions", server.slug)));
+                };
+                Err(self.step_up(&server, user, request.insufficient_scope.as_deref().unwrap_or_default()).await)
+            }
             AuthData::OAuth2(o) => {
                 let Subject::User(user) = subject else {
                     return Err(unavailable(format!(
@@ -266,14 +273,16 @@ impl Vault {
         if let Some(url) = &server.url {
             form.push(("resource".into(), url.clone()));
         }
-        let token = oauth::token_request(
-            &self.http,
-            config.token_url.as_deref().unwrap_or_default(),
-            config.client_id.as_deref().unwrap_or_default(),
-            config.client_secret.as_deref(),
-            form,
-            config.additional_token_params.as_ref(),
-        )
+        let url = server.url.as_deref().unwrap_or_default();
+        let token = async {
+            let (endpoint, method) = oauth::token_endpoint(&self.http, url, config).await?;
+            let auth = oauth::ClientAuth {
+                client_id: config.client_id.as_deref().unwrap_or_default(),
+                client_secret: config.client_secret.as_deref(),
+                method: &method,
+            };
+            oauth::token_request(&self.http, &endpoint, &auth, form, config.additional_token_params.as_ref()).await
+        }
         .await
         .map_err(|e| {
             tracing::warn!(server = server.slug, error = %e, "client-credentials token request failed");
@@ -347,8 +356,7 @@ impl Vault {
         let answer = oauth::token_request(
             &self.http,
             &client.endpoints.token_endpoint,
-            &client.client_id,
-            client.client_secret.as_deref(),
+            &oauth::ClientAuth::of(&client),
             form,
             config.additional_token_params.as_ref(),
         )
@@ -368,6 +376,33 @@ impl Vault {
                     _ => Err(unavailable(format!("{}: {e}", server.slug))),
                 }
             }
+        }
+    }
+
+    /// The upstream wants more scope: the grant remembers it (the next authorization asks for
+    /// the old scopes and the new ones) and stops being used until the user authorizes again.
+    async fn step_up(&self, server: &servers::Model, user: i64, scope: &str) -> CredentialError {
+        if let Ok(Some(grant)) = self.grant(server.id, user).await {
+            let mut scopes: Vec<String> =
+                grant.scopes.as_deref().unwrap_or_default().split_whitespace().map(str::to_owned).collect();
+            for wanted in scope.split_whitespace() {
+                if !scopes.iter().any(|s| s == wanted) {
+                    scopes.push(wanted.to_owned());
+                }
+            }
+            let mut active = grant.into_active_model();
+            active.scopes = Set(Some(scopes.join(" ")).filter(|s| !s.is_empty()));
+            active.status = Set(UNAUTHENTICATED.to_owned());
+            active.reason = Set(Some("insufficient_scope".to_owned()));
+            active.updated_at = Set(self.clock.now());
+            if let Err(e) = active.update(&self.db).await {
+                tracing::warn!(error = %e, "recording a step-up failed");
+            }
+        }
+        let tenant = self.tenant_slug(server).await;
+        CredentialError::ActionRequired {
+            message: format!("{tenant}/{} needs more permissions ({scope}); authorize again.", server.slug),
+            url: connect_url(&self.public_base, &tenant, &server.slug),
         }
     }
 
@@ -479,7 +514,15 @@ impl Vault {
         })?;
         let (verifier, challenge) = oauth::pkce();
         let state = crate::auth::session::random_secret();
-        let scopes = oauth::scopes_for(&config, &client.endpoints);
+        // Never ask for less than the user granted before (or a step-up asked for).
+        let mut scopes = oauth::scopes_for(&config, &client.endpoints);
+        if let Some(earlier) = self.grant(server.id, user).await.ok().flatten().and_then(|g| g.scopes) {
+            for scope in earlier.split_whitespace() {
+                if !scopes.iter().any(|s| s == scope) {
+                    scopes.push(scope.to_owned());
+                }
+            }
+        }
         let url =
             oauth::authorize_url(&client, &self.callback_url(), &state, &challenge, &scopes).ok_or_else(|| {
                 ApiError::Unavailable(format!("{}: the provider has no authorization endpoint", server.slug))
@@ -546,8 +589,7 @@ impl Vault {
         let token = oauth::token_request(
             &self.http,
             &client.endpoints.token_endpoint,
-            &client.client_id,
-            client.client_secret.as_deref(),
+            &oauth::ClientAuth::of(&client),
             form,
             config.additional_token_params.as_ref(),
         )

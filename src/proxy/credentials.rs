@@ -28,6 +28,10 @@ pub struct CredentialRequest {
     pub subject: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stale: Option<String>,
+    /// The scope the upstream asked for when it refused the credential as insufficient
+    /// (`403`, `error="insufficient_scope"`): the caller must authorize again with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub insufficient_scope: Option<String>,
 }
 
 impl CredentialRequest {
@@ -112,8 +116,12 @@ impl Credentials {
                 return Ok(hit.headers.clone());
             }
         }
-        let request =
-            CredentialRequest { server: server.id, subject: subject.to_owned(), stale: stale.map(str::to_owned) };
+        let request = CredentialRequest {
+            server: server.id,
+            subject: subject.to_owned(),
+            stale: stale.map(str::to_owned),
+            insufficient_scope: None,
+        };
         let resolved = self.resolver.resolve(&request).await;
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         match resolved {
@@ -134,6 +142,37 @@ impl Credentials {
             }
         }
     }
+}
+
+impl Credentials {
+    /// The upstream wants more scope than the caller's grant has: the resolver records it and
+    /// says what the caller must do.
+    pub async fn step_up(&self, server: &ServerEntry, subject: &str, scope: &str) -> CredentialError {
+        self.cache.lock().unwrap_or_else(|p| p.into_inner()).remove(&(server.id, subject.to_owned()));
+        let request = CredentialRequest {
+            server: server.id,
+            subject: subject.to_owned(),
+            stale: None,
+            insufficient_scope: Some(scope.to_owned()),
+        };
+        match self.resolver.resolve(&request).await {
+            Err(e) => e,
+            Ok(_) => CredentialError::Unavailable {
+                message: format!("{}: the upstream needs more permissions (scope {scope})", server.slug),
+            },
+        }
+    }
+}
+
+/// The scope an upstream's `403` asks for, when it says the token's scope is insufficient.
+pub fn insufficient_scope(response: &reqwest::Response) -> Option<String> {
+    if response.status() != reqwest::StatusCode::FORBIDDEN {
+        return None;
+    }
+    let challenge = response.headers().get("www-authenticate")?.to_str().ok()?;
+    let error = crate::auth::challenge::challenge_param(challenge, "error")?;
+    (error == "insufficient_scope")
+        .then(|| crate::auth::challenge::challenge_param(challenge, "scope").unwrap_or_default())
 }
 
 /// The `Authorization` value among credential headers, to name it as stale after a `401`.

@@ -410,6 +410,11 @@ fn upstream_request(
     Ok(request)
 }
 
+/// Each user authorizes this server at its provider.
+pub fn per_user_oauth(entry: &ServerEntry) -> bool {
+    entry.outbound_auth.get("grant_type").and_then(Value::as_str) == Some("authorization_code")
+}
+
 /// OAuth credentials can be refreshed; keys cannot.
 pub fn refreshable(entry: &ServerEntry) -> bool {
     entry.outbound_auth.get("type").and_then(Value::as_str) == Some("oauth2")
@@ -417,8 +422,8 @@ pub fn refreshable(entry: &ServerEntry) -> bool {
 
 /// What to tell the caller when the upstream refuses the credential the gateway sent.
 pub fn refused(state: &ProxyState, ctx: &Ctx, entry: &ServerEntry) -> CredentialError {
-    let per_user = entry.outbound_auth.get("auth_level").and_then(Value::as_str) == Some("per_user")
-        || entry.outbound_auth.get("grant_type").and_then(Value::as_str) == Some("authorization_code");
+    let per_user =
+        entry.outbound_auth.get("auth_level").and_then(Value::as_str) == Some("per_user") || per_user_oauth(entry);
     if per_user {
         CredentialError::ActionRequired {
             message: format!("{}/{} refused your credential; renew it.", ctx.tenant, entry.slug),
@@ -483,6 +488,12 @@ async fn relay(state: &ProxyState, ctx: &Ctx, call: Call<'_>) -> HttpResponse {
             Ok(r) => r,
             Err(e) => return ctx.upstream_failed(&call.id, &e),
         };
+        if per_user_oauth(entry) {
+            if let Some(scope) = crate::proxy::credentials::insufficient_scope(&response) {
+                let error = state.credentials.step_up(entry, &subject, &scope).await;
+                return ctx.upstream_failed(&call.id, &error.into());
+            }
+        }
         if response.status() != reqwest::StatusCode::UNAUTHORIZED || !Credentials::needed(entry) {
             break response;
         }

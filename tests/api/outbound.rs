@@ -618,16 +618,31 @@ async fn rotating_the_master_key_keeps_every_secret_usable() {
     let token =
         admin.post("/api/v1/me/tokens", json!({"name": "ide"})).await.expect(201)["token"].as_str().unwrap().to_owned();
     for (slug, url, auth) in [
-        ("shared", &shared.url, json!({"type": "header", "auth_level": "global", "headers": {"X-Api-Key": "Shared-Key-0a"}})),
-        ("own", &own.url, json!({"type": "header", "auth_level": "per_user", "headers": {"Authorization": "Bearer {{API_KEY}}"}})),
+        (
+            "shared",
+            &shared.url,
+            json!({"type": "header", "auth_level": "global", "headers": {"X-Api-Key": "Shared-Key-0a"}}),
+        ),
+        (
+            "own",
+            &own.url,
+            json!({"type": "header", "auth_level": "per_user", "headers": {"Authorization": "Bearer {{API_KEY}}"}}),
+        ),
     ] {
         admin
-            .post("/api/v1/tenants/acme/servers", json!({"slug": slug, "display_name": slug, "kind": "remote", "url": url, "auth_data": auth}))
+            .post(
+                "/api/v1/tenants/acme/servers",
+                json!({"slug": slug, "display_name": slug, "kind": "remote", "url": url, "auth_data": auth}),
+            )
             .await
             .expect(201);
     }
     admin
-        .send(reqwest::Method::PUT, "/api/v1/tenants/acme/servers/own/auth-overrides/me", Some(json!({"values": {"API_KEY": "Own-Key-0b"}})))
+        .send(
+            reqwest::Method::PUT,
+            "/api/v1/tenants/acme/servers/own/auth-overrides/me",
+            Some(json!({"values": {"API_KEY": "Own-Key-0b"}})),
+        )
         .await
         .expect(201);
     server.kill();
