@@ -143,7 +143,7 @@ pub struct ServerView {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub auth_data: Option<AuthDataView>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub servers: Option<Vec<MemberSpec>>,
+    pub servers: Option<Vec<MemberView>>,
     pub tool_settings: Vec<ToolSetting>,
     pub tags: Vec<String>,
     /// The last successful probe, if any.
@@ -152,6 +152,16 @@ pub struct ServerView {
     pub role: ServerRole,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+/// One member of a virtual server, as shown.
+#[derive(Serialize, ToSchema)]
+pub struct MemberView {
+    pub server: String,
+    pub enabled_tools: EnabledTools,
+    /// The virtual server's own credentials for this member, without secrets.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth_data: Option<AuthDataView>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -200,9 +210,10 @@ fn view(state: &AppState, tenant: &str, detail: ServerDetail, role: ServerRole) 
         servers: (!remote).then(|| {
             members
                 .iter()
-                .map(|(link, member)| MemberSpec {
+                .map(|(link, member)| MemberView {
                     server: member.slug.clone(),
                     enabled_tools: servers::enabled_tools_of(link),
+                    auth_data: link.auth_data.as_ref().and_then(AuthData::from_stored).map(|a| a.view()),
                 })
                 .collect()
         }),
@@ -327,6 +338,26 @@ fn not_allowed(field: &str, why: &str) -> FieldError {
     FieldError::new(field, "not_allowed", why)
 }
 
+/// Validates members' credential overrides and seals their secrets for storage.
+fn seal_members(state: &AppState, specs: Option<Vec<MemberSpec>>) -> ApiResult<Option<Vec<MemberSpec>>> {
+    let Some(mut specs) = specs else { return Ok(None) };
+    for (i, spec) in specs.iter_mut().enumerate() {
+        let Some(auth) = spec.auth_data.take() else { continue };
+        let field = format!("servers[{i}].auth_data");
+        auth.validate(&field)?;
+        if auth.is_per_user() {
+            return Err(ApiError::Validation(vec![FieldError::new(
+                field,
+                "per_user_not_allowed",
+                "a member override is one credential for every caller; per-user credentials belong on the member server",
+            )]));
+        }
+        // The sealed document has the same shape, with secrets sealed.
+        spec.auth_data = AuthData::from_stored(&auth.seal(&state.sealer)?);
+    }
+    Ok(Some(specs))
+}
+
 fn check_members(specs: &[MemberSpec]) -> Result<(), FieldError> {
     for (i, spec) in specs.iter().enumerate() {
         if let EnabledTools::Only(names) = &spec.enabled_tools {
@@ -434,7 +465,7 @@ pub async fn create_server(
             tls_ca_certificate: ca,
             auth_data,
         }),
-        None => NewKind::Virtual(members),
+        None => NewKind::Virtual(seal_members(&state, Some(members))?.unwrap_or_default()),
     };
     let new = NewServer { slug, display_name, description, tags, tool_settings, kind };
     let actor = access.principal.actor();
@@ -493,7 +524,7 @@ pub async fn update_server(
         tls_reject_unauthorized: tls.as_ref().and_then(|t| t.reject_unauthorized),
         tls_ca_certificate: ca,
         auth_data: body.auth_data.map(|a| seal_auth(&state, a)).transpose()?,
-        members,
+        members: seal_members(&state, members)?,
     };
     let actor = access.tenant.principal.actor();
     let detail =
@@ -572,7 +603,8 @@ pub async fn probe_server(
             crate::control::servers::SubjectKind::VirtualAccount => format!("v{id}"),
             _ => format!("u{id}"),
         };
-        let request = CredentialRequest { server: server.id, subject, stale: None, insufficient_scope: None };
+        let request =
+            CredentialRequest { server: server.id, via: None, subject, stale: None, insufficient_scope: None };
         match state.vault.resolve(&request).await {
             Ok(resolved) => upstream.additional_headers.extend(resolved.headers),
             Err(CredentialError::ActionRequired { message, url }) => {

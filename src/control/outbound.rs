@@ -31,7 +31,7 @@ pub enum GrantType {
 
 /// Headers sent upstream. With `global` the values are secrets (write-only); with `per_user`
 /// they are templates whose `{{PLACEHOLDER}}`s each caller fills with an Auth Override.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HeaderAuth {
     pub auth_level: AuthLevel,
@@ -41,7 +41,7 @@ pub struct HeaderAuth {
 }
 
 /// OAuth 2.0 at the upstream's authorization server. `client_secret` is write-only.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OAuth2Auth {
     pub grant_type: Option<GrantType>,
@@ -71,7 +71,7 @@ pub struct OAuth2Auth {
 }
 
 /// A server's outbound auth as written to the API.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum AuthData {
     Header(HeaderAuth),

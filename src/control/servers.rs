@@ -172,6 +172,11 @@ pub struct MemberSpec {
     pub server: String,
     #[serde(default = "all_tools")]
     pub enabled_tools: EnabledTools,
+    /// Credentials this virtual server uses for the member instead of the member's own: a
+    /// shared one (`header` global, `oauth2` client_credentials) or `passthrough`. Secrets are
+    /// write-only. (Per-user credentials are set on the member server itself.)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_data: Option<crate::control::outbound::AuthData>,
 }
 
 fn all_tools() -> EnabledTools {
@@ -309,7 +314,7 @@ async fn resolve_members(
     db: &impl ConnectionTrait,
     tenant: &tenants::Model,
     specs: &[MemberSpec],
-) -> ApiResult<Vec<(servers::Model, EnabledTools)>> {
+) -> ApiResult<Vec<(servers::Model, EnabledTools, Option<Value>)>> {
     let mut errors = Vec::new();
     let mut resolved = Vec::new();
     let mut seen = HashSet::new();
@@ -354,7 +359,9 @@ async fn resolve_members(
                 }
             }
         }
-        resolved.push((member, spec.enabled_tools.clone()));
+        // Already validated and sealed by the caller: the stored form as it is.
+        let auth = spec.auth_data.as_ref().map(json_of);
+        resolved.push((member, spec.enabled_tools.clone(), auth));
     }
     if errors.is_empty() {
         Ok(resolved)
@@ -366,13 +373,13 @@ async fn resolve_members(
 async fn write_members(
     db: &impl ConnectionTrait,
     virtual_server_id: i64,
-    members: Vec<(servers::Model, EnabledTools)>,
+    members: Vec<(servers::Model, EnabledTools, Option<Value>)>,
 ) -> ApiResult<()> {
     virtual_members::Entity::delete_many()
         .filter(virtual_members::Column::VirtualServerId.eq(virtual_server_id))
         .exec(db)
         .await?;
-    for (position, (member, enabled)) in members.into_iter().enumerate() {
+    for (position, (member, enabled, auth)) in members.into_iter().enumerate() {
         virtual_members::ActiveModel {
             virtual_server_id: Set(virtual_server_id),
             member_server_id: Set(member.id),
@@ -381,6 +388,7 @@ async fn write_members(
                 EnabledTools::Only(names) => Some(json_of(&names)),
             }),
             position: Set(position as i32),
+            auth_data: Set(auth),
             ..Default::default()
         }
         .insert(db)

@@ -24,6 +24,7 @@ use crate::proxy::credentials::{connect_url, CredentialError, CredentialRequest,
 use crate::proxy::index::Subject;
 use crate::store::entities::{
     auth_overrides, servers, tenants, upstream_auth_states, upstream_clients, upstream_grants, virtual_accounts,
+    virtual_members,
 };
 
 /// Tokens are renewed this long before they expire, so none expires on the way upstream.
@@ -49,8 +50,9 @@ pub struct Vault {
     clock: Clock,
     public_base: String,
     http: reqwest::Client,
-    machine: Mutex<HashMap<i64, MachineToken>>,
-    machine_locks: Locks<i64>,
+    /// Keyed by server and, for a virtual server's member override, the virtual server.
+    machine: Mutex<HashMap<(i64, Option<i64>), MachineToken>>,
+    machine_locks: Locks<(i64, Option<i64>)>,
     grant_locks: Locks<(i64, i64)>,
 }
 
@@ -140,7 +142,18 @@ impl Vault {
             .await
             .map_err(db_error)?
             .ok_or_else(|| unavailable("the server no longer exists"))?;
-        let Some(stored) = server.auth_data.as_ref() else {
+        // A virtual server's own credentials for this member, when it has some.
+        let member_auth = match request.via {
+            Some(via) => virtual_members::Entity::find()
+                .filter(virtual_members::Column::VirtualServerId.eq(via))
+                .filter(virtual_members::Column::MemberServerId.eq(server.id))
+                .one(&self.db)
+                .await
+                .map_err(db_error)?
+                .and_then(|m| m.auth_data),
+            None => None,
+        };
+        let Some(stored) = member_auth.as_ref().or(server.auth_data.as_ref()) else {
             return Ok(Resolved { headers: Vec::new(), ttl_seconds: KEY_TTL });
         };
         let auth = AuthData::open(stored, &self.sealer)
@@ -172,7 +185,9 @@ impl Vault {
                 }
             }
             AuthData::OAuth2(o) if o.grant_type == Some(GrantType::ClientCredentials) => {
-                let (token, expires_at) = self.machine_token(&server, stored, &o, request.stale.as_deref()).await?;
+                let key = (server.id, request.via);
+                let (token, expires_at) =
+                    self.machine_token(&server, key, stored, &o, request.stale.as_deref()).await?;
                 Ok(Resolved { headers: vec![bearer(&token)], ttl_seconds: ttl_until(expires_at, now) })
             }
             AuthData::OAuth2(_) if request.insufficient_scope.is_some() => {
@@ -246,13 +261,14 @@ impl Vault {
     async fn machine_token(
         &self,
         server: &servers::Model,
+        key: (i64, Option<i64>),
         stored: &Value,
         config: &OAuth2Auth,
         stale: Option<&str>,
     ) -> Result<(String, Option<DateTime<Utc>>), CredentialError> {
-        let usable = |cache: &HashMap<i64, MachineToken>| {
+        let usable = |cache: &HashMap<(i64, Option<i64>), MachineToken>| {
             cache
-                .get(&server.id)
+                .get(&key)
                 .filter(|t| &t.config == stored && t.expires_at - Duration::seconds(EARLY) > self.clock.now())
                 .filter(|t| stale != Some(format!("Bearer {}", t.token).as_str()))
                 .map(|t| (t.token.clone(), Some(t.expires_at)))
@@ -260,7 +276,7 @@ impl Vault {
         if let Some(hit) = usable(&self.machine.lock().unwrap_or_else(|p| p.into_inner())) {
             return Ok(hit);
         }
-        let lock = lock_for(&self.machine_locks, server.id);
+        let lock = lock_for(&self.machine_locks, key);
         let _held = lock.lock().await;
         // Someone else may have fetched it while this caller waited.
         if let Some(hit) = usable(&self.machine.lock().unwrap_or_else(|p| p.into_inner())) {
@@ -293,7 +309,7 @@ impl Vault {
         self.machine
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(server.id, MachineToken { config: stored.clone(), token: token.access_token.clone(), expires_at });
+            .insert(key, MachineToken { config: stored.clone(), token: token.access_token.clone(), expires_at });
         Ok((token.access_token, Some(expires_at)))
     }
 

@@ -103,6 +103,10 @@ pub async fn compile(
                             EnabledTools::All(_) => None,
                             EnabledTools::Only(names) => Some(names),
                         },
+                        outbound_auth: l
+                            .auth_data
+                            .as_ref()
+                            .map(|a| crate::control::outbound::snapshot_entry_of(Some(a))),
                     })
                     .collect(),
                 outbound_auth: crate::control::outbound::snapshot_entry_of(s.auth_data.as_ref()),

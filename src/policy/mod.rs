@@ -97,11 +97,15 @@ pub struct ServerEntry {
     pub outbound_auth: Value,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct VirtualMemberEntry {
     pub server: i64,
     /// `None` for every tool.
     pub enabled_tools: Option<Vec<String>>,
+    /// The virtual server's own outbound auth for this member (type and non-secret
+    /// parameters), in place of the member's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outbound_auth: Option<Value>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

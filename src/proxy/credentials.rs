@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::policy::ServerEntry;
+use crate::policy::{ServerEntry, VirtualMemberEntry};
 use crate::proxy::index::Subject;
 
 /// Header name and value pairs to add to upstream requests. Secret: never logged.
@@ -24,6 +24,9 @@ pub type Headers = Vec<(String, String)>;
 #[serde(deny_unknown_fields)]
 pub struct CredentialRequest {
     pub server: i64,
+    /// The virtual server whose member override applies, when one does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub via: Option<i64>,
     /// `u<id>` (user) or `v<id>` (virtual account).
     pub subject: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -72,6 +75,57 @@ pub trait CredentialResolver: Send + Sync {
     async fn resolve(&self, request: &CredentialRequest) -> Result<Resolved, CredentialError>;
 }
 
+/// Whose outbound auth applies to a call: the server's own, or a virtual server's override
+/// for one of its members.
+#[derive(Clone, Copy)]
+pub struct Target<'a> {
+    pub server: &'a ServerEntry,
+    pub via: Option<i64>,
+    pub auth: &'a serde_json::Value,
+}
+
+impl<'a> Target<'a> {
+    pub fn own(server: &'a ServerEntry) -> Self {
+        Self { server, via: None, auth: &server.outbound_auth }
+    }
+
+    /// Member `member` of virtual server `virtual_id`.
+    pub fn member(virtual_id: i64, server: &'a ServerEntry, member: &'a VirtualMemberEntry) -> Self {
+        match &member.outbound_auth {
+            Some(auth) => Self { server, via: Some(virtual_id), auth },
+            None => Self::own(server),
+        }
+    }
+
+    fn field(&self, name: &str) -> Option<&str> {
+        self.auth.get(name).and_then(|v| v.as_str())
+    }
+
+    /// Requests carry a credential the resolver supplies.
+    pub fn needed(&self) -> bool {
+        matches!(self.field("type"), Some("header" | "oauth2"))
+    }
+
+    /// OAuth credentials can be refreshed; keys cannot.
+    pub fn refreshable(&self) -> bool {
+        self.field("type") == Some("oauth2")
+    }
+
+    /// Each user authorizes this server at its provider.
+    pub fn per_user_oauth(&self) -> bool {
+        self.field("grant_type") == Some("authorization_code")
+    }
+
+    /// The caller supplies their own credential (a key or an authorization).
+    pub fn per_user(&self) -> bool {
+        self.field("auth_level") == Some("per_user") || self.per_user_oauth()
+    }
+
+    pub fn passthrough(&self) -> bool {
+        self.field("type") == Some("passthrough")
+    }
+}
+
 struct Cached {
     version: i64,
     headers: Headers,
@@ -81,7 +135,7 @@ struct Cached {
 /// The resolver with a small cache in front.
 pub struct Credentials {
     resolver: Arc<dyn CredentialResolver>,
-    cache: Mutex<HashMap<(i64, String), Cached>>,
+    cache: Mutex<HashMap<(i64, Option<i64>, String), Cached>>,
 }
 
 /// Cache bound: entries beyond it are dropped wholesale, oldest policy first.
@@ -92,24 +146,20 @@ impl Credentials {
         Self { resolver, cache: Mutex::default() }
     }
 
-    /// Whether requests to this server carry a credential the resolver supplies.
-    pub fn needed(server: &ServerEntry) -> bool {
-        matches!(server.outbound_auth.get("type").and_then(|t| t.as_str()), Some("header" | "oauth2"))
-    }
-
-    /// The headers for `subject` on `server` under snapshot `version`; empty when the server
-    /// needs none. `stale` forces a fresh credential in place of the one the upstream refused.
+    /// The headers for `subject` on `target` under snapshot `version`; empty when it needs
+    /// none. `stale` forces a fresh credential in place of the one the upstream refused.
     pub async fn headers(
         &self,
-        server: &ServerEntry,
+        target: Target<'_>,
         subject: &str,
         version: i64,
         stale: Option<&str>,
     ) -> Result<Headers, CredentialError> {
-        if !Self::needed(server) {
+        if !target.needed() {
             return Ok(Vec::new());
         }
-        let key = (server.id, subject.to_owned());
+        let server = target.server;
+        let key = (server.id, target.via, subject.to_owned());
         if stale.is_none() {
             let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
             if let Some(hit) = cache.get(&key).filter(|c| c.version == version && c.until > Instant::now()) {
@@ -118,6 +168,7 @@ impl Credentials {
         }
         let request = CredentialRequest {
             server: server.id,
+            via: target.via,
             subject: subject.to_owned(),
             stale: stale.map(str::to_owned),
             insufficient_scope: None,
@@ -147,10 +198,12 @@ impl Credentials {
 impl Credentials {
     /// The upstream wants more scope than the caller's grant has: the resolver records it and
     /// says what the caller must do.
-    pub async fn step_up(&self, server: &ServerEntry, subject: &str, scope: &str) -> CredentialError {
-        self.cache.lock().unwrap_or_else(|p| p.into_inner()).remove(&(server.id, subject.to_owned()));
+    pub async fn step_up(&self, target: Target<'_>, subject: &str, scope: &str) -> CredentialError {
+        let server = target.server;
+        self.cache.lock().unwrap_or_else(|p| p.into_inner()).remove(&(server.id, target.via, subject.to_owned()));
         let request = CredentialRequest {
             server: server.id,
+            via: target.via,
             subject: subject.to_owned(),
             stale: None,
             insufficient_scope: Some(scope.to_owned()),

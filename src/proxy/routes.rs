@@ -16,7 +16,7 @@ use tracing_actix_web::RequestId;
 
 use crate::clock::Clock;
 use crate::policy::ServerEntry;
-use crate::proxy::credentials::{CredentialError, CredentialResolver, Credentials, Headers};
+use crate::proxy::credentials::{CredentialError, CredentialResolver, Credentials, Headers, Target};
 use crate::proxy::decisions::{Decision, DecisionLog};
 use crate::proxy::guard::{self, OriginPolicy};
 use crate::proxy::holder::PolicyHolder;
@@ -410,21 +410,10 @@ fn upstream_request(
     Ok(request)
 }
 
-/// Each user authorizes this server at its provider.
-pub fn per_user_oauth(entry: &ServerEntry) -> bool {
-    entry.outbound_auth.get("grant_type").and_then(Value::as_str) == Some("authorization_code")
-}
-
-/// OAuth credentials can be refreshed; keys cannot.
-pub fn refreshable(entry: &ServerEntry) -> bool {
-    entry.outbound_auth.get("type").and_then(Value::as_str) == Some("oauth2")
-}
-
 /// What to tell the caller when the upstream refuses the credential the gateway sent.
-pub fn refused(state: &ProxyState, ctx: &Ctx, entry: &ServerEntry) -> CredentialError {
-    let per_user =
-        entry.outbound_auth.get("auth_level").and_then(Value::as_str) == Some("per_user") || per_user_oauth(entry);
-    if per_user {
+pub fn refused(state: &ProxyState, ctx: &Ctx, target: Target<'_>) -> CredentialError {
+    let entry = target.server;
+    if target.per_user() {
         CredentialError::ActionRequired {
             message: format!("{}/{} refused your credential; renew it.", ctx.tenant, entry.slug),
             url: crate::proxy::credentials::connect_url(&state.public_base, &ctx.tenant, &entry.slug),
@@ -455,7 +444,8 @@ async fn relay(state: &ProxyState, ctx: &Ctx, call: Call<'_>) -> HttpResponse {
             );
         }
     }
-    if entry.outbound_auth.get("type").and_then(Value::as_str) == Some("passthrough") {
+    let target = Target::own(entry);
+    if target.passthrough() {
         // Only an identity-provider token may travel on; gateway tokens and PATs never leave.
         ctx.decide("denied", Some("passthrough_needs_idp_token"), None);
         return rpc_error(
@@ -471,7 +461,7 @@ async fn relay(state: &ProxyState, ctx: &Ctx, call: Call<'_>) -> HttpResponse {
         );
     }
     let subject = subject_tag(call.subject);
-    let mut auth = match state.credentials.headers(entry, &subject, ctx.policy.version(), None).await {
+    let mut auth = match state.credentials.headers(target, &subject, ctx.policy.version(), None).await {
         Ok(h) => h,
         Err(e) => return ctx.upstream_failed(&call.id, &e.into()),
     };
@@ -488,21 +478,21 @@ async fn relay(state: &ProxyState, ctx: &Ctx, call: Call<'_>) -> HttpResponse {
             Ok(r) => r,
             Err(e) => return ctx.upstream_failed(&call.id, &e),
         };
-        if per_user_oauth(entry) {
+        if target.per_user_oauth() {
             if let Some(scope) = crate::proxy::credentials::insufficient_scope(&response) {
-                let error = state.credentials.step_up(entry, &subject, &scope).await;
+                let error = state.credentials.step_up(target, &subject, &scope).await;
                 return ctx.upstream_failed(&call.id, &error.into());
             }
         }
-        if response.status() != reqwest::StatusCode::UNAUTHORIZED || !Credentials::needed(entry) {
+        if response.status() != reqwest::StatusCode::UNAUTHORIZED || !target.needed() {
             break response;
         }
         // The upstream refused the credential: an OAuth token gets one refresh and retry;
         // after that (or for a key) the caller learns whose credential failed.
-        if !retried && refreshable(entry) {
+        if !retried && target.refreshable() {
             retried = true;
             let stale = crate::proxy::credentials::authorization(&auth).map(str::to_owned);
-            match state.credentials.headers(entry, &subject, ctx.policy.version(), stale.as_deref()).await {
+            match state.credentials.headers(target, &subject, ctx.policy.version(), stale.as_deref()).await {
                 Ok(fresh) => {
                     auth = fresh;
                     continue;
@@ -510,7 +500,7 @@ async fn relay(state: &ProxyState, ctx: &Ctx, call: Call<'_>) -> HttpResponse {
                 Err(e) => return ctx.upstream_failed(&call.id, &e.into()),
             }
         }
-        return ctx.upstream_failed(&call.id, &refused(state, ctx, entry).into());
+        return ctx.upstream_failed(&call.id, &refused(state, ctx, target).into());
     };
     let status = StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
     ctx.decide(if status.is_server_error() { "error" } else { "allowed" }, None, Some(status.as_u16()));

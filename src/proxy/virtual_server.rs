@@ -16,10 +16,10 @@ use futures_util::future::join_all;
 use serde_json::{json, Map, Value};
 
 use crate::policy::ServerEntry;
-use crate::proxy::credentials::{authorization, CredentialError, Headers};
+use crate::proxy::credentials::{authorization, CredentialError, Headers, Target};
 use crate::proxy::rewrite;
 use crate::proxy::routes::{
-    credential_required, refreshable, relay_headers, rpc_error, Call, Ctx, ProxyState, INVALID_PARAMS, INVALID_REQUEST,
+    credential_required, relay_headers, rpc_error, Call, Ctx, ProxyState, INVALID_PARAMS, INVALID_REQUEST,
     METHOD_NOT_FOUND,
 };
 use crate::proxy::session::{subject_tag, GatewaySession};
@@ -61,6 +61,8 @@ struct Members<'a> {
     auth: Vec<Result<Headers, CredentialError>>,
     /// The caller, for credential refreshes.
     subject: String,
+    /// Whose outbound auth applies to each member.
+    targets: Vec<Target<'a>>,
 }
 
 impl Members<'_> {
@@ -92,9 +94,10 @@ impl Members<'_> {
         let entry = self.entries[i].0;
         let auth = self.auth[i].clone()?;
         match state.clients.exchange(entry, &auth, session, version, message).await {
-            Err(UpstreamError::Status(401)) if refreshable(entry) => {
+            Err(UpstreamError::Status(401)) if self.targets[i].refreshable() => {
                 let policy = state.policy.current().map(|p| p.version()).unwrap_or_default();
-                let fresh = state.credentials.headers(entry, &self.subject, policy, authorization(&auth)).await?;
+                let fresh =
+                    state.credentials.headers(self.targets[i], &self.subject, policy, authorization(&auth)).await?;
                 state.clients.exchange(entry, &fresh, session, version, message).await
             }
             other => other,
@@ -105,11 +108,23 @@ impl Members<'_> {
     async fn credentials(
         state: &ProxyState,
         ctx: &Ctx,
-        entries: &[(&ServerEntry, Option<&Vec<String>>)],
+        targets: &[Target<'_>],
         subject: &str,
     ) -> Vec<Result<Headers, CredentialError>> {
         let version = ctx.policy.version();
-        join_all(entries.iter().map(|(entry, _)| state.credentials.headers(entry, subject, version, None))).await
+        join_all(targets.iter().map(|target| async move {
+            if target.passthrough() {
+                // Only an identity-provider token may travel on, and none authenticated this call.
+                return Err(CredentialError::Unavailable {
+                    message: format!(
+                        "{} forwards the caller's identity-provider token; gateway tokens are never forwarded",
+                        target.server.slug
+                    ),
+                });
+            }
+            state.credentials.headers(*target, subject, version, None).await
+        }))
+        .await
     }
 
     /// The same message to every live member, at once; individual failures are the members'.
@@ -124,12 +139,14 @@ fn ok(id: &Value, result: Value) -> HttpResponse {
 
 pub async fn handle(state: &ProxyState, ctx: &Ctx, call: Call<'_>) -> HttpResponse {
     let entry = call.entry;
-    let entries: Vec<_> = entry
+    let live: Vec<_> = entry
         .members
         .iter()
-        .filter_map(|m| ctx.policy.server_by_id(m.server).map(|s| (s, m.enabled_tools.as_ref())))
+        .filter_map(|m| ctx.policy.server_by_id(m.server).map(|s| (s, m)))
         .filter(|(s, _)| s.kind == "remote")
         .collect();
+    let entries: Vec<_> = live.iter().map(|(s, m)| (*s, m.enabled_tools.as_ref())).collect();
+    let targets: Vec<Target> = live.iter().map(|(s, m)| Target::member(entry.id, s, m)).collect();
     let ids: Vec<i64> = entries.iter().map(|(s, _)| s.id).collect();
     let (sessions, failed) = match &call.session {
         Some((_, s)) if s.members == ids => (s.upstreams.clone(), s.failed.clone()),
@@ -146,8 +163,8 @@ pub async fn handle(state: &ProxyState, ctx: &Ctx, call: Call<'_>) -> HttpRespon
         None => (vec![None; entries.len()], Vec::new()),
     };
     let subject = subject_tag(call.subject);
-    let auth = Members::credentials(state, ctx, &entries, &subject).await;
-    let members = Members { entries, sessions, failed, auth, subject };
+    let auth = Members::credentials(state, ctx, &targets, &subject).await;
+    let members = Members { entries, sessions, failed, auth, subject, targets };
 
     match *call.req.method() {
         actix_web::http::Method::GET => {

@@ -670,3 +670,47 @@ async fn rotating_the_master_key_keeps_every_secret_usable() {
     assert_eq!(whoami(&format!("{}/acme/mcp/own/server", server.base), &token).await.unwrap(), "own");
     server.kill();
 }
+
+#[tokio::test]
+async fn a_virtual_server_can_call_a_member_with_credentials_of_its_own() {
+    let app = spawn_app().await;
+    let p = people(&app).await;
+    let upstream =
+        guarded::start(Guard::header("x-api-key", &[("k-member-own", "member"), ("k-virtual-own", "via-virtual")]))
+            .await;
+    server(
+        &p,
+        "tool",
+        &upstream.url,
+        json!({"type": "header", "auth_level": "global", "headers": {"X-Api-Key": "k-member-own"}}),
+    )
+    .await;
+
+    let per_user = json!({"slug": "bad", "display_name": "bad", "kind": "virtual", "servers": [{"server": "tool",
+        "auth_data": {"type": "header", "auth_level": "per_user", "headers": {"X-Api-Key": "{{KEY}}"}}}]});
+    let refused = p.admin.post("/api/v1/tenants/acme/servers", per_user).await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(refused.error_fields(), vec!["servers[0].auth_data"]);
+
+    let combo = json!({"slug": "combo", "display_name": "combo", "kind": "virtual", "servers": [{"server": "tool",
+        "auth_data": {"type": "header", "auth_level": "global", "headers": {"X-Api-Key": "k-virtual-own"}}}]});
+    let view = p.admin.post("/api/v1/tenants/acme/servers", combo).await.expect(201);
+    assert_eq!(
+        view["servers"][0]["auth_data"],
+        json!({"type": "header", "auth_level": "global", "secret_headers": ["X-Api-Key"]})
+    );
+    assert!(!view.to_string().contains("k-virtual-own"), "{view}");
+    p.admin
+        .send(
+            reqwest::Method::PUT,
+            "/api/v1/tenants/acme/servers/combo/collaborators",
+            Some(json!({"subject": "user:ann@example.com", "role": "user"})),
+        )
+        .await
+        .expect(201);
+    wait_for_policy(&app).await;
+    assert_eq!(whoami(&mcp_url(&app, "tool"), &p.ann_token).await.unwrap(), "member");
+    assert_eq!(whoami(&mcp_url(&app, "combo"), &p.ann_token).await.unwrap(), "via-virtual");
+    let snapshot = serde_json::to_string(&app.state.policy.current().unwrap().snapshot).unwrap();
+    assert!(!snapshot.contains("k-virtual-own") && !snapshot.contains("k-member-own"), "no secret in the snapshot");
+}
