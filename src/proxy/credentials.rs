@@ -126,6 +126,9 @@ impl<'a> Target<'a> {
     }
 }
 
+/// Server, the virtual server whose member override applies, caller.
+type CacheKey = (i64, Option<i64>, String);
+
 struct Cached {
     version: i64,
     headers: Headers,
@@ -135,7 +138,7 @@ struct Cached {
 /// The resolver with a small cache in front.
 pub struct Credentials {
     resolver: Arc<dyn CredentialResolver>,
-    cache: Mutex<HashMap<(i64, Option<i64>, String), Cached>>,
+    cache: Mutex<HashMap<CacheKey, Cached>>,
 }
 
 /// Cache bound: entries beyond it are dropped wholesale, oldest policy first.
