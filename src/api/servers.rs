@@ -15,7 +15,7 @@ use crate::api::json::ApiJson;
 use crate::api::pagination::{Page, PageQuery};
 use crate::api::responses::*;
 use crate::api::validate;
-use crate::control::outbound::{AuthData, AuthDataView};
+use crate::control::outbound::{AuthData, AuthDataView, GATEWAY_HEADERS};
 use crate::control::probe::{self, ProbeReport};
 use crate::control::servers::{
     self, Collaborator, EnabledTools, MemberSpec, NewKind, NewServer, ProbedTool, ServerDetail, ServerKind,
@@ -27,24 +27,8 @@ use crate::startup::AppState;
 
 const MAX_DESCRIPTION: usize = 2000;
 const MAX_TAGS: usize = 20;
-/// Headers the gateway sets itself, or that carry credentials (those belong in `auth_data`).
-const RESERVED_HEADERS: &[&str] = &[
-    "authorization",
-    "host",
-    "content-length",
-    "content-type",
-    "transfer-encoding",
-    "connection",
-    "upgrade",
-    "te",
-    "trailer",
-    "keep-alive",
-    "proxy-authorization",
-    "proxy-connection",
-    "mcp-session-id",
-    "mcp-protocol-version",
-    "cookie",
-];
+/// Headers that carry credentials: those belong in `auth_data`, sealed.
+const CREDENTIAL_HEADERS: &[&str] = &["authorization", "proxy-authorization", "cookie"];
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -254,7 +238,8 @@ fn check_headers(headers: &BTreeMap<String, String>) -> Result<(), FieldError> {
         if HeaderName::from_bytes(name.as_bytes()).is_err() {
             return Err(FieldError::new(field, "invalid_header", "is not a valid HTTP header name"));
         }
-        if RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
+        let lower = name.to_ascii_lowercase();
+        if GATEWAY_HEADERS.contains(&lower.as_str()) || CREDENTIAL_HEADERS.contains(&lower.as_str()) {
             return Err(FieldError::new(
                 field,
                 "reserved_header",

@@ -118,8 +118,9 @@ pub struct AuthDataView {
 
 const MAX_HEADERS: usize = 20;
 const MAX_VALUE: usize = 8192;
-/// Headers the gateway owns on the upstream connection.
-const NOT_SETTABLE: &[&str] = &[
+/// Headers the gateway owns on the upstream connection: neither credentials nor additional
+/// headers may set them.
+pub const GATEWAY_HEADERS: &[&str] = &[
     "host",
     "content-length",
     "content-type",
@@ -210,7 +211,7 @@ impl AuthData {
                         errors.push(FieldError::new(f, "invalid_header", "not a valid HTTP header name"));
                         continue;
                     }
-                    if NOT_SETTABLE.contains(&lower.as_str()) {
+                    if GATEWAY_HEADERS.contains(&lower.as_str()) {
                         errors.push(FieldError::new(f, "reserved_header", format!("{name} is set by the gateway")));
                         continue;
                     }
@@ -326,22 +327,24 @@ impl AuthData {
         }
     }
 
+    /// Applies `f` to every secret in place: the `global` header values and the client secret.
+    fn map_secrets(&mut self, mut f: impl FnMut(&str) -> anyhow::Result<String>) -> anyhow::Result<()> {
+        match self {
+            AuthData::Header(h) if h.auth_level == AuthLevel::Global => {
+                for value in h.headers.values_mut() {
+                    *value = f(value)?;
+                }
+            }
+            AuthData::OAuth2(OAuth2Auth { client_secret: Some(secret), .. }) => *secret = f(secret)?,
+            _ => {}
+        }
+        Ok(())
+    }
+
     /// The stored form: the same document with every secret sealed.
     pub fn seal(&self, sealer: &Sealer) -> anyhow::Result<Value> {
         let mut stored = self.clone();
-        match &mut stored {
-            AuthData::Header(h) if h.auth_level == AuthLevel::Global => {
-                for value in h.headers.values_mut() {
-                    *value = sealer.seal(value.as_bytes())?;
-                }
-            }
-            AuthData::OAuth2(o) => {
-                if let Some(secret) = o.client_secret.as_mut() {
-                    *secret = sealer.seal(secret.as_bytes())?;
-                }
-            }
-            _ => {}
-        }
+        stored.map_secrets(|clear| sealer.seal(clear.as_bytes()))?;
         Ok(serde_json::to_value(stored)?)
     }
 
@@ -353,20 +356,7 @@ impl AuthData {
     /// The stored form opened: secrets in clear, for the credential resolver only.
     pub fn open(stored: &Value, sealer: &Sealer) -> anyhow::Result<Self> {
         let mut auth: AuthData = serde_json::from_value(stored.clone())?;
-        let open = |sealed: &str| -> anyhow::Result<String> { Ok(String::from_utf8(sealer.open(sealed)?)?) };
-        match &mut auth {
-            AuthData::Header(h) if h.auth_level == AuthLevel::Global => {
-                for value in h.headers.values_mut() {
-                    *value = open(value)?;
-                }
-            }
-            AuthData::OAuth2(o) => {
-                if let Some(secret) = o.client_secret.as_mut() {
-                    *secret = open(secret)?;
-                }
-            }
-            _ => {}
-        }
+        auth.map_secrets(|sealed| Ok(String::from_utf8(sealer.open(sealed)?)?))?;
         Ok(auth)
     }
 

@@ -461,6 +461,36 @@ async fn database_contents(data_dir: &std::path::Path, database_url: &str) -> St
     all
 }
 
+/// The real binary with a tenant `acme` whose admin is the platform admin; returns the
+/// server, a signed-in admin client and the admin's token.
+async fn binary_with_tenant(
+    dir: &std::path::Path,
+    database_url: &str,
+    env: &[(&str, &str)],
+) -> (crate::process::Server, Client, String) {
+    let server = crate::process::start(dir, database_url, env, &dir.join("stderr.log"));
+    let mut admin = Client::new(&server.base);
+    admin.login("ops@example.com", "ops-password-123").await.expect(200);
+    admin.post("/api/v1/tenants", json!({"slug": "acme", "display_name": "Acme"})).await.expect(201);
+    admin.post("/api/v1/tenants/acme/members", json!({"email": "ops@example.com", "role": "admin"})).await.expect(201);
+    let token =
+        admin.post("/api/v1/me/tokens", json!({"name": "ide"})).await.expect(201)["token"].as_str().unwrap().to_owned();
+    (server, admin, token)
+}
+
+/// Registers remote servers `(slug, url, auth_data)`.
+async fn register(admin: &Client, servers: Vec<(&str, &String, Value)>) {
+    for (slug, url, auth) in servers {
+        admin
+            .post(
+                "/api/v1/tenants/acme/servers",
+                json!({"slug": slug, "display_name": slug, "kind": "remote", "url": url, "auth_data": auth}),
+            )
+            .await
+            .expect(201);
+    }
+}
+
 #[tokio::test]
 async fn no_outbound_secret_is_stored_or_logged_in_clear() {
     let dir = tempfile::tempdir().unwrap();
@@ -471,13 +501,7 @@ async fn no_outbound_secret_is_stored_or_logged_in_clear() {
         ("MCPGATE_ADMIN_PASSWORD", "ops-password-123"),
         ("MCPGATE_LOG", "trace"),
     ];
-    let server = crate::process::start(dir.path(), &database_url, &env, &log);
-    let mut admin = Client::new(&server.base);
-    admin.login("ops@example.com", "ops-password-123").await.expect(200);
-    admin.post("/api/v1/tenants", json!({"slug": "acme", "display_name": "Acme"})).await.expect(201);
-    admin.post("/api/v1/tenants/acme/members", json!({"email": "ops@example.com", "role": "admin"})).await.expect(201);
-    let token =
-        admin.post("/api/v1/me/tokens", json!({"name": "ide"})).await.expect(201)["token"].as_str().unwrap().to_owned();
+    let (server, admin, token) = binary_with_tenant(dir.path(), &database_url, &env).await;
 
     let shared_key = "Shared-Key-3f9a1c";
     let own_key = "Own-Key-77d2e0";
@@ -504,15 +528,7 @@ async fn no_outbound_secret_is_stored_or_logged_in_clear() {
         ),
         ("oauthy", &oauth.url, json!({"type": "oauth2", "grant_type": "authorization_code"})),
     ];
-    for (slug, url, auth) in servers {
-        admin
-            .post(
-                "/api/v1/tenants/acme/servers",
-                json!({"slug": slug, "display_name": slug, "kind": "remote", "url": url, "auth_data": auth}),
-            )
-            .await
-            .expect(201);
-    }
+    register(&admin, servers.into()).await;
     admin
         .send(
             reqwest::Method::PUT,
@@ -610,33 +626,23 @@ async fn rotating_the_master_key_keeps_every_secret_usable() {
     let env = [("MCPGATE_ADMIN_EMAIL", "ops@example.com"), ("MCPGATE_ADMIN_PASSWORD", "ops-password-123")];
     let shared = guarded::start(Guard::header("x-api-key", &[("Shared-Key-0a", "shared")])).await;
     let own = guarded::start(Guard::header("authorization", &[("Bearer Own-Key-0b", "own")])).await;
-    let server = crate::process::start(dir.path(), &database_url, &env, &log);
-    let mut admin = Client::new(&server.base);
-    admin.login("ops@example.com", "ops-password-123").await.expect(200);
-    admin.post("/api/v1/tenants", json!({"slug": "acme", "display_name": "Acme"})).await.expect(201);
-    admin.post("/api/v1/tenants/acme/members", json!({"email": "ops@example.com", "role": "admin"})).await.expect(201);
-    let token =
-        admin.post("/api/v1/me/tokens", json!({"name": "ide"})).await.expect(201)["token"].as_str().unwrap().to_owned();
-    for (slug, url, auth) in [
-        (
-            "shared",
-            &shared.url,
-            json!({"type": "header", "auth_level": "global", "headers": {"X-Api-Key": "Shared-Key-0a"}}),
-        ),
-        (
-            "own",
-            &own.url,
-            json!({"type": "header", "auth_level": "per_user", "headers": {"Authorization": "Bearer {{API_KEY}}"}}),
-        ),
-    ] {
-        admin
-            .post(
-                "/api/v1/tenants/acme/servers",
-                json!({"slug": slug, "display_name": slug, "kind": "remote", "url": url, "auth_data": auth}),
-            )
-            .await
-            .expect(201);
-    }
+    let (server, admin, token) = binary_with_tenant(dir.path(), &database_url, &env).await;
+    register(
+        &admin,
+        vec![
+            (
+                "shared",
+                &shared.url,
+                json!({"type": "header", "auth_level": "global", "headers": {"X-Api-Key": "Shared-Key-0a"}}),
+            ),
+            (
+                "own",
+                &own.url,
+                json!({"type": "header", "auth_level": "per_user", "headers": {"Authorization": "Bearer {{API_KEY}}"}}),
+            ),
+        ],
+    )
+    .await;
     admin
         .send(
             reqwest::Method::PUT,
