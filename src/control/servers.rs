@@ -498,6 +498,7 @@ pub async fn update<C: TransactionTrait>(
     }
     let slug = server.slug.clone();
     let server_id = server.id;
+    let url_changed = patch.url.is_some();
     let mut active: servers::ActiveModel = server.into();
     if let Some(v) = patch.display_name {
         active.display_name = Set(v.into_inner());
@@ -531,13 +532,15 @@ pub async fn update<C: TransactionTrait>(
         active.tls_ca_certificate = Set(v);
     }
     let auth_changed = patch.auth_data.is_some();
-    if let Some(v) = patch.auth_data {
-        // Another provider or client: the gateway's registration and discovered endpoints
-        // belong to the old configuration.
+    if auth_changed || url_changed {
+        // Another provider, client or resource: the gateway's registration and the endpoints
+        // discovered for it belong to the old configuration.
         upstream_clients::Entity::delete_many()
             .filter(upstream_clients::Column::ServerId.eq(server_id))
             .exec(&txn)
             .await?;
+    }
+    if let Some(v) = patch.auth_data {
         active.auth_data = Set(v);
     }
     active.updated_at = Set(now);
