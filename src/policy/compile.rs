@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryOrder, Statement};
 
 use crate::control::servers::{enabled_tools_of, tool_settings_of, EnabledTools};
 use crate::policy::{
@@ -11,12 +11,49 @@ use crate::policy::{
     VirtualAccountEntry, VirtualMemberEntry,
 };
 use crate::store::entities::{
-    access_tokens, collaborators, servers, team_members, teams, tenant_members, tenants, users, virtual_accounts,
-    virtual_members,
+    collaborators, servers, team_members, teams, tenant_members, tenants, users, virtual_accounts, virtual_members,
 };
 
-/// Digest (hex), owning user, owning virtual account, expiry.
-type TokenRow = (String, Option<i64>, Option<i64>, Option<DateTime<Utc>>);
+/// The live tokens, oldest first. They are most of the rows of a large installation (100,000
+/// tokens), and fetching that many rows one by one through the driver costs several times
+/// the database's own work; so the database joins them into one text,
+/// `<hex digest>:<u|v><owner id>:<expiry, unix seconds, or empty>` separated by commas,
+/// which is split here. Expired and revoked tokens stay behind.
+async fn read_tokens(db: &impl ConnectionTrait, now: DateTime<Utc>) -> Result<Vec<TokenEntry>, DbErr> {
+    let backend = db.get_database_backend();
+    let sql = match backend {
+        DbBackend::Postgres => {
+            "SELECT string_agg(digest || ':' || COALESCE('u' || user_id::text, 'v' || virtual_account_id::text) \
+             || ':' || COALESCE(FLOOR(EXTRACT(EPOCH FROM expires_at))::bigint::text, ''), ',' ORDER BY id) AS tokens \
+             FROM access_tokens WHERE revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $1)"
+        }
+        _ => {
+            "SELECT group_concat(digest || ':' || COALESCE('u' || user_id, 'v' || virtual_account_id) \
+             || ':' || COALESCE(CAST(unixepoch(expires_at) AS TEXT), ''), ',' ORDER BY id) AS tokens \
+             FROM access_tokens WHERE revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?)"
+        }
+    };
+    let row = db.query_one(Statement::from_sql_and_values(backend, sql, [now.into()])).await?;
+    let Some(joined) = row.map(|r| r.try_get::<Option<String>>("", "tokens")).transpose()?.flatten() else {
+        return Ok(Vec::new());
+    };
+    let parse = |entry: &str| -> Option<TokenEntry> {
+        let mut parts = entry.split(':');
+        let digest = crate::policy::digest_from_hex(parts.next()?)?;
+        let owner = parts.next()?;
+        let (subject_kind, id) = match owner.split_at_checked(1)? {
+            ("u", id) => (TokenOwner::User, id),
+            ("v", id) => (TokenOwner::VirtualAccount, id),
+            _ => return None,
+        };
+        let expires_at = match parts.next()? {
+            "" => None,
+            secs => Some(DateTime::from_timestamp(secs.parse().ok()?, 0)?),
+        };
+        Some(TokenEntry { digest, subject_kind, subject: id.parse().ok()?, expires_at })
+    };
+    Ok(joined.split(',').filter_map(parse).collect())
+}
 
 /// Reads everything the proxy decides on. Run it inside one read transaction so the snapshot
 /// is a consistent cut of the store at `version`.
@@ -42,22 +79,7 @@ pub async fn compile(
     }
     let servers = servers::Entity::find().order_by_asc(servers::Column::Id).all(db).await?;
     let access = collaborators::Entity::find().order_by_asc(collaborators::Column::Id).all(db).await?;
-    // Tokens are most of the rows: read only the columns the snapshot needs, as tuples, and
-    // leave expired ones in the database.
-    let tokens: Vec<TokenRow> = access_tokens::Entity::find()
-        .select_only()
-        .columns([
-            access_tokens::Column::Digest,
-            access_tokens::Column::UserId,
-            access_tokens::Column::VirtualAccountId,
-            access_tokens::Column::ExpiresAt,
-        ])
-        .filter(access_tokens::Column::RevokedAt.is_null())
-        .filter(access_tokens::Column::ExpiresAt.is_null().or(access_tokens::Column::ExpiresAt.gt(now)))
-        .order_by_asc(access_tokens::Column::Id)
-        .into_tuple()
-        .all(db)
-        .await?;
+    let tokens = read_tokens(db, now).await?;
 
     Ok(Snapshot {
         version,
@@ -130,17 +152,7 @@ pub async fn compile(
                 role: c.role,
             })
             .collect(),
-        tokens: tokens
-            .into_iter()
-            .filter_map(|(digest, user, account, expires_at)| {
-                let (subject_kind, subject) = match (user, account) {
-                    (Some(u), _) => (TokenOwner::User, u),
-                    (None, Some(va)) => (TokenOwner::VirtualAccount, va),
-                    (None, None) => return None,
-                };
-                Some(TokenEntry { digest: crate::policy::digest_from_hex(&digest)?, subject_kind, subject, expires_at })
-            })
-            .collect(),
+        tokens,
         revoked_gateway_tokens: Vec::new(),
         identity_providers: Vec::new(),
         gateway_keys,

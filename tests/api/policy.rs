@@ -53,8 +53,9 @@ async fn changes_publish_a_newer_version_without_secrets() {
         )
         .await
         .expect(201);
-    let token =
-        admin.post("/api/v1/me/tokens", json!({"name": "t"})).await.expect(201)["token"].as_str().unwrap().to_owned();
+    let created = admin.post("/api/v1/me/tokens", json!({"name": "t"})).await.expect(201);
+    let token = created["token"].as_str().unwrap().to_owned();
+    let expires: chrono::DateTime<chrono::Utc> = created["expires_at"].as_str().unwrap().parse().unwrap();
 
     // Long-poll for the next version.
     let started = Instant::now();
@@ -79,6 +80,8 @@ async fn changes_publish_a_newer_version_without_secrets() {
     assert_eq!(after.servers[0].additional_headers, json!({"X-Team": "core"}));
     assert_eq!(after.tokens.len(), 1);
     assert_eq!(after.tokens[0].digest, mcpgate::auth::token::digest_bytes(&token));
+    assert_eq!(after.tokens[0].subject_kind, mcpgate::policy::TokenOwner::User);
+    assert_eq!(after.tokens[0].expires_at.map(|at| at.timestamp()), Some(expires.timestamp()), "expiry to the second");
     assert!(!document.contains(&token[8..]), "no token in clear");
     let payload = String::from_utf8(
         base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, document.split('.').nth(1).unwrap())
