@@ -349,6 +349,22 @@ async fn per_user_oauth_connects_refreshes_and_stays_per_user() {
     assert_eq!(error["code"], -32003);
     assert_eq!(error["data"]["url"], connect.as_str());
 
+    // An authorization ann started cannot be completed in bob's signed-in browser.
+    let started = p.ann.post("/api/v1/me/connections/acme/oauthy", json!({})).await.expect(200);
+    let bobs_browser = browser();
+    let signed_in = submit(
+        &bobs_browser,
+        &format!("{connect}/sign-in"),
+        &[("email", "bob@example.com"), ("password", "pw-bob@example.com-secret")],
+    )
+    .await;
+    assert_eq!(signed_in.status(), 303);
+    let back = bobs_browser.get(started["authorization_url"].as_str().unwrap()).send().await.unwrap();
+    let refused = bobs_browser.get(location(&back)).send().await.unwrap();
+    assert_eq!(refused.status(), 403);
+    assert!(refused.text().await.unwrap().contains("another user"));
+    assert_eq!(p.bob.get("/api/v1/me/connections").await.expect(200)["items"], json!([]));
+
     // Ann connects through the API: the authorization URL, the provider, the callback.
     let started = p.ann.post("/api/v1/me/connections/acme/oauthy", json!({})).await.expect(200);
     let authorization = started["authorization_url"].as_str().unwrap();
@@ -371,34 +387,36 @@ async fn per_user_oauth_connects_refreshes_and_stays_per_user() {
     assert_eq!(connections["items"][0]["status"], "authenticated");
     assert!(!connections.to_string().contains("at-"), "no token in the API: {connections}");
     wait_for_policy(&app).await;
-    assert_eq!(whoami(&url, &p.ann_token).await.unwrap(), "upstream-user-1");
+    let ann_upstream = whoami(&url, &p.ann_token).await.unwrap();
+    assert!(ann_upstream.starts_with("upstream-user-"), "{ann_upstream}");
 
     // Bob follows the URL from his error in a browser: sign in, provider, back.
     let done = connect_in_browser(&app, &connect, "bob@example.com", None).await;
     assert!(done.contains("Connected"), "{done}");
     wait_for_policy(&app).await;
-    assert_eq!(whoami(&url, &p.bob_token).await.unwrap(), "upstream-user-2");
-    assert_eq!(whoami(&url, &p.ann_token).await.unwrap(), "upstream-user-1", "ann's grant is ann's alone");
+    let bob_upstream = whoami(&url, &p.bob_token).await.unwrap();
+    assert!(bob_upstream.starts_with("upstream-user-") && bob_upstream != ann_upstream, "{bob_upstream}");
+    assert_eq!(whoami(&url, &p.ann_token).await.unwrap(), ann_upstream, "ann's grant is ann's alone");
 
     // Upstream 401 → one refresh → the request again.
     upstream.issuer.forget_access_tokens();
-    assert_eq!(whoami(&url, &p.ann_token).await.unwrap(), "upstream-user-1");
+    assert_eq!(whoami(&url, &p.ann_token).await.unwrap(), ann_upstream);
     assert_eq!(upstream.issuer.refreshes.load(Ordering::SeqCst), 1);
 
     // Concurrent callers whose token was refused: one refresh between them.
     upstream.issuer.forget_access_tokens();
     let calls = (0..5).map(|_| whoami(&url, &p.ann_token));
     for result in futures_util::future::join_all(calls).await {
-        assert_eq!(result.unwrap(), "upstream-user-1");
+        assert_eq!(result.unwrap(), ann_upstream);
     }
     assert_eq!(upstream.issuer.refreshes.load(Ordering::SeqCst), 2, "refreshed once per grant");
 
     // Tokens that are about to expire are renewed before use.
     upstream.issuer.lifetime.store(5, Ordering::SeqCst);
     upstream.issuer.forget_access_tokens();
-    assert_eq!(whoami(&url, &p.ann_token).await.unwrap(), "upstream-user-1");
+    assert_eq!(whoami(&url, &p.ann_token).await.unwrap(), ann_upstream);
     let before = upstream.issuer.refreshes.load(Ordering::SeqCst);
-    assert_eq!(whoami(&url, &p.ann_token).await.unwrap(), "upstream-user-1");
+    assert_eq!(whoami(&url, &p.ann_token).await.unwrap(), ann_upstream);
     assert!(upstream.issuer.refreshes.load(Ordering::SeqCst) > before, "an expiring token is refreshed first");
     upstream.issuer.lifetime.store(3600, Ordering::SeqCst);
 
