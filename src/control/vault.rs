@@ -358,7 +358,8 @@ impl Vault {
             if grant.status == AUTHENTICATED {
                 self.mark(&grant, "invalid_grant").await;
             }
-            return Err(self.authorize_first(server, Some("invalid_grant")).await);
+            let reason = grant.reason.clone().unwrap_or_else(|| "invalid_grant".to_owned());
+            return Err(self.authorize_first(server, Some(&reason)).await);
         };
         let client = self.client(server, config).await.map_err(|e| unavailable(e.to_string()))?;
         let mut form = vec![
@@ -410,6 +411,9 @@ impl Vault {
             active.scopes = Set(Some(scopes.join(" ")).filter(|s| !s.is_empty()));
             active.status = Set(UNAUTHENTICATED.to_owned());
             active.reason = Set(Some("insufficient_scope".to_owned()));
+            // A refresh cannot widen a grant: only a new authorization can.
+            active.access_token = Set(None);
+            active.refresh_token = Set(None);
             active.updated_at = Set(self.clock.now());
             if let Err(e) = active.update(&self.db).await {
                 tracing::warn!(error = %e, "recording a step-up failed");
