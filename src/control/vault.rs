@@ -23,7 +23,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::proxy::credentials::{connect_url, CredentialError, CredentialRequest, CredentialResolver, Resolved};
 use crate::proxy::index::Subject;
 use crate::store::entities::{
-    auth_overrides, servers, tenants, upstream_auth_states, upstream_clients, upstream_grants, virtual_accounts,
+    auth_overrides, servers, tenants, upstream_auth_states, upstream_clients, upstream_grants, users, virtual_accounts,
     virtual_members,
 };
 
@@ -643,7 +643,8 @@ impl Vault {
         let grant = active.update(&self.db).await?;
         self.store_tokens(grant, token).await?;
         let tenant = tenants::Entity::find_by_id(server.tenant_id).one(&self.db).await?;
-        let actor = Actor { subject: format!("user:{}", row.user_id), request_id: None };
+        let email = users::Entity::find_by_id(row.user_id).one(&self.db).await?.map(|u| u.email).unwrap_or_default();
+        let actor = Actor { subject: format!("user:{email}"), request_id: None };
         audit::record(
             &self.db,
             &actor,
