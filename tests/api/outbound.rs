@@ -382,6 +382,8 @@ async fn per_user_oauth_connects_refreshes_and_stays_per_user() {
     assert!(done.text().await.unwrap().contains("Connected"));
     // The state is single use.
     assert_eq!(browser.get(&callback).send().await.unwrap().status(), 403);
+    let audit = p.admin.get("/api/v1/tenants/acme/audit-events?action=connection.create").await.expect(200);
+    assert_eq!(audit["items"][0]["actor"], "user:ann@example.com", "{audit}");
     let connections = p.ann.get("/api/v1/me/connections").await.expect(200);
     assert_eq!(connections["items"][0]["server"], "oauthy");
     assert_eq!(connections["items"][0]["status"], "authenticated");
