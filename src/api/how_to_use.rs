@@ -29,6 +29,17 @@ pub struct ClientSetup {
     pub api_key: Snippet,
 }
 
+/// Something each user does once before the server works for them.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CredentialStep {
+    /// The server that needs it (a member, for a virtual server).
+    pub server: String,
+    /// `key`: enter your own credential; `authorization`: authorize the gateway at the provider.
+    pub kind: String,
+    /// The page where you do it (sign-in included).
+    pub connect_url: String,
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct HowToUse {
     /// The server's MCP endpoint: `<public base URL>/<tenant>/mcp/<server>/server`.
@@ -42,6 +53,10 @@ pub struct HowToUse {
     pub python: Snippet,
     /// The official TypeScript SDK, with a token.
     pub typescript: Snippet,
+    /// What each user does once before first use: their own key, or their authorization at
+    /// the upstream's provider. Empty when nothing is needed.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub before_first_use: Vec<CredentialStep>,
 }
 
 pub fn mcp_url(base: &str, tenant: &str, server: &str) -> String {
@@ -161,7 +176,7 @@ await client.close();
 "#
         ),
     );
-    HowToUse { mcp_url: url, name, cursor, claude_code, vscode, python, typescript }
+    HowToUse { mcp_url: url, name, cursor, claude_code, vscode, python, typescript, before_first_use: Vec::new() }
 }
 
 #[cfg(test)]

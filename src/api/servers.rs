@@ -537,15 +537,33 @@ pub async fn delete_server(
 #[utoipa::path(
     tag = "servers",
     params(("tenant" = String, Path, description = "Tenant slug"), ("server" = String, Path, description = "Server slug")),
-    responses((status = 200, description = "Ready-to-paste configuration", body = HowToUse), Unauthorized, NotFound, Internal)
+    responses((status = 200, description = "Ready-to-paste configuration, and what each user does once before first use", body = HowToUse), Unauthorized, NotFound, Internal)
 )]
 #[get("/tenants/{tenant}/servers/{server}/how-to-use")]
-pub async fn get_how_to_use(state: web::Data<AppState>, access: ServerAccess) -> web::Json<HowToUse> {
-    web::Json(how_to_use::how_to_use(
-        &state.settings.public_base_url(),
-        &access.tenant.tenant.slug,
-        &access.server.slug,
-    ))
+pub async fn get_how_to_use(state: web::Data<AppState>, access: ServerAccess) -> ApiResult<web::Json<HowToUse>> {
+    let base = state.settings.public_base_url();
+    let tenant = &access.tenant.tenant.slug;
+    let mut how = how_to_use::how_to_use(&base, tenant, &access.server.slug);
+    // The servers whose upstream takes each caller's own credential: this one, or the members
+    // a virtual server calls with their own auth.
+    let detail = servers::detail(&state.db, access.server).await?;
+    let mut needing = vec![(&detail.server, detail.server.auth_data.as_ref())];
+    needing.extend(
+        detail.members.iter().map(|(link, member)| (member, link.auth_data.as_ref().or(member.auth_data.as_ref()))),
+    );
+    for (server, auth) in needing {
+        let kind = match auth.and_then(AuthData::from_stored) {
+            Some(auth) if !auth.placeholder_names().is_empty() => "key",
+            Some(auth) if auth.is_per_user() => "authorization",
+            _ => continue,
+        };
+        how.before_first_use.push(how_to_use::CredentialStep {
+            server: server.slug.clone(),
+            kind: kind.into(),
+            connect_url: crate::proxy::credentials::connect_url(&base, tenant, &server.slug),
+        });
+    }
+    Ok(web::Json(how))
 }
 
 /// Probe a remote server's upstream (managers): initialize and tools/list, within the probe

@@ -198,6 +198,10 @@ async fn shared_and_per_user_keys_with_overrides() {
     wait_for_policy(&app).await;
     let error = whoami(&mcp_url(&app, "own"), &p.ann_token).await.unwrap_err();
     let connect = format!("{}/connect/acme/own", app.base);
+    let how = p.ann.get("/api/v1/tenants/acme/servers/own/how-to-use").await.expect(200);
+    assert_eq!(how["before_first_use"], json!([{"server": "own", "kind": "key", "connect_url": connect}]));
+    let how = p.ann.get("/api/v1/tenants/acme/servers/shared/how-to-use").await.expect(200);
+    assert!(how.get("before_first_use").is_none(), "a shared key asks nothing of users");
     assert_eq!(error["code"], -32003, "{error}");
     assert_eq!(error["data"]["url"], connect.as_str());
     assert!(error["message"].as_str().unwrap().contains("API_KEY"), "{error}");
@@ -282,6 +286,8 @@ async fn shared_and_per_user_keys_with_overrides() {
         "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}});
     let (status, session, messages) = post(&mcp_url(&app, "both"), &p.bob_token, None, init).await;
     assert_eq!(status, 200);
+    let how = p.bob.get("/api/v1/tenants/acme/servers/both/how-to-use").await.expect(200);
+    assert_eq!(how["before_first_use"], json!([{"server": "own", "kind": "key", "connect_url": connect}]));
     let actions = &messages[0]["result"]["_meta"]["mcpgate/actions"];
     assert_eq!(actions[0]["server"], "own", "{messages:?}");
     assert_eq!(actions[0]["url"], connect.as_str());
@@ -348,6 +354,8 @@ async fn per_user_oauth_connects_refreshes_and_stays_per_user() {
     let error = whoami(&url, &p.ann_token).await.unwrap_err();
     assert_eq!(error["code"], -32003);
     assert_eq!(error["data"]["url"], connect.as_str());
+    let how = p.ann.get("/api/v1/tenants/acme/servers/oauthy/how-to-use").await.expect(200);
+    assert_eq!(how["before_first_use"][0]["kind"], "authorization");
 
     // An authorization ann started cannot be completed in bob's signed-in browser.
     let started = p.ann.post("/api/v1/me/connections/acme/oauthy", json!({})).await.expect(200);
