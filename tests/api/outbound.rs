@@ -184,7 +184,11 @@ async fn shared_and_per_user_keys_with_overrides() {
     // Keys per user: nobody has one until they add it.
     let own = guarded::start(Guard::header(
         "authorization",
-        &[("Bearer key-ann-1f", "ann-upstream"), ("Bearer key-bob-9c", "bob-upstream")],
+        &[
+            ("Bearer key-ann-1f", "ann-upstream"),
+            ("Bearer key-bob-9c", "bob-upstream"),
+            ("Bearer key-bot-3e", "bot-upstream"),
+        ],
     ))
     .await;
     let view = server(
@@ -242,6 +246,38 @@ async fn shared_and_per_user_keys_with_overrides() {
     wait_for_policy(&app).await;
     assert_eq!(whoami(&mcp_url(&app, "own"), &p.bob_token).await.unwrap(), "bob-upstream");
     assert_eq!(whoami(&mcp_url(&app, "own"), &p.ann_token).await.unwrap(), "ann-upstream");
+
+    // A virtual account has its own too, set by a manager; it says where when it has none.
+    p.admin
+        .post(
+            "/api/v1/tenants/acme/virtual-accounts",
+            json!({"name": "bot", "permissions": [{"server": "own", "role": "user"}]}),
+        )
+        .await
+        .expect(201);
+    let bot_token = p.admin.post("/api/v1/tenants/acme/virtual-accounts/bot/tokens", json!({})).await.expect(201)
+        ["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    wait_for_policy(&app).await;
+    let error = whoami(&mcp_url(&app, "own"), &bot_token).await.unwrap_err();
+    assert_eq!(
+        error["data"]["url"],
+        format!("{}/api/v1/tenants/acme/servers/own/auth-overrides/virtualaccount:bot", app.base),
+        "{error}"
+    );
+    p.admin
+        .send(
+            reqwest::Method::PUT,
+            "/api/v1/tenants/acme/servers/own/auth-overrides/virtualaccount:bot",
+            Some(json!({"values": {"API_KEY": "key-bot-3e"}})),
+        )
+        .await
+        .expect(201);
+    wait_for_policy(&app).await;
+    assert_eq!(whoami(&mcp_url(&app, "own"), &bot_token).await.unwrap(), "bot-upstream");
+    p.admin.delete("/api/v1/tenants/acme/servers/own/auth-overrides/virtualaccount:bot").await.expect(204);
 
     // Listing shows whose are set, never a value; a user sees only their own.
     let all = p.admin.get("/api/v1/tenants/acme/servers/own/auth-overrides").await.expect(200);
