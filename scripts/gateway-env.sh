@@ -1,4 +1,5 @@
-# Shared by .ci/conformance and bench/load: start the rmcp fixture upstream and a gateway,
+# Shared by .ci/conformance and bench/load: start the rmcp fixture upstream and a gateway
+# (per-identity rate limit off: one token drives all the load),
 # register the fixture as server acme/fixture and mint a token for it. Source it, then call
 # `start_stack debug|release`; it sets FIXTURE_URL, FIXTURE_PID, GATEWAY_PORT, GATEWAY_PID, DATA_DIR, TOKEN.
 # Processes started here are killed by `stop_stack` (installed as the EXIT trap).
@@ -37,6 +38,7 @@ start_stack() {
     STACK_PIDS+=($FIXTURE_PID)
     MCPGATE_ADMIN_EMAIL=admin@example.com MCPGATE_ADMIN_PASSWORD=stack-admin-password \
         MCPGATE_DATA_DIR="$DATA_DIR" MCPGATE_LISTEN="127.0.0.1:$GATEWAY_PORT" MCPGATE_LOG=warn \
+        MCPGATE_PROXY_RATE_LIMIT_PER_MINUTE=0 \
         "$BIN/mcpgate" serve >"$STACK_WORK/gateway.log" 2>&1 &
     GATEWAY_PID=$!
     STACK_PIDS+=($GATEWAY_PID)

@@ -49,6 +49,9 @@ pub struct Settings {
     pub upstream_timeout_seconds: u32,
     /// Requests and streams the proxy serves at once; past it, `503` with a JSON-RPC error.
     pub proxy_max_concurrent: usize,
+    /// MCP requests one identity (user or virtual account) may make per minute through one
+    /// proxy process, in bursts up to the same number; past it, `429`. 0 turns it off.
+    pub proxy_rate_limit_per_minute: u32,
     /// Browser origins allowed besides the public URL's own (comma-separated in the env).
     #[serde(default, deserialize_with = "comma_list")]
     pub allowed_origins: Vec<String>,
@@ -82,6 +85,7 @@ struct Defaults {
     token_usage_flush_seconds: u32,
     upstream_timeout_seconds: u32,
     proxy_max_concurrent: usize,
+    proxy_rate_limit_per_minute: u32,
     log: &'static str,
     log_format: LogFormat,
 }
@@ -99,6 +103,7 @@ const DEFAULTS: Defaults = Defaults {
     token_usage_flush_seconds: 30,
     upstream_timeout_seconds: 120,
     proxy_max_concurrent: 4096,
+    proxy_rate_limit_per_minute: 3000,
     log: "info",
     log_format: LogFormat::Text,
 };
@@ -123,6 +128,7 @@ const KNOWN_KEYS: &[&str] = &[
     "token_usage_flush_seconds",
     "upstream_timeout_seconds",
     "proxy_max_concurrent",
+    "proxy_rate_limit_per_minute",
     "allowed_origins",
     "control_plane",
     "log",

@@ -118,6 +118,7 @@ impl Application {
                 upstream_timeout: Duration::from_secs(u64::from(state.settings.upstream_timeout_seconds.max(1))),
                 max_concurrent: state.settings.proxy_max_concurrent,
                 allowed_origins: state.settings.allowed_origins.clone(),
+                rate_limit_per_minute: state.settings.proxy_rate_limit_per_minute,
             },
             state.clock.clone(),
             SessionSealer::from_proxy_key(&state.proxy_key),

@@ -62,6 +62,7 @@ impl Replica {
                 upstream_timeout: Duration::from_secs(u64::from(settings.upstream_timeout_seconds.max(1))),
                 max_concurrent: settings.proxy_max_concurrent,
                 allowed_origins: settings.allowed_origins.clone(),
+                rate_limit_per_minute: settings.proxy_rate_limit_per_minute,
             },
             clock,
             SessionSealer::from_proxy_key(&proxy_key),

@@ -48,13 +48,23 @@ pub struct ProxyState {
     pub routes: virtual_server::RouteCache,
     pub bridges: crate::proxy::legacy::Bridges,
     pub credentials: Credentials,
+    /// Per-identity request budget; `None` when turned off.
+    pub rate: Option<IdentityLimiter>,
 }
+
+/// Requests per identity (`u<id>` / `v<id>`).
+pub type IdentityLimiter = governor::DefaultKeyedRateLimiter<String>;
+
+/// Identities remembered by the rate limiter before idle ones are forgotten.
+const RATE_KEYS: usize = 10_000;
 
 pub struct ProxyConfig {
     pub public_base: String,
     pub upstream_timeout: Duration,
     pub max_concurrent: usize,
     pub allowed_origins: Vec<String>,
+    /// Requests per identity per minute; 0 for no limit.
+    pub rate_limit_per_minute: u32,
 }
 
 impl ProxyState {
@@ -78,6 +88,8 @@ impl ProxyState {
             routes: virtual_server::RouteCache::default(),
             bridges: crate::proxy::legacy::Bridges::default(),
             credentials: Credentials::new(resolver),
+            rate: std::num::NonZeroU32::new(config.rate_limit_per_minute)
+                .map(|n| governor::RateLimiter::keyed(governor::Quota::per_minute(n))),
         })
     }
 }
@@ -109,6 +121,8 @@ pub const INVALID_PARAMS: i64 = -32602;
 pub const INTERNAL: i64 = -32603;
 /// Gateway-side failures reaching the upstream (implementation-defined server error range).
 pub const UPSTREAM_FAILED: i64 = -32002;
+/// Too many requests from one identity (`429`).
+pub const RATE_LIMITED: i64 = -32005;
 /// The caller must supply or authorize an upstream credential first; `data.url` says where.
 pub const CREDENTIAL_REQUIRED: i64 = -32003;
 /// MCP 2025-11-25: the client must open a URL (URL-mode elicitation) before retrying.
@@ -191,6 +205,23 @@ fn declares_url_elicitation(message: Option<&Value>) -> bool {
         .filter(|m| m.get("method").and_then(Value::as_str) == Some("initialize"))
         .and_then(|m| m.pointer("/params/capabilities/elicitation/url"))
         .is_some()
+}
+
+/// `Some(429)` when the caller has used up their request budget.
+fn rate_limited(state: &ProxyState, subject: Subject) -> Option<HttpResponse> {
+    let limiter = state.rate.as_ref()?;
+    if limiter.len() > RATE_KEYS {
+        limiter.retain_recent();
+    }
+    let not_until = limiter.check_key(&subject_tag(subject)).err()?;
+    let wait = not_until.wait_time_from(governor::clock::Clock::now(&governor::clock::DefaultClock::default()));
+    let seconds = wait.as_secs() + 1;
+    Some(
+        HttpResponse::TooManyRequests()
+            .insert_header((header::RETRY_AFTER, seconds.to_string()))
+            .json(json!({"jsonrpc": "2.0", "id": Value::Null, "error": {"code": RATE_LIMITED,
+                "message": format!("too many requests from this identity; retry in {seconds} s")}})),
+    )
 }
 
 async fn read_body(mut payload: web::Payload) -> Result<web::Bytes, HttpResponse> {
@@ -309,6 +340,10 @@ pub async fn handle(
             .json(json!({"error": "unauthenticated", "message": "a valid bearer token is required"}));
     };
     ctx.actor = policy.subject_name(subject);
+    if let Some(limited) = rate_limited(&state, subject) {
+        ctx.decide("denied", Some("rate_limited"), None);
+        return limited;
+    }
     let entry = policy.server(&tenant, &server).filter(|e| policy.in_tenant(subject, e.tenant));
     let Some(entry) = entry else {
         if tenant_entry.is_some() {

@@ -148,3 +148,28 @@ async fn a_revoked_token_stops_working_at_the_proxy_within_a_second() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+#[tokio::test]
+async fn each_identity_has_its_own_request_budget() {
+    let app = crate::helpers::spawn_app_with(|s| s.proxy_rate_limit_per_minute = 3).await;
+    let (_admin, ann, bob) = setup(&app).await;
+    let url = format!("{}/acme/mcp/fixture/server", app.base);
+    for _ in 0..3 {
+        assert_eq!(status(&url, Some(&ann)).await.0, 200, "within the budget the request goes through");
+    }
+    let res = reqwest::Client::new()
+        .post(&url)
+        .bearer_auth(&ann)
+        .header("content-type", "application/json")
+        .body(r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 429);
+    let wait: u64 = res.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=21).contains(&wait), "3 a minute: one comes back within 20 s, got {wait}");
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["error"]["code"], -32005);
+    // Bob's budget is his own (he is not a collaborator: 403, not 429).
+    assert_eq!(status(&url, Some(&bob)).await.0, 403);
+}
