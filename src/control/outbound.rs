@@ -546,4 +546,20 @@ mod tests {
         assert!(!serde_json::to_string(&view).unwrap().contains("v1:"));
         assert_eq!(AuthData::open(&stored, &sealer).unwrap(), oauth);
     }
+
+    #[test]
+    fn unknown_fields_are_refused() {
+        let ok: Result<AuthData, _> =
+            serde_json::from_value(json!({"type": "header", "auth_level": "global", "headers": {"X-Key": "v"}}));
+        assert!(ok.is_ok());
+        let extra: Result<AuthData, _> = serde_json::from_value(
+            json!({"type": "header", "auth_level": "global", "headers": {"X-Key": "v"}, "header": {}}),
+        );
+        assert!(extra.is_err(), "a misspelt field is an error, not silently ignored");
+        let oauth: Result<AuthData, _> =
+            serde_json::from_value(json!({"type": "oauth2", "grant_type": "client_credentials", "secret": "x"}));
+        assert!(oauth.is_err());
+        let unknown: Result<AuthData, _> = serde_json::from_value(json!({"type": "basic"}));
+        assert!(unknown.is_err());
+    }
 }
