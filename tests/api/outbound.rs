@@ -784,3 +784,69 @@ async fn a_virtual_server_can_call_a_member_with_credentials_of_its_own() {
     let snapshot = serde_json::to_string(&app.state.policy.current().unwrap().snapshot).unwrap();
     assert!(!snapshot.contains("k-virtual-own") && !snapshot.contains("k-member-own"), "no secret in the snapshot");
 }
+
+#[tokio::test]
+async fn outbound_auth_is_checked_replaced_and_removed_through_the_api() {
+    let app = spawn_app().await;
+    let p = people(&app).await;
+    let create = |auth: Value| json!({"slug": "s", "display_name": "s", "kind": "remote", "url": "https://up.example/mcp", "auth_data": auth});
+    let cases = [
+        (
+            json!({"type": "header", "auth_level": "global", "headers": {"Authorization": "Bearer {{KEY}}"}}),
+            "auth_data.headers.Authorization",
+        ),
+        (json!({"type": "header", "auth_level": "per_user", "headers": {"X-Key": "fixed"}}), "auth_data.headers"),
+        (
+            json!({"type": "header", "auth_level": "global", "headers": {"Mcp-Session-Id": "x"}}),
+            "auth_data.headers.Mcp-Session-Id",
+        ),
+        (json!({"type": "oauth2", "grant_type": "client_credentials", "client_id": "a"}), "auth_data.client_secret"),
+        (
+            json!({"type": "oauth2", "grant_type": "authorization_code", "token_url": "https://as.example/token"}),
+            "auth_data.authorization_url",
+        ),
+        (
+            json!({"type": "oauth2", "grant_type": "authorization_code", "authorization_url": "javascript:alert(1)", "token_url": "https://as.example/token"}),
+            "auth_data.authorization_url",
+        ),
+    ];
+    for (auth, field) in cases {
+        let reply = p.admin.post("/api/v1/tenants/acme/servers", create(auth.clone())).await;
+        assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY, "{auth}");
+        assert!(reply.error_fields().contains(&field.to_owned()), "{auth}: {:?}", reply.body);
+    }
+    let virtual_with_auth = json!({"slug": "v", "display_name": "v", "kind": "virtual", "servers": [],
+        "auth_data": {"type": "passthrough"}});
+    let reply = p.admin.post("/api/v1/tenants/acme/servers", virtual_with_auth).await;
+    assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY);
+
+    p.admin
+        .post(
+            "/api/v1/tenants/acme/servers",
+            create(json!({"type": "header", "auth_level": "global", "headers": {"X-Key": "first-secret"}})),
+        )
+        .await
+        .expect(201);
+    let replaced = p
+        .admin
+        .patch(
+            "/api/v1/tenants/acme/servers/s",
+            json!({"auth_data": {"type": "oauth2", "grant_type": "authorization_code"}}),
+        )
+        .await
+        .expect(200);
+    assert_eq!(replaced["auth_data"]["type"], "oauth2");
+    assert_eq!(replaced["auth_data"]["client_secret_set"], false);
+    wait_for_policy(&app).await;
+    let entry = |app: &TestApp| {
+        let policy = app.state.policy.current().unwrap();
+        policy.snapshot.servers.iter().find(|s| s.slug == "s").unwrap().outbound_auth.clone()
+    };
+    assert_eq!(entry(&app), json!({"type": "oauth2", "grant_type": "authorization_code"}));
+    let removed = p.admin.patch("/api/v1/tenants/acme/servers/s", json!({"auth_data": null})).await.expect(200);
+    assert!(removed.get("auth_data").is_none(), "{removed}");
+    wait_for_policy(&app).await;
+    assert_eq!(entry(&app), json!({"type": "none"}));
+    // Only managers change it.
+    p.ann.patch("/api/v1/tenants/acme/servers/s", json!({"auth_data": null})).await.problem(404, "not_found");
+}
