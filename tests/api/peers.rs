@@ -112,7 +112,8 @@ pub fn black_hole() -> (String, std::thread::JoinHandle<()>) {
     (format!("http://127.0.0.1:{port}/mcp"), handle)
 }
 
-/// A port with nothing listening.
+/// A port with nothing listening. Port 1 (tcpmux) is privileged and unused here, so unlike a
+/// freed ephemeral port it cannot be taken by another test's listener in the meantime.
 pub fn closed_port_url() -> String {
-    format!("http://127.0.0.1:{}/mcp", free_port())
+    "http://127.0.0.1:1/mcp".to_owned()
 }
