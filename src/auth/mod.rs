@@ -1,5 +1,6 @@
 //! Credentials: password hashing, console session secrets, sign-in throttling.
 
+pub mod access_token;
 pub mod challenge;
 pub mod password;
 pub mod seal;

@@ -39,6 +39,28 @@ pub struct Snapshot {
     pub gateway_keys: Jwks,
 }
 
+impl Snapshot {
+    /// A snapshot with nothing in it yet: the start of tests and tools that fill in parts.
+    pub fn empty(version: i64, kid: &str, issued_at: DateTime<Utc>) -> Self {
+        Self {
+            version,
+            issued_at,
+            kid: kid.to_owned(),
+            tenants: vec![],
+            users: vec![],
+            members: vec![],
+            teams: vec![],
+            virtual_accounts: vec![],
+            servers: vec![],
+            access: vec![],
+            tokens: vec![],
+            revoked_gateway_tokens: vec![],
+            identity_providers: vec![],
+            gateway_keys: Jwks::default(),
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TenantEntry {
     pub id: i64,

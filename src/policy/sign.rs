@@ -147,22 +147,7 @@ mod tests {
     use super::*;
 
     fn snapshot(kid: &str) -> Snapshot {
-        Snapshot {
-            version: 7,
-            issued_at: Utc::now(),
-            kid: kid.into(),
-            tenants: vec![],
-            users: vec![],
-            members: vec![],
-            teams: vec![],
-            virtual_accounts: vec![],
-            servers: vec![],
-            access: vec![],
-            tokens: vec![],
-            revoked_gateway_tokens: vec![],
-            identity_providers: vec![],
-            gateway_keys: Jwks::default(),
-        }
+        Snapshot::empty(7, kid, Utc::now())
     }
 
     #[test]

@@ -73,22 +73,7 @@ mod tests {
     use crate::policy::sign::KeyMaterial;
 
     fn signed(version: i64, key: &KeyMaterial) -> String {
-        let snapshot = Snapshot {
-            version,
-            issued_at: Utc::now(),
-            kid: key.kid.clone(),
-            tenants: vec![],
-            users: vec![],
-            members: vec![],
-            teams: vec![],
-            virtual_accounts: vec![],
-            servers: vec![],
-            access: vec![],
-            tokens: vec![],
-            revoked_gateway_tokens: vec![],
-            identity_providers: vec![],
-            gateway_keys: Jwks::default(),
-        };
+        let snapshot = Snapshot::empty(version, &key.kid, Utc::now());
         sign::sign(&snapshot, key).unwrap()
     }
 

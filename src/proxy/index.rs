@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 
-use crate::auth::token;
+use crate::auth::{access_token, token};
 use crate::policy::{ServerEntry, Snapshot, TokenOwner};
 
 /// Who is calling, as the snapshot knows them.
@@ -35,6 +35,10 @@ pub struct Policy {
     access: HashMap<i64, Vec<usize>>,
     disabled_users: HashSet<i64>,
     accounts: HashMap<i64, usize>,
+    /// The gateway's own keys, for its OAuth access tokens.
+    verifier: access_token::Verifier,
+    /// Revoked gateway token ids and grant ids.
+    revoked: HashSet<String>,
 }
 
 impl Policy {
@@ -67,6 +71,8 @@ impl Policy {
         }
         let disabled_users = snapshot.users.iter().filter(|u| u.disabled).map(|u| u.id).collect();
         let accounts = snapshot.virtual_accounts.iter().enumerate().map(|(i, va)| (va.id, i)).collect();
+        let verifier = access_token::Verifier::new(&snapshot.gateway_keys);
+        let revoked = snapshot.revoked_gateway_tokens.iter().cloned().collect();
         Self {
             snapshot,
             servers,
@@ -80,6 +86,8 @@ impl Policy {
             access,
             disabled_users,
             accounts,
+            verifier,
+            revoked,
         }
     }
 
@@ -131,6 +139,26 @@ impl Policy {
         }
     }
 
+    /// The subject a gateway OAuth access token stands for: signed by a key of this snapshot,
+    /// issued by `issuer` for exactly `audience` (the MCP URL being called), unexpired, not
+    /// revoked (by token or by grant), and its subject still able to sign in.
+    pub fn authenticate_jwt(&self, token: &str, issuer: &str, audience: &str, now: DateTime<Utc>) -> Option<Subject> {
+        let claims = self.verifier.verify(token, issuer, audience, now.timestamp())?;
+        if self.revoked.contains(&claims.jti) || claims.grant_id.as_ref().is_some_and(|g| self.revoked.contains(g)) {
+            return None;
+        }
+        let (kind, id) = claims.sub.split_at_checked(1)?;
+        let id: i64 = id.parse().ok()?;
+        match kind {
+            "u" if self.emails.contains_key(&id) && !self.disabled_users.contains(&id) => Some(Subject::User(id)),
+            "v" => {
+                let va = &self.snapshot.virtual_accounts[*self.accounts.get(&id)?];
+                va.expires_at.is_none_or(|at| at > now).then_some(Subject::VirtualAccount(id))
+            }
+            _ => None,
+        }
+    }
+
     /// Whether the subject belongs to the tenant at all (members, the tenant's own accounts).
     pub fn in_tenant(&self, subject: Subject, tenant: i64) -> bool {
         match subject {
@@ -175,5 +203,52 @@ impl Policy {
             })
             .map(|a| if a.role == "manager" { Role::Manager } else { Role::User })
             .max()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+
+    use super::*;
+    use crate::auth::access_token::{mint, AccessClaims};
+    use crate::policy::sign::KeyMaterial;
+    use crate::policy::{Jwks, UserEntry};
+
+    #[test]
+    fn revoked_gateway_tokens_and_grants_are_refused() {
+        let key = KeyMaterial::generate().unwrap();
+        let now = Utc::now();
+        let url = "https://gw.example/acme/mcp/github/server";
+        let token = |jti: &str, grant: &str| {
+            let claims = AccessClaims {
+                iss: "https://gw.example".into(),
+                sub: "u1".into(),
+                aud: url.into(),
+                exp: now.timestamp() + 600,
+                iat: now.timestamp(),
+                jti: jti.into(),
+                client_id: "c".into(),
+                grant_id: Some(grant.into()),
+                scope: None,
+            };
+            mint(&key, &claims).unwrap()
+        };
+        let mut snapshot = Snapshot::empty(1, &key.kid, now);
+        snapshot.gateway_keys = Jwks { keys: vec![key.jwk()] };
+        snapshot.users = vec![UserEntry { id: 1, email: "ann@example.com".into(), disabled: false }];
+        snapshot.revoked_gateway_tokens = vec!["jti-revoked".into(), "grant-revoked".into()];
+        let policy = Policy::build(snapshot.clone());
+        let check = |t: &str| policy.authenticate_jwt(t, "https://gw.example", url, now);
+        assert_eq!(check(&token("jti-ok", "grant-ok")), Some(Subject::User(1)));
+        assert_eq!(check(&token("jti-revoked", "grant-ok")), None, "the token itself is revoked");
+        assert_eq!(check(&token("jti-ok", "grant-revoked")), None, "its grant is revoked");
+        snapshot.users[0].disabled = true;
+        let policy = Policy::build(snapshot);
+        assert_eq!(
+            policy.authenticate_jwt(&token("jti-ok", "grant-ok"), "https://gw.example", url, now),
+            None,
+            "disabled user"
+        );
     }
 }

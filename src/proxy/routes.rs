@@ -329,7 +329,12 @@ pub async fn handle(
     };
 
     let bearer = header(&req, header::AUTHORIZATION.as_str()).and_then(crate::auth::token::from_bearer_header);
-    let Some(subject) = bearer.and_then(|t| policy.authenticate(t, ctx.now)) else {
+    let audience = format!("{}/{tenant}/mcp/{server}/server", state.public_base);
+    let subject = bearer.and_then(|t| match crate::auth::access_token::looks_like_jwt(t) {
+        true => policy.authenticate_jwt(t, &state.public_base, &audience, ctx.now),
+        false => policy.authenticate(t, ctx.now),
+    });
+    let Some(subject) = subject else {
         if tenant_entry.is_some() {
             ctx.decide("denied", Some("unauthenticated"), None);
         }

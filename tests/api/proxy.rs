@@ -173,3 +173,57 @@ async fn each_identity_has_its_own_request_budget() {
     // Bob's budget is his own (he is not a collaborator: 403, not 429).
     assert_eq!(status(&url, Some(&bob)).await.0, 403);
 }
+
+#[tokio::test]
+async fn gateway_access_tokens_are_accepted_for_their_own_mcp_url_only() {
+    use mcpgate::auth::access_token::{mint, AccessClaims};
+    let app = spawn_app().await;
+    let (admin, _ann, _bob) = setup(&app).await;
+    let ann_id = admin.get("/api/v1/users?limit=200").await.expect(200)["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["email"] == "ann@example.com")
+        .unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    let key = mcpgate::policy::publish::active_key(&app.state.db, &app.state.sealer, app.clock.now()).await.unwrap();
+    let url = format!("{}/acme/mcp/fixture/server", app.base);
+    let now = app.clock.now().timestamp();
+    let token = |aud: &str, sub: String, exp: i64| {
+        let claims = AccessClaims {
+            iss: app.base.clone(),
+            sub,
+            aud: aud.to_owned(),
+            exp,
+            iat: now,
+            jti: uuid::Uuid::new_v4().to_string(),
+            client_id: "test-client".into(),
+            grant_id: None,
+            scope: None,
+        };
+        mint(&key, &claims).unwrap()
+    };
+    let ann_token = token(&url, format!("u{ann_id}"), now + 3600);
+    assert_eq!(status(&url, Some(&ann_token)).await.0, 200, "a token for this URL works");
+    let elsewhere = token(&format!("{}/acme/mcp/other/server", app.base), format!("u{ann_id}"), now + 3600);
+    assert_eq!(status(&url, Some(&elsewhere)).await.0, 401, "a token for another MCP URL does not");
+    assert_eq!(status(&url, Some(&token(&url, format!("u{ann_id}"), now - 1))).await.0, 401, "expired");
+    assert_eq!(status(&url, Some(&token(&url, "u999999".into(), now + 3600))).await.0, 401, "unknown user");
+    let forged = mint(
+        &mcpgate::policy::sign::KeyMaterial::generate().unwrap(),
+        &AccessClaims {
+            iss: app.base.clone(),
+            sub: format!("u{ann_id}"),
+            aud: url.clone(),
+            exp: now + 3600,
+            iat: now,
+            jti: "x".into(),
+            client_id: "c".into(),
+            grant_id: None,
+            scope: None,
+        },
+    )
+    .unwrap();
+    assert_eq!(status(&url, Some(&forged)).await.0, 401, "signed by a key the snapshot does not hold");
+}
