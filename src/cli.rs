@@ -113,7 +113,7 @@ enum SnapshotCommand {
 }
 
 /// Whose tokens: a user's, or a tenant's virtual account's.
-#[derive(clap::Args)]
+#[derive(clap::Args, Clone)]
 #[group(required = true, multiple = true)]
 struct TokenOwner {
     /// A user's personal access tokens.
@@ -127,7 +127,7 @@ struct TokenOwner {
     virtual_account: Option<String>,
 }
 
-#[derive(Subcommand)]
+#[derive(Subcommand, Clone)]
 enum TokenCommand {
     /// Create a token and print it (only it) on stdout.
     Create {
@@ -233,7 +233,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Token { command, data_dir } => {
             let settings = load(config, Overrides { data_dir, ..Default::default() })?;
             let db = startup::open_database(&settings).await?;
-            cli_tokens::run(&db, &settings, command).await
+            retry_busy(|| cli_tokens::run(&db, &settings, command.clone())).await
         }
         Command::Keys { command, data_dir } => {
             let settings = load(config, Overrides { data_dir, ..Default::default() })?;
@@ -335,7 +335,11 @@ mod cli_tokens {
     }
 
     fn api(e: crate::ApiError) -> anyhow::Error {
-        anyhow::anyhow!("{}", e.problem(None).detail)
+        match e {
+            // The cause stays attached: a busy database is retried, anything else is reported.
+            crate::ApiError::Internal(cause) => cause.context("an internal error occurred"),
+            other => anyhow::anyhow!("{}", other.problem(None).detail),
+        }
     }
 
     async fn resolve(db: &DatabaseConnection, owner: &TokenOwner) -> anyhow::Result<Resolved> {
@@ -436,6 +440,27 @@ mod cli_tokens {
             }
         }
         Ok(())
+    }
+}
+
+/// Runs a CLI change again when SQLite reports the database busy. The CLI is a second process
+/// writing beside a running `mcpgate serve`; a transaction that read before the server
+/// committed fails at once (SQLITE_BUSY_SNAPSHOT) instead of waiting, and it was rolled back,
+/// so running it again is safe.
+async fn retry_busy<F, Fut>(mut attempt: F) -> anyhow::Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let mut tries = 0;
+    loop {
+        match attempt().await {
+            Err(e) if tries < 5 && format!("{e:#}").contains("database is locked") => {
+                tries += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(50 * tries)).await;
+            }
+            other => return other,
+        }
     }
 }
 
