@@ -94,7 +94,8 @@ enum KeysCommand {
     Rotate,
     /// Stop publishing every key but the signing key.
     Retire,
-    /// Re-seal every stored secret under a new master key: `MCPGATE_NEW_MASTER_KEY` (base64,
+    /// Re-seal every stored secret under a new master key (stop the gateway first: it keeps the
+    /// old key in memory): `MCPGATE_NEW_MASTER_KEY` (base64,
     /// 32 bytes) if set, else a generated one. With a key file, the file is replaced; with
     /// `MCPGATE_MASTER_KEY`, the new key is printed once for you to configure.
     RotateMaster,
