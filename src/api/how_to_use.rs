@@ -59,9 +59,7 @@ pub struct HowToUse {
     pub before_first_use: Vec<CredentialStep>,
 }
 
-pub fn mcp_url(base: &str, tenant: &str, server: &str) -> String {
-    format!("{base}/{tenant}/mcp/{server}/server")
-}
+pub use crate::proxy::routes::mcp_url;
 
 fn pretty(value: serde_json::Value) -> String {
     serde_json::to_string_pretty(&value).unwrap_or_default()

@@ -39,13 +39,7 @@ pub struct CredentialRequest {
 
 impl CredentialRequest {
     pub fn subject(&self) -> Option<Subject> {
-        let (kind, id) = self.subject.split_at_checked(1)?;
-        let id = id.parse().ok()?;
-        match kind {
-            "u" => Some(Subject::User(id)),
-            "v" => Some(Subject::VirtualAccount(id)),
-            _ => None,
-        }
+        crate::proxy::session::subject_from_tag(&self.subject)
     }
 }
 
@@ -149,6 +143,16 @@ impl Credentials {
         Self { resolver, cache: Mutex::default() }
     }
 
+    fn request(target: Target<'_>, subject: &str) -> CredentialRequest {
+        CredentialRequest {
+            server: target.server.id,
+            via: target.via,
+            subject: subject.to_owned(),
+            stale: None,
+            insufficient_scope: None,
+        }
+    }
+
     /// The headers for `subject` on `target` under snapshot `version`; empty when it needs
     /// none. `stale` forces a fresh credential in place of the one the upstream refused.
     pub async fn headers(
@@ -158,24 +162,26 @@ impl Credentials {
         version: i64,
         stale: Option<&str>,
     ) -> Result<Headers, CredentialError> {
+        if target.passthrough() {
+            // Only an identity-provider token may travel on, and none authenticated this call.
+            return Err(CredentialError::Unavailable {
+                message: format!(
+                    "{} forwards the caller's identity-provider token; gateway tokens are never forwarded",
+                    target.server.slug
+                ),
+            });
+        }
         if !target.needed() {
             return Ok(Vec::new());
         }
-        let server = target.server;
-        let key = (server.id, target.via, subject.to_owned());
+        let key = (target.server.id, target.via, subject.to_owned());
         if stale.is_none() {
             let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
             if let Some(hit) = cache.get(&key).filter(|c| c.version == version && c.until > Instant::now()) {
                 return Ok(hit.headers.clone());
             }
         }
-        let request = CredentialRequest {
-            server: server.id,
-            via: target.via,
-            subject: subject.to_owned(),
-            stale: stale.map(str::to_owned),
-            insufficient_scope: None,
-        };
+        let request = CredentialRequest { stale: stale.map(str::to_owned), ..Self::request(target, subject) };
         let resolved = self.resolver.resolve(&request).await;
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         match resolved {
@@ -196,21 +202,25 @@ impl Credentials {
             }
         }
     }
-}
 
-impl Credentials {
+    /// A fresh credential in place of `used`, which the upstream just refused (`401`).
+    pub async fn refreshed(
+        &self,
+        target: Target<'_>,
+        subject: &str,
+        version: i64,
+        used: &Headers,
+    ) -> Result<Headers, CredentialError> {
+        self.headers(target, subject, version, authorization(used)).await
+    }
+
     /// The upstream wants more scope than the caller's grant has: the resolver records it and
     /// says what the caller must do.
     pub async fn step_up(&self, target: Target<'_>, subject: &str, scope: &str) -> CredentialError {
         let server = target.server;
         self.cache.lock().unwrap_or_else(|p| p.into_inner()).remove(&(server.id, target.via, subject.to_owned()));
-        let request = CredentialRequest {
-            server: server.id,
-            via: target.via,
-            subject: subject.to_owned(),
-            stale: None,
-            insufficient_scope: Some(scope.to_owned()),
-        };
+        let request =
+            CredentialRequest { insufficient_scope: Some(scope.to_owned()), ..Self::request(target, subject) };
         match self.resolver.resolve(&request).await {
             Err(e) => e,
             Ok(_) => CredentialError::Unavailable {
@@ -232,7 +242,7 @@ pub fn insufficient_scope(response: &reqwest::Response) -> Option<String> {
 }
 
 /// The `Authorization` value among credential headers, to name it as stale after a `401`.
-pub fn authorization(headers: &Headers) -> Option<&str> {
+fn authorization(headers: &Headers) -> Option<&str> {
     headers.iter().find(|(k, _)| k.eq_ignore_ascii_case("authorization")).map(|(_, v)| v.as_str())
 }
 

@@ -129,13 +129,24 @@ impl Policy {
         if entry.expires_at.is_some_and(|at| at <= now) {
             return None;
         }
-        match entry.subject_kind {
-            TokenOwner::User if !self.disabled_users.contains(&entry.subject) => Some(Subject::User(entry.subject)),
-            TokenOwner::VirtualAccount => {
-                let va = &self.snapshot.virtual_accounts[*self.accounts.get(&entry.subject)?];
-                va.expires_at.is_none_or(|at| at > now).then_some(Subject::VirtualAccount(va.id))
+        let subject = match entry.subject_kind {
+            TokenOwner::User => Subject::User(entry.subject),
+            TokenOwner::VirtualAccount => Subject::VirtualAccount(entry.subject),
+        };
+        self.live(subject, now)
+    }
+
+    /// The subject, if it may still act: a known, enabled user, or a known, unexpired
+    /// virtual account.
+    fn live(&self, subject: Subject, now: DateTime<Utc>) -> Option<Subject> {
+        match subject {
+            Subject::User(id) => {
+                (self.emails.contains_key(&id) && !self.disabled_users.contains(&id)).then_some(subject)
             }
-            _ => None,
+            Subject::VirtualAccount(id) => {
+                let va = &self.snapshot.virtual_accounts[*self.accounts.get(&id)?];
+                va.expires_at.is_none_or(|at| at > now).then_some(subject)
+            }
         }
     }
 
@@ -147,16 +158,7 @@ impl Policy {
         if self.revoked.contains(&claims.jti) || claims.grant_id.as_ref().is_some_and(|g| self.revoked.contains(g)) {
             return None;
         }
-        let (kind, id) = claims.sub.split_at_checked(1)?;
-        let id: i64 = id.parse().ok()?;
-        match kind {
-            "u" if self.emails.contains_key(&id) && !self.disabled_users.contains(&id) => Some(Subject::User(id)),
-            "v" => {
-                let va = &self.snapshot.virtual_accounts[*self.accounts.get(&id)?];
-                va.expires_at.is_none_or(|at| at > now).then_some(Subject::VirtualAccount(id))
-            }
-            _ => None,
-        }
+        self.live(crate::proxy::session::subject_from_tag(&claims.sub)?, now)
     }
 
     /// Whether the subject belongs to the tenant at all (members, the tenant's own accounts).

@@ -94,6 +94,12 @@ impl ProxyState {
     }
 }
 
+/// A server's MCP URL under a public base URL: what clients connect to, and the audience of
+/// the gateway's access tokens for it.
+pub fn mcp_url(base: &str, tenant: &str, server: &str) -> String {
+    format!("{base}/{tenant}/mcp/{server}/server")
+}
+
 /// Registers the MCP route on an app.
 pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<ProxyState>) {
     cfg.service(
@@ -329,9 +335,12 @@ pub async fn handle(
     };
 
     let bearer = header(&req, header::AUTHORIZATION.as_str()).and_then(crate::auth::token::from_bearer_header);
-    let audience = format!("{}/{tenant}/mcp/{server}/server", state.public_base);
     let subject = bearer.and_then(|t| match crate::auth::access_token::looks_like_jwt(t) {
-        true => policy.authenticate_jwt(t, &state.public_base, &audience, ctx.now),
+        // A gateway access token is for exactly this MCP URL.
+        true => {
+            let audience = mcp_url(&state.public_base, &tenant, &server);
+            policy.authenticate_jwt(t, &state.public_base, &audience, ctx.now)
+        }
         false => policy.authenticate(t, ctx.now),
     });
     let Some(subject) = subject else {
@@ -531,8 +540,7 @@ async fn relay(state: &ProxyState, ctx: &Ctx, call: Call<'_>) -> HttpResponse {
         // after that (or for a key) the caller learns whose credential failed.
         if !retried && target.refreshable() {
             retried = true;
-            let stale = crate::proxy::credentials::authorization(&auth).map(str::to_owned);
-            match state.credentials.headers(target, &subject, ctx.policy.version(), stale.as_deref()).await {
+            match state.credentials.refreshed(target, &subject, ctx.policy.version(), &auth).await {
                 Ok(fresh) => {
                     auth = fresh;
                     continue;

@@ -53,6 +53,17 @@ pub fn subject_tag(subject: Subject) -> String {
     }
 }
 
+/// The subject a `u<id>` / `v<id>` tag names.
+pub fn subject_from_tag(tag: &str) -> Option<Subject> {
+    let (kind, id) = tag.split_at_checked(1)?;
+    let id = id.parse().ok()?;
+    match kind {
+        "u" => Some(Subject::User(id)),
+        "v" => Some(Subject::VirtualAccount(id)),
+        _ => None,
+    }
+}
+
 #[derive(Clone)]
 pub struct SessionSealer {
     cipher: Aes256Gcm,

@@ -16,7 +16,7 @@ use futures_util::future::join_all;
 use serde_json::{json, Map, Value};
 
 use crate::policy::ServerEntry;
-use crate::proxy::credentials::{authorization, CredentialError, Headers, Target};
+use crate::proxy::credentials::{CredentialError, Headers, Target};
 use crate::proxy::rewrite;
 use crate::proxy::routes::{
     credential_required, relay_headers, rpc_error, Call, Ctx, ProxyState, INVALID_PARAMS, INVALID_REQUEST,
@@ -63,6 +63,8 @@ struct Members<'a> {
     subject: String,
     /// Whose outbound auth applies to each member.
     targets: Vec<Target<'a>>,
+    /// The version of the snapshot deciding this request, which keys cached credentials.
+    policy_version: i64,
 }
 
 impl Members<'_> {
@@ -95,36 +97,12 @@ impl Members<'_> {
         let auth = self.auth[i].clone()?;
         match state.clients.exchange(entry, &auth, session, version, message).await {
             Err(UpstreamError::Status(401)) if self.targets[i].refreshable() => {
-                let policy = state.policy.current().map(|p| p.version()).unwrap_or_default();
                 let fresh =
-                    state.credentials.headers(self.targets[i], &self.subject, policy, authorization(&auth)).await?;
+                    state.credentials.refreshed(self.targets[i], &self.subject, self.policy_version, &auth).await?;
                 state.clients.exchange(entry, &fresh, session, version, message).await
             }
             other => other,
         }
-    }
-
-    /// Every member's credential, resolved at once.
-    async fn credentials(
-        state: &ProxyState,
-        ctx: &Ctx,
-        targets: &[Target<'_>],
-        subject: &str,
-    ) -> Vec<Result<Headers, CredentialError>> {
-        let version = ctx.policy.version();
-        join_all(targets.iter().map(|target| async move {
-            if target.passthrough() {
-                // Only an identity-provider token may travel on, and none authenticated this call.
-                return Err(CredentialError::Unavailable {
-                    message: format!(
-                        "{} forwards the caller's identity-provider token; gateway tokens are never forwarded",
-                        target.server.slug
-                    ),
-                });
-            }
-            state.credentials.headers(*target, subject, version, None).await
-        }))
-        .await
     }
 
     /// The same message to every live member, at once; individual failures are the members'.
@@ -163,8 +141,10 @@ pub async fn handle(state: &ProxyState, ctx: &Ctx, call: Call<'_>) -> HttpRespon
         None => (vec![None; entries.len()], Vec::new()),
     };
     let subject = subject_tag(call.subject);
-    let auth = Members::credentials(state, ctx, &targets, &subject).await;
-    let members = Members { entries, sessions, failed, auth, subject, targets };
+    let policy_version = ctx.policy.version();
+    let auth =
+        join_all(targets.iter().map(|target| state.credentials.headers(*target, &subject, policy_version, None))).await;
+    let members = Members { entries, sessions, failed, auth, subject, targets, policy_version };
 
     match *call.req.method() {
         actix_web::http::Method::GET => {
