@@ -15,6 +15,7 @@ use crate::api::json::ApiJson;
 use crate::api::pagination::{Page, PageQuery};
 use crate::api::responses::*;
 use crate::api::validate;
+use crate::control::caller::Caller;
 use crate::control::outbound::{AuthData, AuthDataView, GATEWAY_HEADERS};
 use crate::control::probe::{self, ProbeReport};
 use crate::control::servers::{
@@ -23,6 +24,7 @@ use crate::control::servers::{
 };
 use crate::domain::{description, DisplayName, Slug};
 use crate::error::{ApiError, ApiResult, FieldError};
+use crate::proxy::index::Subject;
 use crate::startup::AppState;
 
 const MAX_DESCRIPTION: usize = 2000;
@@ -601,11 +603,11 @@ pub async fn probe_server(
     // The probe calls the upstream as the manager asking, with their credential.
     if server.auth_data.is_some() {
         use crate::proxy::credentials::{CredentialError, CredentialRequest, CredentialResolver};
-        let (kind, id) = access.tenant.principal.caller.subject();
-        let subject = match kind {
-            crate::control::servers::SubjectKind::VirtualAccount => format!("v{id}"),
-            _ => format!("u{id}"),
+        let subject = match &access.tenant.principal.caller {
+            Caller::User(u) => Subject::User(u.id),
+            Caller::VirtualAccount(va) => Subject::VirtualAccount(va.id),
         };
+        let subject = crate::proxy::session::subject_tag(subject);
         let request =
             CredentialRequest { server: server.id, via: None, subject, stale: None, insufficient_scope: None };
         match state.vault.resolve(&request).await {

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
+use sea_orm::sea_query::Condition;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set, TransactionTrait,
 };
@@ -112,6 +113,14 @@ pub fn check_values(server: &servers::Model, values: &BTreeMap<String, String>) 
     }
 }
 
+/// The override rows of one subject on one server (`kind` is `user` or `virtualaccount`).
+pub fn of_subject(server_id: i64, kind: &str, id: i64) -> Condition {
+    Condition::all()
+        .add(auth_overrides::Column::ServerId.eq(server_id))
+        .add(auth_overrides::Column::SubjectKind.eq(kind))
+        .add(auth_overrides::Column::SubjectId.eq(id))
+}
+
 async fn label(db: &impl ConnectionTrait, row: &auth_overrides::Model) -> ApiResult<Option<String>> {
     Ok(match row.subject_kind.as_str() {
         "user" => users::Entity::find_by_id(row.subject_id).one(db).await?.map(|u| format!("user:{}", u.email)),
@@ -138,12 +147,10 @@ pub async fn list(
     server: &servers::Model,
     only: Option<(SubjectKind, i64)>,
 ) -> ApiResult<Vec<OverrideView>> {
-    let mut query = auth_overrides::Entity::find().filter(auth_overrides::Column::ServerId.eq(server.id));
-    if let Some((kind, id)) = only {
-        query = query
-            .filter(auth_overrides::Column::SubjectKind.eq(kind.as_str()))
-            .filter(auth_overrides::Column::SubjectId.eq(id));
-    }
+    let query = match only {
+        Some((kind, id)) => auth_overrides::Entity::find().filter(of_subject(server.id, kind.as_str(), id)),
+        None => auth_overrides::Entity::find().filter(auth_overrides::Column::ServerId.eq(server.id)),
+    };
     let rows = query.order_by_asc(auth_overrides::Column::Id).all(db).await?;
     let mut out = Vec::with_capacity(rows.len());
     for row in rows {
@@ -170,12 +177,7 @@ pub async fn put<C: TransactionTrait>(
     let (kind, id, label) = subject;
     let sealed = sealer.seal(serde_json::to_string(&values).map_err(anyhow::Error::from)?.as_bytes())?;
     let txn = db.begin().await?;
-    let existing = auth_overrides::Entity::find()
-        .filter(auth_overrides::Column::ServerId.eq(server.id))
-        .filter(auth_overrides::Column::SubjectKind.eq(kind.as_str()))
-        .filter(auth_overrides::Column::SubjectId.eq(id))
-        .one(&txn)
-        .await?;
+    let existing = auth_overrides::Entity::find().filter(of_subject(server.id, kind.as_str(), id)).one(&txn).await?;
     let created = existing.is_none();
     let row = match existing {
         Some(row) => {
@@ -224,12 +226,8 @@ pub async fn delete<C: TransactionTrait>(
 ) -> ApiResult<()> {
     let (kind, id, label) = subject;
     let txn = db.begin().await?;
-    let deleted = auth_overrides::Entity::delete_many()
-        .filter(auth_overrides::Column::ServerId.eq(server.id))
-        .filter(auth_overrides::Column::SubjectKind.eq(kind.as_str()))
-        .filter(auth_overrides::Column::SubjectId.eq(id))
-        .exec(&txn)
-        .await?;
+    let deleted =
+        auth_overrides::Entity::delete_many().filter(of_subject(server.id, kind.as_str(), id)).exec(&txn).await?;
     if deleted.rows_affected == 0 {
         return Err(ApiError::NotFound);
     }

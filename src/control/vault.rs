@@ -216,9 +216,7 @@ impl Vault {
     ) -> Result<Option<BTreeMap<String, String>>, CredentialError> {
         let (kind, id) = subject_key(subject);
         let row = auth_overrides::Entity::find()
-            .filter(auth_overrides::Column::ServerId.eq(server.id))
-            .filter(auth_overrides::Column::SubjectKind.eq(kind))
-            .filter(auth_overrides::Column::SubjectId.eq(id))
+            .filter(crate::control::overrides::of_subject(server.id, kind, id))
             .one(&self.db)
             .await
             .map_err(|e| unavailable(format!("the credential store failed: {e}")))?;
