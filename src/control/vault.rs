@@ -515,10 +515,18 @@ impl Vault {
         Ok(client)
     }
 
+    /// The server's OAuth configuration, secrets opened; `None` when it uses another kind of auth.
+    fn oauth_config(&self, server: &servers::Model) -> ApiResult<Option<OAuth2Auth>> {
+        match server.auth_data.as_ref().map(|s| AuthData::open(s, &self.sealer)).transpose()? {
+            Some(AuthData::OAuth2(o)) => Ok(Some(o)),
+            _ => Ok(None),
+        }
+    }
+
     /// Starts a user's authorization at a server's provider: the URL to send their browser to.
     pub async fn start(&self, server: &servers::Model, user: i64, return_to: Option<String>) -> ApiResult<String> {
-        let config = match server.auth_data.as_ref().map(|s| AuthData::open(s, &self.sealer)).transpose()? {
-            Some(AuthData::OAuth2(o)) if o.grant_type == Some(GrantType::AuthorizationCode) => o,
+        let config = match self.oauth_config(server)? {
+            Some(o) if o.grant_type == Some(GrantType::AuthorizationCode) => o,
             _ => {
                 return Err(ApiError::conflict(
                     "no_user_authorization",
@@ -591,9 +599,8 @@ impl Vault {
             return Err(ApiError::Forbidden("this authorization was started by another user".into()));
         }
         let server = servers::Entity::find_by_id(row.server_id).one(&self.db).await?.ok_or(ApiError::NotFound)?;
-        let config = match server.auth_data.as_ref().map(|s| AuthData::open(s, &self.sealer)).transpose()? {
-            Some(AuthData::OAuth2(o)) => o,
-            _ => return Err(ApiError::conflict("no_user_authorization", None, "the server no longer uses OAuth")),
+        let Some(config) = self.oauth_config(&server)? else {
+            return Err(ApiError::conflict("no_user_authorization", None, "the server no longer uses OAuth"));
         };
         let client = self.client(&server, &config).await.map_err(|e| ApiError::Unavailable(e.to_string()))?;
         let verifier = String::from_utf8(self.sealer.open(&row.verifier)?).map_err(anyhow::Error::from)?;
@@ -666,9 +673,7 @@ impl Vault {
     ) -> ApiResult<()> {
         let grant =
             self.grant(server.id, user).await.map_err(|e| anyhow::anyhow!(e.to_string()))?.ok_or(ApiError::NotFound)?;
-        if let Some(AuthData::OAuth2(config)) =
-            server.auth_data.as_ref().map(|s| AuthData::open(s, &self.sealer)).transpose()?
-        {
+        if let Some(config) = self.oauth_config(server)? {
             if let Ok(client) = self.client(server, &config).await {
                 if let Some(refresh) = grant.refresh_token.as_deref().and_then(|s| self.open(s).ok()) {
                     oauth::revoke(&self.http, &client, &refresh, "refresh_token").await;
