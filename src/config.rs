@@ -52,6 +52,15 @@ pub struct Settings {
     /// MCP requests one identity (user or virtual account) may make per minute through one
     /// proxy process, in bursts up to the same number; past it, `429`. 0 turns it off.
     pub proxy_rate_limit_per_minute: u32,
+    /// Lifetime of the access tokens the gateway's authorization server issues, in seconds.
+    pub oauth_access_token_ttl_seconds: u32,
+    /// A client's sign-in ends when it has not refreshed for this long (hours)…
+    pub oauth_sign_in_idle_hours: u32,
+    /// …and at the latest this long after the user approved it (hours); then the user signs in again.
+    pub oauth_sign_in_max_hours: u32,
+    /// Lets Client ID Metadata Documents be fetched from private and loopback addresses (and
+    /// from `http://` on loopback): for development and tests, never on a public gateway.
+    pub oauth_cimd_allow_private: bool,
     /// Browser origins allowed besides the public URL's own (comma-separated in the env).
     #[serde(default, deserialize_with = "comma_list")]
     pub allowed_origins: Vec<String>,
@@ -86,6 +95,10 @@ struct Defaults {
     upstream_timeout_seconds: u32,
     proxy_max_concurrent: usize,
     proxy_rate_limit_per_minute: u32,
+    oauth_access_token_ttl_seconds: u32,
+    oauth_sign_in_idle_hours: u32,
+    oauth_sign_in_max_hours: u32,
+    oauth_cimd_allow_private: bool,
     log: &'static str,
     log_format: LogFormat,
 }
@@ -104,6 +117,10 @@ const DEFAULTS: Defaults = Defaults {
     upstream_timeout_seconds: 120,
     proxy_max_concurrent: 4096,
     proxy_rate_limit_per_minute: 3000,
+    oauth_access_token_ttl_seconds: 3600,
+    oauth_sign_in_idle_hours: 14 * 24,
+    oauth_sign_in_max_hours: 90 * 24,
+    oauth_cimd_allow_private: false,
     log: "info",
     log_format: LogFormat::Text,
 };
@@ -129,6 +146,10 @@ const KNOWN_KEYS: &[&str] = &[
     "upstream_timeout_seconds",
     "proxy_max_concurrent",
     "proxy_rate_limit_per_minute",
+    "oauth_access_token_ttl_seconds",
+    "oauth_sign_in_idle_hours",
+    "oauth_sign_in_max_hours",
+    "oauth_cimd_allow_private",
     "allowed_origins",
     "control_plane",
     "log",
@@ -210,6 +231,15 @@ impl Settings {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
                 return Err(ConfigError::Value(format!("public_url must be an http(s) URL, got {url:?}")));
             }
+        }
+        if self.oauth_access_token_ttl_seconds == 0
+            || self.oauth_sign_in_idle_hours == 0
+            || self.oauth_sign_in_max_hours == 0
+        {
+            return Err(ConfigError::Value(
+                "oauth_access_token_ttl_seconds, oauth_sign_in_idle_hours and oauth_sign_in_max_hours must be positive"
+                    .into(),
+            ));
         }
         if self.session_ttl_minutes == 0 || self.login_max_failures == 0 || self.db_max_connections == 0 {
             return Err(ConfigError::Value(

@@ -15,6 +15,7 @@ use utoipa_actix_web::AppExt;
 use utoipa_scalar::{Scalar, Servable};
 
 use crate::api;
+use crate::auth::oauth_server::ServerConfig;
 use crate::auth::password;
 use crate::auth::seal::{load_proxy_key, Sealer};
 use crate::auth::throttle::LoginThrottle;
@@ -47,6 +48,8 @@ pub struct AppState {
     pub policy: Arc<PolicyHolder>,
     /// Upstream credentials: Auth Overrides, per-user grants, machine tokens.
     pub vault: Arc<Vault>,
+    /// The gateway's own authorization server.
+    pub oauth: ServerConfig,
 }
 
 pub struct Application {
@@ -99,7 +102,9 @@ impl Application {
         let policy = Arc::new(PolicyHolder::default());
         spawn_policy_subscriber(&publisher, policy.clone(), db.clone()).await;
         let vault = Arc::new(Vault::new(db.clone(), sealer.clone(), clock.clone(), settings.public_base_url())?);
+        let oauth = ServerConfig::from_settings(&settings);
         let state = web::Data::new(AppState {
+            oauth,
             db,
             clock,
             settings: Arc::new(settings),
@@ -141,6 +146,8 @@ impl Application {
                 .route("/api/openapi.json", web::get().to(serve_openapi))
                 .configure(|cfg| crate::proxy::routes::configure(cfg, proxy.clone()))
                 .configure(crate::pages::connect::configure)
+                .configure(crate::pages::authorize::configure)
+                .configure(api::oauth::configure)
                 .service(Scalar::with_url("/api/docs", spec.clone()))
                 .default_service(web::to(|| async { Err::<HttpResponse, _>(ApiError::NotFound) }))
                 .wrap(from_fn(api::middleware::request_id))

@@ -9,6 +9,7 @@ mod m20261127_180000_create_servers_collaborators_audit;
 mod m20261127_190000_create_tokens_and_virtual_accounts;
 mod m20261127_200000_create_policy;
 mod m20261128_100000_create_outbound_auth;
+mod m20261128_200000_create_oauth_server;
 
 pub struct Migrator;
 
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261127_190000_create_tokens_and_virtual_accounts::Migration),
             Box::new(m20261127_200000_create_policy::Migration),
             Box::new(m20261128_100000_create_outbound_auth::Migration),
+            Box::new(m20261128_200000_create_oauth_server::Migration),
         ]
     }
 }

@@ -3,12 +3,14 @@
 
 pub mod audit;
 pub mod auth;
+pub mod authorizations;
 pub mod connections;
 pub mod extract;
 pub mod health;
 pub mod how_to_use;
 pub mod json;
 pub mod middleware;
+pub mod oauth;
 pub mod overrides;
 pub mod pagination;
 pub mod policy;
@@ -66,6 +68,7 @@ pub use validate;
         (name = "teams", description = "Teams, usable as collaborators"),
         (name = "auth overrides", description = "Your own (or, for managers, anyone's) values for a server's per-user credential placeholders; write-only"),
         (name = "connections", description = "Your per-user OAuth authorizations at upstream providers"),
+        (name = "authorizations", description = "MCP clients you signed in to through the gateway (its OAuth authorization server), and revoking them"),
         (name = "servers", description = "MCP servers: remote upstreams and virtual compositions"),
         (name = "collaborators", description = "Who may use and manage a server"),
         (name = "audit", description = "The tenant's audit trail"),
@@ -160,6 +163,8 @@ pub fn configure(cfg: &mut ServiceConfig) {
             .service(overrides::get_override_schema)
             .service(overrides::put_override)
             .service(overrides::delete_override)
+            .service(authorizations::list_authorizations)
+            .service(authorizations::revoke_authorization)
             .service(connections::list_connections)
             .service(connections::start_connection)
             .service(connections::delete_connection)

@@ -66,6 +66,15 @@ impl Verifier {
     /// The claims of a token that is well signed by a trusted key, issued by `issuer` for
     /// `audience`, and not expired at `now` (unix seconds). Anything else is `None`.
     pub fn verify(&self, token: &str, issuer: &str, audience: &str, now: i64) -> Option<AccessClaims> {
+        self.check(token, issuer, Some(audience), now)
+    }
+
+    /// As `verify`, for whatever MCP URL the token names (revocation needs no audience).
+    pub fn verify_any_audience(&self, token: &str, issuer: &str, now: i64) -> Option<AccessClaims> {
+        self.check(token, issuer, None, now)
+    }
+
+    fn check(&self, token: &str, issuer: &str, audience: Option<&str>, now: i64) -> Option<AccessClaims> {
         let header = jsonwebtoken::decode_header(token).ok()?;
         // The algorithm and type are pinned: no `none`, no HMAC with a public key, no ID token.
         if header.alg != Algorithm::EdDSA || header.typ.as_deref() != Some(TYP) {
@@ -73,7 +82,10 @@ impl Verifier {
         }
         let key = self.keys.get(header.kid.as_deref()?)?;
         let mut validation = Validation::new(Algorithm::EdDSA);
-        validation.set_audience(&[audience]);
+        match audience {
+            Some(audience) => validation.set_audience(&[audience]),
+            None => validation.validate_aud = false,
+        }
         validation.set_issuer(&[issuer]);
         validation.set_required_spec_claims(&["exp", "aud", "iss", "sub"]);
         // Expiry is checked against the caller's clock below, with no leeway.

@@ -2,6 +2,7 @@
 
 pub mod access_token;
 pub mod challenge;
+pub mod oauth_server;
 pub mod password;
 pub mod seal;
 pub mod session;

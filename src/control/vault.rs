@@ -696,6 +696,30 @@ impl Vault {
         Ok(())
     }
 
+    /// Whether a user must do something in the browser before `server` works for them: enter
+    /// their own key (per-user headers) or authorize at the provider (per-user OAuth), and have
+    /// not yet. Shared credentials and servers without auth need nothing.
+    pub async fn needs_action(&self, server: &servers::Model, user: i64) -> ApiResult<bool> {
+        let Some(stored) = server.auth_data.as_ref() else { return Ok(false) };
+        match AuthData::from_stored(stored) {
+            Some(AuthData::Header(h)) if h.auth_level == AuthLevel::PerUser => {
+                let values = self
+                    .override_values(server, Subject::User(user))
+                    .await
+                    .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+                Ok(values.is_none_or(|v| h.headers.values().any(|t| fill(t, &v).is_none())))
+            }
+            Some(AuthData::OAuth2(o)) if o.grant_type == Some(GrantType::AuthorizationCode) => {
+                let grant = self.grant(server.id, user).await.map_err(|e| ApiError::Unavailable(e.to_string()))?;
+                let now = self.clock.now();
+                Ok(!grant.is_some_and(|g| {
+                    g.status == AUTHENTICATED && (g.refresh_token.is_some() || g.expires_at.is_none_or(|at| at > now))
+                }))
+            }
+            _ => Ok(false),
+        }
+    }
+
     /// A user's connections, newest first.
     pub async fn connections(&self, user: i64) -> ApiResult<Vec<ConnectionView>> {
         let grants = upstream_grants::Entity::find()

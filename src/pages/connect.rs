@@ -32,7 +32,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 /// The signed-in user of this browser, and the session secret.
-async fn browser_user(req: &HttpRequest, state: &AppState) -> Option<(users::Model, String)> {
+pub(crate) async fn browser_user(req: &HttpRequest, state: &AppState) -> Option<(users::Model, String)> {
     let secret = req.cookie(SESSION_COOKIE)?.value().to_owned();
     let (_, user) = sessions::lookup(&state.db, &secret, state.clock.now()).await.ok()??;
     Some((user, secret))
@@ -74,12 +74,27 @@ fn sign_in_page(tenant: &str, server: &str, problem: Option<&str>) -> HttpRespon
     )
 }
 
+/// Where a page goes once its step is done: set when it is one step of a sign-in.
+#[derive(Deserialize, Default)]
+pub struct Next {
+    return_to: Option<String>,
+}
+
+impl Next {
+    /// The target, if it stays on this gateway.
+    fn target(&self, state: &AppState) -> Option<String> {
+        let target = self.return_to.as_deref()?;
+        crate::pages::check_return_to(&state.settings.public_base_url(), target).ok().map(|_| target.to_owned())
+    }
+}
+
 fn key_form(
     tenant: &str,
     server: &server_rows::Model,
     csrf: &str,
     placeholders: &[String],
     problem: Option<&str>,
+    return_to: Option<&str>,
 ) -> HttpResponse {
     let problem = problem.map(|p| format!("<p class=\"error\">{}</p>", escape(p))).unwrap_or_default();
     let fields: String = placeholders
@@ -90,6 +105,9 @@ fn key_form(
         })
         .collect();
     let (t, s) = (escape(tenant), escape(&server.slug));
+    let next = return_to
+        .map(|r| format!("<input type=\"hidden\" name=\"return_to\" value=\"{}\">", escape(r)))
+        .unwrap_or_default();
     page(
         if problem.is_empty() { StatusCode::OK } else { StatusCode::UNPROCESSABLE_ENTITY },
         "Your credential",
@@ -98,7 +116,7 @@ fn key_form(
              <p class=\"muted\">{t}/{s} calls its upstream with your own credential. It is stored encrypted \
              and used only for your requests; nobody can read it back.</p>\
              <form method=\"post\" action=\"/connect/{t}/{s}\"><input type=\"hidden\" name=\"csrf_token\" value=\"{csrf}\">\
-             {fields}<button type=\"submit\">Save</button></form>",
+             {next}{fields}<button type=\"submit\">Save</button></form>",
             name = escape(&server.display_name),
             csrf = escape(csrf),
         ),
@@ -118,8 +136,14 @@ fn done_page(tenant: &str, server: &str, what: &str) -> HttpResponse {
     )
 }
 
-async fn show(req: HttpRequest, path: web::Path<(String, String)>, state: web::Data<AppState>) -> HttpResponse {
+async fn show(
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    next: web::Query<Next>,
+    state: web::Data<AppState>,
+) -> HttpResponse {
     let (tenant, server) = path.into_inner();
+    let return_to = next.target(&state);
     let Some((user, secret)) = browser_user(&req, &state).await else {
         return sign_in_page(&tenant, &server, None);
     };
@@ -130,14 +154,19 @@ async fn show(req: HttpRequest, path: web::Path<(String, String)>, state: web::D
     let auth = server_row.auth_data.as_ref().and_then(AuthData::from_stored);
     match auth {
         Some(AuthData::OAuth2(o)) if o.grant_type == Some(GrantType::AuthorizationCode) => {
-            match state.vault.start(&server_row, user.id, None).await {
+            match state.vault.start(&server_row, user.id, return_to).await {
                 Ok(url) => HttpResponse::SeeOther().insert_header(("location", url)).finish(),
                 Err(e) => error_page(StatusCode::BAD_GATEWAY, "The provider is not reachable", &e.to_string()),
             }
         }
-        Some(auth) if !auth.placeholder_names().is_empty() => {
-            key_form(&tenant_row.slug, &server_row, &csrf_token(&secret), &auth.placeholder_names(), None)
-        }
+        Some(auth) if !auth.placeholder_names().is_empty() => key_form(
+            &tenant_row.slug,
+            &server_row,
+            &csrf_token(&secret),
+            &auth.placeholder_names(),
+            None,
+            return_to.as_deref(),
+        ),
         _ => page(
             StatusCode::OK,
             "Nothing to connect",
@@ -196,6 +225,8 @@ async fn save_key(
     };
     let mut values = form.into_inner();
     let presented = values.remove("csrf_token").unwrap_or_default();
+    let next = Next { return_to: values.remove("return_to") };
+    let return_to = next.target(&state);
     if !csrf_matches(&secret, &presented) {
         return error_page(
             StatusCode::FORBIDDEN,
@@ -213,11 +244,22 @@ async fn save_key(
         overrides::put(&state.db, &state.sealer, &actor, &tenant_row, &server_row, subject, values, state.clock.now())
             .await;
     match saved {
-        Ok(_) => done_page(&tenant_row.slug, &server_row.slug, "Saved"),
+        Ok(_) => match return_to {
+            // One step of a sign-in: on to the next, with no page in between.
+            Some(target) => HttpResponse::SeeOther().insert_header(("location", target)).finish(),
+            None => done_page(&tenant_row.slug, &server_row.slug, "Saved"),
+        },
         Err(ApiError::Validation(errors)) => {
             let placeholders = overrides::schema(&server_row).placeholders;
             let problem = errors.iter().map(|e| format!("{}: {}", e.field, e.message)).collect::<Vec<_>>().join("; ");
-            key_form(&tenant_row.slug, &server_row, &csrf_token(&secret), &placeholders, Some(&problem))
+            key_form(
+                &tenant_row.slug,
+                &server_row,
+                &csrf_token(&secret),
+                &placeholders,
+                Some(&problem),
+                return_to.as_deref(),
+            )
         }
         Err(e) => error_page(StatusCode::CONFLICT, "Not saved", &e.to_string()),
     }

@@ -2,6 +2,7 @@
 //! server, entering one's own key, coming back from a provider. Plain HTML, no script, strict
 //! headers.
 
+pub mod authorize;
 pub mod connect;
 
 use actix_web::http::StatusCode;
@@ -34,10 +35,13 @@ input{width:100%;padding:.5rem;box-sizing:border-box;font:inherit}button{margin-
 pub fn page(status: StatusCode, title: &str, body: &str) -> HttpResponse {
     HttpResponse::build(status)
         .content_type("text/html; charset=utf-8")
+        // No `form-action`: browsers apply it to the redirects that follow a submission, and a
+        // sign-in's forms lead on to the client's redirect URI or a provider's own page.
         .insert_header((
             "content-security-policy",
-            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+            "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'",
         ))
+        .insert_header(("x-frame-options", "DENY"))
         .insert_header(("referrer-policy", "no-referrer"))
         .insert_header(("cache-control", "no-store"))
         .insert_header(("x-content-type-options", "nosniff"))

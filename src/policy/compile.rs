@@ -80,6 +80,7 @@ pub async fn compile(
     let servers = servers::Entity::find().order_by_asc(servers::Column::Id).all(db).await?;
     let access = collaborators::Entity::find().order_by_asc(collaborators::Column::Id).all(db).await?;
     let tokens = read_tokens(db, now).await?;
+    let revoked_gateway_tokens = crate::auth::oauth_server::grants::revoked_ids(db, now).await?;
 
     Ok(Snapshot {
         version,
@@ -153,7 +154,7 @@ pub async fn compile(
             })
             .collect(),
         tokens,
-        revoked_gateway_tokens: Vec::new(),
+        revoked_gateway_tokens,
         identity_providers: Vec::new(),
         gateway_keys,
     })

@@ -100,9 +100,40 @@ pub fn mcp_url(base: &str, tenant: &str, server: &str) -> String {
     format!("{base}/{tenant}/mcp/{server}/server")
 }
 
-/// Registers the MCP route on an app.
+/// The path of an MCP URL's protected resource metadata (RFC 9728 §3.1: the well-known
+/// segment inserted before the resource's path).
+pub fn resource_metadata_url(base: &str, tenant: &str, server: &str) -> String {
+    format!("{base}/.well-known/oauth-protected-resource/{tenant}/mcp/{server}/server")
+}
+
+/// RFC 9728 metadata of an MCP URL: the gateway (the same public base URL) is its
+/// authorization server. The same for every server, known or not, so it reveals nothing.
+pub fn resource_metadata(base: &str, tenant: &str, server: &str) -> Value {
+    json!({
+        "resource": mcp_url(base, tenant, server),
+        "authorization_servers": [base],
+        "bearer_methods_supported": ["header"],
+        "scopes_supported": ["offline_access"],
+        "resource_documentation": format!("{base}/api/docs"),
+    })
+}
+
+async fn protected_resource(path: web::Path<(String, String)>, state: web::Data<ProxyState>) -> HttpResponse {
+    let (tenant, server) = path.into_inner();
+    HttpResponse::Ok()
+        .insert_header(("access-control-allow-origin", "*"))
+        .insert_header(("cache-control", "public, max-age=300"))
+        .json(resource_metadata(&state.public_base, &tenant, &server))
+}
+
+/// Registers the MCP route and its resource metadata on an app.
 pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<ProxyState>) {
     cfg.service(
+        web::resource("/.well-known/oauth-protected-resource/{tenant}/mcp/{server}/server")
+            .app_data(state.clone())
+            .route(web::get().to(protected_resource)),
+    )
+    .service(
         web::resource("/{tenant}/mcp/{server}/server")
             .app_data(state)
             .route(web::post().to(handle))
@@ -347,8 +378,7 @@ pub async fn handle(
         if tenant_entry.is_some() {
             ctx.decide("denied", Some("unauthenticated"), None);
         }
-        let metadata =
-            format!("{}/.well-known/oauth-protected-resource/{tenant}/mcp/{server}/server", state.public_base);
+        let metadata = resource_metadata_url(&state.public_base, &tenant, &server);
         return HttpResponse::Unauthorized()
             .insert_header((header::WWW_AUTHENTICATE, format!("Bearer resource_metadata=\"{metadata}\"")))
             .json(json!({"error": "unauthenticated", "message": "a valid bearer token is required"}));

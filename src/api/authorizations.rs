@@ -1,0 +1,62 @@
+//! The MCP clients you signed in to through the gateway ("Sign in with mcpgate"), and revoking
+//! them.
+
+use actix_web::{delete, get, web, HttpResponse};
+
+use crate::api::extract::Principal;
+use crate::api::pagination::{Page, PageQuery};
+use crate::api::responses::*;
+use crate::auth::oauth_server::grants::{self, AuthorizationView};
+use crate::error::{ApiError, ApiResult};
+use crate::startup::AppState;
+
+/// Your connected clients: one item per sign-in (a client and the MCP URL it connects to),
+/// with when it last got tokens and when you must sign in again at the latest.
+#[utoipa::path(
+    tag = "authorizations",
+    params(PageQuery),
+    responses((status = 200, description = "A page of sign-ins", body = Page<AuthorizationView>), Unauthorized, Forbidden, Unprocessable, Internal)
+)]
+#[get("/me/authorizations")]
+pub async fn list_authorizations(
+    state: web::Data<AppState>,
+    principal: Principal,
+    query: web::Query<PageQuery>,
+) -> ApiResult<web::Json<Page<AuthorizationView>>> {
+    let user = principal.user()?;
+    let paged = grants::list_for_user(&state.db, &state.oauth, user.id, query.to_request()?, state.clock.now()).await?;
+    Ok(web::Json(Page::from_paged(paged, |a| a)))
+}
+
+/// Revoke a sign-in: its refresh tokens stop at once, its access tokens at the proxies with
+/// the next policy snapshot, and the client must ask for your consent again.
+#[utoipa::path(
+    tag = "authorizations",
+    params(("id" = String, Path, description = "The sign-in's id")),
+    responses((status = 204, description = "Revoked"), Unauthorized, Forbidden, NotFound, Internal)
+)]
+#[delete("/me/authorizations/{id}")]
+pub async fn revoke_authorization(
+    state: web::Data<AppState>,
+    principal: Principal,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let user = principal.user()?;
+    let revoked = grants::revoke_for_user(&state.db, user.id, &id, state.clock.now())
+        .await
+        .map_err(|e| ApiError::Internal(anyhow::anyhow!(e.to_string())))?;
+    if !revoked {
+        return Err(ApiError::NotFound);
+    }
+    crate::control::audit::record(
+        &state.db,
+        &principal.actor(),
+        None,
+        "oauth_authorization.revoke",
+        format!("authorization:{id}"),
+        None,
+        state.clock.now(),
+    )
+    .await?;
+    Ok(HttpResponse::NoContent().finish())
+}

@@ -1,0 +1,381 @@
+//! `/oauth/authorize`: the browser side of "Sign in with mcpgate". The user signs in, approves
+//! the client for one MCP URL (remembered), goes through any per-user step the servers behind
+//! that URL need (their key, a provider's consent), and is sent back to the client with a code.
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
+use secrecy::SecretString;
+use serde::Deserialize;
+
+use crate::api::auth::{session_cookie, sign_in};
+use crate::auth::oauth_server::clients::{self, Client};
+use crate::auth::oauth_server::grants::{self, Pending};
+use crate::auth::oauth_server::redirect;
+use crate::auth::session::{csrf_matches, csrf_token};
+use crate::control::caller::Caller;
+use crate::control::{servers, tenants};
+use crate::domain::TenantRole;
+use crate::error::ApiError;
+use crate::pages::connect::browser_user;
+use crate::pages::{error_page, escape, page};
+use crate::startup::AppState;
+use crate::store::entities::{servers as server_rows, users, virtual_members};
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/oauth/authorize", web::get().to(authorize))
+        .route("/oauth/authorize/sign-in", web::post().to(sign_in_form))
+        .route("/oauth/authorize/decision", web::post().to(decision))
+        .route("/oauth/authorize/continue", web::get().to(resume));
+}
+
+#[derive(Deserialize)]
+struct AuthorizeQuery {
+    client_id: Option<String>,
+    redirect_uri: Option<String>,
+    response_type: Option<String>,
+    state: Option<String>,
+    code_challenge: Option<String>,
+    code_challenge_method: Option<String>,
+    resource: Option<String>,
+    scope: Option<String>,
+}
+
+fn redirect_to(location: &str) -> HttpResponse {
+    HttpResponse::SeeOther().insert_header(("location", location)).insert_header(("cache-control", "no-store")).finish()
+}
+
+/// The client and redirect URI, or a page: errors about them must not redirect (RFC 6749
+/// §4.1.2.1), since the redirect URI itself is not trusted yet.
+async fn client_and_redirect(state: &AppState, query: &AuthorizeQuery) -> Result<(Client, String), HttpResponse> {
+    let bad = |message: String| error_page(StatusCode::BAD_REQUEST, "This sign-in link is not valid", &message);
+    let Some(client_id) = query.client_id.as_deref().filter(|c| !c.is_empty()) else {
+        return Err(bad("The application did not say who it is (client_id is missing).".into()));
+    };
+    let client = clients::find(&state.db, client_id, state.oauth.allow_private_documents, state.clock.now())
+        .await
+        .map_err(|e| bad(format!("The application is not known to this gateway: {}", e.description)))?;
+    let redirect_uri = match query.redirect_uri.as_deref() {
+        Some(uri) if redirect::matches(&client.redirect_uris, uri) => uri.to_owned(),
+        Some(uri) => {
+            return Err(bad(format!("{uri} is not a redirect URI {} registered.", client.display_name())));
+        }
+        // RFC 6749 §3.1.2.3: may be left out when exactly one (fixed) URI is registered.
+        None => match client.redirect_uris.as_slice() {
+            [only] if redirect::classify(only) != Ok(redirect::RedirectKind::Loopback) => only.clone(),
+            _ => return Err(bad("The application did not say where to return (redirect_uri is missing).".into())),
+        },
+    };
+    Ok((client, redirect_uri))
+}
+
+/// An error sent back to the client (RFC 6749 §4.1.2.1).
+fn refuse(state: &AppState, redirect_uri: &str, query_state: Option<&str>, error: &str, why: &str) -> HttpResponse {
+    let params = [("error", error), ("error_description", why)];
+    redirect_to(&grants::respond(redirect_uri, query_state, &state.oauth.issuer, &params))
+}
+
+fn sign_in_page(return_to: &str, client: &str, problem: Option<&str>) -> HttpResponse {
+    let problem = problem.map(|p| format!("<p class=\"error\">{}</p>", escape(p))).unwrap_or_default();
+    page(
+        if problem.is_empty() { StatusCode::OK } else { StatusCode::UNAUTHORIZED },
+        "Sign in",
+        &format!(
+            "<h1>Sign in to mcpgate</h1><p class=\"muted\">{client} wants to connect to an MCP server for you.</p>{problem}\
+             <form method=\"post\" action=\"/oauth/authorize/sign-in\">\
+             <input type=\"hidden\" name=\"return_to\" value=\"{return_to}\">\
+             <label for=\"email\">Email</label><input id=\"email\" name=\"email\" type=\"email\" autocomplete=\"username\" required autofocus>\
+             <label for=\"password\">Password</label><input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required>\
+             <button type=\"submit\">Sign in</button></form>",
+            client = escape(client),
+            return_to = escape(return_to),
+        ),
+    )
+}
+
+fn consent_page(client: &Client, pending: &Pending, sealed: &str, csrf: &str, user: &users::Model) -> HttpResponse {
+    let who = match client.row.kind.as_str() {
+        clients::KIND_DOCUMENT => format!(
+            "<strong>{}</strong> <span class=\"muted\">(published by {})</span>",
+            escape(&client.display_name()),
+            escape(
+                url::Url::parse(&client.row.client_id)
+                    .ok()
+                    .and_then(|u| u.host_str().map(str::to_owned))
+                    .as_deref()
+                    .unwrap_or("")
+            )
+        ),
+        _ => format!(
+            "<strong>{}</strong> <span class=\"muted\">(the name is the application's own claim)</span>",
+            escape(&client.display_name())
+        ),
+    };
+    page(
+        StatusCode::OK,
+        "Allow access?",
+        &format!(
+            "<h1>Allow access?</h1>\
+             <p>{who} wants to use the MCP server</p><p><code>{resource}</code></p>\
+             <p>as you, <strong>{email}</strong>, with your permissions on it. Its answers go to <code>{target}</code>.</p>\
+             <p class=\"muted\">Only approve if you started this sign-in from your MCP client. You can revoke access any time \
+             under your authorizations.</p>\
+             <form method=\"post\" action=\"/oauth/authorize/decision\">\
+             <input type=\"hidden\" name=\"csrf_token\" value=\"{csrf}\">\
+             <input type=\"hidden\" name=\"request\" value=\"{sealed}\">\
+             <button type=\"submit\" name=\"decision\" value=\"approve\">Approve</button> \
+             <button type=\"submit\" name=\"decision\" value=\"deny\">Deny</button></form>",
+            resource = escape(&pending.resource),
+            email = escape(&user.email),
+            target = escape(&redirect::display_target(&pending.redirect_uri)),
+            csrf = escape(csrf),
+            sealed = escape(sealed),
+        ),
+    )
+}
+
+/// Whether the user may use the server behind an MCP URL.
+async fn may_use(state: &AppState, user: &users::Model, tenant: &str, server: &str) -> Result<bool, ApiError> {
+    let Some(tenant) = tenants::find_by_slug(&state.db, tenant).await? else { return Ok(false) };
+    let Ok(server) = servers::get(&state.db, &tenant, server).await else { return Ok(false) };
+    let admin =
+        user.is_platform_admin || tenants::role_of(&state.db, tenant.id, user.id).await? == Some(TenantRole::Admin);
+    Ok(servers::role_of(&state.db, &tenant, &Caller::User(user.clone()), admin, &server).await?.is_some())
+}
+
+async fn authorize(req: HttpRequest, query: web::Query<AuthorizeQuery>, state: web::Data<AppState>) -> HttpResponse {
+    let query = query.into_inner();
+    let (client, redirect_uri) = match client_and_redirect(&state, &query).await {
+        Ok(found) => found,
+        Err(page) => return page,
+    };
+    let st = query.state.as_deref();
+    if query.response_type.as_deref() != Some("code") {
+        return refuse(&state, &redirect_uri, st, "unsupported_response_type", "only response_type=code is supported");
+    }
+    let Some(challenge) = query.code_challenge.as_deref() else {
+        return refuse(&state, &redirect_uri, st, "invalid_request", "PKCE is required: send code_challenge (S256)");
+    };
+    if query.code_challenge_method.as_deref() != Some("S256") || !grants::valid_challenge(challenge) {
+        return refuse(&state, &redirect_uri, st, "invalid_request", "code_challenge_method must be S256");
+    }
+    let Some(resource) = query.resource.as_deref() else {
+        return refuse(&state, &redirect_uri, st, "invalid_target", "resource (the MCP URL) is required");
+    };
+    let Some((tenant, server)) = state.oauth.parse_resource(resource) else {
+        return refuse(&state, &redirect_uri, st, "invalid_target", "resource is not an MCP URL of this gateway");
+    };
+    let Some((user, secret)) = browser_user(&req, &state).await else {
+        let here = format!("/oauth/authorize?{}", req.query_string());
+        return sign_in_page(&here, &client.display_name(), None);
+    };
+    match may_use(&state, &user, &tenant, &server).await {
+        Ok(true) => {}
+        Ok(false) => {
+            let why = format!("{} may not use {tenant}/{server}; ask a manager of the server for access", user.email);
+            return refuse(&state, &redirect_uri, st, "access_denied", &why);
+        }
+        Err(e) => return error_page(StatusCode::INTERNAL_SERVER_ERROR, "Sign-in failed", &e.to_string()),
+    }
+    let now = state.clock.now();
+    let pending = Pending::new(
+        &client,
+        &redirect_uri,
+        query.state.clone(),
+        challenge,
+        state.oauth.canonical_resource(&tenant, &server),
+        grants::granted_scope(query.scope.as_deref()),
+        user.id,
+        now,
+    );
+    match grants::has_consent(&state.db, user.id, client.row.id, &pending.resource).await {
+        Ok(true) => proceed(&state, pending).await,
+        Ok(false) => match pending.seal(&state.sealer) {
+            Ok(sealed) => consent_page(&client, &pending, &sealed, &csrf_token(&secret), &user),
+            Err(e) => error_page(StatusCode::INTERNAL_SERVER_ERROR, "Sign-in failed", &e.to_string()),
+        },
+        Err(e) => error_page(StatusCode::INTERNAL_SERVER_ERROR, "Sign-in failed", &e.description),
+    }
+}
+
+#[derive(Deserialize)]
+struct SignInForm {
+    email: String,
+    password: SecretString,
+    return_to: String,
+}
+
+async fn sign_in_form(req: HttpRequest, state: web::Data<AppState>, form: web::Form<SignInForm>) -> HttpResponse {
+    let form = form.into_inner();
+    // Only ever back into this flow: anything else would make the form an open redirect.
+    if !form.return_to.starts_with("/oauth/authorize?") {
+        return error_page(StatusCode::BAD_REQUEST, "Sign-in failed", "Start again from your MCP client.");
+    }
+    match sign_in(&req, &state, &form.email, form.password).await {
+        Ok((_, secret, ttl)) => {
+            let cookie = session_cookie(&state, secret, actix_web::cookie::time::Duration::seconds(ttl.num_seconds()));
+            HttpResponse::SeeOther().cookie(cookie).insert_header(("location", form.return_to)).finish()
+        }
+        Err(ApiError::TooManyAttempts { retry_after_secs }) => sign_in_page(
+            &form.return_to,
+            "An application",
+            Some(&format!("Too many failed attempts; try again in {retry_after_secs} seconds.")),
+        ),
+        Err(ApiError::InvalidCredentials | ApiError::Validation(_)) => {
+            sign_in_page(&form.return_to, "An application", Some("The email or password is not correct."))
+        }
+        Err(e) => error_page(StatusCode::INTERNAL_SERVER_ERROR, "Sign-in failed", &e.to_string()),
+    }
+}
+
+#[derive(Deserialize)]
+struct DecisionForm {
+    csrf_token: String,
+    request: String,
+    decision: String,
+}
+
+async fn decision(req: HttpRequest, state: web::Data<AppState>, form: web::Form<DecisionForm>) -> HttpResponse {
+    let form = form.into_inner();
+    let Some((user, secret)) = browser_user(&req, &state).await else {
+        return error_page(
+            StatusCode::UNAUTHORIZED,
+            "Signed out",
+            "Your session ended; start again from your MCP client.",
+        );
+    };
+    if !csrf_matches(&secret, &form.csrf_token) {
+        return error_page(StatusCode::FORBIDDEN, "Not accepted", "This page is stale or was not sent from here.");
+    }
+    let now = state.clock.now();
+    let Some(pending) = Pending::open(&state.sealer, &form.request, user.id, now) else {
+        return error_page(
+            StatusCode::BAD_REQUEST,
+            "Not accepted",
+            "This sign-in took too long; start again from your MCP client.",
+        );
+    };
+    match form.decision.as_str() {
+        "approve" => {
+            if let Err(e) = grants::remember_consent(&state.db, &pending, now).await {
+                return error_page(StatusCode::INTERNAL_SERVER_ERROR, "Sign-in failed", &e.description);
+            }
+            tracing::info!(
+                user = user.email,
+                client = pending.client_id,
+                resource = pending.resource,
+                "client approved"
+            );
+            proceed(&state, pending).await
+        }
+        "deny" => {
+            tracing::info!(user = user.email, client = pending.client_id, "client denied");
+            redirect_to(&pending.respond(
+                &state.oauth.issuer,
+                &[("error", "access_denied"), ("error_description", "the user denied access")],
+            ))
+        }
+        _ => error_page(StatusCode::BAD_REQUEST, "Not accepted", "Choose Approve or Deny."),
+    }
+}
+
+#[derive(Deserialize)]
+struct ResumeQuery {
+    request: String,
+}
+
+/// Back from a chained step.
+async fn resume(req: HttpRequest, query: web::Query<ResumeQuery>, state: web::Data<AppState>) -> HttpResponse {
+    let Some((user, _)) = browser_user(&req, &state).await else {
+        return error_page(
+            StatusCode::UNAUTHORIZED,
+            "Signed out",
+            "Your session ended; start again from your MCP client.",
+        );
+    };
+    match Pending::open(&state.sealer, &query.request, user.id, state.clock.now()) {
+        Some(pending) => proceed(&state, pending).await,
+        None => error_page(
+            StatusCode::BAD_REQUEST,
+            "Not accepted",
+            "This sign-in took too long; start again from your MCP client.",
+        ),
+    }
+}
+
+/// The servers behind an MCP URL whose credentials are the user's own: the server itself, or
+/// a virtual server's members in order (members called with the virtual server's shared
+/// credentials need nothing from the user).
+async fn servers_behind(state: &AppState, resource: &str) -> Result<Vec<(String, server_rows::Model)>, ApiError> {
+    let Some((tenant, server)) = state.oauth.parse_resource(resource) else { return Ok(vec![]) };
+    let Some(tenant_row) = tenants::find_by_slug(&state.db, &tenant).await? else { return Ok(vec![]) };
+    let server = servers::get(&state.db, &tenant_row, &server).await?;
+    let members = virtual_members::Entity::find()
+        .filter(virtual_members::Column::VirtualServerId.eq(server.id))
+        .order_by_asc(virtual_members::Column::Position)
+        .all(&state.db)
+        .await?;
+    if members.is_empty() {
+        return Ok(vec![(tenant, server)]);
+    }
+    let mut out = Vec::new();
+    for member in members.into_iter().filter(|m| m.auth_data.is_none()) {
+        if let Some(row) = server_rows::Entity::find_by_id(member.member_server_id).one(&state.db).await? {
+            out.push((tenant.clone(), row));
+        }
+    }
+    Ok(out)
+}
+
+/// The next chained step, or the code. A provider that cannot be reached is skipped: the
+/// sign-in still completes, and that server's tools say where to finish later.
+async fn proceed(state: &AppState, mut pending: Pending) -> HttpResponse {
+    let fail =
+        |e: &dyn std::fmt::Display| error_page(StatusCode::INTERNAL_SERVER_ERROR, "Sign-in failed", &e.to_string());
+    let servers = match servers_behind(state, &pending.resource).await {
+        Ok(servers) => servers,
+        Err(e) => return fail(&e),
+    };
+    for (tenant, server) in servers {
+        if pending.skipped.contains(&server.id) {
+            continue;
+        }
+        match state.vault.needs_action(&server, pending.user).await {
+            Ok(false) => continue,
+            Ok(true) => {}
+            Err(e) => {
+                tracing::warn!(server = server.slug, error = %e, "checking a per-user step failed; skipped");
+                continue;
+            }
+        }
+        // Whatever happens in the step, it is not offered twice in this sign-in.
+        pending.skipped.push(server.id);
+        let sealed = match pending.seal(&state.sealer) {
+            Ok(sealed) => sealed,
+            Err(e) => return fail(&e),
+        };
+        let back = format!("/oauth/authorize/continue?request={}", encode(&sealed));
+        let per_user_oauth = matches!(
+            server.auth_data.as_ref().and_then(crate::control::outbound::AuthData::from_stored),
+            Some(crate::control::outbound::AuthData::OAuth2(_))
+        );
+        if per_user_oauth {
+            match state.vault.start(&server, pending.user, Some(back)).await {
+                Ok(url) => return redirect_to(&url),
+                Err(e) => {
+                    tracing::warn!(server = server.slug, error = %e, "a provider step could not start; skipped");
+                    continue;
+                }
+            }
+        }
+        return redirect_to(&format!("/connect/{tenant}/{}?return_to={}", server.slug, encode(&back)));
+    }
+    match grants::issue_code(&state.db, &pending, state.clock.now()).await {
+        Ok(code) => redirect_to(&pending.respond(&state.oauth.issuer, &[("code", &code)])),
+        Err(e) => fail(&e),
+    }
+}
+
+fn encode(value: &str) -> String {
+    url::form_urlencoded::byte_serialize(value.as_bytes()).collect()
+}
