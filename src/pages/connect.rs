@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
-use sea_orm::EntityTrait;
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use secrecy::SecretString;
 use serde::Deserialize;
 
@@ -21,7 +21,7 @@ use crate::domain::TenantRole;
 use crate::error::ApiError;
 use crate::pages::{error_page, escape, page};
 use crate::startup::AppState;
-use crate::store::entities::{servers as server_rows, tenants as tenant_rows, users};
+use crate::store::entities::{servers as server_rows, tenants as tenant_rows, users, virtual_members};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/connect/{tenant}/{server}", web::get().to(show))
@@ -52,8 +52,25 @@ async fn visible_server(
         let admin =
             user.is_platform_admin || tenants::role_of(&state.db, tenant.id, user.id).await? == Some(TenantRole::Admin);
         let server = servers::get(&state.db, &tenant, server).await?;
-        let role = servers::role_of(&state.db, &tenant, &Caller::User(user.clone()), admin, &server).await?;
-        role.map(|_| (tenant, server)).ok_or(ApiError::NotFound)
+        let caller = Caller::User(user.clone());
+        if servers::role_of(&state.db, &tenant, &caller, admin, &server).await?.is_some() {
+            return Ok((tenant, server));
+        }
+        // Users of a virtual server reach its members through it, with their own credentials
+        // for the members that need them.
+        let parents = virtual_members::Entity::find()
+            .filter(virtual_members::Column::MemberServerId.eq(server.id))
+            .all(&state.db)
+            .await?;
+        for parent in parents {
+            let Some(row) = server_rows::Entity::find_by_id(parent.virtual_server_id).one(&state.db).await? else {
+                continue;
+            };
+            if servers::role_of(&state.db, &tenant, &caller, admin, &row).await?.is_some() {
+                return Ok((tenant, server));
+            }
+        }
+        Err(ApiError::NotFound)
     };
     found.await.map_err(|_| not_found())
 }

@@ -12,6 +12,7 @@ mod gateway;
 mod guarded;
 mod helpers;
 mod members;
+mod oauth;
 mod openapi;
 mod outbound;
 mod peers;

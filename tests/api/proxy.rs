@@ -13,7 +13,7 @@ use crate::peers;
 
 /// Tenant `acme` with server `fixture` (an rmcp upstream), `ann` a collaborator with a token,
 /// `bob` a member without access. Returns (admin, ann's token, bob's token).
-async fn setup(app: &TestApp) -> (Client, String, String) {
+pub async fn setup(app: &TestApp) -> (Client, String, String) {
     let upstream = peers::rmcp_upstream().await;
     let admin = app.admin().await;
     let ann = app.user(&admin, "ann@example.com").await;
@@ -70,7 +70,7 @@ fn mcp_url(app: &TestApp) -> String {
     format!("{}/acme/mcp/fixture/server", app.base)
 }
 
-async fn status(url: &str, token: Option<&str>) -> (u16, reqwest::header::HeaderMap) {
+pub async fn status(url: &str, token: Option<&str>) -> (u16, reqwest::header::HeaderMap) {
     let mut req = reqwest::Client::new().post(url).header("content-type", "application/json").header("accept", "application/json, text/event-stream").body(
         r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#,
     );
