@@ -114,6 +114,8 @@ fn every_operation_documents_its_errors() {
         "GET /api/v1/tenants/{tenant}/servers/{server}/auth-override-schema",
         "PUT /api/v1/tenants/{tenant}/servers/{server}/auth-overrides/{subject}",
         "DELETE /api/v1/tenants/{tenant}/servers/{server}/auth-overrides/{subject}",
+        "GET /api/v1/me/authorizations",
+        "DELETE /api/v1/me/authorizations/{id}",
         "GET /api/v1/me/connections",
         "POST /api/v1/me/connections/{tenant}/{server}",
         "DELETE /api/v1/me/connections/{tenant}/{server}",
