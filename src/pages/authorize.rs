@@ -117,7 +117,8 @@ fn consent_page(client: &Client, pending: &Pending, sealed: &str, csrf: &str, us
         &format!(
             "<h1>Allow access?</h1>\
              <p>{who} wants to use the MCP server</p><p><code>{resource}</code></p>\
-             <p>as you, <strong>{email}</strong>, with your permissions on it. Its answers go to <code>{target}</code>.</p>\
+             <p>as you, <strong>{email}</strong>, with your permissions on it. After you approve, you return to \
+             <strong>{target}</strong>.</p>\
              <p class=\"muted\">Only approve if you started this sign-in from your MCP client. You can revoke access any time \
              under your authorizations.</p>\
              <form method=\"post\" action=\"/oauth/authorize/decision\">\

@@ -122,8 +122,15 @@ fn key_form(
         })
         .collect();
     let (t, s) = (escape(tenant), escape(&server.slug));
+    // As a step of a sign-in it says so, and where the person goes next.
     let next = return_to
-        .map(|r| format!("<input type=\"hidden\" name=\"return_to\" value=\"{}\">", escape(r)))
+        .map(|r| {
+            format!(
+                "<p>This is a step of your sign-in: once it is saved, you go straight back to your MCP client.</p>\
+                 <input type=\"hidden\" name=\"return_to\" value=\"{}\">",
+                escape(r)
+            )
+        })
         .unwrap_or_default();
     page(
         if problem.is_empty() { StatusCode::OK } else { StatusCode::UNPROCESSABLE_ENTITY },

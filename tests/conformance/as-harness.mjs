@@ -8,6 +8,7 @@
 import { spawn } from "node:child_process";
 import net from "node:net";
 import readline from "node:readline";
+import { signInAndApprove } from "../peers/headless-sign-in.mjs";
 
 const [entry, issuer, mcpUrl, email, password, outputDir] = process.argv.slice(2);
 
@@ -20,47 +21,6 @@ const freePort = () =>
     });
   });
 
-async function browse(url) {
-  let cookie = "";
-  let current = url;
-  const hidden = (page, name) => {
-    const m = page.match(new RegExp(`name="${name}" value="([^"]*)"`));
-    if (!m) throw new Error(`no ${name} on the page`);
-    return m[1].replaceAll("&quot;", '"').replaceAll("&#39;", "'").replaceAll("&lt;", "<").replaceAll("&gt;", ">").replaceAll("&amp;", "&");
-  };
-  const send = async (target, body) => {
-    const res = await fetch(target, {
-      method: body ? "POST" : "GET",
-      redirect: "manual",
-      headers: { cookie, ...(body ? { "content-type": "application/x-www-form-urlencoded" } : {}) },
-      body: body ? new URLSearchParams(body).toString() : undefined,
-    });
-    for (const c of res.headers.getSetCookie()) cookie = c.split(";")[0];
-    return res;
-  };
-  for (let i = 0; i < 10; i++) {
-    let res = await send(current);
-    if (res.status === 200) {
-      const page = await res.text();
-      if (page.includes('action="/oauth/authorize/sign-in"')) {
-        console.log("[harness] signing in");
-        res = await send(`${issuer}/oauth/authorize/sign-in`, { email, password, return_to: hidden(page, "return_to") });
-      } else if (page.includes('action="/oauth/authorize/decision"')) {
-        console.log("[harness] approving");
-        res = await send(`${issuer}/oauth/authorize/decision`, {
-          csrf_token: hidden(page, "csrf_token"), request: hidden(page, "request"), decision: "approve",
-        });
-      } else {
-        throw new Error(`unexpected page at ${current}: ${page.slice(0, 400)}`);
-      }
-    }
-    if (res.status < 300 || res.status >= 400) throw new Error(`unexpected ${res.status} at ${current}`);
-    const location = new URL(res.headers.get("location"), issuer).toString();
-    if (!location.startsWith(issuer)) return location;
-    current = location;
-  }
-  throw new Error("the authorization did not end");
-}
 
 const port = await freePort();
 const registration = await fetch(`${issuer}/oauth/register`, {
@@ -82,7 +42,7 @@ const suite = spawn(process.execPath, [entry, "authorization", "--url", issuer, 
 readline.createInterface({ input: suite.stdout }).on("line", (line) => {
   console.log(line);
   if (line.startsWith(`${issuer}/oauth/authorize?`)) {
-    browse(line)
+    signInAndApprove(line, { email, password })
       .then((callback) => fetch(callback))
       .then((res) => console.log(`[harness] delivered the code to the suite's callback (${res.status})`))
       .catch((e) => { console.error(`[harness] ${e.message}`); suite.kill(); });

@@ -12,6 +12,7 @@ import fs from "node:fs";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import { auth, UnauthorizedError } from "@modelcontextprotocol/sdk/client/auth.js";
+import { signInAndApprove } from "./headless-sign-in.mjs";
 
 const [phase, mcpUrl, email, password, stateFile] = process.argv.slice(2);
 const REDIRECT = "http://127.0.0.1:40200/callback";
@@ -53,47 +54,6 @@ const watchingFetch = async (url, init) => {
   return res;
 };
 
-/// The person in the browser: signs in and approves, returns the redirect to the client.
-async function browse(url) {
-  let cookie = "";
-  let current = String(url);
-  const base = new URL(mcpUrl).origin;
-  const hidden = (page, name) => {
-    const m = page.match(new RegExp(`name="${name}" value="([^"]*)"`));
-    if (!m) throw new Error(`no ${name} on ${page}`);
-    return m[1].replaceAll("&quot;", '"').replaceAll("&#39;", "'").replaceAll("&lt;", "<").replaceAll("&gt;", ">").replaceAll("&amp;", "&");
-  };
-  const send = async (target, body) => {
-    const res = await fetch(target, {
-      method: body ? "POST" : "GET",
-      redirect: "manual",
-      headers: { cookie, ...(body ? { "content-type": "application/x-www-form-urlencoded" } : {}) },
-      body: body ? new URLSearchParams(body).toString() : undefined,
-    });
-    for (const c of res.headers.getSetCookie()) cookie = c.split(";")[0];
-    return res;
-  };
-  for (let i = 0; i < 10; i++) {
-    let res = await send(current);
-    if (res.status === 200) {
-      const page = await res.text();
-      if (page.includes('action="/oauth/authorize/sign-in"')) {
-        res = await send(`${base}/oauth/authorize/sign-in`, { email, password, return_to: hidden(page, "return_to") });
-      } else if (page.includes('action="/oauth/authorize/decision"')) {
-        res = await send(`${base}/oauth/authorize/decision`, {
-          csrf_token: hidden(page, "csrf_token"), request: hidden(page, "request"), decision: "approve",
-        });
-      } else {
-        throw new Error(`unexpected page: ${page}`);
-      }
-    }
-    if (res.status < 300 || res.status >= 400) throw new Error(`unexpected ${res.status} at ${current}`);
-    const location = new URL(res.headers.get("location"), base).toString();
-    if (!location.startsWith(base)) return location;
-    current = location;
-  }
-  throw new Error("the authorization did not end");
-}
 
 /// Connects (signing in through the browser when the gateway asks), calls `add`.
 async function connectAndCall() {
@@ -104,7 +64,7 @@ async function connectAndCall() {
     await client.connect(transport);
   } catch (e) {
     if (!(e instanceof UnauthorizedError) || !authorizationUrl) throw e;
-    const back = new URL(await browse(authorizationUrl));
+    const back = new URL(await signInAndApprove(String(authorizationUrl), { email, password }));
     if (back.searchParams.get("iss") !== new URL(mcpUrl).origin) throw new Error(`iss missing: ${back}`);
     await transport.finishAuth(back.searchParams.get("code"));
     console.log(phase === "first" ? "signed in" : "signed in again");

@@ -71,11 +71,15 @@ pub fn matches(registered: &[String], requested: &str) -> bool {
     })
 }
 
-/// What a person should see as "where the code goes": the host, or the app's scheme.
+/// What a person should see as "where the sign-in returns to": the website, an app on this
+/// computer (loopback), or the app registered for a scheme.
 pub fn display_target(uri: &str) -> String {
     match Url::parse(uri) {
+        Ok(url) if url.scheme() == "http" && is_loopback(&url) => {
+            format!("an app on this computer ({})", url.host_str().unwrap_or_default())
+        }
         Ok(url) if matches!(url.scheme(), "http" | "https") => url.host_str().unwrap_or_default().to_owned(),
-        Ok(url) => format!("{}: (an app on your device)", url.scheme()),
+        Ok(url) => format!("the app that opens {}: links", url.scheme()),
         Err(_) => uri.to_owned(),
     }
 }
