@@ -228,6 +228,11 @@ fn spawn_background_jobs(state: web::Data<AppState>) {
                 Ok(n) => tracing::info!(rotated = n, "virtual-account tokens rotated on schedule"),
                 Err(e) => tracing::warn!(error = %e, "scheduled token rotation failed"),
             }
+            match crate::auth::oauth_server::grants::purge(&state.db, state.clock.now()).await {
+                Ok(0) => {}
+                Ok(n) => tracing::debug!(purged = n, "ended sign-ins and spent OAuth records removed"),
+                Err(e) => tracing::warn!(error = %e, "purging OAuth records failed"),
+            }
             match sessions::purge_expired(&state.db, state.clock.now()).await {
                 Ok(0) => {}
                 Ok(n) => tracing::debug!(purged = n, "expired sessions removed"),

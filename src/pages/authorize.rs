@@ -256,6 +256,12 @@ async fn decision(req: HttpRequest, state: web::Data<AppState>, form: web::Form<
             "This sign-in took too long; start again from your MCP client.",
         );
     };
+    let approve = match form.decision.as_str() {
+        "approve" => true,
+        "deny" => false,
+        _ => return error_page(StatusCode::BAD_REQUEST, "Not accepted", "Choose Approve or Deny."),
+    };
+    record_decision(&state, &user, &pending, approve).await;
     match form.decision.as_str() {
         "approve" => {
             if let Err(e) = grants::remember_consent(&state.db, &pending, now).await {
@@ -277,6 +283,31 @@ async fn decision(req: HttpRequest, state: web::Data<AppState>, form: web::Form<
             ))
         }
         _ => error_page(StatusCode::BAD_REQUEST, "Not accepted", "Choose Approve or Deny."),
+    }
+}
+
+/// Consent decisions go to the tenant's audit trail: who let which client act for them where.
+async fn record_decision(state: &AppState, user: &users::Model, pending: &Pending, approve: bool) {
+    let tenant = match state.oauth.parse_resource(&pending.resource) {
+        Some((slug, _)) => tenants::find_by_slug(&state.db, &slug).await.ok().flatten(),
+        None => None,
+    };
+    let actor = crate::control::audit::Actor { subject: format!("user:{}", user.email), request_id: None };
+    let action = if approve { "oauth_consent.approve" } else { "oauth_consent.deny" };
+    let details = serde_json::json!({"resource": pending.resource, "redirect_uri": pending.redirect_uri});
+    let target = format!("client:{}", pending.client_id);
+    let recorded = crate::control::audit::record(
+        &state.db,
+        &actor,
+        tenant.as_ref(),
+        action,
+        target,
+        Some(details),
+        state.clock.now(),
+    )
+    .await;
+    if let Err(e) = recorded {
+        tracing::warn!(error = %e, "recording a consent decision failed");
     }
 }
 

@@ -480,7 +480,7 @@ async fn a_sign_in_expires_when_idle_and_at_its_absolute_end() {
 #[tokio::test]
 async fn deny_sends_access_denied_and_a_retry_succeeds() {
     let app = spawn_app().await;
-    setup(&app).await;
+    let (admin, _, _) = setup(&app).await;
     let client_id = public_client(&app).await;
     let browser = Browser::new(&app.base);
     let (_, challenge) = pkce();
@@ -490,6 +490,10 @@ async fn deny_sends_access_denied_and_a_retry_succeeds() {
     assert_eq!((q["error"].as_str(), q["state"].as_str()), ("access_denied", "st-1"));
     let (access, _) = sign_in(&app, &browser, &client_id).await;
     assert_eq!(status(&mcp_url(&app), Some(&access)).await.0, 200);
+    // Both decisions are in the tenant's audit trail.
+    let events = admin.get("/api/v1/tenants/acme/audit-events?limit=200").await.expect(200);
+    let actions: Vec<&str> = events["items"].as_array().unwrap().iter().filter_map(|e| e["action"].as_str()).collect();
+    assert!(actions.contains(&"oauth_consent.deny") && actions.contains(&"oauth_consent.approve"), "{actions:?}");
 }
 
 #[tokio::test]
@@ -812,4 +816,98 @@ async fn the_typescript_sdk_signs_in_calls_tools_refreshes_and_signs_in_again() 
     assert!(out.contains("refresh refused"), "{out}");
     assert!(out.contains("signed in again"), "{out}");
     assert!(out.contains("tool result 42"), "{out}");
+}
+
+#[tokio::test]
+async fn sign_in_chains_through_the_providers_own_consent_for_per_user_oauth() {
+    let app = spawn_app().await;
+    let (admin, _, _) = setup(&app).await;
+    let provider = crate::guarded::start(crate::guarded::Guard::OAuth).await;
+    admin
+        .post(
+            "/api/v1/tenants/acme/servers",
+            json!({"slug": "oauthy", "display_name": "OAuthy", "kind": "remote", "url": provider.url,
+                   "auth_data": {"type": "oauth2", "grant_type": "authorization_code"}}),
+        )
+        .await
+        .expect(201);
+    admin
+        .send(
+            reqwest::Method::PUT,
+            "/api/v1/tenants/acme/servers/oauthy/collaborators",
+            Some(json!({"subject": "user:ann@example.com", "role": "user"})),
+        )
+        .await
+        .expect(201);
+    wait_for_policy(&app).await;
+    let client_id = public_client(&app).await;
+    let browser = Browser::new(&app.base);
+    let resource = format!("{}/acme/mcp/oauthy/server", app.base);
+    let (verifier, challenge) = pkce();
+    let redirect = "http://127.0.0.1:40006/callback";
+    // After Approve the browser goes to the provider, which (this test provider) approves at once
+    // and sends it back to the gateway, which sends it on to the client.
+    let at_provider = browser
+        .authorize(&authorize_url(&app, &client_id, redirect, &challenge, &resource), ANN, Decision::Approve, &[])
+        .await;
+    assert!(at_provider.starts_with(&provider.url.replace("/mcp", "")), "{at_provider}");
+    let res = browser.http.get(&at_provider).send().await.unwrap();
+    let callback = res.headers()[LOCATION].to_str().unwrap().to_owned();
+    assert!(callback.starts_with(&format!("{}/oauth/upstream/callback", app.base)), "{callback}");
+    let back = browser.authorize(&callback, ANN, Decision::Approve, &[]).await;
+    assert!(back.starts_with(redirect), "{back}");
+    let (code, body) = token_request(
+        &app,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &query_of(&back)["code"]),
+            ("redirect_uri", redirect),
+            ("client_id", &client_id),
+            ("code_verifier", &verifier),
+        ],
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    let ann = app.signed_in(ANN.0, ANN.1).await;
+    let connections = ann.get("/api/v1/me/connections").await.expect(200);
+    assert_eq!(connections["items"][0]["server"], "oauthy");
+    assert_eq!(connections["items"][0]["status"], "authenticated");
+    // The upstream answers ann with the token the provider gave her.
+    let config =
+        StreamableHttpClientTransportConfig::with_uri(resource).auth_header(body["access_token"].as_str().unwrap());
+    let transport = StreamableHttpClientTransport::with_client(reqwest::Client::new(), config);
+    let client =
+        ClientConfig::new(ClientCapabilities::default(), Implementation::new("t", "1")).serve(transport).await.unwrap();
+    let result = client.call_tool(CallToolRequestParams::new("whoami")).await.unwrap();
+    assert!(serde_json::to_value(&result.content).unwrap()[0]["text"].as_str().unwrap().contains("upstream-user-1"));
+    client.cancel().await.unwrap();
+}
+
+#[tokio::test]
+async fn revocations_travel_in_snapshots_until_the_tokens_expire_then_are_forgotten() {
+    use mcpgate::auth::oauth_server::grants;
+    let app = spawn_app().await;
+    setup(&app).await;
+    let client_id = public_client(&app).await;
+    let (_, refresh) = sign_in(&app, &Browser::new(&app.base), &client_id).await;
+    let revoked = reqwest::Client::new()
+        .post(format!("{}/oauth/revoke", app.base))
+        .form(&[("token", refresh.as_str()), ("client_id", &client_id)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), 200);
+    wait_for_policy(&app).await;
+    assert_eq!(
+        app.state.policy.current().unwrap().snapshot.revoked_gateway_tokens.len(),
+        1,
+        "the sign-in's id is listed"
+    );
+    // Once its last access token has expired (1 hour) the id need not travel any more, and a day
+    // later the sign-in itself is purged.
+    app.clock.advance(chrono::Duration::hours(25));
+    assert!(grants::revoked_ids(&app.state.db, app.clock.now()).await.unwrap().is_empty());
+    assert!(grants::purge(&app.state.db, app.clock.now()).await.unwrap() >= 1);
+    let ann = app.signed_in(ANN.0, ANN.1).await;
+    assert_eq!(ann.get("/api/v1/me/authorizations").await.expect(200)["items"], json!([]));
 }

@@ -635,6 +635,29 @@ pub async fn revoked_ids(db: &impl ConnectionTrait, now: DateTime<Utc>) -> Resul
     Ok(grants.into_iter().map(|g| g.public_id).chain(tokens.into_iter().map(|t| t.jti)).collect())
 }
 
+/// Forgets what can no longer matter: revoked token ids past their expiry, sign-ins ended
+/// (expired, or revoked with every access token expired) a day ago, spent codes.
+pub async fn purge(db: &impl ConnectionTrait, now: DateTime<Utc>) -> Result<u64, sea_orm::DbErr> {
+    let day_ago = now - chrono::Duration::days(1);
+    let tokens = oauth_revoked_tokens::Entity::delete_many()
+        .filter(oauth_revoked_tokens::Column::ExpiresAt.lt(now))
+        .exec(db)
+        .await?
+        .rows_affected;
+    let codes = oauth_codes::Entity::delete_many().filter(oauth_codes::Column::ExpiresAt.lt(day_ago)).exec(db).await?;
+    let ended = oauth_grants::Entity::delete_many()
+        .filter(
+            sea_orm::Condition::any().add(oauth_grants::Column::ExpiresAt.lt(day_ago)).add(
+                sea_orm::Condition::all()
+                    .add(oauth_grants::Column::RevokedAt.lt(day_ago))
+                    .add(oauth_grants::Column::AccessExpiresAt.lt(now)),
+            ),
+        )
+        .exec(db)
+        .await?;
+    Ok(tokens + codes.rows_affected + ended.rows_affected)
+}
+
 /// A user's connected client, for `GET /api/v1/me/authorizations`.
 #[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct AuthorizationView {
