@@ -908,6 +908,19 @@ async fn revocations_travel_in_snapshots_until_the_tokens_expire_then_are_forgot
     app.clock.advance(chrono::Duration::hours(25));
     assert!(grants::revoked_ids(&app.state.db, app.clock.now()).await.unwrap().is_empty());
     assert!(grants::purge(&app.state.db, app.clock.now()).await.unwrap() >= 1);
+    // A client that registered and was never approved goes after a week; an approved one stays.
+    let (_, idle) =
+        register(&app, json!({"redirect_uris": ["https://idle.example/cb"], "token_endpoint_auth_method": "none"}))
+            .await;
+    app.clock.advance(chrono::Duration::days(8));
+    grants::purge(&app.state.db, app.clock.now()).await.unwrap();
+    let known = |id: String| {
+        let db = app.state.db.clone();
+        let now = app.clock.now();
+        async move { mcpgate::auth::oauth_server::clients::find(&db, &id, false, now).await.is_ok() }
+    };
+    assert!(!known(idle["client_id"].as_str().unwrap().to_owned()).await);
+    assert!(known(client_id.clone()).await);
     let ann = app.signed_in(ANN.0, ANN.1).await;
     assert_eq!(ann.get("/api/v1/me/authorizations").await.expect(200)["items"], json!([]));
 }

@@ -636,7 +636,8 @@ pub async fn revoked_ids(db: &impl ConnectionTrait, now: DateTime<Utc>) -> Resul
 }
 
 /// Forgets what can no longer matter: revoked token ids past their expiry, sign-ins ended
-/// (expired, or revoked with every access token expired) a day ago, spent codes.
+/// (expired, or revoked with every access token expired) a day ago, spent codes, clients that
+/// registered and were never approved.
 pub async fn purge(db: &impl ConnectionTrait, now: DateTime<Utc>) -> Result<u64, sea_orm::DbErr> {
     let day_ago = now - chrono::Duration::days(1);
     let tokens = oauth_revoked_tokens::Entity::delete_many()
@@ -655,7 +656,29 @@ pub async fn purge(db: &impl ConnectionTrait, now: DateTime<Utc>) -> Result<u64,
         )
         .exec(db)
         .await?;
-    Ok(tokens + codes.rows_affected + ended.rows_affected)
+    // Registration is open (clients register themselves); one that never got a consent within
+    // a week was abandoned, or never real.
+    let unused = oauth_clients::Entity::delete_many()
+        .filter(oauth_clients::Column::CreatedAt.lt(now - chrono::Duration::days(7)))
+        .filter(
+            oauth_clients::Column::Id.not_in_subquery(
+                sea_orm::sea_query::Query::select()
+                    .column(oauth_consents::Column::ClientId)
+                    .from(oauth_consents::Entity)
+                    .to_owned(),
+            ),
+        )
+        .filter(
+            oauth_clients::Column::Id.not_in_subquery(
+                sea_orm::sea_query::Query::select()
+                    .column(oauth_grants::Column::ClientId)
+                    .from(oauth_grants::Entity)
+                    .to_owned(),
+            ),
+        )
+        .exec(db)
+        .await?;
+    Ok(tokens + codes.rows_affected + ended.rows_affected + unused.rows_affected)
 }
 
 /// A user's connected client, for `GET /api/v1/me/authorizations`.

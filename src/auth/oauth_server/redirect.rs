@@ -135,5 +135,8 @@ mod tests {
         assert!(matches(&registered, "https://app.example/cb"));
         assert!(!matches(&registered, "https://app.example:8443/cb"), "only loopback ignores the port");
         assert!(!matches(&registered, "https://app.example/cb?x=1"));
+        // VS Code registers one port and may come back on another.
+        let vscode = vec!["http://127.0.0.1:33418/".to_owned()];
+        assert!(matches(&vscode, "http://127.0.0.1:33419/"));
     }
 }
