@@ -345,6 +345,20 @@ async fn authorization_requests_are_checked_before_anything_is_issued() {
         assert_eq!(q["iss"], app.base);
     }
 
+    // Someone who may not use the server is told so, through the client.
+    let bob = Browser::new(&app.base);
+    let back = bob
+        .authorize(
+            &authorize_url(&app, &client_id, redirect, &challenge, &mcp_url(&app)),
+            ("bob@example.com", "pw-bob@example.com-secret"),
+            Decision::Approve,
+            &[],
+        )
+        .await;
+    let q = query_of(&back);
+    assert_eq!(q["error"], "access_denied");
+    assert!(q["error_description"].contains("may not use acme/fixture"), "{q:?}");
+
     // A wrong verifier, then a replayed code.
     let back = browser
         .authorize(&authorize_url(&app, &client_id, redirect, &challenge, &mcp_url(&app)), ANN, Decision::Approve, &[])
