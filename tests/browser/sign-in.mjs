@@ -22,7 +22,13 @@ const check = (ok, what) => {
 // The client's redirect receiver, on a loopback port like a desktop IDE's.
 const received = [];
 const receiver = http.createServer((req, res) => {
-  received.push(new URL(req.url, "http://127.0.0.1"));
+  const url = new URL(req.url, "http://127.0.0.1");
+  // Only the redirect itself counts: the browser also asks this origin for a favicon.
+  if (url.pathname !== "/callback") {
+    res.writeHead(404).end();
+    return;
+  }
+  received.push(url);
   res.writeHead(200, { "content-type": "text/html" });
   res.end("<h1>Back in the MCP client</h1>");
 });
