@@ -555,6 +555,8 @@ async fn register(admin: &Client, servers: Vec<(&str, &String, Value)>) {
     }
 }
 
+/// The real binary at TRACE: no upstream secret, and none of the gateway's own OAuth secrets
+/// (client secret, code, access and refresh tokens), is logged or stored in clear.
 #[tokio::test]
 async fn no_outbound_secret_is_stored_or_logged_in_clear() {
     let dir = tempfile::tempdir().unwrap();
@@ -616,6 +618,9 @@ async fn no_outbound_secret_is_stored_or_logged_in_clear() {
     assert_eq!(whoami(&format!("{}/acme/mcp/oauthy/server", server.base), &token).await.unwrap(), "upstream-user-1");
     assert_eq!(oauth.issuer.refreshes.load(Ordering::SeqCst), 1);
 
+    // The gateway's own OAuth server: a confidential client's secret, the code, the tokens.
+    let gateway_secrets = sign_in_with_gateway(&server.base, ("ops@example.com", "ops-password-123")).await;
+
     let stdout = server.kill().join("\n");
     let output = format!("{stdout}\n{}", std::fs::read_to_string(&log).unwrap());
     assert!(output.contains("TRACE"), "trace logging was on");
@@ -624,11 +629,63 @@ async fn no_outbound_secret_is_stored_or_logged_in_clear() {
     let mut secrets = vec![shared_key.to_owned(), own_key.to_owned(), MACHINE_SECRET.to_owned()];
     secrets.extend(machine.issuer.issued.lock().unwrap().iter().cloned());
     secrets.extend(oauth.issuer.issued.lock().unwrap().iter().cloned());
-    assert!(secrets.len() >= 8, "{secrets:?}");
+    secrets.extend(gateway_secrets);
+    assert!(secrets.len() >= 13, "{secrets:?}");
     for secret in &secrets {
         assert!(!output.contains(secret.as_str()), "{secret} appeared in the output");
         assert!(!stored.contains(secret.as_str()), "{secret} is stored in clear");
     }
+}
+
+/// A confidential client signs `who` in through the gateway and refreshes once; returns every
+/// secret that passed: client secret, code, access and refresh tokens.
+async fn sign_in_with_gateway(base: &str, who: (&str, &str)) -> Vec<String> {
+    use crate::oauth::{pkce, Browser, Decision};
+    let http = reqwest::Client::new();
+    let redirect = "https://app.example/callback";
+    let client: Value = http
+        .post(format!("{base}/oauth/register"))
+        .json(&json!({"redirect_uris": [redirect], "token_endpoint_auth_method": "client_secret_basic"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let (id, secret) = (client["client_id"].as_str().unwrap(), client["client_secret"].as_str().unwrap());
+    let (verifier, challenge) = pkce();
+    let mut url = url::Url::parse(&format!("{base}/oauth/authorize")).unwrap();
+    url.query_pairs_mut()
+        .append_pair("response_type", "code")
+        .append_pair("client_id", id)
+        .append_pair("redirect_uri", redirect)
+        .append_pair("code_challenge", &challenge)
+        .append_pair("code_challenge_method", "S256")
+        .append_pair("resource", &format!("{base}/acme/mcp/shared/server"));
+    let back = Browser::new(base).authorize(url.as_str(), who, Decision::Approve, &[]).await;
+    let code = url::Url::parse(&back).unwrap().query_pairs().find(|(k, _)| k == "code").unwrap().1.into_owned();
+    let token = |form: Vec<(&'static str, String)>| {
+        let http = http.clone();
+        async move {
+            let res = http.post(format!("{base}/oauth/token")).basic_auth(id, Some(secret)).form(&form).send().await;
+            res.unwrap().json::<Value>().await.unwrap()
+        }
+    };
+    let first = token(vec![
+        ("grant_type", "authorization_code".into()),
+        ("code", code.clone()),
+        ("redirect_uri", redirect.into()),
+        ("code_verifier", verifier),
+    ])
+    .await;
+    let refresh = first["refresh_token"].as_str().unwrap().to_owned();
+    let second = token(vec![("grant_type", "refresh_token".into()), ("refresh_token", refresh.clone())]).await;
+    let mut secrets = vec![secret.to_owned(), code, refresh];
+    for answer in [&first, &second] {
+        secrets.push(answer["access_token"].as_str().unwrap().to_owned());
+    }
+    secrets.push(second["refresh_token"].as_str().expect("refreshed").to_owned());
+    secrets
 }
 
 #[tokio::test]
