@@ -663,6 +663,20 @@ impl Vault {
         Ok((server, row.return_to))
     }
 
+    /// The provider answered with an error (the user declined, say): the authorization ends
+    /// here. Returns where the browser was to go next, when it was one step of a sign-in.
+    pub async fn abandon(&self, state: &str) -> ApiResult<Option<String>> {
+        let Some(row) = upstream_auth_states::Entity::find()
+            .filter(upstream_auth_states::Column::StateDigest.eq(crate::auth::session::digest(state)))
+            .one(&self.db)
+            .await?
+        else {
+            return Ok(None);
+        };
+        upstream_auth_states::Entity::delete_by_id(row.id).exec(&self.db).await?;
+        Ok(row.return_to.filter(|_| row.expires_at >= self.clock.now()))
+    }
+
     /// Forgets a user's grant at a server, revoking it at the provider where it can.
     pub async fn disconnect(
         &self,

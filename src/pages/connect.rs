@@ -300,6 +300,14 @@ struct CallbackQuery {
 async fn callback(req: HttpRequest, query: web::Query<CallbackQuery>, state: web::Data<AppState>) -> HttpResponse {
     let query = query.into_inner();
     if let Some(error) = query.error {
+        // As one step of a sign-in, the sign-in goes on without this server; its tools will
+        // say where to connect it later.
+        if let Some(flow) = query.state.as_deref() {
+            if let Ok(Some(next)) = state.vault.abandon(flow).await {
+                tracing::info!(error, "a provider step of a sign-in was declined; continuing");
+                return HttpResponse::SeeOther().insert_header(("location", next)).finish();
+            }
+        }
         let detail = query.error_description.map(|d| format!(" ({d})")).unwrap_or_default();
         return error_page(
             StatusCode::BAD_REQUEST,

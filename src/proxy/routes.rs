@@ -379,9 +379,18 @@ pub async fn handle(
             ctx.decide("denied", Some("unauthenticated"), None);
         }
         let metadata = resource_metadata_url(&state.public_base, &tenant, &server);
+        // RFC 6750 §3.1: a token that was sent but is not (or no longer) good says so, which
+        // tells OAuth clients to refresh or sign in again rather than give up.
+        let (challenge, message) = match bearer {
+            Some(_) => (
+                format!("Bearer error=\"invalid_token\", error_description=\"the token is invalid, expired or revoked\", resource_metadata=\"{metadata}\""),
+                "the bearer token is invalid, expired or revoked",
+            ),
+            None => (format!("Bearer resource_metadata=\"{metadata}\""), "a valid bearer token is required"),
+        };
         return HttpResponse::Unauthorized()
-            .insert_header((header::WWW_AUTHENTICATE, format!("Bearer resource_metadata=\"{metadata}\"")))
-            .json(json!({"error": "unauthenticated", "message": "a valid bearer token is required"}));
+            .insert_header((header::WWW_AUTHENTICATE, challenge))
+            .json(json!({"error": "unauthenticated", "message": message}));
     };
     ctx.actor = policy.subject_name(subject);
     if let Some(limited) = rate_limited(&state, subject) {

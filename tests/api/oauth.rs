@@ -297,7 +297,9 @@ async fn code_flow_with_pkce_gives_tokens_for_exactly_one_mcp_url() {
         .await
         .expect(201);
     wait_for_policy(&app).await;
-    assert_eq!(status(&format!("{}/acme/mcp/other/server", app.base), Some(&access)).await.0, 401);
+    let (code, headers) = status(&format!("{}/acme/mcp/other/server", app.base), Some(&access)).await;
+    assert_eq!(code, 401);
+    assert!(headers["www-authenticate"].to_str().unwrap().starts_with("Bearer error=\"invalid_token\""));
 
     // Consent is remembered: the same client reconnecting is not asked again.
     let (_, challenge) = pkce();
@@ -859,8 +861,18 @@ async fn sign_in_chains_through_the_providers_own_consent_for_per_user_oauth() {
     let resource = format!("{}/acme/mcp/oauthy/server", app.base);
     let (verifier, challenge) = pkce();
     let redirect = "http://127.0.0.1:40006/callback";
-    // After Approve the browser goes to the provider, which (this test provider) approves at once
-    // and sends it back to the gateway, which sends it on to the client.
+    // After Approve the browser goes to the provider. Declining there still ends the sign-in at
+    // the client (the server's tools will ask for the connection later)…
+    let at_provider = browser
+        .authorize(&authorize_url(&app, &client_id, redirect, &challenge, &resource), ANN, Decision::Approve, &[])
+        .await;
+    let upstream_state = query_of(&at_provider)["state"].clone();
+    let declined =
+        format!("{}/oauth/upstream/callback?error=access_denied&state={}", app.base, urlencode(&upstream_state));
+    let back = browser.authorize(&declined, ANN, Decision::Approve, &[]).await;
+    assert!(back.starts_with(redirect) && query_of(&back).contains_key("code"), "{back}");
+    // …and the next sign-in offers the step again; this test provider approves at once and
+    // sends the browser back to the gateway, which sends it on to the client.
     let at_provider = browser
         .authorize(&authorize_url(&app, &client_id, redirect, &challenge, &resource), ANN, Decision::Approve, &[])
         .await;
