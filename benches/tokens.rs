@@ -1,4 +1,5 @@
-//! Token authentication cost: format check, SHA-256 digest, and the digest lookup in SQLite.
+//! Token authentication cost: format check, SHA-256 digest, and the digest lookup in SQLite;
+//! and the proxy's verification of a gateway OAuth access token (EdDSA JWT).
 //! `cargo bench --bench tokens`; figures go to bench/RESULTS.md.
 
 #![allow(clippy::unwrap_used)] // a benchmark fails loudly on broken setup
@@ -66,5 +67,31 @@ fn bench(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, bench);
+/// What the proxy pays for a gateway OAuth access token: header, Ed25519 signature, claims.
+fn bench_jwt(c: &mut Criterion) {
+    use mcpgate::auth::access_token::{mint, AccessClaims, Verifier};
+    use mcpgate::policy::sign::KeyMaterial;
+    use mcpgate::policy::Jwks;
+    let key = KeyMaterial::generate().unwrap();
+    let verifier = Verifier::new(&Jwks { keys: vec![key.jwk()] });
+    let url = "https://gw.example/acme/mcp/github/server";
+    let now = Utc::now().timestamp();
+    let claims = AccessClaims {
+        iss: "https://gw.example".into(),
+        sub: "u42".into(),
+        aud: url.into(),
+        exp: now + 3600,
+        iat: now,
+        jti: "0123456789abcdef0123456789abcdef".into(),
+        client_id: "mcpgate_client_0123456789abcdef0123456789abcdef".into(),
+        grant_id: Some("fedcba9876543210fedcba9876543210".into()),
+        scope: Some("offline_access".into()),
+    };
+    let jwt = mint(&key, &claims).unwrap();
+    c.bench_function("gateway access token verify (EdDSA JWT)", |b| {
+        b.iter(|| assert!(verifier.verify(black_box(&jwt), "https://gw.example", url, now).is_some()))
+    });
+}
+
+criterion_group!(benches, bench, bench_jwt);
 criterion_main!(benches);
