@@ -664,6 +664,18 @@ pub async fn role_of(
         .max())
 }
 
+/// A person's role on a server: platform and tenant admins manage every server of the tenant.
+pub async fn user_role(
+    db: &impl ConnectionTrait,
+    tenant: &tenants::Model,
+    user: &users::Model,
+    server: &servers::Model,
+) -> ApiResult<Option<ServerRole>> {
+    let admin = user.is_platform_admin
+        || crate::control::tenants::role_of(db, tenant.id, user.id).await? == Some(crate::domain::TenantRole::Admin);
+    role_of(db, tenant, &Caller::User(user.clone()), admin, server).await
+}
+
 /// The servers of a tenant a user can see: all for tenant admins, else those they collaborate on.
 pub async fn list_visible(
     db: &impl ConnectionTrait,

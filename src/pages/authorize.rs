@@ -13,9 +13,7 @@ use crate::auth::oauth_server::clients::{self, Client};
 use crate::auth::oauth_server::grants::{self, Pending};
 use crate::auth::oauth_server::redirect;
 use crate::auth::session::{csrf_matches, csrf_token};
-use crate::control::caller::Caller;
 use crate::control::{servers, tenants};
-use crate::domain::TenantRole;
 use crate::error::ApiError;
 use crate::pages::connect::browser_user;
 use crate::pages::{error_page, escape, page};
@@ -139,9 +137,7 @@ fn consent_page(client: &Client, pending: &Pending, sealed: &str, csrf: &str, us
 async fn may_use(state: &AppState, user: &users::Model, tenant: &str, server: &str) -> Result<bool, ApiError> {
     let Some(tenant) = tenants::find_by_slug(&state.db, tenant).await? else { return Ok(false) };
     let Ok(server) = servers::get(&state.db, &tenant, server).await else { return Ok(false) };
-    let admin =
-        user.is_platform_admin || tenants::role_of(&state.db, tenant.id, user.id).await? == Some(TenantRole::Admin);
-    Ok(servers::role_of(&state.db, &tenant, &Caller::User(user.clone()), admin, &server).await?.is_some())
+    Ok(servers::user_role(&state.db, &tenant, user, &server).await?.is_some())
 }
 
 async fn authorize(req: HttpRequest, query: web::Query<AuthorizeQuery>, state: web::Data<AppState>) -> HttpResponse {

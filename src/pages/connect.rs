@@ -13,11 +13,9 @@ use serde::Deserialize;
 
 use crate::api::auth::{session_cookie, sign_in};
 use crate::auth::session::{csrf_matches, csrf_token, SESSION_COOKIE};
-use crate::control::caller::Caller;
 use crate::control::outbound::{AuthData, GrantType};
 use crate::control::servers::{self, SubjectKind};
 use crate::control::{overrides, sessions, tenants};
-use crate::domain::TenantRole;
 use crate::error::ApiError;
 use crate::pages::{error_page, escape, page};
 use crate::startup::AppState;
@@ -49,11 +47,8 @@ async fn visible_server(
         || error_page(StatusCode::NOT_FOUND, "Not found", "There is no such MCP server, or you cannot use it.");
     let found = async {
         let tenant = tenants::find_by_slug(&state.db, tenant).await?.ok_or(ApiError::NotFound)?;
-        let admin =
-            user.is_platform_admin || tenants::role_of(&state.db, tenant.id, user.id).await? == Some(TenantRole::Admin);
         let server = servers::get(&state.db, &tenant, server).await?;
-        let caller = Caller::User(user.clone());
-        if servers::role_of(&state.db, &tenant, &caller, admin, &server).await?.is_some() {
+        if servers::user_role(&state.db, &tenant, user, &server).await?.is_some() {
             return Ok((tenant, server));
         }
         // Users of a virtual server reach its members through it, with their own credentials
@@ -66,7 +61,7 @@ async fn visible_server(
             let Some(row) = server_rows::Entity::find_by_id(parent.virtual_server_id).one(&state.db).await? else {
                 continue;
             };
-            if servers::role_of(&state.db, &tenant, &caller, admin, &row).await?.is_some() {
+            if servers::user_role(&state.db, &tenant, user, &row).await?.is_some() {
                 return Ok((tenant, server));
             }
         }
