@@ -16,7 +16,7 @@ use crate::auth::session::{csrf_matches, csrf_token};
 use crate::control::{servers, tenants};
 use crate::error::ApiError;
 use crate::pages::connect::browser_user;
-use crate::pages::{error_page, escape, page};
+use crate::pages::{error_page, escape, page, url_encode};
 use crate::startup::AppState;
 use crate::store::entities::{servers as server_rows, users, virtual_members};
 
@@ -382,7 +382,7 @@ async fn proceed(state: &AppState, mut pending: Pending) -> HttpResponse {
             Ok(sealed) => sealed,
             Err(e) => return fail(&e),
         };
-        let back = format!("/oauth/authorize/continue?request={}", encode(&sealed));
+        let back = format!("/oauth/authorize/continue?request={}", url_encode(&sealed));
         let per_user_oauth = matches!(
             server.auth_data.as_ref().and_then(crate::control::outbound::AuthData::from_stored),
             Some(crate::control::outbound::AuthData::OAuth2(_))
@@ -396,14 +396,10 @@ async fn proceed(state: &AppState, mut pending: Pending) -> HttpResponse {
                 }
             }
         }
-        return redirect_to(&format!("/connect/{tenant}/{}?return_to={}", server.slug, encode(&back)));
+        return redirect_to(&format!("/connect/{tenant}/{}?return_to={}", server.slug, url_encode(&back)));
     }
     match grants::issue_code(&state.db, &pending, state.clock.now()).await {
         Ok(code) => redirect_to(&pending.respond(&state.oauth.issuer, &[("code", &code)])),
         Err(e) => fail(&e),
     }
-}
-
-fn encode(value: &str) -> String {
-    url::form_urlencoded::byte_serialize(value.as_bytes()).collect()
 }

@@ -17,7 +17,7 @@ use crate::control::outbound::{AuthData, GrantType};
 use crate::control::servers::{self, SubjectKind};
 use crate::control::{overrides, sessions, tenants};
 use crate::error::ApiError;
-use crate::pages::{error_page, escape, page};
+use crate::pages::{error_page, escape, page, url_encode};
 use crate::startup::AppState;
 use crate::store::entities::{servers as server_rows, tenants as tenant_rows, users, virtual_members};
 
@@ -70,15 +70,19 @@ async fn visible_server(
     found.await.map_err(|_| not_found())
 }
 
-fn sign_in_page(tenant: &str, server: &str, problem: Option<&str>) -> HttpResponse {
+fn sign_in_page(tenant: &str, server: &str, problem: Option<&str>, return_to: Option<&str>) -> HttpResponse {
     let problem = problem.map(|p| format!("<p class=\"error\">{}</p>", escape(p))).unwrap_or_default();
     let (t, s) = (escape(tenant), escape(server));
+    // Within a sign-in's chained steps the way back to the client survives signing in again.
+    let next = return_to
+        .map(|r| format!("<input type=\"hidden\" name=\"return_to\" value=\"{}\">", escape(r)))
+        .unwrap_or_default();
     page(
         if problem.is_empty() { StatusCode::OK } else { StatusCode::UNAUTHORIZED },
         "Sign in",
         &format!(
             "<h1>Sign in to connect {t}/{s}</h1>{problem}\
-             <form method=\"post\" action=\"/connect/{t}/{s}/sign-in\">\
+             <form method=\"post\" action=\"/connect/{t}/{s}/sign-in\">{next}\
              <label for=\"email\">Email</label><input id=\"email\" name=\"email\" type=\"email\" autocomplete=\"username\" required>\
              <label for=\"password\">Password</label><input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required>\
              <button type=\"submit\">Sign in</button></form>"
@@ -164,7 +168,7 @@ async fn show(
     let (tenant, server) = path.into_inner();
     let return_to = next.target(&state);
     let Some((user, secret)) = browser_user(&req, &state).await else {
-        return sign_in_page(&tenant, &server, None);
+        return sign_in_page(&tenant, &server, None, return_to.as_deref());
     };
     let (tenant_row, server_row) = match visible_server(&state, &user, &tenant, &server).await {
         Ok(found) => found,
@@ -202,6 +206,7 @@ async fn show(
 struct SignInForm {
     email: String,
     password: SecretString,
+    return_to: Option<String>,
 }
 
 async fn sign_in_form(
@@ -212,21 +217,24 @@ async fn sign_in_form(
 ) -> HttpResponse {
     let (tenant, server) = path.into_inner();
     let form = form.into_inner();
+    let return_to = Next { return_to: form.return_to }.target(&state);
     match sign_in(&req, &state, &form.email, form.password).await {
         Ok((_, secret, ttl)) => {
             let cookie = session_cookie(&state, secret, actix_web::cookie::time::Duration::seconds(ttl.num_seconds()));
-            HttpResponse::SeeOther()
-                .cookie(cookie)
-                .insert_header(("location", format!("/connect/{tenant}/{server}")))
-                .finish()
+            let next = match &return_to {
+                Some(r) => format!("/connect/{tenant}/{server}?return_to={}", url_encode(r)),
+                None => format!("/connect/{tenant}/{server}"),
+            };
+            HttpResponse::SeeOther().cookie(cookie).insert_header(("location", next)).finish()
         }
         Err(ApiError::TooManyAttempts { retry_after_secs }) => sign_in_page(
             &tenant,
             &server,
             Some(&format!("Too many failed attempts; try again in {retry_after_secs} seconds.")),
+            return_to.as_deref(),
         ),
         Err(ApiError::InvalidCredentials | ApiError::Validation(_)) => {
-            sign_in_page(&tenant, &server, Some("The email or password is not correct."))
+            sign_in_page(&tenant, &server, Some("The email or password is not correct."), return_to.as_deref())
         }
         Err(e) => error_page(StatusCode::INTERNAL_SERVER_ERROR, "Sign-in failed", &e.to_string()),
     }
@@ -239,13 +247,12 @@ async fn save_key(
     form: web::Form<BTreeMap<String, String>>,
 ) -> HttpResponse {
     let (tenant, server) = path.into_inner();
-    let Some((user, secret)) = browser_user(&req, &state).await else {
-        return sign_in_page(&tenant, &server, Some("Your session ended; sign in again."));
-    };
     let mut values = form.into_inner();
     let presented = values.remove("csrf_token").unwrap_or_default();
-    let next = Next { return_to: values.remove("return_to") };
-    let return_to = next.target(&state);
+    let return_to = Next { return_to: values.remove("return_to") }.target(&state);
+    let Some((user, secret)) = browser_user(&req, &state).await else {
+        return sign_in_page(&tenant, &server, Some("Your session ended; sign in again."), return_to.as_deref());
+    };
     if !csrf_matches(&secret, &presented) {
         return error_page(
             StatusCode::FORBIDDEN,

@@ -31,6 +31,11 @@ h1{font-size:1.4rem}label{display:block;margin:.8rem 0 .2rem;font-weight:600}\
 input{width:100%;padding:.5rem;box-sizing:border-box;font:inherit}button{margin-top:1rem;padding:.5rem 1.2rem;font:inherit}\
 .muted{color:#5b6672}.error{color:#a8071a}code{background:#f1f3f5;padding:0 .2rem}";
 
+/// A value made safe for a URL's query string.
+pub fn url_encode(value: &str) -> String {
+    url::form_urlencoded::byte_serialize(value.as_bytes()).collect()
+}
+
 /// A complete page; `body` is already HTML.
 pub fn page(status: StatusCode, title: &str, body: &str) -> HttpResponse {
     HttpResponse::build(status)

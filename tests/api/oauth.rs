@@ -62,6 +62,19 @@ impl Browser {
     /// Follows an authorization URL through sign-in, consent and any per-user key forms (filled
     /// with `keys`) until the gateway sends the browser elsewhere; returns that URL.
     pub async fn authorize(&self, url: &str, who: (&str, &str), decision: Decision, keys: &[(&str, &str)]) -> String {
+        let base = self.base.clone();
+        self.authorize_until(url, who, decision, keys, |next| !next.starts_with(&base)).await
+    }
+
+    /// As `authorize`, stopping at the first redirect `stop` picks.
+    pub async fn authorize_until(
+        &self,
+        url: &str,
+        who: (&str, &str),
+        decision: Decision,
+        keys: &[(&str, &str)],
+        stop: impl Fn(&str) -> bool,
+    ) -> String {
         let mut current = url.to_owned();
         for _ in 0..20 {
             let res = self.http.get(&current).send().await.unwrap();
@@ -87,6 +100,15 @@ impl Browser {
                         ("decision", choice.to_owned()),
                     ];
                     self.http.post(format!("{}/oauth/authorize/decision", self.base)).form(&form).send().await.unwrap()
+                } else if page.contains("/sign-in\">") && page.contains("action=\"/connect/") {
+                    // The connect page's own sign-in, keeping the way back.
+                    let start = page.find("action=\"/connect/").unwrap() + 8;
+                    let action = unescape(&page[start..start + page[start..].find('"').unwrap()]);
+                    let mut form = vec![("email", who.0.to_owned()), ("password", who.1.to_owned())];
+                    if page.contains("name=\"return_to\"") {
+                        form.push(("return_to", hidden(&page, "return_to")));
+                    }
+                    self.http.post(self.absolute(&action)).form(&form).send().await.unwrap()
                 } else if let Some(start) = page.find("action=\"/connect/") {
                     let action = &page[start + 8..];
                     let action = unescape(&action[..action.find('"').unwrap()]);
@@ -102,7 +124,7 @@ impl Browser {
             };
             assert!(res.status().is_redirection(), "expected a redirect, got {}", res.status());
             let location = self.absolute(res.headers()[LOCATION].to_str().unwrap());
-            if !location.starts_with(&self.base) {
+            if stop(&location) {
                 return location;
             }
             current = location;
@@ -739,6 +761,27 @@ async fn sign_in_chains_through_a_virtual_servers_per_user_key_step() {
     client.cancel().await.unwrap();
     let overrides = admin.get("/api/v1/tenants/acme/servers/keyed/auth-overrides").await.expect(200);
     assert_eq!(overrides["items"][0]["values_set"], json!(["API_KEY"]), "{overrides}");
+    // A browser whose session ends in the middle of the key step signs in again on the connect
+    // page and still ends at the client.
+    admin
+        .send(reqwest::Method::DELETE, "/api/v1/tenants/acme/servers/keyed/auth-overrides/user:ann@example.com", None)
+        .await
+        .expect(204);
+    let fresh = Browser::new(&app.base);
+    let (_, challenge2) = pkce();
+    let at_step = fresh
+        .authorize_until(
+            &authorize_url(&app, &client_id, redirect, &challenge2, &bundle),
+            ANN,
+            Decision::Approve,
+            &[],
+            |u| u.contains("/connect/acme/keyed"),
+        )
+        .await;
+    let other_browser = Browser::new(&app.base);
+    let back = other_browser.authorize(&at_step, ANN, Decision::Approve, &[("API_KEY", "ann-key")]).await;
+    assert!(back.starts_with(redirect) && query_of(&back).contains_key("code"), "{back}");
+
     // A second sign-in skips the step it already did.
     let (_, challenge) = pkce();
     let res = browser.http.get(authorize_url(&app, &client_id, redirect, &challenge, &bundle)).send().await.unwrap();
