@@ -73,19 +73,33 @@ fn refuse(state: &AppState, redirect_uri: &str, query_state: Option<&str>, error
     redirect_to(&grants::respond(redirect_uri, query_state, &state.oauth.issuer, &params))
 }
 
-fn sign_in_page(return_to: &str, client: &str, problem: Option<&str>) -> HttpResponse {
+/// The sign-in page of an authorization request (`return_to` is the request itself), naming
+/// the client and the MCP URL it asks for.
+async fn sign_in_page(state: &AppState, return_to: &str, problem: Option<&str>) -> HttpResponse {
+    let query: std::collections::HashMap<String, String> =
+        url::form_urlencoded::parse(return_to.split_once('?').map(|(_, q)| q).unwrap_or_default().as_bytes())
+            .into_owned()
+            .collect();
+    let client = match query.get("client_id") {
+        Some(id) => clients::find(&state.db, id, state.oauth.allow_private_documents, state.clock.now())
+            .await
+            .map(|c| c.display_name())
+            .unwrap_or_else(|_| "An application".into()),
+        None => "An application".into(),
+    };
+    let resource = query.get("resource").map(|r| format!(" <code>{}</code>", escape(r))).unwrap_or_default();
     let problem = problem.map(|p| format!("<p class=\"error\">{}</p>", escape(p))).unwrap_or_default();
     page(
         if problem.is_empty() { StatusCode::OK } else { StatusCode::UNAUTHORIZED },
         "Sign in",
         &format!(
-            "<h1>Sign in to mcpgate</h1><p class=\"muted\">{client} wants to connect to an MCP server for you.</p>{problem}\
+            "<h1>Sign in to mcpgate</h1><p class=\"muted\">{client} wants to connect to the MCP server{resource} for you.</p>{problem}\
              <form method=\"post\" action=\"/oauth/authorize/sign-in\">\
              <input type=\"hidden\" name=\"return_to\" value=\"{return_to}\">\
              <label for=\"email\">Email</label><input id=\"email\" name=\"email\" type=\"email\" autocomplete=\"username\" required autofocus>\
              <label for=\"password\">Password</label><input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required>\
              <button type=\"submit\">Sign in</button></form>",
-            client = escape(client),
+            client = escape(&client),
             return_to = escape(return_to),
         ),
     )
@@ -164,7 +178,7 @@ async fn authorize(req: HttpRequest, query: web::Query<AuthorizeQuery>, state: w
     };
     let Some((user, secret)) = browser_user(&req, &state).await else {
         let here = format!("/oauth/authorize?{}", req.query_string());
-        return sign_in_page(&here, &client.display_name(), None);
+        return sign_in_page(&state, &here, None).await;
     };
     match may_use(&state, &user, &tenant, &server).await {
         Ok(true) => {}
@@ -213,13 +227,12 @@ async fn sign_in_form(req: HttpRequest, state: web::Data<AppState>, form: web::F
             let cookie = session_cookie(&state, secret, actix_web::cookie::time::Duration::seconds(ttl.num_seconds()));
             HttpResponse::SeeOther().cookie(cookie).insert_header(("location", form.return_to)).finish()
         }
-        Err(ApiError::TooManyAttempts { retry_after_secs }) => sign_in_page(
-            &form.return_to,
-            "An application",
-            Some(&format!("Too many failed attempts; try again in {retry_after_secs} seconds.")),
-        ),
+        Err(ApiError::TooManyAttempts { retry_after_secs }) => {
+            let problem = format!("Too many failed attempts; try again in {retry_after_secs} seconds.");
+            sign_in_page(&state, &form.return_to, Some(&problem)).await
+        }
         Err(ApiError::InvalidCredentials | ApiError::Validation(_)) => {
-            sign_in_page(&form.return_to, "An application", Some("The email or password is not correct."))
+            sign_in_page(&state, &form.return_to, Some("The email or password is not correct.")).await
         }
         Err(e) => error_page(StatusCode::INTERNAL_SERVER_ERROR, "Sign-in failed", &e.to_string()),
     }
@@ -364,20 +377,20 @@ async fn proceed(state: &AppState, mut pending: Pending) -> HttpResponse {
         Ok(servers) => servers,
         Err(e) => return fail(&e),
     };
-    for (tenant, server) in servers {
-        if pending.skipped.contains(&server.id) {
-            continue;
-        }
+    let mut todo = Vec::new();
+    for (tenant, server) in servers.into_iter().filter(|(_, s)| !pending.skipped.contains(&s.id)) {
         match state.vault.needs_action(&server, pending.user).await {
-            Ok(false) => continue,
-            Ok(true) => {}
-            Err(e) => {
-                tracing::warn!(server = server.slug, error = %e, "checking a per-user step failed; skipped");
-                continue;
-            }
+            Ok(true) => todo.push((tenant, server)),
+            Ok(false) => {}
+            Err(e) => tracing::warn!(server = server.slug, error = %e, "checking a per-user step failed; skipped"),
         }
+    }
+    // "Step k of n", counting the steps already offered in this sign-in.
+    let steps = pending.skipped.len() + todo.len();
+    for (tenant, server) in todo {
         // Whatever happens in the step, it is not offered twice in this sign-in.
         pending.skipped.push(server.id);
+        let step = pending.skipped.len();
         let sealed = match pending.seal(&state.sealer) {
             Ok(sealed) => sealed,
             Err(e) => return fail(&e),
@@ -396,7 +409,11 @@ async fn proceed(state: &AppState, mut pending: Pending) -> HttpResponse {
                 }
             }
         }
-        return redirect_to(&format!("/connect/{tenant}/{}?return_to={}", server.slug, url_encode(&back)));
+        return redirect_to(&format!(
+            "/connect/{tenant}/{}?return_to={}&step={step}&steps={steps}",
+            server.slug,
+            url_encode(&back)
+        ));
     }
     match grants::issue_code(&state.db, &pending, state.clock.now()).await {
         Ok(code) => redirect_to(&pending.respond(&state.oauth.issuer, &[("code", &code)])),

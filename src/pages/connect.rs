@@ -94,9 +94,16 @@ fn sign_in_page(tenant: &str, server: &str, problem: Option<&str>, return_to: Op
 #[derive(Deserialize, Default)]
 pub struct Next {
     return_to: Option<String>,
+    /// This is step `step` of `steps` of a sign-in.
+    step: Option<u32>,
+    steps: Option<u32>,
 }
 
 impl Next {
+    fn progress(&self) -> Option<(u32, u32)> {
+        self.step.zip(self.steps).filter(|(k, n)| (1..=*n).contains(k))
+    }
+
     /// The target, if it stays on this gateway.
     fn target(&self, state: &AppState) -> Option<String> {
         let target = self.return_to.as_deref()?;
@@ -111,6 +118,7 @@ fn key_form(
     placeholders: &[String],
     problem: Option<&str>,
     return_to: Option<&str>,
+    progress: Option<(u32, u32)>,
 ) -> HttpResponse {
     let problem = problem.map(|p| format!("<p class=\"error\">{}</p>", escape(p))).unwrap_or_default();
     let fields: String = placeholders
@@ -124,9 +132,19 @@ fn key_form(
     // As a step of a sign-in it says so, and where the person goes next.
     let next = return_to
         .map(|r| {
+            let (what, then) = match progress {
+                Some((k, n)) if k < n => (format!("Step {k} of {n} of your sign-in"), "on to the next step"),
+                Some((k, n)) => (format!("Step {k} of {n} of your sign-in"), "straight back to your MCP client"),
+                None => ("A step of your sign-in".to_owned(), "straight back to your MCP client"),
+            };
+            let kept = progress
+                .map(|(k, n)| {
+                    format!("<input type=\"hidden\" name=\"step\" value=\"{k}\"><input type=\"hidden\" name=\"steps\" value=\"{n}\">")
+                })
+                .unwrap_or_default();
             format!(
-                "<p>This is a step of your sign-in: once it is saved, you go straight back to your MCP client.</p>\
-                 <input type=\"hidden\" name=\"return_to\" value=\"{}\">",
+                "<p><strong>{what}</strong>: once this is saved, you go {then}.</p>\
+                 <input type=\"hidden\" name=\"return_to\" value=\"{}\">{kept}",
                 escape(r)
             )
         })
@@ -189,6 +207,7 @@ async fn show(
             &auth.placeholder_names(),
             None,
             return_to.as_deref(),
+            next.progress(),
         ),
         _ => page(
             StatusCode::OK,
@@ -217,7 +236,7 @@ async fn sign_in_form(
 ) -> HttpResponse {
     let (tenant, server) = path.into_inner();
     let form = form.into_inner();
-    let return_to = Next { return_to: form.return_to }.target(&state);
+    let return_to = Next { return_to: form.return_to, ..Default::default() }.target(&state);
     match sign_in(&req, &state, &form.email, form.password).await {
         Ok((_, secret, ttl)) => {
             let cookie = session_cookie(&state, secret, actix_web::cookie::time::Duration::seconds(ttl.num_seconds()));
@@ -249,7 +268,12 @@ async fn save_key(
     let (tenant, server) = path.into_inner();
     let mut values = form.into_inner();
     let presented = values.remove("csrf_token").unwrap_or_default();
-    let return_to = Next { return_to: values.remove("return_to") }.target(&state);
+    let next = Next {
+        return_to: values.remove("return_to"),
+        step: values.remove("step").and_then(|v| v.parse().ok()),
+        steps: values.remove("steps").and_then(|v| v.parse().ok()),
+    };
+    let return_to = next.target(&state);
     let Some((user, secret)) = browser_user(&req, &state).await else {
         return sign_in_page(&tenant, &server, Some("Your session ended; sign in again."), return_to.as_deref());
     };
@@ -285,6 +309,7 @@ async fn save_key(
                 &placeholders,
                 Some(&problem),
                 return_to.as_deref(),
+                next.progress(),
             )
         }
         Err(e) => error_page(StatusCode::CONFLICT, "Not saved", &e.to_string()),

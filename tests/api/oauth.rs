@@ -369,6 +369,21 @@ async fn authorization_requests_are_checked_before_anything_is_issued() {
         assert_eq!(q["iss"], app.base);
     }
 
+    // A wrong password shows the page again, naming the client and the MCP URL; the form only
+    // ever leads back into the authorization.
+    let start = authorize_url(&app, &client_id, redirect, &challenge, &mcp_url(&app));
+    let return_to = start.strip_prefix(&app.base).unwrap().to_owned();
+    let sign_in = |password: &str, return_to: &str| {
+        let form =
+            [("email", ANN.0.to_owned()), ("password", password.to_owned()), ("return_to", return_to.to_owned())];
+        browser.http.post(format!("{}/oauth/authorize/sign-in", app.base)).form(&form).send()
+    };
+    let res = sign_in("wrong-password", &return_to).await.unwrap();
+    assert_eq!(res.status(), 401);
+    let page = res.text().await.unwrap();
+    assert!(page.contains("not correct") && page.contains("Test IDE") && page.contains(&mcp_url(&app)), "{page}");
+    assert_eq!(sign_in(ANN.1, "https://evil.example/").await.unwrap().status(), 400);
+
     // Someone who may not use the server is told so, through the client.
     let bob = Browser::new(&app.base);
     let back = bob
@@ -778,6 +793,9 @@ async fn sign_in_chains_through_a_virtual_servers_per_user_key_step() {
             |u| u.contains("/connect/acme/keyed"),
         )
         .await;
+    assert!(at_step.contains("step=1&steps=1"), "the step knows its place in the sign-in: {at_step}");
+    let page = fresh.http.get(&at_step).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("Step 1 of 1 of your sign-in"), "{page}");
     let other_browser = Browser::new(&app.base);
     let back = other_browser.authorize(&at_step, ANN, Decision::Approve, &[("API_KEY", "ann-key")]).await;
     assert!(back.starts_with(redirect) && query_of(&back).contains_key("code"), "{back}");

@@ -84,7 +84,8 @@ try {
   await page.goto(authorizeUrl(second.challenge, "second"));
   await page.getByRole("button", { name: "Approve" }).click();
   await page.getByRole("heading", { name: /Your credential for/ }).waitFor();
-  check(true, "Approve leads on to the form for the user's own API key");
+  check((await page.textContent("body")).includes("Step 1 of 1 of your sign-in"),
+    "Approve leads on to the form for the user's own API key, which says where it is in the sign-in");
   await page.screenshot({ path: path.join(shots, "key-form.png") });
   await page.getByLabel("API_KEY").fill("browser-test-key");
   await page.getByRole("button", { name: "Save" }).click();
