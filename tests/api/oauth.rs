@@ -287,6 +287,8 @@ async fn registration_accepts_real_clients_redirect_uris_and_refuses_others() {
             "invalid_client_metadata",
         ),
         (json!({"redirect_uris": ["https://a.example/cb"], "grant_types": ["password"]}), "invalid_client_metadata"),
+        (json!({"redirect_uris": ["https://a.example/cb"], "client_name": "x".repeat(5000)}), "invalid_client_metadata"),
+        (json!({"redirect_uris": vec!["https://a.example/cb"; 21]}), "invalid_redirect_uri"),
     ] {
         let (code, body) = register(&app, bad.clone()).await;
         assert_eq!((code, body["error"].as_str().unwrap()), (400, error), "{bad}: {body}");

@@ -20,6 +20,10 @@ pub const AUTH_NONE: &str = "none";
 const AUTH_METHODS: &[&str] = &[AUTH_NONE, "client_secret_basic", "client_secret_post"];
 const GRANT_TYPES: &[&str] = &["authorization_code", "refresh_token"];
 
+/// Bounds on what a client may register: it is shown to people and kept.
+const MAX_REDIRECT_URIS: usize = 20;
+const MAX_URI_LENGTH: usize = 2000;
+const MAX_FIELD_LENGTH: usize = 2000;
 /// A metadata document is fetched again after this long.
 const DOCUMENT_TTL_MINUTES: i64 = 10;
 const DOCUMENT_MAX_BYTES: usize = 64 * 1024;
@@ -65,6 +69,12 @@ fn redirect_uris(metadata: &Map<String, Value>) -> Result<Vec<String>, OAuthErro
     if uris.is_empty() {
         return Err(OAuthError::new("invalid_redirect_uri", "redirect_uris must be a non-empty array"));
     }
+    if uris.len() > MAX_REDIRECT_URIS || uris.iter().any(|u| u.len() > MAX_URI_LENGTH) {
+        return Err(OAuthError::new(
+            "invalid_redirect_uri",
+            format!("at most {MAX_REDIRECT_URIS} redirect URIs of at most {MAX_URI_LENGTH} characters"),
+        ));
+    }
     for uri in &uris {
         redirect::classify(uri).map_err(|why| OAuthError::new("invalid_redirect_uri", why))?;
     }
@@ -74,6 +84,9 @@ fn redirect_uris(metadata: &Map<String, Value>) -> Result<Vec<String>, OAuthErro
 fn string_field(metadata: &Map<String, Value>, name: &str) -> Result<Option<String>, OAuthError> {
     match metadata.get(name) {
         None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.chars().count() > MAX_FIELD_LENGTH => {
+            Err(invalid_metadata(format!("{name} is longer than {MAX_FIELD_LENGTH} characters")))
+        }
         Some(Value::String(s)) => Ok(Some(s.clone())),
         Some(_) => Err(invalid_metadata(format!("{name} must be a string"))),
     }
