@@ -24,7 +24,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/oauth/authorize", web::get().to(authorize))
         .route("/oauth/authorize/sign-in", web::post().to(sign_in_form))
         .route("/oauth/authorize/decision", web::post().to(decision))
-        .route("/oauth/authorize/continue", web::get().to(resume));
+        .route("/oauth/authorize/continue", web::get().to(resume))
+        .route("/oauth/authorize/switch-account", web::post().to(switch_account));
 }
 
 #[derive(Deserialize)]
@@ -105,7 +106,14 @@ async fn sign_in_page(state: &AppState, return_to: &str, problem: Option<&str>) 
     )
 }
 
-fn consent_page(client: &Client, pending: &Pending, sealed: &str, csrf: &str, user: &users::Model) -> HttpResponse {
+fn consent_page(
+    client: &Client,
+    pending: &Pending,
+    sealed: &str,
+    csrf: &str,
+    user: &users::Model,
+    here: &str,
+) -> HttpResponse {
     let who = match client.row.kind.as_str() {
         clients::KIND_DOCUMENT => format!(
             "<strong>{}</strong> <span class=\"muted\">(published by {})</span>",
@@ -137,7 +145,12 @@ fn consent_page(client: &Client, pending: &Pending, sealed: &str, csrf: &str, us
              <input type=\"hidden\" name=\"csrf_token\" value=\"{csrf}\">\
              <input type=\"hidden\" name=\"request\" value=\"{sealed}\">\
              <button type=\"submit\" name=\"decision\" value=\"approve\">Approve</button> \
-             <button type=\"submit\" name=\"decision\" value=\"deny\">Deny</button></form>",
+             <button type=\"submit\" name=\"decision\" value=\"deny\">Deny</button></form>\
+             <form method=\"post\" action=\"/oauth/authorize/switch-account\">\
+             <input type=\"hidden\" name=\"csrf_token\" value=\"{csrf}\">\
+             <input type=\"hidden\" name=\"return_to\" value=\"{here}\">\
+             <p class=\"muted\">Not {email}? <button type=\"submit\">Use another account</button></p></form>",
+            here = escape(here),
             resource = escape(&pending.resource),
             email = escape(&user.email),
             target = escape(&redirect::display_target(&pending.redirect_uri)),
@@ -202,7 +215,10 @@ async fn authorize(req: HttpRequest, query: web::Query<AuthorizeQuery>, state: w
     match grants::has_consent(&state.db, user.id, client.row.id, &pending.resource).await {
         Ok(true) => proceed(&state, pending).await,
         Ok(false) => match pending.seal(&state.sealer) {
-            Ok(sealed) => consent_page(&client, &pending, &sealed, &csrf_token(&secret), &user),
+            Ok(sealed) => {
+                let here = format!("/oauth/authorize?{}", req.query_string());
+                consent_page(&client, &pending, &sealed, &csrf_token(&secret), &user, &here)
+            }
             Err(e) => error_page(StatusCode::INTERNAL_SERVER_ERROR, "Sign-in failed", &e.to_string()),
         },
         Err(e) => error_page(StatusCode::INTERNAL_SERVER_ERROR, "Sign-in failed", &e.description),
@@ -236,6 +252,38 @@ async fn sign_in_form(req: HttpRequest, state: web::Data<AppState>, form: web::F
         }
         Err(e) => error_page(StatusCode::INTERNAL_SERVER_ERROR, "Sign-in failed", &e.to_string()),
     }
+}
+
+#[derive(Deserialize)]
+struct SwitchForm {
+    csrf_token: String,
+    return_to: String,
+}
+
+/// "Not you?": ends this browser's session and starts the same authorization again.
+async fn switch_account(req: HttpRequest, state: web::Data<AppState>, form: web::Form<SwitchForm>) -> HttpResponse {
+    let form = form.into_inner();
+    if !form.return_to.starts_with("/oauth/authorize?") {
+        return error_page(StatusCode::BAD_REQUEST, "Not accepted", "Start again from your MCP client.");
+    }
+    let Some(secret) = req.cookie(crate::auth::session::SESSION_COOKIE).map(|c| c.value().to_owned()) else {
+        return redirect_to(&form.return_to);
+    };
+    if !csrf_matches(&secret, &form.csrf_token) {
+        return error_page(StatusCode::FORBIDDEN, "Not accepted", "This page is stale or was not sent from here.");
+    }
+    if let Ok(Some((session, _))) = crate::control::sessions::lookup(&state.db, &secret, state.clock.now()).await {
+        if let Err(e) = crate::control::sessions::delete(&state.db, session.id).await {
+            return error_page(StatusCode::INTERNAL_SERVER_ERROR, "Sign-out failed", &e.to_string());
+        }
+    }
+    let mut expired = session_cookie(&state, String::new(), actix_web::cookie::time::Duration::ZERO);
+    expired.make_removal();
+    HttpResponse::SeeOther()
+        .cookie(expired)
+        .insert_header(("location", form.return_to))
+        .insert_header(("cache-control", "no-store"))
+        .finish()
 }
 
 #[derive(Deserialize)]

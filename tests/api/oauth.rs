@@ -287,7 +287,10 @@ async fn registration_accepts_real_clients_redirect_uris_and_refuses_others() {
             "invalid_client_metadata",
         ),
         (json!({"redirect_uris": ["https://a.example/cb"], "grant_types": ["password"]}), "invalid_client_metadata"),
-        (json!({"redirect_uris": ["https://a.example/cb"], "client_name": "x".repeat(5000)}), "invalid_client_metadata"),
+        (
+            json!({"redirect_uris": ["https://a.example/cb"], "client_name": "x".repeat(5000)}),
+            "invalid_client_metadata",
+        ),
         (json!({"redirect_uris": vec!["https://a.example/cb"; 21]}), "invalid_redirect_uri"),
     ] {
         let (code, body) = register(&app, bad.clone()).await;
@@ -545,6 +548,20 @@ async fn deny_sends_access_denied_and_a_retry_succeeds() {
     assert_eq!((q["error"].as_str(), q["state"].as_str()), ("access_denied", "st-1"));
     let (access, _) = sign_in(&app, &browser, &client_id).await;
     assert_eq!(status(&mcp_url(&app), Some(&access)).await.0, 200);
+    // "Not you?" on the consent page ends the browser's session and starts the request again.
+    let other_client = public_client(&app).await;
+    let (_, challenge) = pkce();
+    let url = authorize_url(&app, &other_client, "http://127.0.0.1:40001/callback", &challenge, &mcp_url(&app));
+    let page = browser.http.get(&url).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("Use another account"), "{page}");
+    let form = [("csrf_token", hidden(&page, "csrf_token")), ("return_to", hidden(&page, "return_to"))];
+    let res =
+        browser.http.post(format!("{}/oauth/authorize/switch-account", app.base)).form(&form).send().await.unwrap();
+    assert_eq!(res.status(), 303);
+    let again = browser.absolute(res.headers()[LOCATION].to_str().unwrap());
+    assert_eq!(again, url);
+    let page = browser.http.get(&again).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("Sign in to mcpgate"), "signed out: {page}");
     // Both decisions are in the tenant's audit trail.
     let events = admin.get("/api/v1/tenants/acme/audit-events?limit=200").await.expect(200);
     let actions: Vec<&str> = events["items"].as_array().unwrap().iter().filter_map(|e| e["action"].as_str()).collect();
