@@ -829,8 +829,13 @@ async fn sign_in_chains_through_a_virtual_servers_per_user_key_step() {
 /// rmcp's own flow: discovery, registration, the authorization URL; the browser step; the code.
 async fn rmcp_sign_in(app: &TestApp, browser: &Browser, redirect: &str) -> rmcp::transport::auth::AuthorizationManager {
     let url = mcp_url(app);
+    // Discovery starts where a client's does: the proxy's 401 and its challenge.
+    let (code, headers) = status(&url, None).await;
+    assert_eq!(code, 401);
+    let challenge = headers["www-authenticate"].to_str().unwrap().to_owned();
     let mut oauth = OAuthState::new(url.as_str(), None).await.unwrap();
-    oauth.start_authorization(AuthorizationRequest::new(redirect).with_client_name("rmcp test client")).await.unwrap();
+    let request = AuthorizationRequest::new(redirect).with_client_name("rmcp test client").with_challenge(challenge);
+    oauth.start_authorization(request).await.unwrap();
     let authorization_url = oauth.get_authorization_url().await.unwrap();
     let q = query_of(&authorization_url);
     assert_eq!(q["resource"], url, "rmcp sends the MCP URL as resource");
@@ -872,6 +877,10 @@ async fn the_rmcp_client_signs_in_calls_tools_refreshes_and_signs_in_again() {
         }
     };
     assert_eq!(call(auth_client.clone()).await.unwrap(), "42");
+    // rmcp registered itself (RFC 7591) under its own name.
+    let ann = app.signed_in(ANN.0, ANN.1).await;
+    let listed = ann.get("/api/v1/me/authorizations").await.expect(200);
+    assert_eq!(listed["items"][0]["client_name"], "rmcp test client", "{listed}");
     let first = auth_client.get_access_token().await.unwrap();
     auth_client.auth_manager.lock().await.refresh_token().await.expect("refresh");
     let second = auth_client.get_access_token().await.unwrap();
