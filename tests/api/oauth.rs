@@ -1039,3 +1039,38 @@ async fn revocations_travel_in_snapshots_until_the_tokens_expire_then_are_forgot
     let ann = app.signed_in(ANN.0, ANN.1).await;
     assert_eq!(ann.get("/api/v1/me/authorizations").await.expect(200)["items"], json!([]));
 }
+
+#[tokio::test]
+async fn a_replica_accepts_gateway_tokens_and_drops_revoked_ones_within_a_second() {
+    use mcpgate::proxy::replica::Replica;
+    use secrecy::ExposeSecret;
+    let app = spawn_app().await;
+    setup(&app).await;
+    let client_id = public_client(&app).await;
+    let (access, _) = sign_in(&app, &Browser::new(&app.base), &client_id).await;
+    // Replicas run behind the same public URL as the control plane (tokens name it).
+    let mut settings = mcpgate::config::Settings::with_defaults(std::env::temp_dir()).unwrap();
+    settings.listen = "127.0.0.1:0".into();
+    settings.workers = 1;
+    settings.public_url = Some(app.base.clone());
+    settings.control_plane = Some(app.base.clone());
+    settings.proxy_key = Some(app.state.proxy_key.expose_secret().to_owned().into());
+    let replica = Replica::build(settings, app.clock.clone()).await.unwrap();
+    let url = format!("http://127.0.0.1:{}/acme/mcp/fixture/server", replica.port());
+    let policy = replica.policy.clone();
+    tokio::spawn(replica.run_until_stopped());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while policy.version() != app.state.policy.version() {
+        assert!(Instant::now() < deadline, "the replica did not load the snapshot");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(status(&url, Some(&access)).await.0, 200, "the replica takes the gateway's token");
+    let ann = app.signed_in(ANN.0, ANN.1).await;
+    let id = ann.get("/api/v1/me/authorizations").await.expect(200)["items"][0]["id"].as_str().unwrap().to_owned();
+    ann.delete(&format!("/api/v1/me/authorizations/{id}")).await.expect(204);
+    let revoked = Instant::now();
+    while status(&url, Some(&access)).await.0 != 401 {
+        assert!(revoked.elapsed() < Duration::from_secs(1), "the replica still took a revoked token after a second");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
