@@ -50,6 +50,8 @@ pub struct AppState {
     pub vault: Arc<Vault>,
     /// The gateway's own authorization server.
     pub oauth: ServerConfig,
+    /// Client registrations per client address (registration is open to anyone).
+    pub registrations: crate::proxy::routes::IdentityLimiter,
 }
 
 pub struct Application {
@@ -105,6 +107,7 @@ impl Application {
         let oauth = ServerConfig::from_settings(&settings);
         let state = web::Data::new(AppState {
             oauth,
+            registrations: governor::RateLimiter::keyed(crate::api::oauth::REGISTRATION_QUOTA),
             db,
             clock,
             settings: Arc::new(settings),

@@ -15,6 +15,17 @@ use crate::startup::AppState;
 
 const FORM_LIMIT: usize = 16 * 1024;
 
+/// Registrations one client address may make: a client registers once per install, so this is
+/// generous for people and stops a script filling the table.
+pub const REGISTRATION_QUOTA: governor::Quota = governor::Quota::per_minute(nonzero(30));
+
+const fn nonzero(n: u32) -> std::num::NonZeroU32 {
+    match std::num::NonZeroU32::new(n) {
+        Some(n) => n,
+        None => panic!("a quota is positive"),
+    }
+}
+
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/.well-known/oauth-authorization-server", web::get().to(metadata))
         .route("/.well-known/openid-configuration", web::get().to(metadata))
@@ -66,7 +77,27 @@ fn error(e: OAuthError) -> HttpResponse {
     cors(builder).insert_header(("cache-control", "no-store")).json(e.body())
 }
 
+/// `Some(429)` when this address registered too many clients just now.
+fn registration_limited(req: &HttpRequest, state: &AppState) -> Option<HttpResponse> {
+    let address = crate::api::extract::client_address(req).unwrap_or_default();
+    if state.registrations.len() > 10_000 {
+        state.registrations.retain_recent();
+    }
+    let not_until = state.registrations.check_key(&address).err()?;
+    let seconds =
+        not_until.wait_time_from(governor::clock::Clock::now(&governor::clock::DefaultClock::default())).as_secs() + 1;
+    tracing::info!(address, "client registrations refused: too many from one address");
+    Some(
+        cors(HttpResponse::TooManyRequests())
+            .insert_header((header::RETRY_AFTER, seconds.to_string()))
+            .json(OAuthError::new("too_many_requests", format!("too many registrations; retry in {seconds} s")).body()),
+    )
+}
+
 async fn register(req: HttpRequest, body: web::Bytes, state: web::Data<AppState>) -> HttpResponse {
+    if let Some(limited) = registration_limited(&req, &state) {
+        return limited;
+    }
     let is_json = req
         .headers()
         .get(header::CONTENT_TYPE)

@@ -1074,3 +1074,16 @@ async fn a_replica_accepts_gateway_tokens_and_drops_revoked_ones_within_a_second
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+#[tokio::test]
+async fn one_address_cannot_fill_the_client_table() {
+    let app = spawn_app().await;
+    let body = json!({"redirect_uris": ["http://127.0.0.1/cb"], "token_endpoint_auth_method": "none"});
+    for _ in 0..30 {
+        assert_eq!(register(&app, body.clone()).await.0, 201);
+    }
+    let res = reqwest::Client::new().post(format!("{}/oauth/register", app.base)).json(&body).send().await.unwrap();
+    assert_eq!(res.status(), 429);
+    let wait: u64 = res.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=3).contains(&wait), "30 a minute: the next one comes within 2 s, got {wait}");
+}
