@@ -13,6 +13,11 @@ use crate::policy::Jwks;
 
 pub const TYP: &str = "at+jwt";
 
+/// The scopes the gateway knows. Access is decided per server by collaborators, not by scope;
+/// `offline_access` is accepted because clients ask for it to get a refresh token (which they
+/// get either way). Advertised by the authorization server and in resource metadata.
+pub const SCOPES: &[&str] = &["offline_access"];
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AccessClaims {
     /// The gateway's public base URL.

@@ -113,7 +113,7 @@ pub fn resource_metadata(base: &str, tenant: &str, server: &str) -> Value {
         "resource": mcp_url(base, tenant, server),
         "authorization_servers": [base],
         "bearer_methods_supported": ["header"],
-        "scopes_supported": ["offline_access"],
+        "scopes_supported": crate::auth::access_token::SCOPES,
         "resource_documentation": format!("{base}/api/docs"),
     })
 }

@@ -23,10 +23,7 @@ use crate::store::entities::{
     oauth_clients, oauth_codes, oauth_consents, oauth_grants, oauth_refresh_tokens, oauth_revoked_tokens,
 };
 
-/// The scopes the gateway knows. Access is decided per server by collaborators, not by scope;
-/// `offline_access` is accepted because clients ask for it to get a refresh token (which they
-/// get either way).
-pub const SCOPES: &[&str] = &["offline_access"];
+pub use crate::auth::access_token::SCOPES;
 const CODE_LIFETIME_SECONDS: i64 = 60;
 /// How long a person has between the authorization request and the last chained step.
 const PENDING_LIFETIME_MINUTES: i64 = 15;
