@@ -8,7 +8,7 @@ use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 use secrecy::SecretString;
 use serde::Deserialize;
 
-use crate::api::auth::{session_cookie, sign_in};
+use crate::api::auth::session_cookie;
 use crate::auth::oauth_server::clients::{self, Client};
 use crate::auth::oauth_server::grants::{self, Pending};
 use crate::auth::oauth_server::redirect;
@@ -16,7 +16,7 @@ use crate::auth::session::{csrf_matches, csrf_token};
 use crate::control::{servers, tenants};
 use crate::error::ApiError;
 use crate::pages::connect::browser_user;
-use crate::pages::{error_page, escape, page, url_encode};
+use crate::pages::{error_page, escape, page, sign_in_from_form, url_encode, FormSignIn};
 use crate::startup::AppState;
 use crate::store::entities::{servers as server_rows, users, virtual_members};
 
@@ -225,6 +225,13 @@ async fn authorize(req: HttpRequest, query: web::Query<AuthorizeQuery>, state: w
     }
 }
 
+/// These forms only ever lead back into an authorization request: anything else would make
+/// them an open redirect.
+fn outside_authorization(return_to: &str, title: &str) -> Option<HttpResponse> {
+    (!return_to.starts_with("/oauth/authorize?"))
+        .then(|| error_page(StatusCode::BAD_REQUEST, title, "Start again from your MCP client."))
+}
+
 #[derive(Deserialize)]
 struct SignInForm {
     email: String,
@@ -234,23 +241,15 @@ struct SignInForm {
 
 async fn sign_in_form(req: HttpRequest, state: web::Data<AppState>, form: web::Form<SignInForm>) -> HttpResponse {
     let form = form.into_inner();
-    // Only ever back into this flow: anything else would make the form an open redirect.
-    if !form.return_to.starts_with("/oauth/authorize?") {
-        return error_page(StatusCode::BAD_REQUEST, "Sign-in failed", "Start again from your MCP client.");
+    if let Some(refused) = outside_authorization(&form.return_to, "Sign-in failed") {
+        return refused;
     }
-    match sign_in(&req, &state, &form.email, form.password).await {
-        Ok((_, secret, ttl)) => {
-            let cookie = session_cookie(&state, secret, actix_web::cookie::time::Duration::seconds(ttl.num_seconds()));
+    match sign_in_from_form(&req, &state, &form.email, form.password).await {
+        FormSignIn::Done(cookie) => {
             HttpResponse::SeeOther().cookie(cookie).insert_header(("location", form.return_to)).finish()
         }
-        Err(ApiError::TooManyAttempts { retry_after_secs }) => {
-            let problem = format!("Too many failed attempts; try again in {retry_after_secs} seconds.");
-            sign_in_page(&state, &form.return_to, Some(&problem)).await
-        }
-        Err(ApiError::InvalidCredentials | ApiError::Validation(_)) => {
-            sign_in_page(&state, &form.return_to, Some("The email or password is not correct.")).await
-        }
-        Err(e) => error_page(StatusCode::INTERNAL_SERVER_ERROR, "Sign-in failed", &e.to_string()),
+        FormSignIn::Retry(problem) => sign_in_page(&state, &form.return_to, Some(&problem)).await,
+        FormSignIn::Failed(page) => page,
     }
 }
 
@@ -263,8 +262,8 @@ struct SwitchForm {
 /// "Not you?": ends this browser's session and starts the same authorization again.
 async fn switch_account(req: HttpRequest, state: web::Data<AppState>, form: web::Form<SwitchForm>) -> HttpResponse {
     let form = form.into_inner();
-    if !form.return_to.starts_with("/oauth/authorize?") {
-        return error_page(StatusCode::BAD_REQUEST, "Not accepted", "Start again from your MCP client.");
+    if let Some(refused) = outside_authorization(&form.return_to, "Not accepted") {
+        return refused;
     }
     let Some(secret) = req.cookie(crate::auth::session::SESSION_COOKIE).map(|c| c.value().to_owned()) else {
         return redirect_to(&form.return_to);

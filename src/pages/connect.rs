@@ -11,13 +11,12 @@ use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use secrecy::SecretString;
 use serde::Deserialize;
 
-use crate::api::auth::{session_cookie, sign_in};
 use crate::auth::session::{csrf_matches, csrf_token, SESSION_COOKIE};
 use crate::control::outbound::{AuthData, GrantType};
 use crate::control::servers::{self, SubjectKind};
 use crate::control::{overrides, sessions, tenants};
 use crate::error::ApiError;
-use crate::pages::{error_page, escape, page, url_encode};
+use crate::pages::{error_page, escape, page, sign_in_from_form, url_encode, FormSignIn};
 use crate::startup::AppState;
 use crate::store::entities::{servers as server_rows, tenants as tenant_rows, users, virtual_members};
 
@@ -237,25 +236,16 @@ async fn sign_in_form(
     let (tenant, server) = path.into_inner();
     let form = form.into_inner();
     let return_to = Next { return_to: form.return_to, ..Default::default() }.target(&state);
-    match sign_in(&req, &state, &form.email, form.password).await {
-        Ok((_, secret, ttl)) => {
-            let cookie = session_cookie(&state, secret, actix_web::cookie::time::Duration::seconds(ttl.num_seconds()));
+    match sign_in_from_form(&req, &state, &form.email, form.password).await {
+        FormSignIn::Done(cookie) => {
             let next = match &return_to {
                 Some(r) => format!("/connect/{tenant}/{server}?return_to={}", url_encode(r)),
                 None => format!("/connect/{tenant}/{server}"),
             };
             HttpResponse::SeeOther().cookie(cookie).insert_header(("location", next)).finish()
         }
-        Err(ApiError::TooManyAttempts { retry_after_secs }) => sign_in_page(
-            &tenant,
-            &server,
-            Some(&format!("Too many failed attempts; try again in {retry_after_secs} seconds.")),
-            return_to.as_deref(),
-        ),
-        Err(ApiError::InvalidCredentials | ApiError::Validation(_)) => {
-            sign_in_page(&tenant, &server, Some("The email or password is not correct."), return_to.as_deref())
-        }
-        Err(e) => error_page(StatusCode::INTERNAL_SERVER_ERROR, "Sign-in failed", &e.to_string()),
+        FormSignIn::Retry(problem) => sign_in_page(&tenant, &server, Some(&problem), return_to.as_deref()),
+        FormSignIn::Failed(page) => page,
     }
 }
 

@@ -5,10 +5,41 @@
 pub mod authorize;
 pub mod connect;
 
+use actix_web::cookie::Cookie;
 use actix_web::http::StatusCode;
-use actix_web::HttpResponse;
+use actix_web::{HttpRequest, HttpResponse};
+use secrecy::SecretString;
 
 use crate::error::{ApiError, ApiResult, FieldError};
+use crate::startup::AppState;
+
+/// What a page's sign-in form led to.
+pub enum FormSignIn {
+    /// Signed in: the session cookie to set.
+    Done(Cookie<'static>),
+    /// Something the person can put right: say it on the form again.
+    Retry(String),
+    /// A failure that is not theirs.
+    Failed(HttpResponse),
+}
+
+/// Signs a person in from a page's form, with the API's checks and throttling.
+pub async fn sign_in_from_form(req: &HttpRequest, state: &AppState, email: &str, password: SecretString) -> FormSignIn {
+    match crate::api::auth::sign_in(req, state, email, password).await {
+        Ok((_, secret, ttl)) => FormSignIn::Done(crate::api::auth::session_cookie(
+            state,
+            secret,
+            actix_web::cookie::time::Duration::seconds(ttl.num_seconds()),
+        )),
+        Err(ApiError::TooManyAttempts { retry_after_secs }) => {
+            FormSignIn::Retry(format!("Too many failed attempts; try again in {retry_after_secs} seconds."))
+        }
+        Err(ApiError::InvalidCredentials | ApiError::Validation(_)) => {
+            FormSignIn::Retry("The email or password is not correct.".into())
+        }
+        Err(e) => FormSignIn::Failed(error_page(StatusCode::INTERNAL_SERVER_ERROR, "Sign-in failed", &e.to_string())),
+    }
+}
 
 /// Text made safe for HTML element content and quoted attribute values.
 pub fn escape(text: &str) -> String {
