@@ -45,7 +45,7 @@ async fn remote(admin: &Client, slug: &str, url: &str) {
         .expect(201);
 }
 
-async fn grant(admin: &Client, server: &str, subject: &str) {
+pub async fn grant(admin: &Client, server: &str, subject: &str) {
     admin
         .send(
             reqwest::Method::PUT,
@@ -313,15 +313,26 @@ async fn the_proxy_refuses_foreign_origins_mismatched_headers_and_removed_collab
     assert_eq!(post(&url, &token, Some(&session), ping).await.0, 403, "access ends with the grant");
 }
 
-pub async fn replica(app: &TestApp) -> (mcpgate::proxy::replica::Replica, String) {
+/// A standalone replica following `app`, behind the same public URL (gateway tokens name it),
+/// started and holding the control plane's current snapshot; returns its base URL and policy.
+pub async fn running_replica(app: &TestApp) -> (String, std::sync::Arc<mcpgate::proxy::holder::PolicyHolder>) {
     let mut settings = mcpgate::config::Settings::with_defaults(std::env::temp_dir()).unwrap();
     settings.listen = "127.0.0.1:0".into();
     settings.workers = 1;
+    settings.public_url = Some(app.base.clone());
     settings.control_plane = Some(app.base.clone());
     settings.proxy_key = Some(app.state.proxy_key.expose_secret().to_owned().into());
     let replica = mcpgate::proxy::replica::Replica::build(settings, mcpgate::Clock::system()).await.unwrap();
     let base = format!("http://127.0.0.1:{}", replica.port());
-    (replica, base)
+    let policy = replica.policy.clone();
+    tokio::spawn(replica.run_until_stopped());
+    let wanted = app.state.policy.version();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while policy.version() < wanted {
+        assert!(Instant::now() < deadline, "the replica did not load the snapshot");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    (base, policy)
 }
 
 #[tokio::test]
@@ -331,17 +342,8 @@ async fn a_session_started_on_one_replica_continues_on_another() {
     remote(&admin, "fixture", &peers::rmcp_upstream().await).await;
     grant(&admin, "fixture", "user:ann@example.com").await;
     wait_for_policy(&app).await;
-    let (one, one_base) = replica(&app).await;
-    let (two, two_base) = replica(&app).await;
-    let (policy_one, policy_two) = (one.policy.clone(), two.policy.clone());
-    tokio::spawn(one.run_until_stopped());
-    tokio::spawn(two.run_until_stopped());
-    let wanted = app.state.policy.version();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while policy_one.version() != wanted || policy_two.version() != wanted {
-        assert!(Instant::now() < deadline, "replicas did not load the snapshot");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let (one_base, _) = running_replica(&app).await;
+    let (two_base, _) = running_replica(&app).await;
     assert_eq!(reqwest::get(format!("{one_base}/readyz")).await.unwrap().status(), 200);
 
     let on = |base: &str| format!("{base}/acme/mcp/fixture/server");

@@ -15,6 +15,7 @@ use rmcp::ServiceExt;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
+use crate::gateway::grant;
 use crate::helpers::{spawn_app, spawn_app_with, TestApp};
 use crate::proxy::{setup, status, wait_for_policy};
 
@@ -155,6 +156,18 @@ async fn token_request(app: &TestApp, form: &[(&str, &str)]) -> (u16, Value) {
     (status, res.json().await.unwrap())
 }
 
+/// `grant_type=authorization_code` for a public client: (status, body).
+async fn exchange(app: &TestApp, client_id: &str, redirect: &str, code: &str, verifier: &str) -> (u16, Value) {
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("code", code),
+        ("redirect_uri", redirect),
+        ("client_id", client_id),
+        ("code_verifier", verifier),
+    ];
+    token_request(app, &form).await
+}
+
 fn mcp_url(app: &TestApp) -> String {
     format!("{}/acme/mcp/fixture/server", app.base)
 }
@@ -196,17 +209,7 @@ async fn sign_in(app: &TestApp, browser: &Browser, client_id: &str) -> (String, 
     let q = query_of(&back);
     assert_eq!(q["state"], "st-1");
     assert_eq!(q["iss"], app.base, "RFC 9207 iss");
-    let (code, body) = token_request(
-        app,
-        &[
-            ("grant_type", "authorization_code"),
-            ("code", &q["code"]),
-            ("redirect_uri", redirect),
-            ("client_id", client_id),
-            ("code_verifier", &verifier),
-        ],
-    )
-    .await;
+    let (code, body) = exchange(app, client_id, redirect, &q["code"], &verifier).await;
     assert_eq!(code, 200, "{body}");
     assert_eq!(body["token_type"], "Bearer");
     (body["access_token"].as_str().unwrap().to_owned(), body["refresh_token"].as_str().unwrap().to_owned())
@@ -315,14 +318,7 @@ async fn code_flow_with_pkce_gives_tokens_for_exactly_one_mcp_url() {
         )
         .await
         .expect(201);
-    admin
-        .send(
-            reqwest::Method::PUT,
-            "/api/v1/tenants/acme/servers/other/collaborators",
-            Some(json!({"subject": "user:ann@example.com", "role": "user"})),
-        )
-        .await
-        .expect(201);
+    grant(&admin, "other", "user:ann@example.com").await;
     wait_for_policy(&app).await;
     let (code, headers) = status(&format!("{}/acme/mcp/other/server", app.base), Some(&access)).await;
     assert_eq!(code, 401);
@@ -408,26 +404,9 @@ async fn authorization_requests_are_checked_before_anything_is_issued() {
         .authorize(&authorize_url(&app, &client_id, redirect, &challenge, &mcp_url(&app)), ANN, Decision::Approve, &[])
         .await;
     let code = query_of(&back)["code"].clone();
-    let exchange = |code: String, verifier: String| {
-        let app = &app;
-        let client_id = client_id.clone();
-        async move {
-            token_request(
-                app,
-                &[
-                    ("grant_type", "authorization_code"),
-                    ("code", &code),
-                    ("redirect_uri", redirect),
-                    ("client_id", &client_id),
-                    ("code_verifier", &verifier),
-                ],
-            )
-            .await
-        }
-    };
-    let (wrong, body) = exchange(code.clone(), pkce().0).await;
+    let (wrong, body) = exchange(&app, &client_id, redirect, &code, &pkce().0).await;
     assert_eq!((wrong, body["error"].as_str().unwrap()), (400, "invalid_grant"));
-    let (reused, body) = exchange(code, verifier.clone()).await;
+    let (reused, body) = exchange(&app, &client_id, redirect, &code, &verifier).await;
     assert_eq!((reused, body["error"].as_str().unwrap()), (400, "invalid_grant"), "a code is spent by its first use");
 
     // A good exchange, then its code replayed: the tokens it bought stop working.
@@ -435,11 +414,11 @@ async fn authorization_requests_are_checked_before_anything_is_issued() {
         .authorize(&authorize_url(&app, &client_id, redirect, &challenge, &mcp_url(&app)), ANN, Decision::Approve, &[])
         .await;
     let code = query_of(&back)["code"].clone();
-    let (ok, body) = exchange(code.clone(), verifier.clone()).await;
+    let (ok, body) = exchange(&app, &client_id, redirect, &code, &verifier).await;
     assert_eq!(ok, 200, "{body}");
     let access = body["access_token"].as_str().unwrap().to_owned();
     assert_eq!(status(&mcp_url(&app), Some(&access)).await.0, 200);
-    let (replay, body) = exchange(code, verifier.clone()).await;
+    let (replay, body) = exchange(&app, &client_id, redirect, &code, &verifier).await;
     assert_eq!((replay, body["error"].as_str().unwrap()), (400, "invalid_grant"));
     proxy_answers_within_a_second(&app, &access, 401).await;
 
@@ -448,7 +427,7 @@ async fn authorization_requests_are_checked_before_anything_is_issued() {
         .authorize(&authorize_url(&app, &client_id, redirect, &challenge, &mcp_url(&app)), ANN, Decision::Approve, &[])
         .await;
     app.clock.advance(chrono::Duration::seconds(61));
-    let (late, body) = exchange(query_of(&back)["code"].clone(), verifier).await;
+    let (late, body) = exchange(&app, &client_id, redirect, &query_of(&back)["code"], &verifier).await;
     assert_eq!((late, body["error"].as_str().unwrap()), (400, "invalid_grant"));
 }
 
@@ -657,17 +636,7 @@ async fn client_id_metadata_documents_are_fetched_with_an_ssrf_guard() {
     let back = browser
         .authorize(&authorize_url(&app, &doc_url, redirect, &challenge, &mcp_url(&app)), ANN, Decision::Approve, &[])
         .await;
-    let (code, body) = token_request(
-        &app,
-        &[
-            ("grant_type", "authorization_code"),
-            ("code", &query_of(&back)["code"]),
-            ("redirect_uri", redirect),
-            ("client_id", &doc_url),
-            ("code_verifier", &verifier),
-        ],
-    )
-    .await;
+    let (code, body) = exchange(&app, &doc_url, redirect, &query_of(&back)["code"], &verifier).await;
     assert_eq!(code, 200, "{body}");
     // Redirect URIs come from the document; a document naming another client_id is refused.
     let res = browser
@@ -749,14 +718,7 @@ async fn sign_in_chains_through_a_virtual_servers_per_user_key_step() {
         .post("/api/v1/tenants/acme/servers", json!({"slug": "bundle", "display_name": "Bundle", "kind": "virtual", "servers": [{"server": "fixture", "enabled_tools": "all"}, {"server": "keyed", "enabled_tools": "all"}]}))
         .await
         .expect(201);
-    admin
-        .send(
-            reqwest::Method::PUT,
-            "/api/v1/tenants/acme/servers/bundle/collaborators",
-            Some(json!({"subject": "user:ann@example.com", "role": "user"})),
-        )
-        .await
-        .expect(201);
+    grant(&admin, "bundle", "user:ann@example.com").await;
     wait_for_policy(&app).await;
     let client_id = public_client(&app).await;
     let browser = Browser::new(&app.base);
@@ -772,17 +734,7 @@ async fn sign_in_chains_through_a_virtual_servers_per_user_key_step() {
         )
         .await;
     assert!(back.starts_with(redirect), "back at the client after the key step: {back}");
-    let (code, body) = token_request(
-        &app,
-        &[
-            ("grant_type", "authorization_code"),
-            ("code", &query_of(&back)["code"]),
-            ("redirect_uri", redirect),
-            ("client_id", &client_id),
-            ("code_verifier", &verifier),
-        ],
-    )
-    .await;
+    let (code, body) = exchange(&app, &client_id, redirect, &query_of(&back)["code"], &verifier).await;
     assert_eq!(code, 200, "{body}");
     // The key was saved as ann's Auth Override: the keyed member's tools are there for her.
     let config = StreamableHttpClientTransportConfig::with_uri(bundle.clone())
@@ -936,14 +888,7 @@ async fn sign_in_chains_through_the_providers_own_consent_for_per_user_oauth() {
         )
         .await
         .expect(201);
-    admin
-        .send(
-            reqwest::Method::PUT,
-            "/api/v1/tenants/acme/servers/oauthy/collaborators",
-            Some(json!({"subject": "user:ann@example.com", "role": "user"})),
-        )
-        .await
-        .expect(201);
+    grant(&admin, "oauthy", "user:ann@example.com").await;
     wait_for_policy(&app).await;
     let client_id = public_client(&app).await;
     let browser = Browser::new(&app.base);
@@ -971,17 +916,7 @@ async fn sign_in_chains_through_the_providers_own_consent_for_per_user_oauth() {
     assert!(callback.starts_with(&format!("{}/oauth/upstream/callback", app.base)), "{callback}");
     let back = browser.authorize(&callback, ANN, Decision::Approve, &[]).await;
     assert!(back.starts_with(redirect), "{back}");
-    let (code, body) = token_request(
-        &app,
-        &[
-            ("grant_type", "authorization_code"),
-            ("code", &query_of(&back)["code"]),
-            ("redirect_uri", redirect),
-            ("client_id", &client_id),
-            ("code_verifier", &verifier),
-        ],
-    )
-    .await;
+    let (code, body) = exchange(&app, &client_id, redirect, &query_of(&back)["code"], &verifier).await;
     assert_eq!(code, 200, "{body}");
     let ann = app.signed_in(ANN.0, ANN.1).await;
     let connections = ann.get("/api/v1/me/connections").await.expect(200);
@@ -1042,28 +977,12 @@ async fn revocations_travel_in_snapshots_until_the_tokens_expire_then_are_forgot
 
 #[tokio::test]
 async fn a_replica_accepts_gateway_tokens_and_drops_revoked_ones_within_a_second() {
-    use mcpgate::proxy::replica::Replica;
-    use secrecy::ExposeSecret;
     let app = spawn_app().await;
     setup(&app).await;
     let client_id = public_client(&app).await;
     let (access, _) = sign_in(&app, &Browser::new(&app.base), &client_id).await;
-    // Replicas run behind the same public URL as the control plane (tokens name it).
-    let mut settings = mcpgate::config::Settings::with_defaults(std::env::temp_dir()).unwrap();
-    settings.listen = "127.0.0.1:0".into();
-    settings.workers = 1;
-    settings.public_url = Some(app.base.clone());
-    settings.control_plane = Some(app.base.clone());
-    settings.proxy_key = Some(app.state.proxy_key.expose_secret().to_owned().into());
-    let replica = Replica::build(settings, app.clock.clone()).await.unwrap();
-    let url = format!("http://127.0.0.1:{}/acme/mcp/fixture/server", replica.port());
-    let policy = replica.policy.clone();
-    tokio::spawn(replica.run_until_stopped());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while policy.version() != app.state.policy.version() {
-        assert!(Instant::now() < deadline, "the replica did not load the snapshot");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let (base, _) = crate::gateway::running_replica(&app).await;
+    let url = format!("{base}/acme/mcp/fixture/server");
     assert_eq!(status(&url, Some(&access)).await.0, 200, "the replica takes the gateway's token");
     let ann = app.signed_in(ANN.0, ANN.1).await;
     let id = ann.get("/api/v1/me/authorizations").await.expect(200)["items"][0]["id"].as_str().unwrap().to_owned();

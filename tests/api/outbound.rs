@@ -705,13 +705,7 @@ async fn a_replica_gets_credentials_from_the_control_plane() {
         "client_id": MACHINE_ID, "client_secret": MACHINE_SECRET});
     server(&p, "machine", &machine.url, cc).await;
     wait_for_policy(&app).await;
-    let (replica, base) = crate::gateway::replica(&app).await;
-    let policy = replica.policy.clone();
-    tokio::spawn(replica.run_until_stopped());
-    let wanted = app.state.policy.version();
-    while policy.version() < wanted {
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    let (base, policy) = crate::gateway::running_replica(&app).await;
     let url = format!("{base}/acme/mcp/own/server");
     let error = whoami(&url, &p.ann_token).await.unwrap_err();
     assert_eq!(error["code"], -32003);
