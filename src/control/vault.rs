@@ -176,10 +176,7 @@ impl Vault {
             }
             AuthData::Header(h) => {
                 let values = self.override_values(&server, subject).await?;
-                let filled: Option<Vec<(String, String)>> = values
-                    .as_ref()
-                    .and_then(|v| h.headers.iter().map(|(k, t)| Some((k.clone(), fill(t, v)?))).collect());
-                match filled {
+                match filled_headers(&h.headers, values.as_ref()) {
                     Some(headers) => Ok(Resolved { headers, ttl_seconds: KEY_TTL }),
                     None => Err(self.override_missing(&server, subject, &auth_names(&h.headers)).await),
                 }
@@ -721,7 +718,7 @@ impl Vault {
                     .override_values(server, Subject::User(user))
                     .await
                     .map_err(|e| ApiError::Unavailable(e.to_string()))?;
-                Ok(values.is_none_or(|v| h.headers.values().any(|t| fill(t, &v).is_none())))
+                Ok(filled_headers(&h.headers, values.as_ref()).is_none())
             }
             Some(AuthData::OAuth2(o)) if o.grant_type == Some(GrantType::AuthorizationCode) => {
                 let grant = self.grant(server.id, user).await.map_err(|e| ApiError::Unavailable(e.to_string()))?;
@@ -766,6 +763,15 @@ impl Vault {
         }
         Ok(out)
     }
+}
+
+/// Per-user header templates filled with a subject's values; `None` while any is missing.
+fn filled_headers(
+    templates: &BTreeMap<String, String>,
+    values: Option<&BTreeMap<String, String>>,
+) -> Option<Vec<(String, String)>> {
+    let values = values?;
+    templates.iter().map(|(name, template)| Some((name.clone(), fill(template, values)?))).collect()
 }
 
 fn bearer(token: &str) -> (String, String) {
