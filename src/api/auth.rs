@@ -82,6 +82,13 @@ pub(crate) async fn sign_in(
     Ok((user, secret, ttl))
 }
 
+/// The cookie that removes the session cookie from the browser (sign-out).
+pub(crate) fn ended_session_cookie(state: &AppState) -> Cookie<'static> {
+    let mut expired = session_cookie(state, String::new(), time::Duration::ZERO);
+    expired.make_removal();
+    expired
+}
+
 pub(crate) fn session_cookie(state: &AppState, value: String, max_age: time::Duration) -> Cookie<'static> {
     Cookie::build(SESSION_COOKIE, value)
         .path("/")
@@ -129,9 +136,9 @@ pub async fn logout(state: web::Data<AppState>, principal: Principal) -> ApiResu
         sessions::delete(&state.db, id).await?;
     }
     let mut response = HttpResponse::NoContent().finish();
-    let mut expired = session_cookie(&state, String::new(), time::Duration::ZERO);
-    expired.make_removal();
-    response.add_cookie(&expired).map_err(|e| ApiError::Internal(anyhow::anyhow!("cookie: {e}")))?;
+    response
+        .add_cookie(&ended_session_cookie(&state))
+        .map_err(|e| ApiError::Internal(anyhow::anyhow!("cookie: {e}")))?;
     Ok(response)
 }
 

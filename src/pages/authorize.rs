@@ -8,7 +8,7 @@ use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 use secrecy::SecretString;
 use serde::Deserialize;
 
-use crate::api::auth::session_cookie;
+use crate::api::auth::ended_session_cookie;
 use crate::auth::oauth_server::clients::{self, Client};
 use crate::auth::oauth_server::grants::{self, Pending};
 use crate::auth::oauth_server::redirect;
@@ -276,10 +276,8 @@ async fn switch_account(req: HttpRequest, state: web::Data<AppState>, form: web:
             return error_page(StatusCode::INTERNAL_SERVER_ERROR, "Sign-out failed", &e.to_string());
         }
     }
-    let mut expired = session_cookie(&state, String::new(), actix_web::cookie::time::Duration::ZERO);
-    expired.make_removal();
     HttpResponse::SeeOther()
-        .cookie(expired)
+        .cookie(ended_session_cookie(&state))
         .insert_header(("location", form.return_to))
         .insert_header(("cache-control", "no-store"))
         .finish()
@@ -318,28 +316,18 @@ async fn decision(req: HttpRequest, state: web::Data<AppState>, form: web::Form<
         _ => return error_page(StatusCode::BAD_REQUEST, "Not accepted", "Choose Approve or Deny."),
     };
     record_decision(&state, &user, &pending, approve).await;
-    match form.decision.as_str() {
-        "approve" => {
-            if let Err(e) = grants::remember_consent(&state.db, &pending, now).await {
-                return error_page(StatusCode::INTERNAL_SERVER_ERROR, "Sign-in failed", &e.description);
-            }
-            tracing::info!(
-                user = user.email,
-                client = pending.client_id,
-                resource = pending.resource,
-                "client approved"
-            );
-            proceed(&state, pending).await
-        }
-        "deny" => {
-            tracing::info!(user = user.email, client = pending.client_id, "client denied");
-            redirect_to(&pending.respond(
-                &state.oauth.issuer,
-                &[("error", "access_denied"), ("error_description", "the user denied access")],
-            ))
-        }
-        _ => error_page(StatusCode::BAD_REQUEST, "Not accepted", "Choose Approve or Deny."),
+    if !approve {
+        tracing::info!(user = user.email, client = pending.client_id, "client denied");
+        return redirect_to(&pending.respond(
+            &state.oauth.issuer,
+            &[("error", "access_denied"), ("error_description", "the user denied access")],
+        ));
     }
+    if let Err(e) = grants::remember_consent(&state.db, &pending, now).await {
+        return error_page(StatusCode::INTERNAL_SERVER_ERROR, "Sign-in failed", &e.description);
+    }
+    tracing::info!(user = user.email, client = pending.client_id, resource = pending.resource, "client approved");
+    proceed(&state, pending).await
 }
 
 /// Consent decisions go to the tenant's audit trail: who let which client act for them where.
