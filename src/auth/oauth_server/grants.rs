@@ -426,7 +426,8 @@ pub async fn refresh(
     resource: Option<&str>,
     now: DateTime<Utc>,
 ) -> Refreshed {
-    let outcome = async {
+    let mut revoked = false;
+    let result = async {
         let txn = db.begin().await.map_err(OAuthError::server)?;
         let unknown = || OAuthError::invalid_grant("the refresh token is not valid; sign in again");
         let row = oauth_refresh_tokens::Entity::find()
@@ -441,10 +442,10 @@ pub async fn refresh(
             .map_err(OAuthError::server)?
             .ok_or_else(unknown)?;
         if grant.client_id != client.row.id {
-            return Err((OAuthError::invalid_grant("the refresh token was issued to another client"), false));
+            return Err(OAuthError::invalid_grant("the refresh token was issued to another client"));
         }
         if grant.revoked_at.is_some() {
-            return Err((OAuthError::invalid_grant("this sign-in was revoked; sign in again"), false));
+            return Err(OAuthError::invalid_grant("this sign-in was revoked; sign in again"));
         }
         let claimed = oauth_refresh_tokens::Entity::update_many()
             .col_expr(oauth_refresh_tokens::Column::RotatedAt, Expr::value(now))
@@ -457,37 +458,29 @@ pub async fn refresh(
             revoke_grant(&txn, grant.id, "refresh_token_reuse", now).await?;
             txn.commit().await.map_err(OAuthError::server)?;
             tracing::warn!(grant = grant.public_id, "a rotated refresh token was presented again; sign-in revoked");
-            return Err((
-                OAuthError::invalid_grant("the refresh token was already used; this sign-in is revoked, sign in again"),
-                true,
+            revoked = true;
+            return Err(OAuthError::invalid_grant(
+                "the refresh token was already used; this sign-in is revoked, sign in again",
             ));
         }
         if grant.expires_at <= now || grant.last_used_at + config.idle <= now {
             txn.commit().await.map_err(OAuthError::server)?;
-            return Err((OAuthError::invalid_grant("this sign-in expired; sign in again"), false));
+            return Err(OAuthError::invalid_grant("this sign-in expired; sign in again"));
         }
         if let Some(resource) = resource {
             if canonical(config, resource).as_deref() != Some(grant.resource.as_str()) {
-                return Err((OAuthError::new("invalid_target", "resource differs from the sign-in's MCP URL"), false));
+                return Err(OAuthError::new("invalid_target", "resource differs from the sign-in's MCP URL"));
             }
         }
         if !user_live(&txn, grant.user_id).await? {
-            return Err((OAuthError::invalid_grant("the account that signed in is disabled"), false));
+            return Err(OAuthError::invalid_grant("the account that signed in is disabled"));
         }
         let tokens = tokens_for(&txn, sealer, config, &grant, &client.row.client_id, now).await?;
         txn.commit().await.map_err(OAuthError::server)?;
         Ok(tokens)
-    };
-    match outcome.await {
-        Ok(tokens) => Refreshed { result: Ok(tokens), revoked: false },
-        Err((e, revoked)) => Refreshed { result: Err(e), revoked },
     }
-}
-
-impl From<OAuthError> for (OAuthError, bool) {
-    fn from(e: OAuthError) -> Self {
-        (e, false)
-    }
+    .await;
+    Refreshed { result, revoked }
 }
 
 /// `grant_type=client_credentials` for virtual accounts: the client id names the account
