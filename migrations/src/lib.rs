@@ -3,6 +3,8 @@
 
 pub use sea_orm_migration::prelude::*;
 
+mod columns;
+
 mod m20261127_170000_create_users_and_sessions;
 mod m20261127_170100_create_tenants_members_teams;
 mod m20261127_180000_create_servers_collaborators_audit;

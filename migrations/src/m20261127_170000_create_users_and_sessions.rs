@@ -1,5 +1,7 @@
 use sea_orm_migration::prelude::*;
 
+use crate::columns::id_col;
+
 #[derive(DeriveMigrationName)]
 pub struct Migration;
 
@@ -33,7 +35,7 @@ impl MigrationTrait for Migration {
             .create_table(
                 Table::create()
                     .table(Users::Table)
-                    .col(ColumnDef::new(Users::Id).big_integer().not_null().auto_increment().primary_key())
+                    .col(id_col(Users::Id))
                     .col(ColumnDef::new(Users::Email).string_len(320).not_null().unique_key())
                     .col(ColumnDef::new(Users::DisplayName).string_len(200).not_null())
                     .col(ColumnDef::new(Users::PasswordHash).string().null())
@@ -48,7 +50,7 @@ impl MigrationTrait for Migration {
             .create_table(
                 Table::create()
                     .table(Sessions::Table)
-                    .col(ColumnDef::new(Sessions::Id).big_integer().not_null().auto_increment().primary_key())
+                    .col(id_col(Sessions::Id))
                     // SHA-256 of the cookie secret; the secret itself is never stored.
                     .col(ColumnDef::new(Sessions::Digest).string_len(64).not_null().unique_key())
                     .col(ColumnDef::new(Sessions::UserId).big_integer().not_null())

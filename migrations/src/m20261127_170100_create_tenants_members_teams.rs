@@ -1,5 +1,7 @@
 use sea_orm_migration::prelude::*;
 
+use crate::columns::{cascade, id_col};
+
 use crate::m20261127_170000_create_users_and_sessions::Users;
 
 #[derive(DeriveMigrationName)]
@@ -46,19 +48,6 @@ enum TeamMembers {
     CreatedAt,
 }
 
-fn id_col<T: IntoIden>(col: T) -> ColumnDef {
-    ColumnDef::new(col).big_integer().not_null().auto_increment().primary_key().to_owned()
-}
-
-fn fk<T: IntoIden + 'static, C: IntoIden, P: IntoIden + 'static, PC: IntoIden>(
-    table: T,
-    col: C,
-    parent: P,
-    parent_col: PC,
-) -> ForeignKeyCreateStatement {
-    ForeignKey::create().from(table, col).to(parent, parent_col).on_delete(ForeignKeyAction::Cascade).to_owned()
-}
-
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
@@ -83,8 +72,13 @@ impl MigrationTrait for Migration {
                     .col(ColumnDef::new(TenantMembers::UserId).big_integer().not_null())
                     .col(ColumnDef::new(TenantMembers::Role).string_len(16).not_null())
                     .col(ColumnDef::new(TenantMembers::CreatedAt).timestamp_with_time_zone().not_null())
-                    .foreign_key(&mut fk(TenantMembers::Table, TenantMembers::TenantId, Tenants::Table, Tenants::Id))
-                    .foreign_key(&mut fk(TenantMembers::Table, TenantMembers::UserId, Users::Table, Users::Id))
+                    .foreign_key(&mut cascade(
+                        TenantMembers::Table,
+                        TenantMembers::TenantId,
+                        Tenants::Table,
+                        Tenants::Id,
+                    ))
+                    .foreign_key(&mut cascade(TenantMembers::Table, TenantMembers::UserId, Users::Table, Users::Id))
                     .to_owned(),
             )
             .await?;
@@ -119,7 +113,7 @@ impl MigrationTrait for Migration {
                     .col(ColumnDef::new(Teams::Description).string_len(2000).null())
                     .col(ColumnDef::new(Teams::Builtin).boolean().not_null().default(false))
                     .col(ColumnDef::new(Teams::CreatedAt).timestamp_with_time_zone().not_null())
-                    .foreign_key(&mut fk(Teams::Table, Teams::TenantId, Tenants::Table, Tenants::Id))
+                    .foreign_key(&mut cascade(Teams::Table, Teams::TenantId, Tenants::Table, Tenants::Id))
                     .to_owned(),
             )
             .await?;
@@ -142,8 +136,8 @@ impl MigrationTrait for Migration {
                     .col(ColumnDef::new(TeamMembers::TeamId).big_integer().not_null())
                     .col(ColumnDef::new(TeamMembers::UserId).big_integer().not_null())
                     .col(ColumnDef::new(TeamMembers::CreatedAt).timestamp_with_time_zone().not_null())
-                    .foreign_key(&mut fk(TeamMembers::Table, TeamMembers::TeamId, Teams::Table, Teams::Id))
-                    .foreign_key(&mut fk(TeamMembers::Table, TeamMembers::UserId, Users::Table, Users::Id))
+                    .foreign_key(&mut cascade(TeamMembers::Table, TeamMembers::TeamId, Teams::Table, Teams::Id))
+                    .foreign_key(&mut cascade(TeamMembers::Table, TeamMembers::UserId, Users::Table, Users::Id))
                     .to_owned(),
             )
             .await?;

@@ -1,5 +1,7 @@
 use sea_orm_migration::prelude::*;
 
+use crate::columns::id_col;
+
 #[derive(DeriveMigrationName)]
 pub struct Migration;
 
@@ -66,10 +68,6 @@ enum AuditEvents {
     Outcome,
     RequestId,
     Details,
-}
-
-fn id_col<T: IntoIden>(col: T) -> ColumnDef {
-    ColumnDef::new(col).big_integer().not_null().auto_increment().primary_key().to_owned()
 }
 
 #[async_trait::async_trait]

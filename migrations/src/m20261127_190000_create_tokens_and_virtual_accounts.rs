@@ -1,5 +1,7 @@
 use sea_orm_migration::prelude::*;
 
+use crate::columns::id_col;
+
 #[derive(DeriveMigrationName)]
 pub struct Migration;
 
@@ -56,7 +58,7 @@ impl MigrationTrait for Migration {
             .create_table(
                 Table::create()
                     .table(VirtualAccounts::Table)
-                    .col(ColumnDef::new(VirtualAccounts::Id).big_integer().not_null().auto_increment().primary_key())
+                    .col(id_col(VirtualAccounts::Id))
                     .col(ColumnDef::new(VirtualAccounts::TenantId).big_integer().not_null())
                     .col(ColumnDef::new(VirtualAccounts::Name).string_len(63).not_null())
                     .col(ColumnDef::new(VirtualAccounts::Description).string_len(2000).null())
@@ -92,7 +94,7 @@ impl MigrationTrait for Migration {
             .create_table(
                 Table::create()
                     .table(AccessTokens::Table)
-                    .col(ColumnDef::new(AccessTokens::Id).big_integer().not_null().auto_increment().primary_key())
+                    .col(id_col(AccessTokens::Id))
                     // The id the API shows: random, so it reveals nothing about volume.
                     .col(ColumnDef::new(AccessTokens::PublicId).string_len(36).not_null().unique_key())
                     // `pat` or `va`.

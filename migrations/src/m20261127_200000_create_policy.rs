@@ -1,5 +1,7 @@
 use sea_orm_migration::prelude::*;
 
+use crate::columns::id_col;
+
 #[derive(DeriveMigrationName)]
 pub struct Migration;
 
@@ -75,7 +77,7 @@ impl MigrationTrait for Migration {
             .create_table(
                 Table::create()
                     .table(SigningKeys::Table)
-                    .col(ColumnDef::new(SigningKeys::Id).big_integer().not_null().auto_increment().primary_key())
+                    .col(id_col(SigningKeys::Id))
                     .col(ColumnDef::new(SigningKeys::Kid).string_len(64).not_null().unique_key())
                     // PKCS#8, sealed under the master key.
                     .col(ColumnDef::new(SigningKeys::PrivateKey).text().not_null())

@@ -1,5 +1,7 @@
 use sea_orm_migration::prelude::*;
 
+use crate::columns::{cascade, id_col};
+
 #[derive(DeriveMigrationName)]
 pub struct Migration;
 
@@ -72,19 +74,6 @@ enum UpstreamClients {
     ClientSecret,
     Endpoints,
     CreatedAt,
-}
-
-fn id_col<T: IntoIden>(col: T) -> ColumnDef {
-    ColumnDef::new(col).big_integer().not_null().auto_increment().primary_key().to_owned()
-}
-
-fn cascade<T: IntoIden + 'static, C: IntoIden + 'static, R: IntoIden + 'static, RC: IntoIden + 'static>(
-    table: T,
-    col: C,
-    to: R,
-    to_col: RC,
-) -> ForeignKeyCreateStatement {
-    ForeignKey::create().from(table, col).to(to, to_col).on_delete(ForeignKeyAction::Cascade).to_owned()
 }
 
 #[async_trait::async_trait]
