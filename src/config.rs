@@ -61,6 +61,13 @@ pub struct Settings {
     /// Lets Client ID Metadata Documents be fetched from private and loopback addresses (and
     /// from `http://` on loopback): for development and tests, never on a public gateway.
     pub oauth_cimd_allow_private: bool,
+    /// Lets upstream requests (proxy, probe, upstream OAuth) reach private, loopback,
+    /// link-local and reserved addresses. Off by default: a member registering a server must
+    /// not be able to make the gateway call its own network.
+    pub upstream_allow_private: bool,
+    /// Networks (CIDR) upstream requests may reach even though they are private.
+    #[serde(default, deserialize_with = "comma_list")]
+    pub upstream_allowed_networks: Vec<String>,
     /// Browser origins allowed besides the public URL's own (comma-separated in the env).
     #[serde(default, deserialize_with = "comma_list")]
     pub allowed_origins: Vec<String>,
@@ -99,6 +106,7 @@ struct Defaults {
     oauth_sign_in_idle_hours: u32,
     oauth_sign_in_max_hours: u32,
     oauth_cimd_allow_private: bool,
+    upstream_allow_private: bool,
     log: &'static str,
     log_format: LogFormat,
 }
@@ -121,6 +129,7 @@ const DEFAULTS: Defaults = Defaults {
     oauth_sign_in_idle_hours: 14 * 24,
     oauth_sign_in_max_hours: 90 * 24,
     oauth_cimd_allow_private: false,
+    upstream_allow_private: false,
     log: "info",
     log_format: LogFormat::Text,
 };
@@ -150,6 +159,8 @@ const KNOWN_KEYS: &[&str] = &[
     "oauth_sign_in_idle_hours",
     "oauth_sign_in_max_hours",
     "oauth_cimd_allow_private",
+    "upstream_allow_private",
+    "upstream_allowed_networks",
     "allowed_origins",
     "control_plane",
     "log",
@@ -241,12 +252,19 @@ impl Settings {
                     .into(),
             ));
         }
+        crate::egress::Egress::parse_networks(&self.upstream_allowed_networks).map_err(ConfigError::Value)?;
         if self.session_ttl_minutes == 0 || self.login_max_failures == 0 || self.db_max_connections == 0 {
             return Err(ConfigError::Value(
                 "session_ttl_minutes, login_max_failures and db_max_connections must be positive".into(),
             ));
         }
         Ok(())
+    }
+
+    /// The egress policy these settings describe.
+    pub fn egress(&self) -> crate::egress::Egress {
+        let networks = crate::egress::Egress::parse_networks(&self.upstream_allowed_networks).unwrap_or_default();
+        crate::egress::Egress::new(self.upstream_allow_private, networks)
     }
 
     /// `MCPGATE_*` variables that no setting reads: most likely typos.

@@ -5,6 +5,23 @@ use std::fmt;
 
 use crate::error::FieldError;
 
+/// Whether text can be sent as (part of) an HTTP header value: not blank, at most `max`
+/// bytes, and no control character but tab. Anything else would be refused by the HTTP
+/// client on every later call, or split the header.
+pub fn is_header_value(value: &str, max: usize) -> bool {
+    !value.trim().is_empty() && value.len() <= max && !value.chars().any(|c| c.is_control() && c != '\t')
+}
+
+/// Header names whose values are credentials: they belong in a server's write-only outbound
+/// auth, never in settings every collaborator reads or in the policy snapshot.
+pub fn is_credential_header(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    const EXACT: &[&str] = &["authorization", "proxy-authorization", "cookie", "set-cookie"];
+    const PARTS: &[&str] =
+        &["auth", "token", "secret", "key", "password", "passwd", "credential", "session", "signature", "cookie"];
+    EXACT.contains(&lower.as_str()) || PARTS.iter().any(|p| lower.contains(p))
+}
+
 /// A URL-safe identifier: lowercase ASCII letters, digits and single hyphens, 1–63 characters,
 /// starting with a letter and not ending with a hyphen (the DNS label rules, so a slug is safe
 /// in a path segment and a host name alike).

@@ -8,6 +8,7 @@ pub mod clock;
 pub mod config;
 pub mod control;
 pub mod domain;
+pub mod egress;
 pub mod error;
 pub mod http_client;
 pub mod pages;

@@ -48,10 +48,35 @@ pub struct AppState {
     pub policy: Arc<PolicyHolder>,
     /// Upstream credentials: Auth Overrides, per-user grants, machine tokens.
     pub vault: Arc<Vault>,
+    /// Where outbound requests may go.
+    pub egress: Arc<crate::egress::Egress>,
     /// The gateway's own authorization server.
     pub oauth: ServerConfig,
     /// Client registrations per client address (registration is open to anyone).
     pub registrations: crate::proxy::routes::IdentityLimiter,
+}
+
+impl AppState {
+    /// The policy this process's proxy enforces, first brought up to date with every committed
+    /// change: pages that decide who may use a server (consent, connect) decide from the same
+    /// snapshot, with the same function, as the proxy will.
+    pub async fn current_policy(&self) -> anyhow::Result<Arc<crate::proxy::index::Policy>> {
+        if let Err(e) = self.publisher.publish_now(&self.db, &self.sealer, self.clock.now()).await {
+            // Another publication of the same version may have won; the wait below covers it.
+            tracing::debug!(error = format!("{e:#}"), "publishing before a decision");
+        }
+        let wanted = self.publisher.latest().map(|p| p.version);
+        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        loop {
+            if let Some(policy) = self.policy.current().filter(|p| Some(p.version()) >= wanted) {
+                return Ok(policy);
+            }
+            if std::time::Instant::now() > deadline {
+                return self.policy.current().context("the gateway has no verified policy yet");
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
 }
 
 pub struct Application {
@@ -103,7 +128,17 @@ impl Application {
         tokio::spawn(publisher.clone().run(db.clone(), sealer.clone(), clock.clone()));
         let policy = Arc::new(PolicyHolder::default());
         spawn_policy_subscriber(&publisher, policy.clone(), db.clone()).await;
-        let vault = Arc::new(Vault::new(db.clone(), sealer.clone(), clock.clone(), settings.public_base_url())?);
+        let egress = Arc::new(settings.egress());
+        if settings.upstream_allow_private {
+            tracing::warn!("MCPGATE_UPSTREAM_ALLOW_PRIVATE is on: upstreams may be on private and loopback addresses");
+        }
+        let vault = Arc::new(Vault::new(
+            db.clone(),
+            sealer.clone(),
+            clock.clone(),
+            settings.public_base_url(),
+            egress.clone(),
+        )?);
         let oauth = ServerConfig::from_settings(&settings);
         let state = web::Data::new(AppState {
             oauth,
@@ -118,6 +153,7 @@ impl Application {
             proxy_key,
             policy,
             vault,
+            egress,
         });
         let proxy = web::Data::new(ProxyState::new(
             state.policy.clone(),
@@ -127,6 +163,7 @@ impl Application {
                 max_concurrent: state.settings.proxy_max_concurrent,
                 allowed_origins: state.settings.allowed_origins.clone(),
                 rate_limit_per_minute: state.settings.proxy_rate_limit_per_minute,
+                egress: state.egress.clone(),
             },
             state.clock.clone(),
             SessionSealer::from_proxy_key(&state.proxy_key),

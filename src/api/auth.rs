@@ -62,7 +62,7 @@ pub(crate) async fn sign_in(
     let address = client_address(req);
     state
         .throttle
-        .check(email.as_str(), address.as_deref(), now)
+        .reserve(email.as_str(), address.as_deref(), now)
         .map_err(|retry_after_secs| ApiError::TooManyAttempts { retry_after_secs })?;
     let user = users::find_by_email(&state.db, &email).await?;
     let stored = user.as_ref().filter(|u| !u.disabled).and_then(|u| u.password_hash.clone());
@@ -70,12 +70,11 @@ pub(crate) async fn sign_in(
     let user = match user {
         Some(user) if verified => user,
         _ => {
-            state.throttle.record_failure(email.as_str(), address.as_deref(), now);
             tracing::info!(email = %email, "sign-in refused");
             return Err(ApiError::InvalidCredentials);
         }
     };
-    state.throttle.record_success(email.as_str());
+    state.throttle.succeeded(email.as_str(), address.as_deref(), now);
     let ttl = chrono::Duration::minutes(i64::from(state.settings.session_ttl_minutes));
     let (secret, _) = sessions::create(&state.db, user.id, ttl, now).await?;
     tracing::info!(user_id = user.id, "signed in");
@@ -154,21 +153,32 @@ pub async fn me(principal: Principal) -> ApiResult<web::Json<MeResponse>> {
 }
 
 /// Change your own password. Your other sessions end; this one stays.
+///
+/// Wrong current passwords count against the same limit as failed sign-ins (429 beyond it).
 #[utoipa::path(
     tag = "auth",
     request_body = ChangePasswordRequest,
     responses(
         (status = 204, description = "Password changed"),
-        BadRequest, Unauthorized, Forbidden, UnsupportedMediaType, Unprocessable, Internal
+        BadRequest, Unauthorized, Forbidden, UnsupportedMediaType, Unprocessable, TooManyRequests, Internal
     )
 )]
 #[post("/me/password")]
 pub async fn change_password(
+    req: HttpRequest,
     state: web::Data<AppState>,
     principal: Principal,
     ApiJson(body): ApiJson<ChangePasswordRequest>,
 ) -> ApiResult<HttpResponse> {
     let new = NewPassword::parse("new_password", secrecy::ExposeSecret::expose_secret(&body.new_password))?;
+    let email = principal.user()?.email.clone();
+    let address = client_address(&req);
+    let now = state.clock.now();
+    // A stolen session or token must not become a way to guess the password without limit.
+    state
+        .throttle
+        .reserve(&email, address.as_deref(), now)
+        .map_err(|retry_after_secs| ApiError::TooManyAttempts { retry_after_secs })?;
     users::change_own_password(
         &state.db,
         &principal.actor(),
@@ -176,8 +186,9 @@ pub async fn change_password(
         body.current_password,
         new,
         principal.session_id(),
-        state.clock.now(),
+        now,
     )
     .await?;
+    state.throttle.succeeded(&email, address.as_deref(), now);
     Ok(HttpResponse::NoContent().finish())
 }

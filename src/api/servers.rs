@@ -30,7 +30,6 @@ use crate::startup::AppState;
 const MAX_DESCRIPTION: usize = 2000;
 const MAX_TAGS: usize = 20;
 /// Headers that carry credentials: those belong in `auth_data`, sealed.
-const CREDENTIAL_HEADERS: &[&str] = &["authorization", "proxy-authorization", "cookie"];
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -241,14 +240,24 @@ fn check_headers(headers: &BTreeMap<String, String>) -> Result<(), FieldError> {
             return Err(FieldError::new(field, "invalid_header", "is not a valid HTTP header name"));
         }
         let lower = name.to_ascii_lowercase();
-        if GATEWAY_HEADERS.contains(&lower.as_str()) || CREDENTIAL_HEADERS.contains(&lower.as_str()) {
+        if GATEWAY_HEADERS.contains(&lower.as_str()) {
             return Err(FieldError::new(
                 field,
                 "reserved_header",
-                "is set by the gateway or carries credentials; it cannot be an additional header",
+                "is set by the gateway; it cannot be an additional header",
             ));
         }
-        if actix_web::http::header::HeaderValue::from_str(value).is_err() {
+        // Additional headers are shown to every collaborator and travel in the policy snapshot.
+        if crate::domain::is_credential_header(name) {
+            return Err(FieldError::new(
+                field,
+                "credential_header",
+                "looks like a credential; put it in auth_data (type header), where it is sealed and write-only",
+            ));
+        }
+        if !crate::domain::is_header_value(value, 8192)
+            || actix_web::http::header::HeaderValue::from_str(value).is_err()
+        {
             return Err(FieldError::new(field, "invalid_header", "has a value that is not a valid HTTP header value"));
         }
     }
@@ -312,6 +321,35 @@ fn check_tool_settings(settings: Vec<ToolSetting>) -> Result<Vec<ToolSetting>, F
         }
     }
     Ok(settings)
+}
+
+/// The egress policy, at registration: the upstream URL and any OAuth endpoint configured for
+/// it must be destinations the gateway calls (they are checked again on every connection).
+async fn check_egress(state: &AppState, url: Option<&url::Url>, auth: Option<&AuthData>) -> ApiResult<()> {
+    let mut targets: Vec<(String, String)> = url.map(|u| ("url".to_owned(), u.to_string())).into_iter().collect();
+    if let Some(AuthData::OAuth2(o)) = auth {
+        for (name, value) in [
+            ("token_url", &o.token_url),
+            ("authorization_url", &o.authorization_url),
+            ("registration_url", &o.registration_url),
+        ] {
+            if let Some(v) = value {
+                targets.push((format!("auth_data.{name}"), v.clone()));
+            }
+        }
+    }
+    let mut errors = Vec::new();
+    for (field, raw) in targets {
+        let Ok(parsed) = url::Url::parse(&raw) else { continue };
+        if let Err(e) = state.egress.check_destination(&parsed).await {
+            errors.push(FieldError::new(field, "egress_refused", e.to_string()));
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::Validation(errors))
+    }
 }
 
 /// Validates outbound auth and seals its secrets for storage.
@@ -434,6 +472,7 @@ pub async fn create_server(
             (s, _) => s.as_deref().map(check_members).transpose().map(|_| s.clone().unwrap_or_default()),
         },
     }
+    check_egress(&state, url.as_ref(), body.auth_data.as_ref()).await?;
     let auth_data = match body.auth_data {
         Some(_) if !remote => {
             return Err(ApiError::Validation(vec![not_allowed(
@@ -456,8 +495,16 @@ pub async fn create_server(
     };
     let new = NewServer { slug, display_name, description, tags, tool_settings, kind };
     let actor = access.principal.actor();
-    let detail =
-        servers::create(&state.db, &actor, &access.tenant, &access.principal.caller, new, state.clock.now()).await?;
+    let detail = servers::create(
+        &state.db,
+        &actor,
+        &access.tenant,
+        &access.principal.caller,
+        access.is_admin(),
+        new,
+        state.clock.now(),
+    )
+    .await?;
     Ok(HttpResponse::Created().json(view(&state, &access.tenant.slug, detail, ServerRole::Manager)))
 }
 
@@ -500,6 +547,7 @@ pub async fn update_server(
         ca = tls.as_ref().and_then(|t| t.ca_certificate.clone()).map(|c| check_ca(&c).map(|_| c)).transpose(),
         members = body.servers.map(|s| check_members(&s).map(|_| s)).transpose(),
     }
+    check_egress(&state, url.as_ref(), body.auth_data.as_ref().and_then(Option::as_ref)).await?;
     let patch = ServerPatch {
         display_name,
         description,
@@ -514,8 +562,10 @@ pub async fn update_server(
         members: seal_members(&state, members)?,
     };
     let actor = access.tenant.principal.actor();
+    let editor = (&access.tenant.principal.caller, access.tenant.is_admin());
     let detail =
-        servers::update(&state.db, &actor, &access.tenant.tenant, access.server, patch, state.clock.now()).await?;
+        servers::update(&state.db, &actor, &access.tenant.tenant, editor, access.server, patch, state.clock.now())
+            .await?;
     Ok(web::Json(view(&state, &access.tenant.tenant.slug, detail, access.role)))
 }
 
@@ -621,7 +671,7 @@ pub async fn probe_server(
         }
     }
     let timeout = Duration::from_secs(u64::from(state.settings.probe_timeout_seconds));
-    let report = probe::probe(&upstream, timeout).await;
+    let report = probe::probe(&upstream, timeout, &state.egress).await;
     if let (true, Some(version)) = (report.reachable, &report.protocol_version) {
         let actor = access.tenant.principal.actor();
         servers::save_probe(

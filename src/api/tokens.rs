@@ -11,7 +11,7 @@ use crate::api::pagination::{Page, PageQuery};
 use crate::api::responses::*;
 use crate::control::tokens::{self, Issued, Owner};
 use crate::control::users;
-use crate::error::{ApiResult, FieldError};
+use crate::error::{ApiError, ApiResult, FieldError};
 use crate::startup::AppState;
 use crate::store::entities::access_tokens;
 
@@ -126,6 +126,9 @@ pub fn expiry(
 }
 
 /// Create a personal access token. The token is in this response only.
+///
+/// Needs a signed-in session (or `mcpgate token create` on the server): a personal access
+/// token cannot create another, so a stolen token cannot make itself permanent.
 #[utoipa::path(
     tag = "tokens",
     request_body = CreateTokenRequest,
@@ -141,6 +144,11 @@ pub async fn create_token(
     ApiJson(body): ApiJson<CreateTokenRequest>,
 ) -> ApiResult<HttpResponse> {
     let user = principal.user()?;
+    if principal.session_id().is_none() {
+        return Err(ApiError::forbidden(
+            "personal access tokens are created from a signed-in session (or with `mcpgate token create`), not with another token",
+        ));
+    }
     let now = state.clock.now();
     let max = Duration::days(i64::from(state.settings.pat_max_lifetime_days));
     crate::validate! {

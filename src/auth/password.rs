@@ -47,9 +47,19 @@ pub fn init() {
     let _ = dummy_hash();
 }
 
+fn verifications() -> &'static tokio::sync::Semaphore {
+    static TURNS: OnceLock<tokio::sync::Semaphore> = OnceLock::new();
+    TURNS.get_or_init(|| {
+        tokio::sync::Semaphore::new(std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).max(2))
+    })
+}
+
 /// Verifies `password` against `stored` (or against the dummy hash when there is no account or
 /// no password), always doing the same amount of work. Returns whether it matched.
 pub async fn verify_password(password: SecretString, stored: Option<String>) -> anyhow::Result<bool> {
+    // At most one verification per core at a time: a burst of sign-ins waits its turn instead
+    // of taking every blocking thread (each one is ~19 MiB and tens of milliseconds).
+    let _turn = verifications().acquire().await.context("password verification is shut down")?;
     tokio::task::spawn_blocking(move || {
         let (hash, real) = match &stored {
             Some(h) => (h.as_str(), true),

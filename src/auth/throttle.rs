@@ -28,8 +28,10 @@ impl LoginThrottle {
         [(format!("account:{email}"), 1), (format!("address:{}", address.unwrap_or("unknown")), ADDRESS_FACTOR)]
     }
 
-    /// `Err(seconds)` when sign-in must be refused, with the time until it may be tried again.
-    pub fn check(&self, email: &str, address: Option<&str>, now: DateTime<Utc>) -> Result<(), u64> {
+    /// Takes one attempt, or `Err(seconds)` until one may be tried again. The attempt counts
+    /// as a failure from this moment (so concurrent guesses cannot all slip under the limit
+    /// while the first is still being checked) until [`Self::succeeded`] gives it back.
+    pub fn reserve(&self, email: &str, address: Option<&str>, now: DateTime<Utc>) -> Result<(), u64> {
         let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         let mut wait = 0i64;
         for (key, factor) in Self::keys(email, address) {
@@ -39,20 +41,14 @@ impl LoginThrottle {
                 }
                 if times.len() >= self.max_failures * factor {
                     if let Some(oldest) = times.front() {
-                        wait = wait.max((*oldest + self.window - now).num_seconds() + 1);
+                        wait = wait.max((*oldest + self.window - now).num_seconds().max(0) + 1);
                     }
                 }
             }
         }
         if wait > 0 {
-            Err(wait as u64)
-        } else {
-            Ok(())
+            return Err(wait as u64);
         }
-    }
-
-    pub fn record_failure(&self, email: &str, address: Option<&str>, now: DateTime<Utc>) {
-        let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         if map.len() >= MAX_KEYS {
             let window = self.window;
             map.retain(|_, times| times.back().is_some_and(|t| *t > now - window));
@@ -60,12 +56,20 @@ impl LoginThrottle {
         for (key, _) in Self::keys(email, address) {
             map.entry(key).or_default().push_back(now);
         }
+        Ok(())
     }
 
-    /// A successful sign-in clears the account's failures (not the address's).
-    pub fn record_success(&self, email: &str) {
+    /// The attempt reserved at `at` was right: the account's failures are cleared and the
+    /// address gets its attempt back.
+    pub fn succeeded(&self, email: &str, address: Option<&str>, at: DateTime<Utc>) {
         let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         map.remove(&format!("account:{email}"));
+        let [_, (address_key, _)] = Self::keys(email, address);
+        if let Some(times) = map.get_mut(&address_key) {
+            if let Some(i) = times.iter().rposition(|t| *t == at) {
+                times.remove(i);
+            }
+        }
     }
 }
 
@@ -78,13 +82,23 @@ mod tests {
         let throttle = LoginThrottle::new(3, Duration::minutes(15));
         let t0 = Utc::now();
         for _ in 0..3 {
-            assert!(throttle.check("a@x.io", Some("1.2.3.4"), t0).is_ok());
-            throttle.record_failure("a@x.io", Some("1.2.3.4"), t0);
+            assert!(throttle.reserve("a@x.io", Some("1.2.3.4"), t0).is_ok());
         }
-        let wait = throttle.check("a@x.io", Some("1.2.3.4"), t0).unwrap_err();
+        let wait = throttle.reserve("a@x.io", Some("1.2.3.4"), t0).unwrap_err();
         assert!(wait > 800 && wait <= 901, "{wait}");
         // Another account from the same address is not locked yet.
-        assert!(throttle.check("b@x.io", Some("1.2.3.4"), t0).is_ok());
-        assert!(throttle.check("a@x.io", Some("1.2.3.4"), t0 + Duration::minutes(16)).is_ok());
+        assert!(throttle.reserve("b@x.io", Some("1.2.3.4"), t0).is_ok());
+        assert!(throttle.reserve("a@x.io", Some("1.2.3.4"), t0 + Duration::minutes(16)).is_ok());
+    }
+
+    #[test]
+    fn a_success_gives_the_attempt_back() {
+        let throttle = LoginThrottle::new(2, Duration::minutes(15));
+        let t0 = Utc::now();
+        for i in 0..10 {
+            let at = t0 + Duration::seconds(i);
+            assert!(throttle.reserve("a@x.io", Some("1.2.3.4"), at).is_ok(), "attempt {i}");
+            throttle.succeeded("a@x.io", Some("1.2.3.4"), at);
+        }
     }
 }

@@ -219,11 +219,11 @@ impl AuthData {
                         errors.push(FieldError::new(f, "duplicate", format!("{name} is given twice")));
                         continue;
                     }
-                    if value.trim().is_empty() || value.len() > MAX_VALUE || value.contains(['\r', '\n']) {
+                    if !crate::domain::is_header_value(value, MAX_VALUE) {
                         errors.push(FieldError::new(
                             f,
                             "invalid_value",
-                            format!("a header value must be non-empty, one line and at most {MAX_VALUE} bytes"),
+                            format!("a header value must be non-empty, at most {MAX_VALUE} bytes, with no control characters"),
                         ));
                         continue;
                     }

@@ -97,8 +97,12 @@ pub fn check_values(server: &servers::Model, values: &BTreeMap<String, String>) 
                 if per_user { "unknown_placeholder" } else { "unknown_header" },
                 format!("{} has no {what} {name}; it has {}", server.slug, wanted.join(", ")),
             ));
-        } else if value.trim().is_empty() || value.len() > MAX_VALUE || value.contains(['\r', '\n']) {
-            errors.push(FieldError::new(field, "invalid_value", "must be non-empty, one line, at most 8192 bytes"));
+        } else if !crate::domain::is_header_value(value, MAX_VALUE) {
+            errors.push(FieldError::new(
+                field,
+                "invalid_value",
+                "must be non-empty, at most 8192 bytes, with no control characters",
+            ));
         }
     }
     if per_user {

@@ -14,7 +14,6 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::control::servers::{ProbedTool, Transport, Upstream};
-use crate::http_client;
 
 /// Why a probe failed, in a form an admin can act on.
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -107,8 +106,14 @@ fn root_cause(err: &(dyn StdError + 'static)) -> String {
     last.to_string()
 }
 
-fn client(upstream: &Upstream, timeout: Duration) -> Result<reqwest::Client, ProbeFailure> {
-    let mut builder = http_client::builder()
+fn client(
+    upstream: &Upstream,
+    timeout: Duration,
+    egress: &std::sync::Arc<crate::egress::Egress>,
+) -> Result<reqwest::Client, ProbeFailure> {
+    egress.check_url(&upstream.url).map_err(|e| failure("egress_refused", e.to_string()))?;
+    let mut builder = egress
+        .builder()
         .connect_timeout(timeout.min(Duration::from_secs(5)))
         .danger_accept_invalid_certs(!upstream.tls_reject_unauthorized);
     if let Some(pem) = &upstream.tls_ca_certificate {
@@ -175,9 +180,13 @@ impl ProbeReport {
     }
 }
 
-pub async fn probe(upstream: &Upstream, timeout: Duration) -> ProbeReport {
+pub async fn probe(
+    upstream: &Upstream,
+    timeout: Duration,
+    egress: &std::sync::Arc<crate::egress::Egress>,
+) -> ProbeReport {
     let started = Instant::now();
-    let result = match client(upstream, timeout) {
+    let result = match client(upstream, timeout, egress) {
         Err(e) => Err(e),
         Ok(client) => {
             let work = async {

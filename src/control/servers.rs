@@ -308,12 +308,22 @@ pub async fn detail(db: &impl ConnectionTrait, server: servers::Model) -> ApiRes
     Ok(ServerDetail { server, members })
 }
 
+/// Who is composing a virtual server, for the check that they may use what they add.
+pub struct Composer<'a> {
+    pub caller: &'a Caller,
+    pub tenant_admin: bool,
+    /// Members already in the virtual server, which a change may keep without that check.
+    pub existing: Vec<i64>,
+}
+
 /// Checks the members of a virtual server against the registry: each must be a distinct remote
-/// server of the same tenant, and named tools must exist when the member has been probed.
+/// server of the same tenant that the composer may use (a server they cannot see gets the same
+/// answer as one that does not exist), and named tools must exist when it has been probed.
 async fn resolve_members(
     db: &impl ConnectionTrait,
     tenant: &tenants::Model,
     specs: &[MemberSpec],
+    composer: &Composer<'_>,
 ) -> ApiResult<Vec<(servers::Model, EnabledTools, Option<Value>)>> {
     let mut errors = Vec::new();
     let mut resolved = Vec::new();
@@ -333,13 +343,15 @@ async fn resolve_members(
             .one(db)
             .await?
         else {
-            errors.push(FieldError::new(
-                field,
-                "unknown_server",
-                format!("no server {} in tenant {}", spec.server, tenant.slug),
-            ));
+            errors.push(unknown_member(field, spec, tenant));
             continue;
         };
+        if !composer.existing.contains(&member.id)
+            && role_of(db, tenant, composer.caller, composer.tenant_admin, &member).await?.is_none()
+        {
+            errors.push(unknown_member(field, spec, tenant));
+            continue;
+        }
         if ServerKind::from_db(&member.kind) != ServerKind::Remote {
             errors.push(FieldError::new(
                 field,
@@ -368,6 +380,10 @@ async fn resolve_members(
     } else {
         Err(ApiError::Validation(errors))
     }
+}
+
+fn unknown_member(field: String, spec: &MemberSpec, tenant: &tenants::Model) -> FieldError {
+    FieldError::new(field, "unknown_server", format!("no server {} in tenant {}", spec.server, tenant.slug))
 }
 
 async fn write_members(
@@ -403,12 +419,14 @@ pub async fn create<C: TransactionTrait>(
     actor: &Actor,
     tenant: &tenants::Model,
     creator: &Caller,
+    tenant_admin: bool,
     new: NewServer,
     now: DateTime<Utc>,
 ) -> ApiResult<ServerDetail> {
     let txn = db.begin().await?;
+    let composer = Composer { caller: creator, tenant_admin, existing: Vec::new() };
     let members = match &new.kind {
-        NewKind::Virtual(specs) => Some(resolve_members(&txn, tenant, specs).await?),
+        NewKind::Virtual(specs) => Some(resolve_members(&txn, tenant, specs, &composer).await?),
         NewKind::Remote(_) => None,
     };
     let (kind, upstream) = match new.kind {
@@ -462,10 +480,12 @@ pub async fn create<C: TransactionTrait>(
     Ok(detail)
 }
 
+#[allow(clippy::too_many_arguments)] // the caller's rights travel beside the change
 pub async fn update<C: TransactionTrait>(
     db: &C,
     actor: &Actor,
     tenant: &tenants::Model,
+    editor: (&Caller, bool),
     server: servers::Model,
     patch: ServerPatch,
     now: DateTime<Utc>,
@@ -493,7 +513,15 @@ pub async fn update<C: TransactionTrait>(
     }
     let txn = db.begin().await?;
     if let Some(specs) = &patch.members {
-        let members = resolve_members(&txn, tenant, specs).await?;
+        let existing = virtual_members::Entity::find()
+            .filter(virtual_members::Column::VirtualServerId.eq(server.id))
+            .all(&txn)
+            .await?
+            .into_iter()
+            .map(|m| m.member_server_id)
+            .collect();
+        let composer = Composer { caller: editor.0, tenant_admin: editor.1, existing };
+        let members = resolve_members(&txn, tenant, specs, &composer).await?;
         write_members(&txn, server.id, members).await?;
     }
     let slug = server.slug.clone();

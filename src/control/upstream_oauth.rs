@@ -87,14 +87,34 @@ impl OAuthError {
     }
 }
 
-/// An HTTP client for authorization servers: bounded waits, no redirects followed (a token
-/// endpoint that redirects is misconfigured, and following would resend credentials).
-pub fn http_client() -> anyhow::Result<reqwest::Client> {
-    Ok(crate::http_client::builder()
-        .connect_timeout(Duration::from_secs(10))
-        .timeout(Duration::from_secs(20))
-        .redirect(reqwest::redirect::Policy::none())
-        .build()?)
+/// The HTTP client for authorization servers: bounded waits, the egress policy, no redirects
+/// followed (a token endpoint that redirects is misconfigured, and following would resend
+/// credentials). Discovered endpoints are checked like configured ones.
+pub struct Http {
+    client: reqwest::Client,
+    egress: std::sync::Arc<crate::egress::Egress>,
+}
+
+impl Http {
+    pub fn new(egress: std::sync::Arc<crate::egress::Egress>) -> anyhow::Result<Self> {
+        let client =
+            egress.builder().connect_timeout(Duration::from_secs(10)).timeout(Duration::from_secs(20)).build()?;
+        Ok(Self { client, egress })
+    }
+
+    fn checked(&self, url: &str) -> Result<url::Url, OAuthError> {
+        let parsed = url::Url::parse(url).map_err(|_| OAuthError::Upstream(format!("{url:?} is not a URL")))?;
+        self.egress.check_url(&parsed).map_err(|e| OAuthError::Network(e.to_string()))?;
+        Ok(parsed)
+    }
+
+    fn get(&self, url: &str) -> Result<reqwest::RequestBuilder, OAuthError> {
+        Ok(self.client.get(self.checked(url)?))
+    }
+
+    fn post(&self, url: &str) -> Result<reqwest::RequestBuilder, OAuthError> {
+        Ok(self.client.post(self.checked(url)?))
+    }
 }
 
 fn network(e: reqwest::Error) -> OAuthError {
@@ -103,17 +123,23 @@ fn network(e: reqwest::Error) -> OAuthError {
 
 async fn read_json(response: reqwest::Response) -> Result<(reqwest::StatusCode, Value), OAuthError> {
     let status = response.status();
-    let bytes = response.bytes().await.map_err(network)?;
-    if bytes.len() > MAX_RESPONSE {
-        return Err(OAuthError::Upstream("the response is too large".into()));
+    // Read no more than the limit, whatever the server sends or claims.
+    let mut bytes = Vec::new();
+    let mut stream = response.bytes_stream();
+    while let Some(chunk) = futures_util::StreamExt::next(&mut stream).await {
+        let chunk = chunk.map_err(network)?;
+        if bytes.len() + chunk.len() > MAX_RESPONSE {
+            return Err(OAuthError::Upstream("the response is too large".into()));
+        }
+        bytes.extend_from_slice(&chunk);
     }
     let value = serde_json::from_slice(&bytes)
         .map_err(|_| OAuthError::Upstream(format!("HTTP {status} without a JSON body")))?;
     Ok((status, value))
 }
 
-async fn get_json(http: &reqwest::Client, url: &str) -> Option<Value> {
-    let response = http.get(url).header("accept", "application/json").send().await.ok()?;
+async fn get_json(http: &Http, url: &str) -> Option<Value> {
+    let response = http.get(url).ok()?.header("accept", "application/json").send().await.ok()?;
     if !response.status().is_success() {
         return None;
     }
@@ -134,15 +160,17 @@ fn well_known(base: &url::Url, name: &str) -> Vec<String> {
 
 /// RFC 9728 protected resource metadata of an MCP server — from the `401` challenge, else the
 /// well-known locations — and the scope that challenge asked for.
-async fn protected_resource(http: &reqwest::Client, server_url: &url::Url) -> (Option<Value>, Vec<String>) {
-    let probe = http
-        .post(server_url.clone())
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .body(r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"mcpgate","version":"discovery"}}}"#)
-        .send()
-        .await
-        .ok();
+async fn protected_resource(http: &Http, server_url: &url::Url) -> (Option<Value>, Vec<String>) {
+    let probe = match http.post(server_url.as_str()) {
+        Ok(request) => request
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .body(r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"mcpgate","version":"discovery"}}}"#)
+            .send()
+            .await
+            .ok(),
+        Err(_) => None,
+    };
     let challenge = probe
         .as_ref()
         .filter(|r| r.status() == reqwest::StatusCode::UNAUTHORIZED)
@@ -166,7 +194,7 @@ async fn protected_resource(http: &reqwest::Client, server_url: &url::Url) -> (O
 }
 
 /// RFC 8414 / OpenID Connect discovery for an issuer, in the MCP spec's order.
-async fn authorization_server(http: &reqwest::Client, issuer: &str) -> Option<Value> {
+async fn authorization_server(http: &Http, issuer: &str) -> Option<Value> {
     let base = url::Url::parse(issuer).ok()?;
     let origin = base.origin().ascii_serialization();
     let path = base.path().trim_end_matches('/');
@@ -230,7 +258,7 @@ fn auth_method(metadata: &Value, has_secret: bool) -> String {
 /// the 2025-03-26 revision without any metadata get the default `/authorize`, `/token` and
 /// `/register` at their origin.
 async fn discover(
-    http: &reqwest::Client,
+    http: &Http,
     server_url: &str,
     config: &OAuth2Auth,
 ) -> Result<(Option<String>, Value, String, Vec<String>), OAuthError> {
@@ -293,7 +321,7 @@ async fn discover(
 /// there: pre-registered, its Client ID Metadata Document where the server takes one (and the
 /// document is served over https), or registered dynamically — the MCP spec's order.
 pub async fn establish(
-    http: &reqwest::Client,
+    http: &Http,
     server_url: &str,
     config: &OAuth2Auth,
     redirect_uri: &str,
@@ -334,7 +362,7 @@ pub async fn establish(
 
 /// The token endpoint of a client-credentials configuration: configured, or discovered.
 pub async fn token_endpoint(
-    http: &reqwest::Client,
+    http: &Http,
     server_url: &str,
     config: &OAuth2Auth,
 ) -> Result<(String, String), OAuthError> {
@@ -350,14 +378,14 @@ pub async fn token_endpoint(
 /// RFC 7591 dynamic registration of the gateway's callback. Returns the client id, its secret
 /// and the token endpoint authentication the server settled on.
 async fn register(
-    http: &reqwest::Client,
+    http: &Http,
     registration_endpoint: &str,
     redirect_uri: &str,
     auth_method: &str,
 ) -> Result<(String, Option<String>, Option<String>), OAuthError> {
     let mut body = client_metadata(redirect_uri);
     body["token_endpoint_auth_method"] = json!(auth_method);
-    let response = http.post(registration_endpoint).json(&body).send().await.map_err(network)?;
+    let response = http.post(registration_endpoint)?.json(&body).send().await.map_err(network)?;
     let (status, doc) = read_json(response).await?;
     if !status.is_success() {
         return Err(rejected(&doc, status));
@@ -459,7 +487,7 @@ impl<'a> ClientAuth<'a> {
 
 /// One token request.
 pub async fn token_request(
-    http: &reqwest::Client,
+    http: &Http,
     token_endpoint: &str,
     auth: &ClientAuth<'_>,
     mut form: Vec<(String, String)>,
@@ -468,7 +496,7 @@ pub async fn token_request(
     if let Some(extra) = extra {
         form.extend(extra.iter().map(|(k, v)| (k.clone(), v.clone())));
     }
-    let request = auth.apply(http.post(token_endpoint).header("accept", "application/json"), &mut form);
+    let request = auth.apply(http.post(token_endpoint)?.header("accept", "application/json"), &mut form);
     let body = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(form.iter()).finish();
     let response =
         request.header("content-type", "application/x-www-form-urlencoded").body(body).send().await.map_err(network)?;
@@ -480,10 +508,11 @@ pub async fn token_request(
 }
 
 /// RFC 7009 revocation, best effort: the grant is forgotten here whatever the answer.
-pub async fn revoke(http: &reqwest::Client, client: &OAuthClient, token: &str, hint: &str) {
+pub async fn revoke(http: &Http, client: &OAuthClient, token: &str, hint: &str) {
     let Some(endpoint) = client.endpoints.revocation_endpoint.as_deref() else { return };
     let mut form = vec![("token".to_owned(), token.to_owned()), ("token_type_hint".to_owned(), hint.to_owned())];
-    let request = ClientAuth::of(client).apply(http.post(endpoint), &mut form);
+    let Ok(request) = http.post(endpoint) else { return };
+    let request = ClientAuth::of(client).apply(request, &mut form);
     let body = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(form.iter()).finish();
     if let Err(e) = request.header("content-type", "application/x-www-form-urlencoded").body(body).send().await {
         tracing::warn!(error = %e.without_url(), "revoking an upstream token failed");

@@ -49,7 +49,7 @@ pub struct Vault {
     sealer: Sealer,
     clock: Clock,
     public_base: String,
-    http: reqwest::Client,
+    http: oauth::Http,
     /// Keyed by server and, for a virtual server's member override, the virtual server.
     machine: Mutex<HashMap<(i64, Option<i64>), MachineToken>>,
     machine_locks: Locks<(i64, Option<i64>)>,
@@ -93,13 +93,19 @@ fn ttl_until(expires_at: Option<DateTime<Utc>>, now: DateTime<Utc>) -> u64 {
 }
 
 impl Vault {
-    pub fn new(db: DatabaseConnection, sealer: Sealer, clock: Clock, public_base: String) -> anyhow::Result<Self> {
+    pub fn new(
+        db: DatabaseConnection,
+        sealer: Sealer,
+        clock: Clock,
+        public_base: String,
+        egress: Arc<crate::egress::Egress>,
+    ) -> anyhow::Result<Self> {
         Ok(Self {
             db,
             sealer,
             clock,
             public_base,
-            http: oauth::http_client()?,
+            http: oauth::Http::new(egress)?,
             machine: Mutex::default(),
             machine_locks: Mutex::default(),
             grant_locks: Mutex::default(),

@@ -17,6 +17,7 @@ use crate::control::{servers, tenants};
 use crate::error::ApiError;
 use crate::pages::connect::browser_user;
 use crate::pages::{error_page, escape, page, sign_in_from_form, url_encode, FormSignIn};
+use crate::proxy::index::Subject;
 use crate::startup::AppState;
 use crate::store::entities::{servers as server_rows, users, virtual_members};
 
@@ -72,6 +73,13 @@ async fn client_and_redirect(state: &AppState, query: &AuthorizeQuery) -> Result
 fn refuse(state: &AppState, redirect_uri: &str, query_state: Option<&str>, error: &str, why: &str) -> HttpResponse {
     let params = [("error", error), ("error_description", why)];
     redirect_to(&grants::respond(redirect_uri, query_state, &state.oauth.issuer, &params))
+}
+
+/// Where the browser goes when a person gives up on a sign-in they may not complete: the same
+/// answer as a Deny, naming nobody.
+fn denied_url(state: &AppState, redirect_uri: &str, query_state: Option<&str>) -> String {
+    let params = [("error", "access_denied"), ("error_description", "access was denied")];
+    grants::respond(redirect_uri, query_state, &state.oauth.issuer, &params)
 }
 
 /// The sign-in page of an authorization request (`return_to` is the request itself), naming
@@ -160,11 +168,44 @@ fn consent_page(
     )
 }
 
-/// Whether the user may use the server behind an MCP URL.
-async fn may_use(state: &AppState, user: &users::Model, tenant: &str, server: &str) -> Result<bool, ApiError> {
-    let Some(tenant) = tenants::find_by_slug(&state.db, tenant).await? else { return Ok(false) };
-    let Ok(server) = servers::get(&state.db, &tenant, server).await else { return Ok(false) };
-    Ok(servers::user_role(&state.db, &tenant, user, &server).await?.is_some())
+/// Whether the user may use the server behind an MCP URL: the proxy's own decision, from the
+/// snapshot it enforces, so the consent page never approves what the proxy then refuses.
+async fn may_use(state: &AppState, user: &users::Model, tenant: &str, server: &str) -> anyhow::Result<bool> {
+    let policy = state.current_policy().await?;
+    Ok(policy.may_use(Subject::User(user.id), tenant, server, state.clock.now()))
+}
+
+/// The page a signed-in person sees when they may not use the server. The client learns only
+/// that access was denied, and only when the person goes back to it: which account is signed
+/// in here and what it may use is not the client's business.
+fn cannot_use_page(
+    user: &users::Model,
+    tenant: &str,
+    server: &str,
+    back: &str,
+    here: &str,
+    csrf: &str,
+) -> HttpResponse {
+    page(
+        StatusCode::FORBIDDEN,
+        "No access",
+        &format!(
+            "<h1>You cannot use {t}/{s}</h1>\
+             <p>You are signed in as <strong>{email}</strong>, who is not a user of this MCP server. \
+             Ask a manager of the server for access, then connect again.</p>\
+             <p><a href=\"{back}\">Go back to the application</a></p>\
+             <form method=\"post\" action=\"/oauth/authorize/switch-account\">\
+             <input type=\"hidden\" name=\"csrf_token\" value=\"{csrf}\">\
+             <input type=\"hidden\" name=\"return_to\" value=\"{here}\">\
+             <p class=\"muted\">Not {email}? <button type=\"submit\">Use another account</button></p></form>",
+            t = escape(tenant),
+            s = escape(server),
+            email = escape(&user.email),
+            back = escape(back),
+            csrf = escape(csrf),
+            here = escape(here),
+        ),
+    )
 }
 
 async fn authorize(req: HttpRequest, query: web::Query<AuthorizeQuery>, state: web::Data<AppState>) -> HttpResponse {
@@ -196,8 +237,9 @@ async fn authorize(req: HttpRequest, query: web::Query<AuthorizeQuery>, state: w
     match may_use(&state, &user, &tenant, &server).await {
         Ok(true) => {}
         Ok(false) => {
-            let why = format!("{} may not use {tenant}/{server}; ask a manager of the server for access", user.email);
-            return refuse(&state, &redirect_uri, st, "access_denied", &why);
+            let back = denied_url(&state, &redirect_uri, st);
+            let here = format!("/oauth/authorize?{}", req.query_string());
+            return cannot_use_page(&user, &tenant, &server, &back, &here, &csrf_token(&secret));
         }
         Err(e) => return error_page(StatusCode::INTERNAL_SERVER_ERROR, "Sign-in failed", &e.to_string()),
     }
@@ -382,7 +424,13 @@ async fn resume(req: HttpRequest, query: web::Query<ResumeQuery>, state: web::Da
 /// The servers behind an MCP URL whose credentials are the user's own: the server itself, or
 /// a virtual server's members in order (members called with the virtual server's shared
 /// credentials need nothing from the user).
-async fn servers_behind(state: &AppState, resource: &str) -> Result<Vec<(String, server_rows::Model)>, ApiError> {
+async fn servers_behind(
+    state: &AppState,
+    resource: &str,
+    user: i64,
+) -> Result<Vec<(String, server_rows::Model)>, ApiError> {
+    let policy = state.current_policy().await.map_err(ApiError::Internal)?;
+    let now = state.clock.now();
     let Some((tenant, server)) = state.oauth.parse_resource(resource) else { return Ok(vec![]) };
     let Some(tenant_row) = tenants::find_by_slug(&state.db, &tenant).await? else { return Ok(vec![]) };
     let server = servers::get(&state.db, &tenant_row, &server).await?;
@@ -397,7 +445,10 @@ async fn servers_behind(state: &AppState, resource: &str) -> Result<Vec<(String,
     let mut out = Vec::new();
     for member in members.into_iter().filter(|m| m.auth_data.is_none()) {
         if let Some(row) = server_rows::Entity::find_by_id(member.member_server_id).one(&state.db).await? {
-            out.push((tenant.clone(), row));
+            // A member the user may not use is not theirs to set up: the proxy leaves it out.
+            if policy.may_use(Subject::User(user), &tenant, &row.slug, now) {
+                out.push((tenant.clone(), row));
+            }
         }
     }
     Ok(out)
@@ -408,7 +459,7 @@ async fn servers_behind(state: &AppState, resource: &str) -> Result<Vec<(String,
 async fn proceed(state: &AppState, mut pending: Pending) -> HttpResponse {
     let fail =
         |e: &dyn std::fmt::Display| error_page(StatusCode::INTERNAL_SERVER_ERROR, "Sign-in failed", &e.to_string());
-    let servers = match servers_behind(state, &pending.resource).await {
+    let servers = match servers_behind(state, &pending.resource, pending.user).await {
         Ok(servers) => servers,
         Err(e) => return fail(&e),
     };

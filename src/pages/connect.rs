@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+use sea_orm::EntityTrait;
 use secrecy::SecretString;
 use serde::Deserialize;
 
@@ -17,8 +17,9 @@ use crate::control::servers::{self, SubjectKind};
 use crate::control::{overrides, sessions, tenants};
 use crate::error::ApiError;
 use crate::pages::{error_page, escape, page, sign_in_from_form, url_encode, FormSignIn};
+use crate::proxy::index::Subject;
 use crate::startup::AppState;
-use crate::store::entities::{servers as server_rows, tenants as tenant_rows, users, virtual_members};
+use crate::store::entities::{servers as server_rows, tenants as tenant_rows, users};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/connect/{tenant}/{server}", web::get().to(show))
@@ -35,7 +36,9 @@ pub(crate) async fn browser_user(req: &HttpRequest, state: &AppState) -> Option<
     Some((user, secret))
 }
 
-/// The server in the path, if this user may use it.
+/// The server in the path, if this user may use it — the proxy's decision, from the snapshot
+/// it enforces. (Through a virtual server a user reaches only members they may use directly,
+/// so that is the only question.)
 async fn visible_server(
     state: &AppState,
     user: &users::Model,
@@ -45,28 +48,15 @@ async fn visible_server(
     let not_found =
         || error_page(StatusCode::NOT_FOUND, "Not found", "There is no such MCP server, or you cannot use it.");
     let found = async {
+        let policy = state.current_policy().await.map_err(ApiError::Internal)?;
+        if !policy.may_use(Subject::User(user.id), tenant, server, state.clock.now()) {
+            return Err(ApiError::NotFound);
+        }
         let tenant = tenants::find_by_slug(&state.db, tenant).await?.ok_or(ApiError::NotFound)?;
         let server = servers::get(&state.db, &tenant, server).await?;
-        if servers::user_role(&state.db, &tenant, user, &server).await?.is_some() {
-            return Ok((tenant, server));
-        }
-        // Users of a virtual server reach its members through it, with their own credentials
-        // for the members that need them.
-        let parents = virtual_members::Entity::find()
-            .filter(virtual_members::Column::MemberServerId.eq(server.id))
-            .all(&state.db)
-            .await?;
-        for parent in parents {
-            let Some(row) = server_rows::Entity::find_by_id(parent.virtual_server_id).one(&state.db).await? else {
-                continue;
-            };
-            if servers::user_role(&state.db, &tenant, user, &row).await?.is_some() {
-                return Ok((tenant, server));
-            }
-        }
-        Err(ApiError::NotFound)
+        Ok((tenant, server))
     };
-    found.await.map_err(|_| not_found())
+    found.await.map_err(|_: ApiError| not_found())
 }
 
 fn sign_in_page(tenant: &str, server: &str, problem: Option<&str>, return_to: Option<&str>) -> HttpResponse {

@@ -171,6 +171,16 @@ impl Policy {
         }
     }
 
+    /// The one decision on whether a subject may use a server (DESIGN.md §9a): it exists, the
+    /// subject is live and in its tenant, and has a role on it. The proxy decides every call
+    /// with it; the consent and connect pages ask it before offering anything. A virtual
+    /// server's members are decided one by one with it as well: a role on the virtual server
+    /// does not extend to members the subject could not use directly.
+    pub fn may_use(&self, subject: Subject, tenant: &str, server: &str, now: DateTime<Utc>) -> bool {
+        self.live(subject, now).is_some()
+            && self.server(tenant, server).is_some_and(|e| self.role(subject, e).is_some())
+    }
+
     /// The subject's role on a server: tenant admins manage everything; otherwise the best
     /// grant to them directly or (people) through a team, `everyone` included.
     pub fn role(&self, subject: Subject, server: &ServerEntry) -> Option<Role> {

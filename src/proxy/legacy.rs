@@ -66,7 +66,15 @@ async fn open(state: &ProxyState, call: &Call<'_>, auth: &Headers) -> Result<Arc
             let event = event.map_err(|e| UpstreamError::Protocol(e.to_string()))?;
             if event.event.as_deref() == Some("endpoint") {
                 let data = event.data.unwrap_or_default();
-                return base.join(data.trim()).map_err(|e| UpstreamError::Protocol(format!("bad endpoint: {e}")));
+                let endpoint =
+                    base.join(data.trim()).map_err(|e| UpstreamError::Protocol(format!("bad endpoint: {e}")))?;
+                // Messages carry the caller's credential: only to the server's own origin.
+                if endpoint.origin() != base.origin() {
+                    return Err(UpstreamError::Protocol(
+                        "the upstream named a message endpoint on another origin".into(),
+                    ));
+                }
+                return Ok(endpoint);
             }
         }
         Err(UpstreamError::Protocol("the event stream ended before naming its endpoint".into()))

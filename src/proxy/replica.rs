@@ -63,6 +63,7 @@ impl Replica {
                 max_concurrent: settings.proxy_max_concurrent,
                 allowed_origins: settings.allowed_origins.clone(),
                 rate_limit_per_minute: settings.proxy_rate_limit_per_minute,
+                egress: Arc::new(settings.egress()),
             },
             clock,
             SessionSealer::from_proxy_key(&proxy_key),

@@ -65,6 +65,8 @@ pub struct ProxyConfig {
     pub allowed_origins: Vec<String>,
     /// Requests per identity per minute; 0 for no limit.
     pub rate_limit_per_minute: u32,
+    /// Where upstream requests may go.
+    pub egress: Arc<crate::egress::Egress>,
 }
 
 impl ProxyState {
@@ -78,7 +80,7 @@ impl ProxyState {
     ) -> anyhow::Result<Self> {
         Ok(Self {
             policy,
-            clients: Clients::new(config.upstream_timeout)?,
+            clients: Clients::new(config.upstream_timeout, config.egress.clone())?,
             origins: OriginPolicy::new(&config.public_base, &config.allowed_origins),
             public_base: config.public_base,
             clock,

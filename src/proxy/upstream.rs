@@ -48,7 +48,8 @@ thread_local! {
     /// Ordinary upstreams get one client per server thread. A pooled connection is driven by
     /// the runtime that opened it; sharing one pool across actix's single-threaded workers
     /// would bounce every response between threads.
-    static LOCAL: std::cell::OnceCell<reqwest::Client> = const { std::cell::OnceCell::new() };
+    static LOCAL: std::cell::OnceCell<(reqwest::Client, std::sync::Arc<crate::egress::Egress>)> =
+        const { std::cell::OnceCell::new() };
 }
 
 /// HTTP clients to upstreams: a per-thread one for ordinary upstreams and a shared one per
@@ -56,27 +57,38 @@ thread_local! {
 pub struct Clients {
     custom: Mutex<HashMap<(bool, Option<String>), reqwest::Client>>,
     pub timeout: Duration,
+    egress: std::sync::Arc<crate::egress::Egress>,
 }
 
 impl Clients {
-    pub fn new(timeout: Duration) -> anyhow::Result<Self> {
+    pub fn new(timeout: Duration, egress: std::sync::Arc<crate::egress::Egress>) -> anyhow::Result<Self> {
         // Fail at startup, not on the first request, if a client cannot be built here.
-        Self::build(true, None)?;
-        Ok(Self { custom: Mutex::default(), timeout })
+        Self::build(&egress, true, None)?;
+        Ok(Self { custom: Mutex::default(), timeout, egress })
     }
 
-    fn local() -> Result<reqwest::Client, UpstreamError> {
+    fn local(&self) -> Result<reqwest::Client, UpstreamError> {
         LOCAL.with(|cell| {
-            if let Some(client) = cell.get() {
-                return Ok(client.clone());
+            // One process may hold gateways with different egress policies (tests); the
+            // per-thread client is for the one it was built for.
+            if let Some((client, owner)) = cell.get() {
+                if std::sync::Arc::ptr_eq(owner, &self.egress) {
+                    return Ok(client.clone());
+                }
+                return Self::build(&self.egress, true, None).map_err(|e| UpstreamError::Protocol(e.to_string()));
             }
-            let client = Self::build(true, None).map_err(|e| UpstreamError::Protocol(e.to_string()))?;
-            Ok(cell.get_or_init(|| client).clone())
+            let client = Self::build(&self.egress, true, None).map_err(|e| UpstreamError::Protocol(e.to_string()))?;
+            Ok(cell.get_or_init(|| (client, self.egress.clone())).0.clone())
         })
     }
 
-    fn build(verify: bool, ca: Option<&str>) -> anyhow::Result<reqwest::Client> {
-        let mut builder = crate::http_client::builder()
+    fn build(
+        egress: &std::sync::Arc<crate::egress::Egress>,
+        verify: bool,
+        ca: Option<&str>,
+    ) -> anyhow::Result<reqwest::Client> {
+        let mut builder = egress
+            .builder()
             .connect_timeout(Duration::from_secs(10))
             .pool_idle_timeout(Duration::from_secs(90))
             .danger_accept_invalid_certs(!verify);
@@ -90,14 +102,15 @@ impl Clients {
 
     pub fn for_server(&self, server: &ServerEntry) -> Result<reqwest::Client, UpstreamError> {
         if server.tls_reject_unauthorized && server.tls_ca_certificate.is_none() {
-            return Self::local();
+            return self.local();
         }
         let key = (server.tls_reject_unauthorized, server.tls_ca_certificate.clone());
         let mut custom = self.custom.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(client) = custom.get(&key) {
             return Ok(client.clone());
         }
-        let client = Self::build(key.0, key.1.as_deref()).map_err(|e| UpstreamError::Protocol(e.to_string()))?;
+        let client =
+            Self::build(&self.egress, key.0, key.1.as_deref()).map_err(|e| UpstreamError::Protocol(e.to_string()))?;
         custom.insert(key, client.clone());
         Ok(client)
     }
@@ -122,6 +135,8 @@ impl Clients {
         method: reqwest::Method,
         url: impl reqwest::IntoUrl,
     ) -> Result<reqwest::RequestBuilder, UpstreamError> {
+        let url = url.into_url().map_err(|_| UpstreamError::Protocol("the server URL is invalid".into()))?;
+        self.egress.check_url(&url).map_err(|e| UpstreamError::Unreachable(e.to_string()))?;
         let mut request = self.for_server(server)?.request(method, url);
         if let Some(headers) = server.additional_headers.as_object() {
             for (k, v) in headers {
@@ -140,6 +155,11 @@ impl Clients {
             Err(_) => Err(UpstreamError::Timeout(self.timeout.as_secs())),
             Ok(Err(e)) if e.is_timeout() => Err(UpstreamError::Timeout(self.timeout.as_secs())),
             Ok(Err(e)) => Err(UpstreamError::Unreachable(without_url(&e))),
+            // Redirects are not followed: the credential would go along to wherever they point.
+            Ok(Ok(response)) if response.status().is_redirection() => Err(UpstreamError::Unreachable(format!(
+                "the upstream redirected (HTTP {}); register the URL it redirects to instead",
+                response.status().as_u16()
+            ))),
             Ok(Ok(response)) => Ok(response),
         }
     }

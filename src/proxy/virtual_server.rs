@@ -122,6 +122,9 @@ pub async fn handle(state: &ProxyState, ctx: &Ctx, call: Call<'_>) -> HttpRespon
         .iter()
         .filter_map(|m| ctx.policy.server_by_id(m.server).map(|s| (s, m)))
         .filter(|(s, _)| s.kind == "remote")
+        // A role on the virtual server is no role on its members: each is decided on its own,
+        // and the caller sees only the members they may use directly.
+        .filter(|(s, _)| ctx.policy.role(call.subject, s).is_some())
         .collect();
     let entries: Vec<_> = live.iter().map(|(s, m)| (*s, m.enabled_tools.as_ref())).collect();
     let targets: Vec<Target> = live.iter().map(|(s, m)| Target::member(entry.id, s, m)).collect();

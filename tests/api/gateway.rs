@@ -220,7 +220,10 @@ async fn a_virtual_server_merges_routes_and_filters_tools_and_survives_a_dead_me
         )
         .await
         .expect(201);
-    grant(&admin, "combo", "user:ann@example.com").await;
+    // A role on the virtual server does not extend to members: ann needs each of them too.
+    for server in ["combo", "alpha", "beta", "gone"] {
+        grant(&admin, server, "user:ann@example.com").await;
+    }
     wait_for_policy(&app).await;
 
     let url = format!("{}/acme/mcp/combo/server", app.base);
@@ -320,6 +323,7 @@ pub async fn running_replica(app: &TestApp) -> (String, std::sync::Arc<mcpgate::
     settings.listen = "127.0.0.1:0".into();
     settings.workers = 1;
     settings.public_url = Some(app.base.clone());
+    settings.upstream_allow_private = true;
     settings.control_plane = Some(app.base.clone());
     settings.proxy_key = Some(app.state.proxy_key.expose_secret().to_owned().into());
     let replica = mcpgate::proxy::replica::Replica::build(settings, mcpgate::Clock::system()).await.unwrap();

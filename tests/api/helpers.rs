@@ -49,6 +49,8 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
     settings.admin_password = Some(ADMIN_PASSWORD.to_owned().into());
     settings.workers = 1;
     settings.db_max_connections = 4;
+    // The test peers listen on loopback, which the default egress policy refuses.
+    settings.upstream_allow_private = true;
     adjust(&mut settings);
     let clock = Clock::system();
     let app = Application::build(settings, clock.clone()).await.expect("build application");

@@ -26,6 +26,7 @@ pub fn start(data_dir: &Path, database_url: &str, env: &[(&str, &str)], stderr_f
         .arg(data_dir)
         .env("DATABASE_URL", database_url)
         .env("MCPGATE_LOG_FORMAT", "text")
+        .env("MCPGATE_UPSTREAM_ALLOW_PRIVATE", "true")
         .env_remove("RUST_LOG")
         .stdout(Stdio::piped())
         .stderr(stderr)

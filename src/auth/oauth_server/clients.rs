@@ -241,32 +241,10 @@ fn bad_document(why: impl Into<String>) -> OAuthError {
     OAuthError::new("invalid_client", format!("client metadata document: {}", why.into()))
 }
 
-/// Addresses a server of the gateway's may not be made to call on a client's say-so.
+/// Addresses a server of the gateway's may not be made to call on a client's say-so: the
+/// egress policy's list.
 fn is_private(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => {
-            v4.is_private()
-                || v4.is_loopback()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_broadcast()
-                || v4.is_multicast()
-                || v4.is_documentation()
-                // 100.64.0.0/10, carrier-grade NAT.
-                || (v4.octets()[0] == 100 && (v4.octets()[1] & 0xc0) == 64)
-        }
-        IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return is_private(IpAddr::V4(v4));
-            }
-            v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                // fc00::/7 unique local, fe80::/10 link local.
-                || (v6.segments()[0] & 0xfe00) == 0xfc00
-                || (v6.segments()[0] & 0xffc0) == 0xfe80
-        }
-    }
+    crate::egress::is_special(ip)
 }
 
 /// Fetches a metadata document with an SSRF guard: HTTPS (plain http only on loopback when
