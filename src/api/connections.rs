@@ -61,10 +61,10 @@ pub async fn start_connection(
     body: Option<web::Json<StartConnectionRequest>>,
 ) -> ApiResult<web::Json<ConnectionStarted>> {
     let user = access.tenant.principal.user()?;
-    let return_to = body.and_then(|b| b.into_inner().return_to);
-    if let Some(target) = &return_to {
-        crate::pages::check_return_to(&state.settings.public_base_url(), target)?;
-    }
+    let return_to = body
+        .and_then(|b| b.into_inner().return_to)
+        .map(|target| crate::pages::check_return_to(&state.settings.public_base_url(), &target))
+        .transpose()?;
     let authorization_url = state.vault.start(&access.server, user.id, return_to).await?;
     Ok(web::Json(ConnectionStarted { authorization_url }))
 }

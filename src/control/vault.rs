@@ -583,7 +583,8 @@ impl Vault {
         &self,
         state: &str,
         code: &str,
-        browser_user: Option<i64>,
+        issuer: Option<&str>,
+        browser_user: i64,
     ) -> ApiResult<(servers::Model, Option<String>)> {
         let now = self.clock.now();
         let row = upstream_auth_states::Entity::find()
@@ -598,7 +599,9 @@ impl Vault {
         if row.expires_at < now {
             return Err(ApiError::Forbidden("this authorization took too long; start again".into()));
         }
-        if browser_user.is_some_and(|u| u != row.user_id) {
+        // The browser that comes back must be signed in as the person who started: otherwise a
+        // link with someone else's state would attach the opener's provider account to them.
+        if browser_user != row.user_id {
             return Err(ApiError::Forbidden("this authorization was started by another user".into()));
         }
         let server = servers::Entity::find_by_id(row.server_id).one(&self.db).await?.ok_or(ApiError::NotFound)?;
@@ -606,6 +609,15 @@ impl Vault {
             return Err(ApiError::conflict("no_user_authorization", None, "the server no longer uses OAuth"));
         };
         let client = self.client(&server, &config).await.map_err(|e| ApiError::Unavailable(e.to_string()))?;
+        // RFC 9207: an answer that names its issuer must name the one this flow went to (a
+        // mix-up attack sends the code of another authorization server here).
+        if let (Some(said), Some(expected)) = (issuer, client.issuer.as_deref()) {
+            if said.trim_end_matches('/') != expected.trim_end_matches('/') {
+                return Err(ApiError::Forbidden(format!(
+                    "the answer came from {said}, not from {expected}, where this authorization started"
+                )));
+            }
+        }
         let verifier = String::from_utf8(self.sealer.open(&row.verifier)?).map_err(anyhow::Error::from)?;
         let form = vec![
             ("grant_type".to_owned(), "authorization_code".to_owned()),

@@ -16,7 +16,7 @@ use crate::auth::session::{csrf_matches, csrf_token};
 use crate::control::{servers, tenants};
 use crate::error::ApiError;
 use crate::pages::connect::browser_user;
-use crate::pages::{error_page, escape, page, sign_in_from_form, url_encode, FormSignIn};
+use crate::pages::{check_form_post, error_page, escape, page, sign_in_from_form, url_encode, FormSignIn, FormToken};
 use crate::proxy::index::Subject;
 use crate::startup::AppState;
 use crate::store::entities::{servers as server_rows, users, virtual_members};
@@ -84,7 +84,8 @@ fn denied_url(state: &AppState, redirect_uri: &str, query_state: Option<&str>) -
 
 /// The sign-in page of an authorization request (`return_to` is the request itself), naming
 /// the client and the MCP URL it asks for.
-async fn sign_in_page(state: &AppState, return_to: &str, problem: Option<&str>) -> HttpResponse {
+async fn sign_in_page(req: &HttpRequest, state: &AppState, return_to: &str, problem: Option<&str>) -> HttpResponse {
+    let token = FormToken::of(req);
     let query: std::collections::HashMap<String, String> =
         url::form_urlencoded::parse(return_to.split_once('?').map(|(_, q)| q).unwrap_or_default().as_bytes())
             .into_owned()
@@ -98,20 +99,22 @@ async fn sign_in_page(state: &AppState, return_to: &str, problem: Option<&str>) 
     };
     let resource = query.get("resource").map(|r| format!(" <code>{}</code>", escape(r))).unwrap_or_default();
     let problem = problem.map(|p| format!("<p class=\"error\">{}</p>", escape(p))).unwrap_or_default();
-    page(
+    let html = page(
         if problem.is_empty() { StatusCode::OK } else { StatusCode::UNAUTHORIZED },
         "Sign in",
         &format!(
             "<h1>Sign in to mcpgate</h1><p class=\"muted\">{client} wants to connect to the MCP server{resource} for you.</p>{problem}\
-             <form method=\"post\" action=\"/oauth/authorize/sign-in\">\
+             <form method=\"post\" action=\"/oauth/authorize/sign-in\">{field}\
              <input type=\"hidden\" name=\"return_to\" value=\"{return_to}\">\
              <label for=\"email\">Email</label><input id=\"email\" name=\"email\" type=\"email\" autocomplete=\"username\" required autofocus>\
              <label for=\"password\">Password</label><input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required>\
              <button type=\"submit\">Sign in</button></form>",
             client = escape(&client),
             return_to = escape(return_to),
+            field = token.field(),
         ),
-    )
+    );
+    token.attach(state, html)
 }
 
 fn consent_page(
@@ -232,7 +235,7 @@ async fn authorize(req: HttpRequest, query: web::Query<AuthorizeQuery>, state: w
     };
     let Some((user, secret)) = browser_user(&req, &state).await else {
         let here = format!("/oauth/authorize?{}", req.query_string());
-        return sign_in_page(&state, &here, None).await;
+        return sign_in_page(&req, &state, &here, None).await;
     };
     match may_use(&state, &user, &tenant, &server).await {
         Ok(true) => {}
@@ -279,6 +282,8 @@ struct SignInForm {
     email: String,
     password: SecretString,
     return_to: String,
+    #[serde(default)]
+    form_token: String,
 }
 
 async fn sign_in_form(req: HttpRequest, state: web::Data<AppState>, form: web::Form<SignInForm>) -> HttpResponse {
@@ -286,11 +291,14 @@ async fn sign_in_form(req: HttpRequest, state: web::Data<AppState>, form: web::F
     if let Some(refused) = outside_authorization(&form.return_to, "Sign-in failed") {
         return refused;
     }
+    if let Err(refused) = check_form_post(&req, &state, Some(&form.form_token)) {
+        return refused;
+    }
     match sign_in_from_form(&req, &state, &form.email, form.password).await {
         FormSignIn::Done(cookie) => {
             HttpResponse::SeeOther().cookie(cookie).insert_header(("location", form.return_to)).finish()
         }
-        FormSignIn::Retry(problem) => sign_in_page(&state, &form.return_to, Some(&problem)).await,
+        FormSignIn::Retry(problem) => sign_in_page(&req, &state, &form.return_to, Some(&problem)).await,
         FormSignIn::Failed(page) => page,
     }
 }
@@ -305,6 +313,9 @@ struct SwitchForm {
 async fn switch_account(req: HttpRequest, state: web::Data<AppState>, form: web::Form<SwitchForm>) -> HttpResponse {
     let form = form.into_inner();
     if let Some(refused) = outside_authorization(&form.return_to, "Not accepted") {
+        return refused;
+    }
+    if let Err(refused) = check_form_post(&req, &state, None) {
         return refused;
     }
     let Some(secret) = req.cookie(crate::auth::session::SESSION_COOKIE).map(|c| c.value().to_owned()) else {
@@ -334,6 +345,9 @@ struct DecisionForm {
 
 async fn decision(req: HttpRequest, state: web::Data<AppState>, form: web::Form<DecisionForm>) -> HttpResponse {
     let form = form.into_inner();
+    if let Err(refused) = check_form_post(&req, &state, None) {
+        return refused;
+    }
     let Some((user, secret)) = browser_user(&req, &state).await else {
         return error_page(
             StatusCode::UNAUTHORIZED,

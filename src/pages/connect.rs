@@ -16,7 +16,7 @@ use crate::control::outbound::{AuthData, GrantType};
 use crate::control::servers::{self, SubjectKind};
 use crate::control::{overrides, sessions, tenants};
 use crate::error::ApiError;
-use crate::pages::{error_page, escape, page, sign_in_from_form, url_encode, FormSignIn};
+use crate::pages::{check_form_post, error_page, escape, page, sign_in_from_form, url_encode, FormSignIn, FormToken};
 use crate::proxy::index::Subject;
 use crate::startup::AppState;
 use crate::store::entities::{servers as server_rows, tenants as tenant_rows, users};
@@ -59,24 +59,34 @@ async fn visible_server(
     found.await.map_err(|_: ApiError| not_found())
 }
 
-fn sign_in_page(tenant: &str, server: &str, problem: Option<&str>, return_to: Option<&str>) -> HttpResponse {
+fn sign_in_page(
+    req: &HttpRequest,
+    state: &AppState,
+    tenant: &str,
+    server: &str,
+    problem: Option<&str>,
+    return_to: Option<&str>,
+) -> HttpResponse {
+    let token = FormToken::of(req);
     let problem = problem.map(|p| format!("<p class=\"error\">{}</p>", escape(p))).unwrap_or_default();
     let (t, s) = (escape(tenant), escape(server));
     // Within a sign-in's chained steps the way back to the client survives signing in again.
     let next = return_to
         .map(|r| format!("<input type=\"hidden\" name=\"return_to\" value=\"{}\">", escape(r)))
         .unwrap_or_default();
-    page(
+    let field = token.field();
+    let html = page(
         if problem.is_empty() { StatusCode::OK } else { StatusCode::UNAUTHORIZED },
         "Sign in",
         &format!(
             "<h1>Sign in to connect {t}/{s}</h1>{problem}\
-             <form method=\"post\" action=\"/connect/{t}/{s}/sign-in\">{next}\
+             <form method=\"post\" action=\"/connect/{t}/{s}/sign-in\">{field}{next}\
              <label for=\"email\">Email</label><input id=\"email\" name=\"email\" type=\"email\" autocomplete=\"username\" required>\
              <label for=\"password\">Password</label><input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required>\
              <button type=\"submit\">Sign in</button></form>"
         ),
-    )
+    );
+    token.attach(state, html)
 }
 
 /// Where a page goes once its step is done: set when it is one step of a sign-in.
@@ -96,11 +106,13 @@ impl Next {
     /// The target, if it stays on this gateway.
     fn target(&self, state: &AppState) -> Option<String> {
         let target = self.return_to.as_deref()?;
-        crate::pages::check_return_to(&state.settings.public_base_url(), target).ok().map(|_| target.to_owned())
+        crate::pages::check_return_to(&state.settings.public_base_url(), target).ok()
     }
 }
 
+#[allow(clippy::too_many_arguments)] // one page, many facts to show
 fn key_form(
+    account: &str,
     tenant: &str,
     server: &server_rows::Model,
     csrf: &str,
@@ -143,12 +155,14 @@ fn key_form(
         "Your credential",
         &format!(
             "<h1>Your credential for {name}</h1>{problem}\
+             <p>Signed in as <strong>{account}</strong>: what you enter here is saved for this account.</p>\
              <p class=\"muted\">{t}/{s} calls its upstream with your own credential. It is stored encrypted \
              and used only for your requests; nobody can read it back.</p>\
              <form method=\"post\" action=\"/connect/{t}/{s}\"><input type=\"hidden\" name=\"csrf_token\" value=\"{csrf}\">\
              {next}{fields}<button type=\"submit\">Save</button></form>",
             name = escape(&server.display_name),
             csrf = escape(csrf),
+            account = escape(account),
         ),
     )
 }
@@ -175,7 +189,7 @@ async fn show(
     let (tenant, server) = path.into_inner();
     let return_to = next.target(&state);
     let Some((user, secret)) = browser_user(&req, &state).await else {
-        return sign_in_page(&tenant, &server, None, return_to.as_deref());
+        return sign_in_page(&req, &state, &tenant, &server, None, return_to.as_deref());
     };
     let (tenant_row, server_row) = match visible_server(&state, &user, &tenant, &server).await {
         Ok(found) => found,
@@ -190,6 +204,7 @@ async fn show(
             }
         }
         Some(auth) if !auth.placeholder_names().is_empty() => key_form(
+            &user.email,
             &tenant_row.slug,
             &server_row,
             &csrf_token(&secret),
@@ -215,6 +230,8 @@ struct SignInForm {
     email: String,
     password: SecretString,
     return_to: Option<String>,
+    #[serde(default)]
+    form_token: String,
 }
 
 async fn sign_in_form(
@@ -225,6 +242,9 @@ async fn sign_in_form(
 ) -> HttpResponse {
     let (tenant, server) = path.into_inner();
     let form = form.into_inner();
+    if let Err(refused) = check_form_post(&req, &state, Some(&form.form_token)) {
+        return refused;
+    }
     let return_to = Next { return_to: form.return_to, ..Default::default() }.target(&state);
     match sign_in_from_form(&req, &state, &form.email, form.password).await {
         FormSignIn::Done(cookie) => {
@@ -234,7 +254,9 @@ async fn sign_in_form(
             };
             HttpResponse::SeeOther().cookie(cookie).insert_header(("location", next)).finish()
         }
-        FormSignIn::Retry(problem) => sign_in_page(&tenant, &server, Some(&problem), return_to.as_deref()),
+        FormSignIn::Retry(problem) => {
+            sign_in_page(&req, &state, &tenant, &server, Some(&problem), return_to.as_deref())
+        }
         FormSignIn::Failed(page) => page,
     }
 }
@@ -246,6 +268,9 @@ async fn save_key(
     form: web::Form<BTreeMap<String, String>>,
 ) -> HttpResponse {
     let (tenant, server) = path.into_inner();
+    if let Err(refused) = check_form_post(&req, &state, None) {
+        return refused;
+    }
     let mut values = form.into_inner();
     let presented = values.remove("csrf_token").unwrap_or_default();
     let next = Next {
@@ -255,7 +280,14 @@ async fn save_key(
     };
     let return_to = next.target(&state);
     let Some((user, secret)) = browser_user(&req, &state).await else {
-        return sign_in_page(&tenant, &server, Some("Your session ended; sign in again."), return_to.as_deref());
+        return sign_in_page(
+            &req,
+            &state,
+            &tenant,
+            &server,
+            Some("Your session ended; sign in again."),
+            return_to.as_deref(),
+        );
     };
     if !csrf_matches(&secret, &presented) {
         return error_page(
@@ -283,6 +315,7 @@ async fn save_key(
             let placeholders = overrides::schema(&server_row).placeholders;
             let problem = errors.iter().map(|e| format!("{}: {}", e.field, e.message)).collect::<Vec<_>>().join("; ");
             key_form(
+                &user.email,
                 &tenant_row.slug,
                 &server_row,
                 &csrf_token(&secret),
@@ -299,6 +332,7 @@ async fn save_key(
 #[derive(Deserialize)]
 struct CallbackQuery {
     code: Option<String>,
+    iss: Option<String>,
     state: Option<String>,
     error: Option<String>,
     error_description: Option<String>,
@@ -327,8 +361,14 @@ async fn callback(req: HttpRequest, query: web::Query<CallbackQuery>, state: web
     let (Some(code), Some(flow)) = (query.code, query.state) else {
         return error_page(StatusCode::BAD_REQUEST, "Not connected", "The provider's answer has no code or state.");
     };
-    let browser = browser_user(&req, &state).await.map(|(u, _)| u.id);
-    match state.vault.complete(&flow, &code, browser).await {
+    let Some((browser, _)) = browser_user(&req, &state).await else {
+        return error_page(
+            StatusCode::FORBIDDEN,
+            "Not connected",
+            "This browser is not signed in to mcpgate. Sign in here, then start the connection again from your MCP client's link.",
+        );
+    };
+    match state.vault.complete(&flow, &code, query.iss.as_deref(), browser.id).await {
         Ok((server, Some(return_to))) => {
             tracing::info!(server = server.slug, "upstream authorization completed");
             HttpResponse::SeeOther().insert_header(("location", return_to)).finish()

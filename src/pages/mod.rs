@@ -41,6 +41,77 @@ pub async fn sign_in_from_form(req: &HttpRequest, state: &AppState, email: &str,
     }
 }
 
+/// The cookie behind the token of forms shown before anyone is signed in (the sign-in forms):
+/// a cross-site page can make a browser post a form, but cannot read or set this cookie, so it
+/// cannot know the token the form must carry (login CSRF).
+pub const FORM_COOKIE: &str = "mcpgate_form";
+
+/// The token a page's sign-in form carries: this browser's form cookie, or a new one that the
+/// page then sets.
+pub struct FormToken {
+    pub value: String,
+    fresh: bool,
+}
+
+impl FormToken {
+    pub fn of(req: &HttpRequest) -> Self {
+        match req.cookie(FORM_COOKIE).map(|c| c.value().to_owned()).filter(|v| v.len() >= 32) {
+            Some(value) => Self { value, fresh: false },
+            None => Self { value: crate::auth::session::random_secret(), fresh: true },
+        }
+    }
+
+    /// The hidden field, for the form's HTML.
+    pub fn field(&self) -> String {
+        format!("<input type=\"hidden\" name=\"form_token\" value=\"{}\">", escape(&self.value))
+    }
+
+    /// The page, with the cookie when it is new.
+    pub fn attach(&self, state: &AppState, mut response: HttpResponse) -> HttpResponse {
+        if self.fresh {
+            let cookie = Cookie::build(FORM_COOKIE, self.value.clone())
+                .path("/")
+                .http_only(true)
+                .same_site(actix_web::cookie::SameSite::Strict)
+                .secure(state.settings.secure_cookies())
+                .finish();
+            let _ = response.add_cookie(&cookie);
+        }
+        response
+    }
+}
+
+/// Every page form POST: it must come from this gateway's own pages — a browser's `Origin`
+/// (and `Sec-Fetch-Site`, where sent) says so — and, for the sign-in forms, carry the form
+/// token. `Err` is the page to answer with.
+pub fn check_form_post(req: &HttpRequest, state: &AppState, form_token: Option<&str>) -> Result<(), HttpResponse> {
+    let refused = || {
+        error_page(
+            StatusCode::FORBIDDEN,
+            "Not accepted",
+            "This form was not sent from this gateway's own page. Open the page again and retry.",
+        )
+    };
+    let own = url::Url::parse(&state.settings.public_base_url()).map(|u| u.origin().ascii_serialization()).ok();
+    if let Some(origin) = req.headers().get("origin") {
+        // `null` (a sandboxed or privacy-stripped origin) is refused like a foreign one.
+        if origin.to_str().ok().map(|o| o.trim_end_matches('/')) != own.as_deref() {
+            return Err(refused());
+        }
+    }
+    if req.headers().get("sec-fetch-site").and_then(|v| v.to_str().ok()).is_some_and(|v| v == "cross-site") {
+        return Err(refused());
+    }
+    if let Some(presented) = form_token {
+        use subtle::ConstantTimeEq;
+        let cookie = req.cookie(FORM_COOKIE).map(|c| c.value().to_owned()).unwrap_or_default();
+        if cookie.len() < 32 || !bool::from(cookie.as_bytes().ct_eq(presented.as_bytes())) {
+            return Err(refused());
+        }
+    }
+    Ok(())
+}
+
 /// Text made safe for HTML element content and quoted attribute values.
 pub fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
@@ -94,21 +165,29 @@ pub fn error_page(status: StatusCode, title: &str, message: &str) -> HttpRespons
     page(status, title, &format!("<h1>{}</h1><p class=\"error\">{}</p>", escape(title), escape(message)))
 }
 
-/// `return_to` must stay on this gateway: anything else would make it an open redirect.
-pub fn check_return_to(public_base: &str, target: &str) -> ApiResult<()> {
-    let same_origin = url::Url::parse(target)
-        .ok()
-        .zip(url::Url::parse(public_base).ok())
-        .is_some_and(|(t, base)| t.origin() == base.origin());
-    if same_origin || (target.starts_with('/') && !target.starts_with("//")) {
-        Ok(())
-    } else {
-        Err(ApiError::Validation(vec![FieldError::new(
-            "return_to",
-            "invalid_return_to",
-            "must be a URL of this gateway",
-        )]))
+/// `return_to` must stay on this gateway: anything else would make it an open redirect. It is
+/// resolved against the public URL the way a browser would (backslashes as slashes, tabs and
+/// newlines dropped), accepted only when the result has the gateway's own origin, and returned
+/// as that origin's path, query and fragment, which is what the browser is then sent to.
+pub fn check_return_to(public_base: &str, target: &str) -> ApiResult<String> {
+    let refused = || {
+        ApiError::Validation(vec![FieldError::new("return_to", "invalid_return_to", "must be a URL of this gateway")])
+    };
+    // Text a browser reads differently from a URL parser is refused outright.
+    if target.is_empty() || target.len() > 4096 || target.chars().any(|c| c.is_control() || c == '\\') {
+        return Err(refused());
     }
+    let base = url::Url::parse(public_base).map_err(|_| refused())?;
+    let resolved = base.join(target).map_err(|_| refused())?;
+    if resolved.origin() != base.origin() || !resolved.username().is_empty() || resolved.password().is_some() {
+        return Err(refused());
+    }
+    let local = &resolved[url::Position::BeforePath..];
+    // A path that starts with two slashes would name another host when used as a Location.
+    if local.starts_with("//") {
+        return Err(refused());
+    }
+    Ok(local.to_owned())
 }
 
 #[cfg(test)]
@@ -119,9 +198,22 @@ mod tests {
     fn escapes_markup_and_keeps_redirects_home() {
         assert_eq!(escape("<a href=\"x\">'&'</a>"), "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;");
         let base = "https://gw.example";
-        assert!(check_return_to(base, "/connect/acme/github").is_ok());
-        assert!(check_return_to(base, "https://gw.example/x").is_ok());
-        assert!(check_return_to(base, "//evil.example/x").is_err());
-        assert!(check_return_to(base, "https://evil.example/x").is_err());
+        assert_eq!(check_return_to(base, "/connect/acme/github?a=1").unwrap(), "/connect/acme/github?a=1");
+        assert_eq!(check_return_to(base, "https://gw.example/x").unwrap(), "/x");
+        // Scheme-relative text resolves under the gateway, as a browser would read it.
+        assert_eq!(check_return_to(base, "https:evil.example").unwrap(), "/evil.example");
+        for bad in [
+            "//evil.example/x",
+            "https://evil.example/x",
+            "/\\evil.example/x",
+            "/\t/evil.example/x",
+            "/\\/evil.example/x",
+            "\\\\evil.example",
+            "javascript:alert(1)",
+            "https://gw.example@evil.example/",
+            "",
+        ] {
+            assert!(check_return_to(base, bad).is_err(), "{bad:?}");
+        }
     }
 }

@@ -42,6 +42,14 @@ pub fn is_sse(response: &reqwest::Response) -> bool {
         .is_some_and(|v| v.starts_with("text/event-stream"))
 }
 
+/// A message through `map`, or each message of a batch.
+fn each(message: Value, map: &mut impl FnMut(Value) -> Value) -> Value {
+    match message {
+        Value::Array(items) => Value::Array(items.into_iter().map(map).collect()),
+        one => map(one),
+    }
+}
+
 /// The response body with every JSON-RPC message passed through `map`.
 pub fn messages<F>(
     response: reqwest::Response,
@@ -55,7 +63,7 @@ where
         Box::pin(events.map(move |event| {
             let mut event = event.map_err(actix_web::error::ErrorBadGateway)?;
             if let Some(message) = event.data.as_deref().and_then(|d| serde_json::from_str::<Value>(d).ok()) {
-                event.data = Some(map(message).to_string());
+                event.data = Some(each(message, &mut map).to_string());
             }
             Ok(encode(&event))
         }))
@@ -63,7 +71,7 @@ where
         Box::pin(futures_util::stream::once(async move {
             let body = response.bytes().await.map_err(actix_web::error::ErrorBadGateway)?;
             Ok(match serde_json::from_slice::<Value>(&body) {
-                Ok(message) => Bytes::from(map(message).to_string()),
+                Ok(message) => Bytes::from(each(message, &mut map).to_string()),
                 Err(_) => body,
             })
         }))

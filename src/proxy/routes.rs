@@ -186,6 +186,18 @@ pub struct Ctx {
 
 impl Ctx {
     pub fn decide(&self, outcome: &str, reason: Option<&str>, upstream_status: Option<u16>) {
+        self.decide_as(self.method.clone(), self.name.clone(), outcome, reason, upstream_status);
+    }
+
+    /// A decision about one message of a batch.
+    pub fn decide_as(
+        &self,
+        method: Option<String>,
+        name: Option<String>,
+        outcome: &str,
+        reason: Option<&str>,
+        upstream_status: Option<u16>,
+    ) {
         self.log.emit(Decision {
             at: self.now,
             tenant_id: self.tenant_id,
@@ -194,13 +206,21 @@ impl Ctx {
             actor: self.actor.clone(),
             outcome: outcome.to_owned(),
             reason: reason.map(str::to_owned),
-            method: self.method.clone(),
-            name: self.name.clone(),
+            method,
+            name,
             snapshot_version: self.policy.version(),
             upstream_status,
             latency_ms: upstream_status.map(|_| self.started.elapsed().as_secs_f64() * 1000.0),
             request_id: self.request_id.clone(),
         });
+    }
+
+    /// The same decision for every message of a batch, each recorded on its own.
+    pub fn decide_each(&self, items: &[Value], outcome: &str, reason: Option<&str>, upstream_status: Option<u16>) {
+        for message in items {
+            let (method, name) = method_and_name(message);
+            self.decide_as(method, name, outcome, reason, upstream_status);
+        }
     }
 
     pub fn upstream_failed(&self, id: &Value, error: &UpstreamError) -> HttpResponse {
@@ -236,6 +256,56 @@ pub fn credential_required(id: &Value, message: &str, url: &str, url_elicitation
         json!({"code": CREDENTIAL_REQUIRED, "message": format!("{message} Open {url}"), "data": {"url": url}})
     };
     HttpResponse::Ok().json(json!({"jsonrpc": "2.0", "id": id, "error": error}))
+}
+
+/// The last protocol revision with JSON-RPC batches (2025-06-18 removed them).
+const BATCH_REVISION: &str = "2025-03-26";
+
+/// A batch is decided message by message, exactly as if each came alone: a refused message is
+/// answered with its own error, and then nothing of the batch goes upstream (the others are
+/// answered as not sent). Batches are refused outright where the protocol has none.
+fn check_batch(
+    ctx: &Ctx,
+    req: &HttpRequest,
+    revision: Option<&str>,
+    entry: &ServerEntry,
+    items: &[Value],
+) -> Result<(), HttpResponse> {
+    let named = header(req, "mcp-method").is_some() || header(req, "mcp-name").is_some();
+    if revision.is_some_and(|r| r != BATCH_REVISION) || named || entry.kind == "virtual" {
+        ctx.decide_each(items, "denied", Some("batch_not_supported"), None);
+        let why = match revision.filter(|r| *r != BATCH_REVISION) {
+            Some(r) => format!("MCP {r} has no JSON-RPC batches; send one message per request"),
+            None => "this server takes one JSON-RPC message per request".to_owned(),
+        };
+        return Err(rpc_error(StatusCode::BAD_REQUEST, &Value::Null, INVALID_REQUEST, why));
+    }
+    let refusals: Vec<Option<String>> = items
+        .iter()
+        .map(|m| match method_and_name(m) {
+            (Some(method), Some(name)) if method == "tools/call" && tools::is_disabled(&name, &entry.tool_settings) => {
+                Some(format!("tool {name} is disabled on this server"))
+            }
+            _ => None,
+        })
+        .collect();
+    if refusals.iter().all(Option::is_none) {
+        return Ok(());
+    }
+    let mut answers = Vec::new();
+    for (message, refusal) in items.iter().zip(&refusals) {
+        let (method, name) = method_and_name(message);
+        let reason = if refusal.is_some() { "tool_disabled" } else { "batch_refused" };
+        ctx.decide_as(method, name, "denied", Some(reason), None);
+        // Notifications and responses get no answer of their own.
+        let Some(id) = message.get("id").filter(|_| message.get("method").is_some()) else { continue };
+        let error = match refusal {
+            Some(why) => json!({"code": INVALID_PARAMS, "message": why}),
+            None => json!({"code": INVALID_REQUEST, "message": "not sent: another message of this batch was refused"}),
+        };
+        answers.push(json!({"jsonrpc": "2.0", "id": id, "error": error}));
+    }
+    Err(HttpResponse::Ok().json(answers))
 }
 
 /// Whether an initialize request declares URL-mode elicitation.
@@ -285,6 +355,41 @@ fn header<'a>(req: &'a HttpRequest, name: &str) -> Option<&'a str> {
     req.headers().get(name).and_then(|v| v.to_str().ok())
 }
 
+/// Longest wait for a client's message once it is authenticated and admitted.
+const BODY_DEADLINE: Duration = Duration::from_secs(30);
+
+/// The method and name (tool, prompt or resource) a message names.
+pub fn method_and_name(message: &Value) -> (Option<String>, Option<String>) {
+    (
+        message.get("method").and_then(Value::as_str).map(str::to_owned),
+        message
+            .get("params")
+            .and_then(|p| p.get("name").or_else(|| p.get("uri")))
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+    )
+}
+
+/// What a client's POST body is: one JSON-RPC message, or a batch of them.
+#[derive(Debug, PartialEq)]
+pub enum Body {
+    One(Value),
+    Batch(Vec<Value>),
+}
+
+/// Parses a POST body. A batch must be a non-empty array of objects; anything else that is
+/// not one object is refused with the JSON-RPC error to send.
+pub fn parse_body(body: &[u8]) -> Result<Body, (i64, String)> {
+    match serde_json::from_slice::<Value>(body) {
+        Err(e) => Err((-32700, format!("parse error: {e}"))),
+        Ok(Value::Array(items)) if items.is_empty() => Err((INVALID_REQUEST, "an empty batch".into())),
+        Ok(Value::Array(items)) if items.iter().all(Value::is_object) => Ok(Body::Batch(items)),
+        Ok(Value::Array(_)) => Err((INVALID_REQUEST, "every message of a batch must be a JSON-RPC object".into())),
+        Ok(message) if message.is_object() => Ok(Body::One(message)),
+        Ok(_) => Err((INVALID_REQUEST, "a JSON-RPC message must be an object".into())),
+    }
+}
+
 pub async fn handle(
     req: HttpRequest,
     path: web::Path<(String, String)>,
@@ -296,14 +401,6 @@ pub async fn handle(
     if let Err(why) = state.origins.check(header(&req, "origin"), header(&req, "host")) {
         return json_error(StatusCode::FORBIDDEN, "forbidden_origin", why);
     }
-    let Ok(_permit) = state.limit.clone().try_acquire_owned() else {
-        return rpc_error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            &Value::Null,
-            INTERNAL,
-            "the gateway is at capacity; retry shortly",
-        );
-    };
     // One snapshot decides the whole request.
     let Some(policy) = state.policy.current() else {
         return json_error(
@@ -312,45 +409,6 @@ pub async fn handle(
             "the gateway has no verified policy yet; try again shortly",
         );
     };
-    let body = match read_body(payload).await {
-        Ok(body) => body,
-        Err(response) => return response,
-    };
-    let message: Option<Value> = if *req.method() == Method::POST {
-        match serde_json::from_slice(&body) {
-            Ok(v) => Some(v),
-            Err(e) => return rpc_error(StatusCode::BAD_REQUEST, &Value::Null, -32700, format!("parse error: {e}")),
-        }
-    } else {
-        None
-    };
-    let id = message.as_ref().and_then(|m| m.get("id").cloned()).unwrap_or(Value::Null);
-    let revision = header(&req, VERSION_HEADER);
-    if let Some(v) = revision.filter(|v| !guard::REVISIONS.contains(v)) {
-        return rpc_error(
-            StatusCode::BAD_REQUEST,
-            &id,
-            INVALID_REQUEST,
-            format!("unsupported MCP-Protocol-Version {v:?}; supported: {}", guard::REVISIONS.join(", ")),
-        );
-    }
-    if let Some(message) = message.as_ref().filter(|m| m.is_object()) {
-        if let Err(why) = guard::check_headers(revision, header(&req, "mcp-method"), header(&req, "mcp-name"), message)
-        {
-            return rpc_error(StatusCode::BAD_REQUEST, &id, INVALID_REQUEST, why);
-        }
-    }
-
-    let (method, name) = match &message {
-        Some(m) => (
-            m.get("method").and_then(Value::as_str).map(str::to_owned),
-            m.get("params")
-                .and_then(|p| p.get("name").or_else(|| p.get("uri")))
-                .and_then(Value::as_str)
-                .map(str::to_owned),
-        ),
-        None => (Some(req.method().to_string()), None),
-    };
     let tenant_entry = policy.tenant(&tenant);
     let mut ctx = Ctx {
         policy: policy.clone(),
@@ -358,15 +416,17 @@ pub async fn handle(
         tenant: tenant.clone(),
         server: server.clone(),
         actor: "anonymous".into(),
-        method,
-        name,
+        method: None,
+        name: None,
         request_id: req.extensions().get::<RequestId>().map(|r| r.to_string()),
         started,
         log: state.decisions.clone(),
         now: state.clock.now(),
-        url_elicitation: declares_url_elicitation(message.as_ref()),
+        url_elicitation: false,
     };
 
+    // Who is calling comes from the headers alone: nothing of an unauthenticated request's
+    // body is read, and it holds no capacity.
     let bearer = header(&req, header::AUTHORIZATION.as_str()).and_then(crate::auth::token::from_bearer_header);
     let subject = bearer.and_then(|t| match crate::auth::access_token::looks_like_jwt(t) {
         // A gateway access token is for exactly this MCP URL.
@@ -399,6 +459,62 @@ pub async fn handle(
         ctx.decide("denied", Some("rate_limited"), None);
         return limited;
     }
+    let Ok(_permit) = state.limit.clone().try_acquire_owned() else {
+        return rpc_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &Value::Null,
+            INTERNAL,
+            "the gateway is at capacity; retry shortly",
+        );
+    };
+    let body = match tokio::time::timeout(BODY_DEADLINE, read_body(payload)).await {
+        Ok(Ok(body)) => body,
+        Ok(Err(response)) => return response,
+        Err(_) => {
+            return rpc_error(
+                StatusCode::REQUEST_TIMEOUT,
+                &Value::Null,
+                INVALID_REQUEST,
+                format!("the message did not arrive within {} s", BODY_DEADLINE.as_secs()),
+            )
+        }
+    };
+    let parsed = if *req.method() == Method::POST {
+        match parse_body(&body) {
+            Ok(parsed) => Some(parsed),
+            Err((code, why)) => return rpc_error(StatusCode::BAD_REQUEST, &Value::Null, code, why),
+        }
+    } else {
+        None
+    };
+    let revision = header(&req, VERSION_HEADER);
+    let (message, batch) = match parsed {
+        Some(Body::One(message)) => (Some(message), None),
+        Some(Body::Batch(items)) => (None, Some(items)),
+        None => (None, None),
+    };
+    let id = message.as_ref().and_then(|m| m.get("id").cloned()).unwrap_or(Value::Null);
+    if let Some(v) = revision.filter(|v| !guard::REVISIONS.contains(v)) {
+        return rpc_error(
+            StatusCode::BAD_REQUEST,
+            &id,
+            INVALID_REQUEST,
+            format!("unsupported MCP-Protocol-Version {v:?}; supported: {}", guard::REVISIONS.join(", ")),
+        );
+    }
+    if let Some(message) = message.as_ref() {
+        if let Err(why) = guard::check_headers(revision, header(&req, "mcp-method"), header(&req, "mcp-name"), message)
+        {
+            return rpc_error(StatusCode::BAD_REQUEST, &id, INVALID_REQUEST, why);
+        }
+    }
+    (ctx.method, ctx.name) = match &message {
+        Some(m) => method_and_name(m),
+        None if batch.is_some() => (Some("batch".into()), None),
+        None => (Some(req.method().to_string()), None),
+    };
+    ctx.url_elicitation = declares_url_elicitation(message.as_ref());
+
     let entry = policy.server(&tenant, &server).filter(|e| policy.in_tenant(subject, e.tenant));
     let Some(entry) = entry else {
         if tenant_entry.is_some() {
@@ -417,6 +533,11 @@ pub async fn handle(
             "forbidden",
             format!("{who} not a collaborator on {tenant}/{server}; ask a manager of the server for access"),
         );
+    }
+    if let Some(items) = &batch {
+        if let Err(refused) = check_batch(&ctx, &req, revision, entry, items) {
+            return refused;
+        }
     }
 
     // The client's gateway session, if it presents one: it must be ours, for this server and
@@ -439,7 +560,7 @@ pub async fn handle(
             }
         },
     };
-    let call = Call { req: &req, body, message, id, session, subject, entry };
+    let call = Call { req: &req, body, message, batch, id, session, subject, entry };
     if entry.kind == "virtual" {
         return virtual_server::handle(&state, &ctx, call).await;
     }
@@ -451,6 +572,9 @@ pub struct Call<'a> {
     pub req: &'a HttpRequest,
     pub body: web::Bytes,
     pub message: Option<Value>,
+    /// The messages of a JSON-RPC batch (protocol revision 2025-03-26 only), each already
+    /// checked.
+    pub batch: Option<Vec<Value>>,
     pub id: Value,
     /// The presented gateway session id and what it carries.
     pub session: Option<(String, GatewaySession)>,
@@ -592,7 +716,11 @@ async fn relay(state: &ProxyState, ctx: &Ctx, call: Call<'_>) -> HttpResponse {
         return ctx.upstream_failed(&call.id, &refused(state, ctx, target).into());
     };
     let status = StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
-    ctx.decide(if status.is_server_error() { "error" } else { "allowed" }, None, Some(status.as_u16()));
+    let outcome = if status.is_server_error() { "error" } else { "allowed" };
+    match &call.batch {
+        Some(items) => ctx.decide_each(items, outcome, None, Some(status.as_u16())),
+        None => ctx.decide(outcome, None, Some(status.as_u16())),
+    }
     let mut out = HttpResponse::build(status);
     relay_headers(&mut out, &response);
     match (&call.session, response.headers().get(SESSION_HEADER).and_then(|v| v.to_str().ok())) {
@@ -612,12 +740,20 @@ async fn relay(state: &ProxyState, ctx: &Ctx, call: Call<'_>) -> HttpResponse {
         }
         (None, None) => {}
     }
-    // tools/list answers pass through the server's tool settings.
-    if ctx.method.as_deref() == Some("tools/list") && !entry.tool_settings.is_empty() && status.is_success() {
+    // tools/list answers (also within a batch) pass through the server's tool settings.
+    let lists: Vec<Value> = match (&call.message, &call.batch) {
+        (Some(m), _) => vec![m.clone()],
+        (None, Some(items)) => items.clone(),
+        (None, None) => vec![],
+    }
+    .into_iter()
+    .filter(|m| m.get("method").and_then(Value::as_str) == Some("tools/list"))
+    .filter_map(|m| m.get("id").cloned())
+    .collect();
+    if !lists.is_empty() && !entry.tool_settings.is_empty() && status.is_success() {
         let settings = entry.tool_settings.clone();
-        let id = call.id.clone();
         return out.streaming(rewrite::messages(response, move |mut message| {
-            if message.get("id") == Some(&id) {
+            if message.get("id").is_some_and(|id| lists.contains(id)) {
                 if let Some(result) = message.get_mut("result") {
                     tools::filter_list(result, &settings);
                 }

@@ -95,6 +95,7 @@ impl Browser {
                         ("email", who.0.to_owned()),
                         ("password", who.1.to_owned()),
                         ("return_to", hidden(&page, "return_to")),
+                        ("form_token", hidden(&page, "form_token")),
                     ];
                     self.http.post(format!("{}/oauth/authorize/sign-in", self.base)).form(&form).send().await.unwrap()
                 } else if page.contains("action=\"/oauth/authorize/decision\"") {
@@ -110,7 +111,11 @@ impl Browser {
                     // The connect page's own sign-in, keeping the way back.
                     let start = page.find("action=\"/connect/").unwrap() + 8;
                     let action = unescape(&page[start..start + page[start..].find('"').unwrap()]);
-                    let mut form = vec![("email", who.0.to_owned()), ("password", who.1.to_owned())];
+                    let mut form = vec![
+                        ("email", who.0.to_owned()),
+                        ("password", who.1.to_owned()),
+                        ("form_token", hidden(&page, "form_token")),
+                    ];
                     if page.contains("name=\"return_to\"") {
                         form.push(("return_to", hidden(&page, "return_to")));
                     }
@@ -379,9 +384,15 @@ async fn authorization_requests_are_checked_before_anything_is_issued() {
     // ever leads back into the authorization.
     let start = authorize_url(&app, &client_id, redirect, &challenge, &mcp_url(&app));
     let return_to = start.strip_prefix(&app.base).unwrap().to_owned();
+    let shown = browser.http.get(&start).send().await.unwrap().text().await.unwrap();
+    let token = hidden(&shown, "form_token");
     let sign_in = |password: &str, return_to: &str| {
-        let form =
-            [("email", ANN.0.to_owned()), ("password", password.to_owned()), ("return_to", return_to.to_owned())];
+        let form = [
+            ("email", ANN.0.to_owned()),
+            ("password", password.to_owned()),
+            ("return_to", return_to.to_owned()),
+            ("form_token", token.clone()),
+        ];
         browser.http.post(format!("{}/oauth/authorize/sign-in", app.base)).form(&form).send()
     };
     let res = sign_in("wrong-password", &return_to).await.unwrap();

@@ -93,6 +93,20 @@ fn browser() -> reqwest::Client {
     reqwest::Client::builder().cookie_store(true).redirect(reqwest::redirect::Policy::none()).build().unwrap()
 }
 
+/// A browser signed in to the gateway as this person (a provider's callback is accepted only
+/// in the browser of the person who started the authorization).
+async fn browser_of(base: &str, email: &str, password: &str) -> reqwest::Client {
+    let browser = browser();
+    let res = browser
+        .post(format!("{base}/api/v1/auth/login"))
+        .json(&json!({"email": email, "password": password}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    browser
+}
+
 async fn submit(browser: &reqwest::Client, url: &str, fields: &[(&str, &str)]) -> reqwest::Response {
     let body = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(fields).finish();
     browser.post(url).header("content-type", "application/x-www-form-urlencoded").body(body).send().await.unwrap()
@@ -110,6 +124,12 @@ fn absolute(app: &TestApp, location: &str) -> String {
     }
 }
 
+/// The sign-in form's token (its cookie is in the browser's jar since the form was shown).
+fn form_token_in(html: &str) -> String {
+    let start = html.find("name=\"form_token\" value=\"").expect("a form token") + "name=\"form_token\" value=\"".len();
+    html[start..start + html[start..].find('"').unwrap()].to_owned()
+}
+
 fn csrf_in(html: &str) -> String {
     let start = html.find("name=\"csrf_token\" value=\"").expect("a CSRF field") + "name=\"csrf_token\" value=\"".len();
     html[start..start + html[start..].find('"').unwrap()].to_owned()
@@ -124,9 +144,10 @@ async fn connect_in_browser(app: &TestApp, url: &str, email: &str, key: Option<&
     let html = page.text().await.unwrap();
     assert!(html.contains("<form method=\"post\""), "a sign-in form: {html}");
     let path = url.strip_prefix(&app.base).unwrap();
-    let signed_in =
-        submit(&browser, &format!("{url}/sign-in"), &[("email", email), ("password", &format!("pw-{email}-secret"))])
-            .await;
+    let token = form_token_in(&html);
+    let password = format!("pw-{email}-secret");
+    let fields = [("email", email), ("password", &password), ("form_token", &token)];
+    let signed_in = submit(&browser, &format!("{url}/sign-in"), &fields).await;
     assert_eq!(signed_in.status(), 303);
     assert_eq!(location(&signed_in), path);
     let mut next = browser.get(url).send().await.unwrap();
@@ -396,10 +417,15 @@ async fn per_user_oauth_connects_refreshes_and_stays_per_user() {
     // An authorization ann started cannot be completed in bob's signed-in browser.
     let started = p.ann.post("/api/v1/me/connections/acme/oauthy", json!({})).await.expect(200);
     let bobs_browser = browser();
+    let form = bobs_browser.get(&connect).send().await.unwrap().text().await.unwrap();
     let signed_in = submit(
         &bobs_browser,
         &format!("{connect}/sign-in"),
-        &[("email", "bob@example.com"), ("password", "pw-bob@example.com-secret")],
+        &[
+            ("email", "bob@example.com"),
+            ("password", "pw-bob@example.com-secret"),
+            ("form_token", &form_token_in(&form)),
+        ],
     )
     .await;
     assert_eq!(signed_in.status(), 303);
@@ -417,7 +443,16 @@ async fn per_user_oauth_connects_refreshes_and_stays_per_user() {
     assert_eq!(query["code_challenge_method"], "S256");
     assert_eq!(query["resource"], upstream.url);
     assert_eq!(query["redirect_uri"], format!("{}/oauth/upstream/callback", app.base));
-    let browser = browser();
+    // The provider's answer reaching a browser that is not signed in (or not as ann) links
+    // nothing: that would be account-linking CSRF.
+    let stranger = browser();
+    let back = stranger.get(authorization).send().await.unwrap();
+    let refused = stranger.get(location(&back)).send().await.unwrap();
+    assert_eq!(refused.status(), 403);
+    assert!(refused.text().await.unwrap().contains("not signed in"));
+    let started = p.ann.post("/api/v1/me/connections/acme/oauthy", json!({})).await.expect(200);
+    let authorization = started["authorization_url"].as_str().unwrap();
+    let browser = browser_of(&app.base, "ann@example.com", "pw-ann@example.com-secret").await;
     let back = browser.get(authorization).send().await.unwrap();
     assert_eq!(back.status(), 302);
     let callback = location(&back);
@@ -604,7 +639,7 @@ async fn no_outbound_secret_is_stored_or_logged_in_clear() {
         .await
         .expect(201);
     let started = admin.post("/api/v1/me/connections/acme/oauthy", json!({})).await.expect(200);
-    let browser = browser();
+    let browser = browser_of(&server.base, "ops@example.com", "ops-password-123").await;
     let back = browser.get(started["authorization_url"].as_str().unwrap()).send().await.unwrap();
     assert_eq!(browser.get(location(&back)).send().await.unwrap().status(), 200);
     // Published within ~100 ms of the last change.

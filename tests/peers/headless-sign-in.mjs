@@ -5,7 +5,7 @@
 // tests/browser/sign-in.mjs.
 export async function signInAndApprove(url, { email, password }) {
   const gateway = new URL(url).origin;
-  let cookie = "";
+  const jar = new Map();
   let current = url;
   const hidden = (page, name) => {
     const m = page.match(new RegExp(`name="${name}" value="([^"]*)"`));
@@ -16,10 +16,14 @@ export async function signInAndApprove(url, { email, password }) {
     const res = await fetch(target, {
       method: body ? "POST" : "GET",
       redirect: "manual",
-      headers: { cookie, ...(body ? { "content-type": "application/x-www-form-urlencoded" } : {}) },
+      headers: { cookie: [...jar].map(([k, v]) => `${k}=${v}`).join("; "), ...(body ? { "content-type": "application/x-www-form-urlencoded" } : {}) },
       body: body ? new URLSearchParams(body).toString() : undefined,
     });
-    for (const c of res.headers.getSetCookie()) cookie = c.split(";")[0];
+    for (const c of res.headers.getSetCookie()) {
+      const [pair] = c.split(";");
+      const at = pair.indexOf("=");
+      jar.set(pair.slice(0, at), pair.slice(at + 1));
+    }
     return res;
   };
   for (let i = 0; i < 10; i++) {
@@ -27,7 +31,9 @@ export async function signInAndApprove(url, { email, password }) {
     if (res.status === 200) {
       const page = await res.text();
       if (page.includes('action="/oauth/authorize/sign-in"')) {
-        res = await send(`${gateway}/oauth/authorize/sign-in`, { email, password, return_to: hidden(page, "return_to") });
+        res = await send(`${gateway}/oauth/authorize/sign-in`, {
+          email, password, return_to: hidden(page, "return_to"), form_token: hidden(page, "form_token"),
+        });
       } else if (page.includes('action="/oauth/authorize/decision"')) {
         res = await send(`${gateway}/oauth/authorize/decision`, {
           csrf_token: hidden(page, "csrf_token"), request: hidden(page, "request"), decision: "approve",
