@@ -191,6 +191,7 @@ impl Application {
                 .service(Scalar::with_url("/api/docs", spec.clone()))
                 .default_service(web::to(|| async { Err::<HttpResponse, _>(ApiError::NotFound) }))
                 .wrap(from_fn(api::middleware::request_id))
+                .wrap(security_headers())
                 .wrap(TracingLogger::default())
         })
         .on_connect(crate::http_client::no_delay)
@@ -212,6 +213,15 @@ impl Application {
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.server.await
     }
+}
+
+/// Headers every answer carries unless it sets its own: no content sniffing, and no page of
+/// the gateway (the API explorer included) inside another site's frame.
+pub fn security_headers() -> actix_web::middleware::DefaultHeaders {
+    actix_web::middleware::DefaultHeaders::new()
+        .add(("x-content-type-options", "nosniff"))
+        .add(("x-frame-options", "DENY"))
+        .add(("content-security-policy", "frame-ancestors 'none'"))
 }
 
 async fn serve_openapi(doc: web::Data<String>) -> HttpResponse {

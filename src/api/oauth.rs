@@ -186,8 +186,24 @@ fn tokens(response: &grants::TokenResponse) -> HttpResponse {
         .json(response)
 }
 
-async fn token(req: HttpRequest, body: web::Bytes, state: web::Data<AppState>) -> HttpResponse {
+/// The body, read no further than the form limit: beyond it, the OAuth error a client can read
+/// instead of a bare 413.
+async fn form_body(mut payload: web::Payload) -> Result<web::Bytes, OAuthError> {
+    use futures_util::StreamExt;
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|_| OAuthError::new("invalid_request", "the request body could not be read"))?;
+        if body.len() + chunk.len() > FORM_LIMIT {
+            return Err(OAuthError::new("invalid_request", "the request is too large"));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
+async fn token(req: HttpRequest, payload: web::Payload, state: web::Data<AppState>) -> HttpResponse {
     let outcome = async {
+        let body = form_body(payload).await?;
         let pairs = form(&req, &body)?;
         let (client_id, secret) = client_credentials(&req, &pairs)?;
         let now = state.clock.now();
@@ -254,8 +270,9 @@ async fn token(req: HttpRequest, body: web::Bytes, state: web::Data<AppState>) -
     }
 }
 
-async fn revoke(req: HttpRequest, body: web::Bytes, state: web::Data<AppState>) -> HttpResponse {
+async fn revoke(req: HttpRequest, payload: web::Payload, state: web::Data<AppState>) -> HttpResponse {
     let outcome = async {
+        let body = form_body(payload).await?;
         let pairs = form(&req, &body)?;
         let (client_id, secret) = client_credentials(&req, &pairs)?;
         let now = state.clock.now();

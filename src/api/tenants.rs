@@ -12,6 +12,7 @@ use crate::api::validate;
 use crate::api::views::{MemberView, TenantView};
 use crate::control::{members, tenants};
 use crate::domain::{DisplayName, Email, Slug, TenantRole};
+use crate::error::ApiError;
 use crate::error::ApiResult;
 use crate::startup::AppState;
 
@@ -160,7 +161,11 @@ pub async fn list_members(
     Ok(web::Json(Page::from_paged(paged, MemberView::from)))
 }
 
-/// Add an existing user to the tenant (tenant admins).
+/// Add an existing user to the tenant (platform admins).
+///
+/// A tenant admin who is not a platform admin cannot enrol people from elsewhere on the
+/// platform (nor learn which emails have accounts): for anyone not already a member the
+/// answer is the same `403`, whether or not the email exists.
 #[utoipa::path(
     tag = "members",
     params(("tenant" = String, Path, description = "Tenant slug")),
@@ -177,6 +182,11 @@ pub async fn add_member(
     ApiJson(body): ApiJson<AddMemberRequest>,
 ) -> ApiResult<HttpResponse> {
     let email = Email::parse("email", &body.email)?;
+    if !access.principal.caller.is_platform_admin() && members::get(&state.db, &access.tenant, &email).await.is_err() {
+        return Err(ApiError::forbidden(
+            "adding someone who is not yet a member of this tenant needs a platform admin; ask one to add them",
+        ));
+    }
     let member =
         members::add(&state.db, &access.principal.actor(), &access.tenant, &email, body.role, state.clock.now())
             .await?;

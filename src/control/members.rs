@@ -4,7 +4,8 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, Set, TransactionTrait,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QuerySelect, Set,
+    TransactionTrait,
 };
 
 use crate::control::audit::{self, Actor};
@@ -95,6 +96,9 @@ async fn ensure_other_admin(db: &impl ConnectionTrait, member: &Member) -> ApiRe
     if TenantRole::from_db(&member.membership.role) != TenantRole::Admin {
         return Ok(());
     }
+    // Two admins demoting each other at once must not both see the other still there: the
+    // tenant row is locked for the rest of the transaction (PostgreSQL; SQLite has one writer).
+    tenants::Entity::find_by_id(member.membership.tenant_id).lock_exclusive().one(db).await?;
     let admins = tenant_members::Entity::find()
         .filter(tenant_members::Column::TenantId.eq(member.membership.tenant_id))
         .filter(tenant_members::Column::Role.eq(TenantRole::Admin.as_str()))

@@ -20,7 +20,8 @@ use crate::control::page::{self, PageRequest, Paged};
 use crate::domain::{DisplayName, Email, Slug};
 use crate::error::{ApiError, ApiResult, FieldError};
 use crate::store::entities::{
-    collaborators, servers, team_members, teams, tenant_members, tenants, upstream_clients, users, virtual_members,
+    auth_overrides, collaborators, servers, team_members, teams, tenant_members, tenants, upstream_clients,
+    upstream_grants, users, virtual_members,
 };
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -508,10 +509,56 @@ pub async fn update<C: TransactionTrait>(
     } else if patch.members.is_some() {
         errors.push(FieldError::new("servers", "not_allowed", "only virtual servers have member servers"));
     }
+    // Secrets were given for one destination. When the upstream moves to another origin, the
+    // server's own credential must be given again (or removed), and everyone's credentials for
+    // it are dropped: a manager must not be able to redirect them to a host of their choosing.
+    let origin_of = |u: &str| url::Url::parse(u).ok().map(|u| u.origin().ascii_serialization());
+    let origin_changed = patch
+        .url
+        .as_ref()
+        .is_some_and(|new| server.url.as_deref().and_then(origin_of) != Some(new.origin().ascii_serialization()));
+    let has_credential = server.auth_data.as_ref().is_some_and(|a| {
+        !matches!(
+            crate::control::outbound::AuthData::from_stored(a),
+            Some(crate::control::outbound::AuthData::Passthrough) | None
+        )
+    });
+    if origin_changed && has_credential && patch.auth_data.is_none() {
+        errors.push(FieldError::new(
+            "auth_data",
+            "required_on_origin_change",
+            "the upstream moves to another origin: give its auth_data again (or null to remove it); credentials set for the old origin are not sent to the new one",
+        ));
+    }
     if !errors.is_empty() {
         return Err(ApiError::Validation(errors));
     }
     let txn = db.begin().await?;
+    let mut dropped = 0;
+    if origin_changed {
+        dropped += auth_overrides::Entity::delete_many()
+            .filter(auth_overrides::Column::ServerId.eq(server.id))
+            .exec(&txn)
+            .await?
+            .rows_affected;
+        dropped += upstream_grants::Entity::delete_many()
+            .filter(upstream_grants::Column::ServerId.eq(server.id))
+            .exec(&txn)
+            .await?
+            .rows_affected;
+        // Virtual servers' own credentials for this member were meant for the old origin too.
+        for link in virtual_members::Entity::find()
+            .filter(virtual_members::Column::MemberServerId.eq(server.id))
+            .filter(virtual_members::Column::AuthData.is_not_null())
+            .all(&txn)
+            .await?
+        {
+            let mut active: virtual_members::ActiveModel = link.into();
+            active.auth_data = Set(None);
+            active.update(&txn).await?;
+            dropped += 1;
+        }
+    }
     if let Some(specs) = &patch.members {
         let existing = virtual_members::Entity::find()
             .filter(virtual_members::Column::VirtualServerId.eq(server.id))
@@ -573,7 +620,13 @@ pub async fn update<C: TransactionTrait>(
     }
     active.updated_at = Set(now);
     let server = active.update(&txn).await?;
-    let details = auth_changed.then(|| json!({"auth": auth_type(server.auth_data.as_ref())}));
+    let details = match (auth_changed, origin_changed) {
+        (_, true) => Some(
+            json!({"auth": auth_type(server.auth_data.as_ref()), "origin_changed": true, "credentials_dropped": dropped}),
+        ),
+        (true, false) => Some(json!({"auth": auth_type(server.auth_data.as_ref())})),
+        (false, false) => None,
+    };
     audit::record(&txn, actor, Some(tenant), "server.update", format!("server:{slug}"), details, now).await?;
     let detail = detail(&txn, server).await?;
     txn.commit().await?;

@@ -4,7 +4,8 @@ use chrono::{DateTime, Utc};
 use rand::distributions::{Alphanumeric, DistString};
 use rand::rngs::OsRng;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, Set, TransactionTrait,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QuerySelect, Set,
+    TransactionTrait,
 };
 use secrecy::SecretString;
 
@@ -162,12 +163,16 @@ pub async fn delete<C: TransactionTrait>(db: &C, actor: &Actor, id: i64, now: Da
     Ok(())
 }
 
+/// Active platform admins, their rows locked for the rest of the transaction (PostgreSQL) so
+/// that two concurrent demotions cannot both count the other.
 async fn active_admin_count(db: &impl ConnectionTrait) -> ApiResult<u64> {
     Ok(users::Entity::find()
         .filter(users::Column::IsPlatformAdmin.eq(true))
         .filter(users::Column::Disabled.eq(false))
-        .count(db)
-        .await?)
+        .lock_exclusive()
+        .all(db)
+        .await?
+        .len() as u64)
 }
 
 /// Changes a user's own password after checking the current one; ends their other sessions.

@@ -47,14 +47,28 @@ fn redirect_to(location: &str) -> HttpResponse {
 
 /// The client and redirect URI, or a page: errors about them must not redirect (RFC 6749
 /// §4.1.2.1), since the redirect URI itself is not trusted yet.
-async fn client_and_redirect(state: &AppState, query: &AuthorizeQuery) -> Result<(Client, String), HttpResponse> {
+async fn client_and_redirect(
+    req: &HttpRequest,
+    state: &AppState,
+    query: &AuthorizeQuery,
+) -> Result<(Client, String), HttpResponse> {
     let bad = |message: String| error_page(StatusCode::BAD_REQUEST, "This sign-in link is not valid", &message);
     let Some(client_id) = query.client_id.as_deref().filter(|c| !c.is_empty()) else {
         return Err(bad("The application did not say who it is (client_id is missing).".into()));
     };
-    let client = clients::find(&state.db, client_id, state.oauth.allow_private_documents, state.clock.now())
-        .await
-        .map_err(|e| bad(format!("The application is not known to this gateway: {}", e.description)))?;
+    // Fetching a Client ID Metadata Document is work done on an anonymous request's say-so:
+    // the same per-address budget as registrations.
+    let address = crate::api::extract::client_address(req).unwrap_or_default();
+    let may_fetch = || state.registrations.check_key(&format!("cimd:{address}")).is_ok();
+    let client = clients::find_throttled(
+        &state.db,
+        client_id,
+        state.oauth.allow_private_documents,
+        state.clock.now(),
+        may_fetch,
+    )
+    .await
+    .map_err(|e| bad(format!("The application is not known to this gateway: {}", e.description)))?;
     let redirect_uri = match query.redirect_uri.as_deref() {
         Some(uri) if redirect::matches(&client.redirect_uris, uri) => uri.to_owned(),
         Some(uri) => {
@@ -213,7 +227,7 @@ fn cannot_use_page(
 
 async fn authorize(req: HttpRequest, query: web::Query<AuthorizeQuery>, state: web::Data<AppState>) -> HttpResponse {
     let query = query.into_inner();
-    let (client, redirect_uri) = match client_and_redirect(&state, &query).await {
+    let (client, redirect_uri) = match client_and_redirect(&req, &state, &query).await {
         Ok(found) => found,
         Err(page) => return page,
     };

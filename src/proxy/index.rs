@@ -8,6 +8,15 @@ use chrono::{DateTime, Utc};
 use crate::auth::{access_token, token};
 use crate::policy::{ServerEntry, Snapshot, TokenOwner};
 
+/// The grant id of an access token minted from a virtual-account token (client credentials):
+/// `vat:` and the token's digest.
+const SOURCE_TOKEN: &str = "vat:";
+
+pub fn source_token_grant(digest: &[u8; 32]) -> String {
+    use base64::Engine;
+    format!("{SOURCE_TOKEN}{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest))
+}
+
 /// Who is calling, as the snapshot knows them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Subject {
@@ -158,7 +167,19 @@ impl Policy {
         if self.revoked.contains(&claims.jti) || claims.grant_id.as_ref().is_some_and(|g| self.revoked.contains(g)) {
             return None;
         }
-        self.live(crate::proxy::session::subject_from_tag(&claims.sub)?, now)
+        let subject = crate::proxy::session::subject_from_tag(&claims.sub)?;
+        // Minted from a virtual-account token: good only while that token is.
+        if let Some(encoded) = claims.grant_id.as_deref().and_then(|g| g.strip_prefix(SOURCE_TOKEN)) {
+            use base64::Engine;
+            let mut digest = [0u8; 32];
+            let decoded = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode_slice(encoded, &mut digest).ok()?;
+            let entry = &self.snapshot.tokens[*self.tokens.get(&digest).filter(|_| decoded == 32)?];
+            let same = matches!(subject, Subject::VirtualAccount(id) if entry.subject_kind == TokenOwner::VirtualAccount && entry.subject == id);
+            if !same || entry.expires_at.is_some_and(|at| at <= now) {
+                return None;
+            }
+        }
+        self.live(subject, now)
     }
 
     /// Whether the subject belongs to the tenant at all (members, the tenant's own accounts).

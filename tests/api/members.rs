@@ -10,7 +10,18 @@ async fn members_are_added_listed_changed_and_removed() {
     app.user(&admin, "ann@example.com").await;
     app.tenant(&admin, "acme", &[("boss@example.com", "admin")]).await;
 
-    let added = boss
+    // A tenant admin cannot enrol people from elsewhere on the platform, and cannot tell an
+    // existing account from an unknown email by trying.
+    let existing = boss
+        .post("/api/v1/tenants/acme/members", json!({"email": "ann@example.com", "role": "member"}))
+        .await
+        .problem(403, "forbidden");
+    let unknown = boss
+        .post("/api/v1/tenants/acme/members", json!({"email": "ghost@example.com", "role": "member"}))
+        .await
+        .problem(403, "forbidden");
+    assert_eq!(existing["detail"], unknown["detail"]);
+    let added = admin
         .post("/api/v1/tenants/acme/members", json!({"email": "ann@example.com", "role": "member"}))
         .await
         .expect(201);
@@ -19,7 +30,7 @@ async fn members_are_added_listed_changed_and_removed() {
         .await
         .problem(409, "already_exists");
     let reply =
-        boss.post("/api/v1/tenants/acme/members", json!({"email": "ghost@example.com", "role": "member"})).await;
+        admin.post("/api/v1/tenants/acme/members", json!({"email": "ghost@example.com", "role": "member"})).await;
     assert_eq!(reply.error_fields(), ["email"]);
     reply.problem(422, "validation_failed");
     let reply = boss.post("/api/v1/tenants/acme/members", json!({"email": "ann@example.com", "role": "owner"})).await;

@@ -184,6 +184,18 @@ pub async fn find(
     allow_private: bool,
     now: DateTime<Utc>,
 ) -> Result<Client, OAuthError> {
+    find_throttled(db, client_id, allow_private, now, || true).await
+}
+
+/// As [`find`], asking `may_fetch` before a document is fetched (not when it is cached), so
+/// that requests naming made-up document URLs cannot make the gateway fetch without limit.
+pub async fn find_throttled(
+    db: &impl ConnectionTrait,
+    client_id: &str,
+    allow_private: bool,
+    now: DateTime<Utc>,
+    may_fetch: impl FnOnce() -> bool,
+) -> Result<Client, OAuthError> {
     let stored = oauth_clients::Entity::find()
         .filter(oauth_clients::Column::ClientId.eq(client_id))
         .one(db)
@@ -197,6 +209,12 @@ pub async fn find(
     });
     if let (true, Some(row)) = (fresh, stored.as_ref()) {
         return Ok(Client::of(row.clone()));
+    }
+    if !may_fetch() {
+        return Err(OAuthError::new(
+            "invalid_client",
+            "too many client metadata documents fetched for this address; retry in a minute",
+        ));
     }
     let document = fetch_document(client_id, allow_private).await?;
     let metadata = document.as_object().cloned().unwrap_or_default();

@@ -528,6 +528,9 @@ pub async fn virtual_account_token(
     if let Some(end) = row.expires_at {
         lifetime = lifetime.min(end - now);
     }
+    // The token it came from is its grant: the proxy honours it only while that token is live,
+    // so revoking the virtual-account token ends this access token too.
+    let source = crate::proxy::index::source_token_grant(&crate::auth::token::digest_bytes(secret));
     let (access, exp) = mint(
         db,
         sealer,
@@ -535,7 +538,7 @@ pub async fn virtual_account_token(
         format!("v{}", va.id),
         &config.canonical_resource(&t, &s),
         client_id,
-        None,
+        Some(source),
         None,
         lifetime,
         now,
