@@ -19,6 +19,7 @@ mod peers;
 mod policy;
 mod process;
 mod proxy;
+mod security;
 mod servers;
 mod teams;
 mod tenants;

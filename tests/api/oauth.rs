@@ -23,7 +23,7 @@ const ANN: (&str, &str) = ("ann@example.com", "pw-ann@example.com-secret");
 
 /// A person's browser: cookies, no automatic redirects, and the gateway's pages filled in.
 pub struct Browser {
-    http: reqwest::Client,
+    pub http: reqwest::Client,
     base: String,
 }
 
@@ -34,12 +34,12 @@ pub enum Decision {
     Deny,
 }
 
-fn unescape(s: &str) -> String {
+pub fn unescape(s: &str) -> String {
     s.replace("&quot;", "\"").replace("&#39;", "'").replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
 }
 
 /// The value of a hidden input on a page.
-fn hidden(page: &str, name: &str) -> String {
+pub fn hidden(page: &str, name: &str) -> String {
     let marker = format!("name=\"{name}\" value=\"");
     let start = page.find(&marker).unwrap_or_else(|| panic!("no {name} on the page: {page}")) + marker.len();
     unescape(&page[start..start + page[start..].find('"').unwrap()])
@@ -150,7 +150,7 @@ pub fn pkce() -> (String, String) {
     (verifier, challenge)
 }
 
-fn query_of(url: &str) -> std::collections::HashMap<String, String> {
+pub fn query_of(url: &str) -> std::collections::HashMap<String, String> {
     url::Url::parse(url).unwrap().query_pairs().into_owned().collect()
 }
 
@@ -178,11 +178,11 @@ async fn exchange(app: &TestApp, client_id: &str, redirect: &str, code: &str, ve
     token_request(app, &form).await
 }
 
-fn mcp_url(app: &TestApp) -> String {
+pub fn mcp_url(app: &TestApp) -> String {
     format!("{}/acme/mcp/fixture/server", app.base)
 }
 
-fn authorize_url(app: &TestApp, client_id: &str, redirect: &str, challenge: &str, resource: &str) -> String {
+pub fn authorize_url(app: &TestApp, client_id: &str, redirect: &str, challenge: &str, resource: &str) -> String {
     let mut url = url::Url::parse(&format!("{}/oauth/authorize", app.base)).unwrap();
     url.query_pairs_mut()
         .append_pair("response_type", "code")
@@ -196,7 +196,7 @@ fn authorize_url(app: &TestApp, client_id: &str, redirect: &str, challenge: &str
 }
 
 /// A public client registered like Claude Code does (loopback, port-less).
-async fn public_client(app: &TestApp) -> String {
+pub async fn public_client(app: &TestApp) -> String {
     let (code, body) = register(
         app,
         json!({"client_name": "Test IDE", "redirect_uris": ["http://127.0.0.1/callback"], "token_endpoint_auth_method": "none",
@@ -448,7 +448,7 @@ async fn authorization_requests_are_checked_before_anything_is_issued() {
     assert_eq!((late, body["error"].as_str().unwrap()), (400, "invalid_grant"));
 }
 
-fn urlencode(s: &str) -> String {
+pub fn urlencode(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
