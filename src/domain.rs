@@ -174,7 +174,27 @@ impl TenantRole {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+
+    proptest! {
+        /// Whatever it is given, the check never accepts what the HTTP stack would refuse (or
+        /// split into two headers), and never refuses a value of printable text.
+        #[test]
+        fn header_values_are_accepted_only_when_they_can_be_sent(value in "\\PC*|[\\x00-\\x7f]{0,40}", printable in "[ -~]{1,40}") {
+            if is_header_value(&value, 8192) {
+                prop_assert!(actix_web::http::header::HeaderValue::from_str(&value).is_ok(), "{:?}", value);
+                prop_assert!(reqwest::header::HeaderValue::from_str(&value).is_ok(), "{:?}", value);
+                prop_assert!(!value.contains(['\r', '\n', '\0']));
+            }
+            if value.chars().any(|c| c.is_control() && c != '\t') {
+                prop_assert!(!is_header_value(&value, 8192));
+            }
+            prop_assert_eq!(is_header_value(&printable, 8192), !printable.trim().is_empty());
+            prop_assert!(!is_header_value(&printable, printable.len() - 1));
+        }
+    }
 
     #[test]
     fn slugs() {

@@ -261,6 +261,19 @@ pub fn credential_required(id: &Value, message: &str, url: &str, url_elicitation
 /// The last protocol revision with JSON-RPC batches (2025-06-18 removed them).
 const BATCH_REVISION: &str = "2025-03-26";
 
+/// Why each message of a batch is refused, if it is: the same checks as for one message.
+pub fn batch_refusals(items: &[Value], settings: &[crate::control::servers::ToolSetting]) -> Vec<Option<String>> {
+    items
+        .iter()
+        .map(|m| match method_and_name(m) {
+            (Some(method), Some(name)) if method == "tools/call" && tools::is_disabled(&name, settings) => {
+                Some(format!("tool {name} is disabled on this server"))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
 /// A batch is decided message by message, exactly as if each came alone: a refused message is
 /// answered with its own error, and then nothing of the batch goes upstream (the others are
 /// answered as not sent). Batches are refused outright where the protocol has none.
@@ -280,15 +293,7 @@ fn check_batch(
         };
         return Err(rpc_error(StatusCode::BAD_REQUEST, &Value::Null, INVALID_REQUEST, why));
     }
-    let refusals: Vec<Option<String>> = items
-        .iter()
-        .map(|m| match method_and_name(m) {
-            (Some(method), Some(name)) if method == "tools/call" && tools::is_disabled(&name, &entry.tool_settings) => {
-                Some(format!("tool {name} is disabled on this server"))
-            }
-            _ => None,
-        })
-        .collect();
+    let refusals = batch_refusals(items, &entry.tool_settings);
     if refusals.iter().all(Option::is_none) {
         return Ok(());
     }
@@ -767,4 +772,78 @@ async fn relay(state: &ProxyState, ctx: &Ctx, call: Call<'_>) -> HttpResponse {
             chunks.into_iter().collect::<Result<Vec<_>, _>>().map_err(actix_web::error::ErrorBadGateway)?;
         Ok::<_, actix_web::Error>(if chunks.len() == 1 { chunks.remove(0) } else { chunks.concat().into() })
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    use super::*;
+
+    fn message() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            "[a-z/_]{0,12}".prop_map(Value::from),
+        ];
+        leaf.prop_recursive(3, 24, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                prop::collection::btree_map("(jsonrpc|id|method|params|name|[a-z]{1,5})", inner, 0..5)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        /// Any bytes at all: an error, never a panic.
+        #[test]
+        fn junk_bodies_are_refused_not_crashed_on(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
+            let _ = parse_body(&bytes);
+        }
+
+        /// JSON of every shape: one object is one message, a non-empty array of objects is a
+        /// batch with exactly those messages, and everything else is refused.
+        #[test]
+        fn bodies_parse_to_exactly_what_they_say(value in message()) {
+            let bytes = serde_json::to_vec(&value).unwrap();
+            match (parse_body(&bytes), &value) {
+                (Ok(Body::One(m)), Value::Object(_)) => prop_assert_eq!(&m, &value),
+                (Ok(Body::Batch(items)), Value::Array(all)) => {
+                    prop_assert!(!all.is_empty() && all.iter().all(Value::is_object));
+                    prop_assert_eq!(&items, all);
+                }
+                (Err((code, _)), Value::Array(all)) => {
+                    prop_assert!(all.is_empty() || !all.iter().all(Value::is_object));
+                    prop_assert_eq!(code, INVALID_REQUEST);
+                }
+                (Err((code, _)), other) => {
+                    prop_assert!(!other.is_object() && !other.is_array());
+                    prop_assert_eq!(code, INVALID_REQUEST);
+                }
+                (parsed, _) => prop_assert!(false, "{:?} from {}", parsed, value),
+            }
+        }
+
+        /// A disabled tool is refused inside a batch wherever it stands, and nothing of that
+        /// batch is let through.
+        #[test]
+        fn a_disabled_tool_anywhere_in_a_batch_stops_it(position in 0usize..6, others in prop::collection::vec("[a-z]{1,6}", 1..6)) {
+            let settings = vec![crate::control::servers::ToolSetting {
+                name: "rm".into(), description: None, disabled: true, annotations: None,
+            }];
+            let mut items: Vec<Value> = others
+                .iter()
+                .enumerate()
+                .map(|(i, name)| json!({"jsonrpc": "2.0", "id": i, "method": "tools/call", "params": {"name": format!("ok_{name}")}}))
+                .collect();
+            let at = position % (items.len() + 1);
+            items.insert(at, json!({"jsonrpc": "2.0", "id": "x", "method": "tools/call", "params": {"name": "rm"}}));
+            let refused = batch_refusals(&items, &settings);
+            prop_assert_eq!(refused.iter().filter(|r| r.is_some()).count(), 1);
+            prop_assert!(refused[at].as_deref().is_some_and(|why| why.contains("rm")));
+        }
+    }
 }

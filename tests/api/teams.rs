@@ -22,7 +22,7 @@ async fn everyone_team_is_built_in_and_follows_tenant_membership() {
         ["boss@example.com"]
     );
 
-    boss.post("/api/v1/tenants/acme/members", json!({"email": "ann@example.com", "role": "member"})).await.expect(201);
+    admin.post("/api/v1/tenants/acme/members", json!({"email": "ann@example.com", "role": "member"})).await.expect(201);
     assert_eq!(
         emails(&boss.get("/api/v1/tenants/acme/teams/everyone/members").await.expect(200)),
         ["boss@example.com", "ann@example.com"]
