@@ -15,6 +15,7 @@ use crate::api::json::ApiJson;
 use crate::api::pagination::{Page, PageQuery};
 use crate::api::responses::*;
 use crate::api::validate;
+use crate::auth::seal::Place;
 use crate::control::caller::Caller;
 use crate::control::outbound::{AuthData, AuthDataView, GATEWAY_HEADERS};
 use crate::control::probe::{self, ProbeReport};
@@ -353,10 +354,10 @@ async fn check_egress(state: &AppState, url: Option<&url::Url>, auth: Option<&Au
 }
 
 /// Validates outbound auth and seals its secrets for storage.
-fn seal_auth(state: &AppState, auth: Option<AuthData>) -> ApiResult<Option<serde_json::Value>> {
+fn seal_auth(state: &AppState, auth: Option<AuthData>, place: &Place) -> ApiResult<Option<serde_json::Value>> {
     let Some(auth) = auth else { return Ok(None) };
     auth.validate("auth_data")?;
-    Ok(Some(auth.seal(&state.sealer)?))
+    Ok(Some(auth.seal(&state.sealer, place)?))
 }
 
 fn not_allowed(field: &str, why: &str) -> FieldError {
@@ -364,7 +365,12 @@ fn not_allowed(field: &str, why: &str) -> FieldError {
 }
 
 /// Validates members' credential overrides and seals their secrets for storage.
-fn seal_members(state: &AppState, specs: Option<Vec<MemberSpec>>) -> ApiResult<Option<Vec<MemberSpec>>> {
+fn seal_members(
+    state: &AppState,
+    specs: Option<Vec<MemberSpec>>,
+    tenant_id: i64,
+    virtual_slug: &str,
+) -> ApiResult<Option<Vec<MemberSpec>>> {
     let Some(mut specs) = specs else { return Ok(None) };
     for (i, spec) in specs.iter_mut().enumerate() {
         let Some(auth) = spec.auth_data.take() else { continue };
@@ -378,7 +384,8 @@ fn seal_members(state: &AppState, specs: Option<Vec<MemberSpec>>) -> ApiResult<O
             )]));
         }
         // The sealed document has the same shape, with secrets sealed.
-        spec.auth_data = AuthData::from_stored(&auth.seal(&state.sealer)?);
+        let place = Place::member_auth(tenant_id, virtual_slug, &spec.server);
+        spec.auth_data = AuthData::from_stored(&auth.seal(&state.sealer, &place)?);
     }
     Ok(Some(specs))
 }
@@ -480,7 +487,7 @@ pub async fn create_server(
                 "a virtual server calls its members with their own auth",
             )]))
         }
-        auth => seal_auth(&state, auth)?,
+        auth => seal_auth(&state, auth, &Place::server_auth(access.tenant.id, slug.as_str()))?,
     };
     let kind = match url {
         Some(url) => NewKind::Remote(Upstream {
@@ -491,7 +498,9 @@ pub async fn create_server(
             tls_ca_certificate: ca,
             auth_data,
         }),
-        None => NewKind::Virtual(seal_members(&state, Some(members))?.unwrap_or_default()),
+        None => {
+            NewKind::Virtual(seal_members(&state, Some(members), access.tenant.id, slug.as_str())?.unwrap_or_default())
+        }
     };
     let new = NewServer { slug, display_name, description, tags, tool_settings, kind };
     let actor = access.principal.actor();
@@ -548,6 +557,7 @@ pub async fn update_server(
         members = body.servers.map(|s| check_members(&s).map(|_| s)).transpose(),
     }
     check_egress(&state, url.as_ref(), body.auth_data.as_ref().and_then(Option::as_ref)).await?;
+    let place = Place::server_auth(access.server.tenant_id, &access.server.slug);
     let patch = ServerPatch {
         display_name,
         description,
@@ -558,8 +568,8 @@ pub async fn update_server(
         additional_headers: headers,
         tls_reject_unauthorized: tls.as_ref().and_then(|t| t.reject_unauthorized),
         tls_ca_certificate: ca,
-        auth_data: body.auth_data.map(|a| seal_auth(&state, a)).transpose()?,
-        members: seal_members(&state, members)?,
+        auth_data: body.auth_data.map(|a| seal_auth(&state, a, &place)).transpose()?,
+        members: seal_members(&state, members, access.server.tenant_id, &access.server.slug)?,
     };
     let actor = access.tenant.principal.actor();
     let editor = (&access.tenant.principal.caller, access.tenant.is_admin());

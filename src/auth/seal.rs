@@ -1,10 +1,13 @@
 //! Secrets at rest are sealed with AES-256-GCM under the master key: `MCPGATE_MASTER_KEY`
 //! (base64, 32 bytes) or, without it, a key file created in the data directory on first start
-//! with mode 0600. A sealed value is `v1:` + base64(nonce ‖ ciphertext ‖ tag).
+//! with mode 0600. A sealed value is `v2:` + base64(nonce ‖ ciphertext ‖ tag), with the place it
+//! is stored at (table, column, row) bound in as associated data, so a value copied into
+//! another row or column does not open; `v1:` values (sealed before places were bound) still
+//! open, and `mcpgate keys rotate-master` re-seals them bound.
 
 use std::path::Path;
 
-use aes_gcm::aead::{Aead, AeadCore, KeyInit, OsRng};
+use aes_gcm::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
 use aes_gcm::{Aes256Gcm, Key, Nonce};
 use anyhow::{bail, Context};
 use base64::engine::general_purpose::STANDARD;
@@ -13,8 +16,60 @@ use rand::RngCore;
 use secrecy::{ExposeSecret, SecretString};
 
 const VERSION: &str = "v1:";
+const BOUND: &str = "v2:";
 const NONCE_LEN: usize = 12;
 pub const KEY_FILE: &str = "master.key";
+
+/// Where a sealed value is stored: its table, column and row, by a key that does not change for
+/// the life of the row.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Place(String);
+
+impl Place {
+    fn new(table: &str, column: &str, row: impl std::fmt::Display) -> Self {
+        Self(format!("mcpgate:{table}.{column}:{row}"))
+    }
+
+    /// A server's outbound auth (slugs never change).
+    pub fn server_auth(tenant_id: i64, slug: &str) -> Self {
+        Self::new("servers", "auth_data", format!("{tenant_id}/{slug}"))
+    }
+
+    /// A virtual server's own credential for one member.
+    pub fn member_auth(tenant_id: i64, virtual_slug: &str, member_slug: &str) -> Self {
+        Self::new("virtual_members", "auth_data", format!("{tenant_id}/{virtual_slug}/{member_slug}"))
+    }
+
+    /// One subject's Auth Override on one server.
+    pub fn override_values(server_id: i64, subject_kind: &str, subject_id: i64) -> Self {
+        Self::new("auth_overrides", "values", format!("{server_id}/{subject_kind}/{subject_id}"))
+    }
+
+    /// A user's upstream grant: `access_token` or `refresh_token`.
+    pub fn grant(server_id: i64, user_id: i64, column: &str) -> Self {
+        Self::new("upstream_grants", column, format!("{server_id}/{user_id}"))
+    }
+
+    /// The PKCE verifier of an authorization in progress, by its state's digest.
+    pub fn auth_state(state_digest: &str) -> Self {
+        Self::new("upstream_auth_states", "verifier", state_digest)
+    }
+
+    /// The gateway's client secret at a server's provider.
+    pub fn upstream_client(server_id: i64) -> Self {
+        Self::new("upstream_clients", "client_secret", server_id)
+    }
+
+    /// A snapshot signing key.
+    pub fn signing_key(kid: &str) -> Self {
+        Self::new("signing_keys", "private_key", kid)
+    }
+
+    /// A rotated virtual-account token waiting to be claimed, by the token's public id.
+    pub fn pending_token(public_id: &str) -> Self {
+        Self::new("access_tokens", "pending_secret", public_id)
+    }
+}
 
 #[derive(Clone)]
 pub struct Sealer {
@@ -76,6 +131,31 @@ impl Sealer {
         Ok(format!("{VERSION}{}", STANDARD.encode(out)))
     }
 
+    /// Seals a value to be stored at `place`.
+    pub fn seal_at(&self, plaintext: &[u8], place: &Place) -> anyhow::Result<String> {
+        let nonce = Aes256Gcm::generate_nonce(&mut OsRng);
+        let payload = Payload { msg: plaintext, aad: place.0.as_bytes() };
+        let ciphertext = self.cipher.encrypt(&nonce, payload).map_err(|_| anyhow::anyhow!("sealing failed"))?;
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&ciphertext);
+        Ok(format!("{BOUND}{}", STANDARD.encode(out)))
+    }
+
+    /// Opens a value stored at `place`: sealed for exactly that place, or unbound (`v1:`, from
+    /// before places were bound).
+    pub fn open_at(&self, sealed: &str, place: &Place) -> anyhow::Result<Vec<u8>> {
+        let Some(encoded) = sealed.strip_prefix(BOUND) else { return self.open(sealed) };
+        let bytes = STANDARD.decode(encoded).context("sealed value is not base64")?;
+        if bytes.len() < NONCE_LEN {
+            bail!("sealed value is too short");
+        }
+        let (nonce, ciphertext) = bytes.split_at(NONCE_LEN);
+        self.cipher
+            .decrypt(Nonce::from_slice(nonce), Payload { msg: ciphertext, aad: place.0.as_bytes() })
+            .map_err(|_| anyhow::anyhow!("sealed value does not open here (another master key, or another place)"))
+    }
+
+    /// Opens a value sealed without a place (values that travel rather than rest, and `v1:`).
     pub fn open(&self, sealed: &str) -> anyhow::Result<Vec<u8>> {
         let Some(encoded) = sealed.strip_prefix(VERSION) else { bail!("unknown sealed-value format") };
         let bytes = STANDARD.decode(encoded).context("sealed value is not base64")?;
@@ -144,6 +224,22 @@ pub fn load_proxy_key(configured: Option<&SecretString>, data_dir: &Path) -> any
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_value_opens_only_at_its_own_place() {
+        let sealer = Sealer::from_key([7; 32]);
+        let alice = Place::override_values(3, "user", 1);
+        let mallory = Place::override_values(3, "user", 2);
+        let sealed = sealer.seal_at(b"alice's key", &alice).unwrap();
+        assert!(sealed.starts_with("v2:"));
+        assert_eq!(sealer.open_at(&sealed, &alice).unwrap(), b"alice's key");
+        assert!(sealer.open_at(&sealed, &mallory).is_err(), "swapped into another row");
+        assert!(sealer.open_at(&sealed, &Place::grant(3, 1, "access_token")).is_err(), "another column");
+        assert!(sealer.open(&sealed).is_err(), "a bound value needs its place");
+        // Values sealed before places were bound still open, wherever they are read.
+        let legacy = sealer.seal(b"old").unwrap();
+        assert_eq!(sealer.open_at(&legacy, &alice).unwrap(), b"old");
+    }
 
     #[test]
     fn seals_and_opens_and_detects_tampering() {

@@ -342,9 +342,9 @@ impl AuthData {
     }
 
     /// The stored form: the same document with every secret sealed.
-    pub fn seal(&self, sealer: &Sealer) -> anyhow::Result<Value> {
+    pub fn seal(&self, sealer: &Sealer, place: &crate::auth::seal::Place) -> anyhow::Result<Value> {
         let mut stored = self.clone();
-        stored.map_secrets(|clear| sealer.seal(clear.as_bytes()))?;
+        stored.map_secrets(|clear| sealer.seal_at(clear.as_bytes(), place))?;
         Ok(serde_json::to_value(stored)?)
     }
 
@@ -354,9 +354,9 @@ impl AuthData {
     }
 
     /// The stored form opened: secrets in clear, for the credential resolver only.
-    pub fn open(stored: &Value, sealer: &Sealer) -> anyhow::Result<Self> {
+    pub fn open(stored: &Value, sealer: &Sealer, place: &crate::auth::seal::Place) -> anyhow::Result<Self> {
         let mut auth: AuthData = serde_json::from_value(stored.clone())?;
-        auth.map_secrets(|sealed| Ok(String::from_utf8(sealer.open(sealed)?)?))?;
+        auth.map_secrets(|sealed| Ok(String::from_utf8(sealer.open_at(sealed, place)?)?))?;
         Ok(auth)
     }
 
@@ -524,12 +524,15 @@ mod tests {
     #[test]
     fn secrets_are_sealed_and_never_viewed() {
         let sealer = Sealer::from_key([3; 32]);
+        let place = crate::auth::seal::Place::server_auth(1, "github");
         let auth = header(AuthLevel::Global, &[("Authorization", "Bearer s3cret-value")]);
-        let stored = auth.seal(&sealer).unwrap();
+        let stored = auth.seal(&sealer, &place).unwrap();
         assert!(!stored.to_string().contains("s3cret-value"));
-        assert_eq!(AuthData::open(&stored, &sealer).unwrap(), auth);
+        assert_eq!(AuthData::open(&stored, &sealer, &place).unwrap(), auth);
+        // Copied onto another server, it does not open.
+        assert!(AuthData::open(&stored, &sealer, &crate::auth::seal::Place::server_auth(1, "other")).is_err());
         let view = serde_json::to_string(&AuthData::from_stored(&stored).unwrap().view()).unwrap();
-        assert!(!view.contains("s3cret") && !view.contains("v1:"), "{view}");
+        assert!(!view.contains("s3cret") && !view.contains("v2:"), "{view}");
         assert_eq!(snapshot_entry_of(Some(&stored)), json!({"type": "header", "auth_level": "global"}));
 
         let oauth = AuthData::OAuth2(OAuth2Auth {
@@ -539,12 +542,12 @@ mod tests {
             client_secret: Some("cs-very-secret".into()),
             ..Default::default()
         });
-        let stored = oauth.seal(&sealer).unwrap();
+        let stored = oauth.seal(&sealer, &place).unwrap();
         assert!(!stored.to_string().contains("cs-very-secret"));
         let view = AuthData::from_stored(&stored).unwrap().view();
         assert_eq!(view.client_secret_set, Some(true));
-        assert!(!serde_json::to_string(&view).unwrap().contains("v1:"));
-        assert_eq!(AuthData::open(&stored, &sealer).unwrap(), oauth);
+        assert!(!serde_json::to_string(&view).unwrap().contains("v2:"));
+        assert_eq!(AuthData::open(&stored, &sealer, &place).unwrap(), oauth);
     }
 
     #[test]

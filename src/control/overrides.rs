@@ -135,8 +135,9 @@ async fn label(db: &impl ConnectionTrait, row: &auth_overrides::Model) -> ApiRes
 }
 
 fn view(row: &auth_overrides::Model, subject: String, sealer: &Sealer) -> OverrideView {
+    let place = crate::auth::seal::Place::override_values(row.server_id, &row.subject_kind, row.subject_id);
     let values_set = sealer
-        .open(&row.values)
+        .open_at(&row.values, &place)
         .ok()
         .and_then(|b| serde_json::from_slice::<BTreeMap<String, String>>(&b).ok())
         .map(|v| v.into_keys().collect())
@@ -179,7 +180,8 @@ pub async fn put<C: TransactionTrait>(
 ) -> ApiResult<(OverrideView, bool)> {
     check_values(server, &values)?;
     let (kind, id, label) = subject;
-    let sealed = sealer.seal(serde_json::to_string(&values).map_err(anyhow::Error::from)?.as_bytes())?;
+    let place = crate::auth::seal::Place::override_values(server.id, kind.as_str(), id);
+    let sealed = sealer.seal_at(serde_json::to_string(&values).map_err(anyhow::Error::from)?.as_bytes(), &place)?;
     let txn = db.begin().await?;
     let existing = auth_overrides::Entity::find().filter(of_subject(server.id, kind.as_str(), id)).one(&txn).await?;
     let created = existing.is_none();

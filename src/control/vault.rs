@@ -14,7 +14,7 @@ use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
 
-use crate::auth::seal::Sealer;
+use crate::auth::seal::{Place, Sealer};
 use crate::clock::Clock;
 use crate::control::audit::{self, Actor};
 use crate::control::outbound::{fill, AuthData, AuthLevel, GrantType, OAuth2Auth};
@@ -122,9 +122,9 @@ impl Vault {
         format!("{}/oauth/upstream/client-metadata.json", self.public_base)
     }
 
-    fn open(&self, sealed: &str) -> Result<String, CredentialError> {
+    fn open(&self, sealed: &str, place: &Place) -> Result<String, CredentialError> {
         self.sealer
-            .open(sealed)
+            .open_at(sealed, place)
             .ok()
             .and_then(|b| String::from_utf8(b).ok())
             .ok_or_else(|| unavailable("a stored credential does not open under the master key"))
@@ -150,19 +150,33 @@ impl Vault {
             .ok_or_else(|| unavailable("the server no longer exists"))?;
         // A virtual server's own credentials for this member, when it has some.
         let member_auth = match request.via {
-            Some(via) => virtual_members::Entity::find()
-                .filter(virtual_members::Column::VirtualServerId.eq(via))
-                .filter(virtual_members::Column::MemberServerId.eq(server.id))
-                .one(&self.db)
-                .await
-                .map_err(db_error)?
-                .and_then(|m| m.auth_data),
+            Some(via) => {
+                let link = virtual_members::Entity::find()
+                    .filter(virtual_members::Column::VirtualServerId.eq(via))
+                    .filter(virtual_members::Column::MemberServerId.eq(server.id))
+                    .one(&self.db)
+                    .await
+                    .map_err(db_error)?;
+                match link.and_then(|m| m.auth_data) {
+                    Some(stored) => {
+                        let parent = servers::Entity::find_by_id(via)
+                            .one(&self.db)
+                            .await
+                            .map_err(db_error)?
+                            .ok_or_else(|| unavailable("the virtual server no longer exists"))?;
+                        Some((stored, Place::member_auth(server.tenant_id, &parent.slug, &server.slug)))
+                    }
+                    None => None,
+                }
+            }
             None => None,
         };
-        let Some(stored) = member_auth.as_ref().or(server.auth_data.as_ref()) else {
+        let own = server.auth_data.as_ref().map(|s| (s.clone(), Place::server_auth(server.tenant_id, &server.slug)));
+        let Some((stored, place)) = member_auth.or(own) else {
             return Ok(Resolved { headers: Vec::new(), ttl_seconds: KEY_TTL });
         };
-        let auth = AuthData::open(stored, &self.sealer)
+        let stored = &stored;
+        let auth = AuthData::open(stored, &self.sealer, &place)
             .map_err(|_| unavailable("the server's stored credential does not open under the master key"))?;
         let now = self.clock.now();
         match auth {
@@ -224,7 +238,8 @@ impl Vault {
             .await
             .map_err(|e| unavailable(format!("the credential store failed: {e}")))?;
         let Some(row) = row else { return Ok(None) };
-        let values: BTreeMap<String, String> = serde_json::from_str(&self.open(&row.values)?)
+        let place = Place::override_values(server.id, kind, id);
+        let values: BTreeMap<String, String> = serde_json::from_str(&self.open(&row.values, &place)?)
             .map_err(|_| unavailable("a stored Auth Override is unreadable"))?;
         Ok(Some(values))
     }
@@ -337,7 +352,7 @@ impl Vault {
                 return Ok(None);
             }
             let Some(sealed) = &grant.access_token else { return Ok(None) };
-            let token = self.open(sealed)?;
+            let token = self.open(sealed, &Place::grant(grant.server_id, grant.user_id, "access_token"))?;
             let expiring = grant.expires_at.is_some_and(|at| at - Duration::seconds(EARLY) <= self.clock.now());
             let refused = stale == Some(format!("Bearer {token}").as_str());
             Ok((!expiring && !refused).then_some(token))
@@ -355,7 +370,8 @@ impl Vault {
         if let Some(token) = fresh(&grant)? {
             return Ok((token, grant.expires_at));
         }
-        let Some(refresh) = grant.refresh_token.as_deref().map(|s| self.open(s)).transpose()? else {
+        let refresh_place = Place::grant(grant.server_id, grant.user_id, "refresh_token");
+        let Some(refresh) = grant.refresh_token.as_deref().map(|s| self.open(s, &refresh_place)).transpose()? else {
             if grant.status == AUTHENTICATED {
                 self.mark(&grant, "invalid_grant").await;
             }
@@ -455,11 +471,15 @@ impl Vault {
 
     async fn store_tokens(&self, grant: upstream_grants::Model, token: TokenResponse) -> anyhow::Result<()> {
         let now = self.clock.now();
+        let (access_place, refresh_place) = (
+            Place::grant(grant.server_id, grant.user_id, "access_token"),
+            Place::grant(grant.server_id, grant.user_id, "refresh_token"),
+        );
         let mut active = grant.into_active_model();
-        active.access_token = Set(Some(self.sealer.seal(token.access_token.as_bytes())?));
+        active.access_token = Set(Some(self.sealer.seal_at(token.access_token.as_bytes(), &access_place)?));
         // A provider that rotates refresh tokens sends a new one; otherwise the old one stays.
         if let Some(refresh) = token.refresh_token {
-            active.refresh_token = Set(Some(self.sealer.seal(refresh.as_bytes())?));
+            active.refresh_token = Set(Some(self.sealer.seal_at(refresh.as_bytes(), &refresh_place)?));
         }
         active.expires_at = Set(token.expires_in.map(|s| now + Duration::seconds(s)));
         if let Some(scope) = token.scope {
@@ -483,7 +503,10 @@ impl Vault {
         if let Some(row) = stored {
             if let Ok(endpoints) = serde_json::from_value(row.endpoints.clone()) {
                 let secret = match &row.client_secret {
-                    Some(s) => Some(self.open(s).map_err(|e| OAuthError::Upstream(e.to_string()))?),
+                    Some(s) => Some(
+                        self.open(s, &Place::upstream_client(server.id))
+                            .map_err(|e| OAuthError::Upstream(e.to_string()))?,
+                    ),
                     None => None,
                 };
                 return Ok(OAuthClient {
@@ -498,7 +521,11 @@ impl Vault {
         let client =
             oauth::establish(&self.http, url, config, &self.callback_url(), &self.metadata_document_url()).await?;
         let sealed_secret = match &client.client_secret {
-            Some(s) => Some(self.sealer.seal(s.as_bytes()).map_err(|e| OAuthError::Upstream(e.to_string()))?),
+            Some(s) => Some(
+                self.sealer
+                    .seal_at(s.as_bytes(), &Place::upstream_client(server.id))
+                    .map_err(|e| OAuthError::Upstream(e.to_string()))?,
+            ),
             None => None,
         };
         let row = upstream_clients::ActiveModel {
@@ -520,7 +547,8 @@ impl Vault {
 
     /// The server's OAuth configuration, secrets opened; `None` when it uses another kind of auth.
     fn oauth_config(&self, server: &servers::Model) -> ApiResult<Option<OAuth2Auth>> {
-        match server.auth_data.as_ref().map(|s| AuthData::open(s, &self.sealer)).transpose()? {
+        let place = Place::server_auth(server.tenant_id, &server.slug);
+        match server.auth_data.as_ref().map(|s| AuthData::open(s, &self.sealer, &place)).transpose()? {
             Some(AuthData::OAuth2(o)) => Ok(Some(o)),
             _ => Ok(None),
         }
@@ -562,11 +590,13 @@ impl Vault {
             .filter(upstream_auth_states::Column::ExpiresAt.lt(now))
             .exec(&self.db)
             .await?;
+        let state_digest = crate::auth::session::digest(&state);
+        let verifier = self.sealer.seal_at(verifier.as_bytes(), &Place::auth_state(&state_digest))?;
         upstream_auth_states::ActiveModel {
-            state_digest: Set(crate::auth::session::digest(&state)),
+            state_digest: Set(state_digest),
             user_id: Set(user),
             server_id: Set(server.id),
-            verifier: Set(self.sealer.seal(verifier.as_bytes())?),
+            verifier: Set(verifier),
             return_to: Set(return_to),
             expires_at: Set(now + Duration::minutes(STATE_LIFETIME_MINUTES)),
             ..Default::default()
@@ -618,7 +648,8 @@ impl Vault {
                 )));
             }
         }
-        let verifier = String::from_utf8(self.sealer.open(&row.verifier)?).map_err(anyhow::Error::from)?;
+        let verifier = String::from_utf8(self.sealer.open_at(&row.verifier, &Place::auth_state(&row.state_digest))?)
+            .map_err(anyhow::Error::from)?;
         let form = vec![
             ("grant_type".to_owned(), "authorization_code".to_owned()),
             ("code".to_owned(), code.to_owned()),
@@ -704,9 +735,14 @@ impl Vault {
             self.grant(server.id, user).await.map_err(|e| anyhow::anyhow!(e.to_string()))?.ok_or(ApiError::NotFound)?;
         if let Some(config) = self.oauth_config(server)? {
             if let Ok(client) = self.client(server, &config).await {
-                if let Some(refresh) = grant.refresh_token.as_deref().and_then(|s| self.open(s).ok()) {
+                let place = |column| Place::grant(grant.server_id, grant.user_id, column);
+                if let Some(refresh) =
+                    grant.refresh_token.as_deref().and_then(|s| self.open(s, &place("refresh_token")).ok())
+                {
                     oauth::revoke(&self.http, &client, &refresh, "refresh_token").await;
-                } else if let Some(access) = grant.access_token.as_deref().and_then(|s| self.open(s).ok()) {
+                } else if let Some(access) =
+                    grant.access_token.as_deref().and_then(|s| self.open(s, &place("access_token")).ok())
+                {
                     oauth::revoke(&self.http, &client, &access, "access_token").await;
                 }
             }

@@ -349,9 +349,10 @@ pub async fn rotate_due<C: TransactionTrait + ConnectionTrait>(
         let Some(tenant) = tenants::Entity::find_by_id(va.tenant_id).one(db).await? else { continue };
         let txn = db.begin().await?;
         let issued = tokens::regenerate_in(&txn, &Actor::system(), &tenant, &va, grace_of(&va, None), now).await?;
+        let place = crate::auth::seal::Place::pending_token(&issued.row.public_id);
         let mut active: access_tokens::ActiveModel = issued.row.into();
         active.name = Set("scheduled rotation".to_owned());
-        active.pending_secret = Set(Some(sealer.seal(issued.secret.as_bytes())?));
+        active.pending_secret = Set(Some(sealer.seal_at(issued.secret.as_bytes(), &place)?));
         active.update(&txn).await?;
         txn.commit().await?;
         rotated += 1;
@@ -374,7 +375,8 @@ pub async fn claim<C: TransactionTrait>(
     let sealed = row.pending_secret.clone().ok_or_else(|| {
         ApiError::conflict("nothing_to_claim", None, "this token was already handed out, or was not issued by rotation")
     })?;
-    let secret = String::from_utf8(sealer.open(&sealed)?).map_err(|e| ApiError::Internal(e.into()))?;
+    let place = crate::auth::seal::Place::pending_token(&row.public_id);
+    let secret = String::from_utf8(sealer.open_at(&sealed, &place)?).map_err(|e| ApiError::Internal(e.into()))?;
     let mut active: access_tokens::ActiveModel = row.into();
     active.pending_secret = Set(None);
     let row = active.update(&txn).await?;

@@ -149,7 +149,8 @@ pub fn page(status: StatusCode, title: &str, body: &str) -> HttpResponse {
             "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'",
         ))
         .insert_header(("x-frame-options", "DENY"))
-        .insert_header(("referrer-policy", "no-referrer"))
+        // Not `no-referrer`: browsers then send `Origin: null` on the page's own form posts.
+        .insert_header(("referrer-policy", "same-origin"))
         .insert_header(("cache-control", "no-store"))
         .insert_header(("x-content-type-options", "nosniff"))
         .body(format!(

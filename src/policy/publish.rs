@@ -16,7 +16,7 @@ use sea_orm::{
 use serde_json::json;
 use tokio::sync::{watch, Notify};
 
-use crate::auth::seal::Sealer;
+use crate::auth::seal::{Place, Sealer};
 use crate::policy::compile::compile;
 use crate::policy::sign::{self, KeyMaterial};
 use crate::policy::Jwks;
@@ -80,7 +80,7 @@ async fn store_key(db: &impl ConnectionTrait, sealer: &Sealer, now: DateTime<Utc
     let key = KeyMaterial::generate()?;
     signing_keys::ActiveModel {
         kid: Set(key.kid.clone()),
-        private_key: Set(sealer.seal(&key.pkcs8)?),
+        private_key: Set(sealer.seal_at(&key.pkcs8, &Place::signing_key(&key.kid))?),
         public_key: Set(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&key.public)),
         state: Set(KEY_ACTIVE.to_owned()),
         created_at: Set(now),
@@ -95,7 +95,9 @@ async fn store_key(db: &impl ConnectionTrait, sealer: &Sealer, now: DateTime<Utc
 /// The active signing key, created on first use.
 pub async fn active_key(db: &impl ConnectionTrait, sealer: &Sealer, now: DateTime<Utc>) -> anyhow::Result<KeyMaterial> {
     match signing_keys::Entity::find().filter(signing_keys::Column::State.eq(KEY_ACTIVE)).one(db).await? {
-        Some(row) => KeyMaterial::from_pkcs8(sealer.open(&row.private_key)?, Some(row.kid)),
+        Some(row) => {
+            KeyMaterial::from_pkcs8(sealer.open_at(&row.private_key, &Place::signing_key(&row.kid))?, Some(row.kid))
+        }
         None => store_key(db, sealer, now).await,
     }
 }

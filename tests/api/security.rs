@@ -461,7 +461,10 @@ async fn page_sign_in_forms_refuse_cross_site_posts() {
     let connect = format!("{}/connect/acme/keyed", app.base);
     let browser =
         reqwest::Client::builder().cookie_store(true).redirect(reqwest::redirect::Policy::none()).build().unwrap();
-    let form = browser.get(&connect).send().await.unwrap().text().await.unwrap();
+    let shown = browser.get(&connect).send().await.unwrap();
+    // A `no-referrer` page makes browsers send `Origin: null` on its own form posts.
+    assert_eq!(shown.headers()["referrer-policy"], "same-origin");
+    let form = shown.text().await.unwrap();
     let token = hidden(&form, "form_token");
     let sign_in = |origin: Option<&str>, token: &str| {
         let mut request = browser.post(format!("{connect}/sign-in")).form(&[
