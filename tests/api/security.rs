@@ -76,6 +76,12 @@ async fn members(app: &TestApp) -> (Client, Client, Client, String) {
     (admin, ann, bob, token)
 }
 
+/// Registers a remote server of `acme` with this outbound auth.
+async fn remote(client: &Client, slug: &str, url: &str, auth: Value) {
+    let body = json!({"slug": slug, "display_name": slug, "kind": "remote", "url": url, "auth_data": auth});
+    client.post("/api/v1/tenants/acme/servers", body).await.expect(201);
+}
+
 async fn audit(admin: &Client, action: &str) -> Vec<Value> {
     let page = admin.get(&format!("/api/v1/tenants/acme/audit-events?action={action}&limit=100")).await.expect(200);
     page["items"].as_array().unwrap().clone()
@@ -87,14 +93,13 @@ async fn a_virtual_server_does_not_launder_access_to_its_members() {
     let app = spawn_app().await;
     let (admin, ann, _, token) = members(&app).await;
     let secret = guarded::start(Guard::header("x-api-key", &[("shared-secret", "secret-owner")])).await;
-    admin
-        .post(
-            "/api/v1/tenants/acme/servers",
-            json!({"slug": "secret", "display_name": "Secret", "kind": "remote", "url": secret.url,
-                   "auth_data": {"type": "header", "auth_level": "global", "headers": {"x-api-key": "shared-secret"}}}),
-        )
-        .await
-        .expect(201);
+    remote(
+        &admin,
+        "secret",
+        &secret.url,
+        json!({"type": "header", "auth_level": "global", "headers": {"x-api-key": "shared-secret"}}),
+    )
+    .await;
     admin
         .post(
             "/api/v1/tenants/acme/servers",
@@ -249,14 +254,7 @@ async fn the_provider_callback_links_nothing_without_the_starting_persons_sessio
     let app = spawn_app().await;
     let (admin, ann, _, _) = members(&app).await;
     let provider = guarded::start(Guard::OAuth).await;
-    admin
-        .post(
-            "/api/v1/tenants/acme/servers",
-            json!({"slug": "oauthy", "display_name": "OAuthy", "kind": "remote", "url": provider.url,
-                   "auth_data": {"type": "oauth2", "grant_type": "authorization_code"}}),
-        )
-        .await
-        .expect(201);
+    remote(&admin, "oauthy", &provider.url, json!({"type": "oauth2", "grant_type": "authorization_code"})).await;
     grant(&admin, "oauthy", "user:ann@example.com").await;
     let browser =
         || reqwest::Client::builder().cookie_store(true).redirect(reqwest::redirect::Policy::none()).build().unwrap();
@@ -379,14 +377,13 @@ async fn moving_a_server_to_another_origin_does_not_take_its_secrets_along() {
     let app = spawn_app().await;
     let (admin, ann, bob, _) = members(&app).await;
     let real = guarded::start(Guard::header("x-api-key", &[("vault-secret-9", "owner")])).await;
-    admin
-        .post(
-            "/api/v1/tenants/acme/servers",
-            json!({"slug": "vault", "display_name": "Vault", "kind": "remote", "url": real.url,
-                   "auth_data": {"type": "header", "auth_level": "global", "headers": {"X-Api-Key": "vault-secret-9"}}}),
-        )
-        .await
-        .expect(201);
+    remote(
+        &admin,
+        "vault",
+        &real.url,
+        json!({"type": "header", "auth_level": "global", "headers": {"X-Api-Key": "vault-secret-9"}}),
+    )
+    .await;
     admin
         .send(
             reqwest::Method::PUT,
@@ -413,14 +410,13 @@ async fn moving_a_server_to_another_origin_does_not_take_its_secrets_along() {
     assert!(thief.requests().iter().all(|r| !r.contains("vault-secret-9")), "{:?}", thief.requests());
 
     // People's own keys for a per-user server are dropped when it moves.
-    admin
-        .post(
-            "/api/v1/tenants/acme/servers",
-            json!({"slug": "keyed", "display_name": "Keyed", "kind": "remote", "url": real.url,
-                   "auth_data": {"type": "header", "auth_level": "per_user", "headers": {"X-Api-Key": "{{API_KEY}}"}}}),
-        )
-        .await
-        .expect(201);
+    remote(
+        &admin,
+        "keyed",
+        &real.url,
+        json!({"type": "header", "auth_level": "per_user", "headers": {"X-Api-Key": "{{API_KEY}}"}}),
+    )
+    .await;
     grant(&admin, "keyed", "user:bob@example.com").await;
     bob.send(
         reqwest::Method::PUT,
@@ -449,14 +445,13 @@ async fn page_sign_in_forms_refuse_cross_site_posts() {
     let app = spawn_app().await;
     let (admin, _, _, _) = members(&app).await;
     let keyed = guarded::start(Guard::header("x-api-key", &[("k", "ann")])).await;
-    admin
-        .post(
-            "/api/v1/tenants/acme/servers",
-            json!({"slug": "keyed", "display_name": "Keyed", "kind": "remote", "url": keyed.url,
-                   "auth_data": {"type": "header", "auth_level": "per_user", "headers": {"x-api-key": "{{API_KEY}}"}}}),
-        )
-        .await
-        .expect(201);
+    remote(
+        &admin,
+        "keyed",
+        &keyed.url,
+        json!({"type": "header", "auth_level": "per_user", "headers": {"x-api-key": "{{API_KEY}}"}}),
+    )
+    .await;
     grant(&admin, "keyed", "user:ann@example.com").await;
     let connect = format!("{}/connect/acme/keyed", app.base);
     let browser =
@@ -704,14 +699,13 @@ async fn control_characters_never_reach_a_credential() {
     let app = spawn_app().await;
     let (admin, ann, _, _) = members(&app).await;
     let keyed = guarded::start(Guard::header("x-api-key", &[("k", "ann")])).await;
-    admin
-        .post(
-            "/api/v1/tenants/acme/servers",
-            json!({"slug": "keyed", "display_name": "Keyed", "kind": "remote", "url": keyed.url,
-                   "auth_data": {"type": "header", "auth_level": "per_user", "headers": {"x-api-key": "{{API_KEY}}"}}}),
-        )
-        .await
-        .expect(201);
+    remote(
+        &admin,
+        "keyed",
+        &keyed.url,
+        json!({"type": "header", "auth_level": "per_user", "headers": {"x-api-key": "{{API_KEY}}"}}),
+    )
+    .await;
     grant(&admin, "keyed", "user:ann@example.com").await;
     for bad in ["a\u{0}b", "a\u{1}b", "a\u{7f}b", "a\u{1b}[31mb", "line\nbreak"] {
         let reply = ann

@@ -11,7 +11,8 @@
 // When the gateway answers that the user must authorize (again) — a step-up — the harness
 // does, at most 3 times in all.
 //
-// Env: MCPGATE_URL (gateway base URL), MCPGATE_TOKEN (a tenant admin's PAT),
+// Env: MCPGATE_URL (gateway base URL), MCPGATE_TOKEN (a tenant admin's PAT), MCPGATE_EMAIL and
+//      MCPGATE_PASSWORD (the same person, whose browser the provider returns to),
 //      MCP_CONFORMANCE_SCENARIO, MCP_CONFORMANCE_CONTEXT (set by the suite).
 
 const gateway = process.env.MCPGATE_URL;
@@ -55,16 +56,34 @@ let authorizations = 0;
 let session;
 let nextId = 1;
 
+/// The user's browser session at the gateway: the provider's answer is accepted only in the
+/// browser of the person who started the authorization.
+let browserCookie;
+async function browserSession() {
+  if (browserCookie) return browserCookie;
+  const response = await fetch(`${gateway}/api/v1/auth/login`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ email: process.env.MCPGATE_EMAIL, password: process.env.MCPGATE_PASSWORD }),
+  });
+  if (!response.ok) throw new Error(`signing the browser in: ${response.status}`);
+  browserCookie = response.headers.getSetCookie().map((c) => c.split(";")[0]).join("; ");
+  return browserCookie;
+}
+
 /// The user's browser: the authorization URL from the gateway, the provider's redirect, the
-/// gateway's callback.
+/// gateway's callback (with the session cookie, which only the gateway gets).
 async function authorize() {
   authorizations += 1;
   if (authorizations > MAX_AUTHORIZATIONS) throw new Error("still not authorized after 3 attempts; giving up");
   const { authorization_url } = await api("POST", `/me/connections/acme/${slug}`, {});
   log("authorizing at", new URL(authorization_url).origin);
   let response = await fetch(authorization_url, { redirect: "manual" });
+  const cookie = await browserSession();
   for (let hops = 0; response.status >= 300 && response.status < 400 && hops < 5; hops++) {
-    response = await fetch(new URL(response.headers.get("location"), response.url), { redirect: "manual" });
+    const next = new URL(response.headers.get("location"), response.url);
+    const headers = next.origin === new URL(gateway).origin ? { cookie } : {};
+    response = await fetch(next, { redirect: "manual", headers });
   }
   const page = await response.text();
   if (response.status !== 200 || !page.includes("Connected")) throw new Error(`the callback answered ${response.status}: ${page}`);
