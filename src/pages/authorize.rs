@@ -305,7 +305,7 @@ async fn sign_in_form(req: HttpRequest, state: web::Data<AppState>, form: web::F
     if let Some(refused) = outside_authorization(&form.return_to, "Sign-in failed") {
         return refused;
     }
-    if let Err(refused) = check_form_post(&req, &state, Some(&form.form_token)) {
+    if let Some(refused) = check_form_post(&req, &state, Some(&form.form_token)) {
         return refused;
     }
     match sign_in_from_form(&req, &state, &form.email, form.password).await {
@@ -329,7 +329,7 @@ async fn switch_account(req: HttpRequest, state: web::Data<AppState>, form: web:
     if let Some(refused) = outside_authorization(&form.return_to, "Not accepted") {
         return refused;
     }
-    if let Err(refused) = check_form_post(&req, &state, None) {
+    if let Some(refused) = check_form_post(&req, &state, None) {
         return refused;
     }
     let Some(secret) = req.cookie(crate::auth::session::SESSION_COOKIE).map(|c| c.value().to_owned()) else {
@@ -359,7 +359,7 @@ struct DecisionForm {
 
 async fn decision(req: HttpRequest, state: web::Data<AppState>, form: web::Form<DecisionForm>) -> HttpResponse {
     let form = form.into_inner();
-    if let Err(refused) = check_form_post(&req, &state, None) {
+    if let Some(refused) = check_form_post(&req, &state, None) {
         return refused;
     }
     let Some((user, secret)) = browser_user(&req, &state).await else {

@@ -242,7 +242,7 @@ async fn sign_in_form(
 ) -> HttpResponse {
     let (tenant, server) = path.into_inner();
     let form = form.into_inner();
-    if let Err(refused) = check_form_post(&req, &state, Some(&form.form_token)) {
+    if let Some(refused) = check_form_post(&req, &state, Some(&form.form_token)) {
         return refused;
     }
     let return_to = Next { return_to: form.return_to, ..Default::default() }.target(&state);
@@ -268,7 +268,7 @@ async fn save_key(
     form: web::Form<BTreeMap<String, String>>,
 ) -> HttpResponse {
     let (tenant, server) = path.into_inner();
-    if let Err(refused) = check_form_post(&req, &state, None) {
+    if let Some(refused) = check_form_post(&req, &state, None) {
         return refused;
     }
     let mut values = form.into_inner();

@@ -83,8 +83,8 @@ impl FormToken {
 
 /// Every page form POST: it must come from this gateway's own pages — a browser's `Origin`
 /// (and `Sec-Fetch-Site`, where sent) says so — and, for the sign-in forms, carry the form
-/// token. `Err` is the page to answer with.
-pub fn check_form_post(req: &HttpRequest, state: &AppState, form_token: Option<&str>) -> Result<(), HttpResponse> {
+/// token. `Some` is the refusal to answer with.
+pub fn check_form_post(req: &HttpRequest, state: &AppState, form_token: Option<&str>) -> Option<HttpResponse> {
     let refused = || {
         error_page(
             StatusCode::FORBIDDEN,
@@ -96,20 +96,20 @@ pub fn check_form_post(req: &HttpRequest, state: &AppState, form_token: Option<&
     if let Some(origin) = req.headers().get("origin") {
         // `null` (a sandboxed or privacy-stripped origin) is refused like a foreign one.
         if origin.to_str().ok().map(|o| o.trim_end_matches('/')) != own.as_deref() {
-            return Err(refused());
+            return Some(refused());
         }
     }
     if req.headers().get("sec-fetch-site").and_then(|v| v.to_str().ok()).is_some_and(|v| v == "cross-site") {
-        return Err(refused());
+        return Some(refused());
     }
     if let Some(presented) = form_token {
         use subtle::ConstantTimeEq;
         let cookie = req.cookie(FORM_COOKIE).map(|c| c.value().to_owned()).unwrap_or_default();
         if cookie.len() < 32 || !bool::from(cookie.as_bytes().ct_eq(presented.as_bytes())) {
-            return Err(refused());
+            return Some(refused());
         }
     }
-    Ok(())
+    None
 }
 
 /// Text made safe for HTML element content and quoted attribute values.

@@ -276,14 +276,15 @@ pub fn batch_refusals(items: &[Value], settings: &[crate::control::servers::Tool
 
 /// A batch is decided message by message, exactly as if each came alone: a refused message is
 /// answered with its own error, and then nothing of the batch goes upstream (the others are
-/// answered as not sent). Batches are refused outright where the protocol has none.
+/// answered as not sent). Batches are refused outright where the protocol has none. `Some` is
+/// the refusal.
 fn check_batch(
     ctx: &Ctx,
     req: &HttpRequest,
     revision: Option<&str>,
     entry: &ServerEntry,
     items: &[Value],
-) -> Result<(), HttpResponse> {
+) -> Option<HttpResponse> {
     let named = header(req, "mcp-method").is_some() || header(req, "mcp-name").is_some();
     if revision.is_some_and(|r| r != BATCH_REVISION) || named || entry.kind == "virtual" {
         ctx.decide_each(items, "denied", Some("batch_not_supported"), None);
@@ -291,11 +292,11 @@ fn check_batch(
             Some(r) => format!("MCP {r} has no JSON-RPC batches; send one message per request"),
             None => "this server takes one JSON-RPC message per request".to_owned(),
         };
-        return Err(rpc_error(StatusCode::BAD_REQUEST, &Value::Null, INVALID_REQUEST, why));
+        return Some(rpc_error(StatusCode::BAD_REQUEST, &Value::Null, INVALID_REQUEST, why));
     }
     let refusals = batch_refusals(items, &entry.tool_settings);
     if refusals.iter().all(Option::is_none) {
-        return Ok(());
+        return None;
     }
     let mut answers = Vec::new();
     for (message, refusal) in items.iter().zip(&refusals) {
@@ -310,7 +311,7 @@ fn check_batch(
         };
         answers.push(json!({"jsonrpc": "2.0", "id": id, "error": error}));
     }
-    Err(HttpResponse::Ok().json(answers))
+    Some(HttpResponse::Ok().json(answers))
 }
 
 /// Whether an initialize request declares URL-mode elicitation.
@@ -540,7 +541,7 @@ pub async fn handle(
         );
     }
     if let Some(items) = &batch {
-        if let Err(refused) = check_batch(&ctx, &req, revision, entry, items) {
+        if let Some(refused) = check_batch(&ctx, &req, revision, entry, items) {
             return refused;
         }
     }
