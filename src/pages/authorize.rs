@@ -4,6 +4,7 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
+use maud::{html, Markup};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 use secrecy::SecretString;
 use serde::Deserialize;
@@ -16,7 +17,9 @@ use crate::auth::session::{csrf_matches, csrf_token};
 use crate::control::{servers, tenants};
 use crate::error::ApiError;
 use crate::pages::connect::browser_user;
-use crate::pages::{check_form_post, error_page, escape, page, sign_in_from_form, url_encode, FormSignIn, FormToken};
+use crate::pages::{
+    check_form_post, error_page, failure_page, page, sign_in_from_form, url_encode, FormSignIn, FormToken,
+};
 use crate::proxy::index::Subject;
 use crate::startup::AppState;
 use crate::store::entities::{servers as server_rows, users, virtual_members};
@@ -111,22 +114,28 @@ async fn sign_in_page(req: &HttpRequest, state: &AppState, return_to: &str, prob
             .unwrap_or_else(|_| "An application".into()),
         None => "An application".into(),
     };
-    let resource = query.get("resource").map(|r| format!(" <code>{}</code>", escape(r))).unwrap_or_default();
-    let problem = problem.map(|p| format!("<p class=\"error\">{}</p>", escape(p))).unwrap_or_default();
+    let resource = query.get("resource");
     let html = page(
-        if problem.is_empty() { StatusCode::OK } else { StatusCode::UNAUTHORIZED },
+        if problem.is_none() { StatusCode::OK } else { StatusCode::UNAUTHORIZED },
         "Sign in",
-        &format!(
-            "<h1>Sign in to mcpgate</h1><p class=\"muted\">{client} wants to connect to the MCP server{resource} for you.</p>{problem}\
-             <form method=\"post\" action=\"/oauth/authorize/sign-in\">{field}\
-             <input type=\"hidden\" name=\"return_to\" value=\"{return_to}\">\
-             <label for=\"email\">Email</label><input id=\"email\" name=\"email\" type=\"email\" autocomplete=\"username\" required autofocus>\
-             <label for=\"password\">Password</label><input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required>\
-             <button type=\"submit\">Sign in</button></form>",
-            client = escape(&client),
-            return_to = escape(return_to),
-            field = token.field(),
-        ),
+        html! {
+            h1 { "Sign in to mcpgate" }
+            p.muted {
+                (client) " wants to connect to the MCP server"
+                @if let Some(resource) = resource { " " code { (resource) } }
+                " for you."
+            }
+            @if let Some(problem) = problem { p.error { (problem) } }
+            form method="post" action="/oauth/authorize/sign-in" {
+                (token.field())
+                input type="hidden" name="return_to" value=(return_to);
+                label for="email" { "Email" }
+                input id="email" name="email" type="email" autocomplete="username" required autofocus;
+                label for="password" { "Password" }
+                input id="password" name="password" type="password" autocomplete="current-password" required;
+                button type="submit" { "Sign in" }
+            }
+        },
     );
     token.attach(state, html)
 }
@@ -139,50 +148,49 @@ fn consent_page(
     user: &users::Model,
     here: &str,
 ) -> HttpResponse {
-    let who = match client.row.kind.as_str() {
-        clients::KIND_DOCUMENT => format!(
-            "<strong>{}</strong> <span class=\"muted\">(published by {})</span>",
-            escape(&client.display_name()),
-            escape(
-                url::Url::parse(&client.row.client_id)
-                    .ok()
-                    .and_then(|u| u.host_str().map(str::to_owned))
-                    .as_deref()
-                    .unwrap_or("")
-            )
-        ),
-        _ => format!(
-            "<strong>{}</strong> <span class=\"muted\">(the name is the application's own claim)</span>",
-            escape(&client.display_name())
-        ),
+    let publisher = url::Url::parse(&client.row.client_id).ok().and_then(|u| u.host_str().map(str::to_owned));
+    let who = html! {
+        strong { (client.display_name()) } " "
+        @if client.row.kind == clients::KIND_DOCUMENT {
+            span.muted { "(published by " (publisher.unwrap_or_default()) ")" }
+        } @else {
+            span.muted { "(the name is the application's own claim)" }
+        }
     };
     page(
         StatusCode::OK,
         "Allow access?",
-        &format!(
-            "<h1>Allow access?</h1>\
-             <p>{who} wants to use the MCP server</p><p><code>{resource}</code></p>\
-             <p>as you, <strong>{email}</strong>, with your permissions on it. After you approve, you return to \
-             <strong>{target}</strong>.</p>\
-             <p class=\"muted\">Only approve if you started this sign-in from your MCP client. You can revoke access any time \
-             under your authorizations.</p>\
-             <form method=\"post\" action=\"/oauth/authorize/decision\">\
-             <input type=\"hidden\" name=\"csrf_token\" value=\"{csrf}\">\
-             <input type=\"hidden\" name=\"request\" value=\"{sealed}\">\
-             <button type=\"submit\" name=\"decision\" value=\"approve\">Approve</button> \
-             <button type=\"submit\" name=\"decision\" value=\"deny\">Deny</button></form>\
-             <form method=\"post\" action=\"/oauth/authorize/switch-account\">\
-             <input type=\"hidden\" name=\"csrf_token\" value=\"{csrf}\">\
-             <input type=\"hidden\" name=\"return_to\" value=\"{here}\">\
-             <p class=\"muted\">Not {email}? <button type=\"submit\">Use another account</button></p></form>",
-            here = escape(here),
-            resource = escape(&pending.resource),
-            email = escape(&user.email),
-            target = escape(&redirect::display_target(&pending.redirect_uri)),
-            csrf = escape(csrf),
-            sealed = escape(sealed),
-        ),
+        html! {
+            h1 { "Allow access?" }
+            p { (who) " wants to use the MCP server" }
+            p { code { (pending.resource) } }
+            p {
+                "as you, " strong { (user.email) } ", with your permissions on it. After you approve, you return to "
+                strong { (redirect::display_target(&pending.redirect_uri)) } "."
+            }
+            p.muted {
+                "Only approve if you started this sign-in from your MCP client. You can revoke access any time under your authorizations."
+            }
+            form method="post" action="/oauth/authorize/decision" {
+                input type="hidden" name="csrf_token" value=(csrf);
+                input type="hidden" name="request" value=(sealed);
+                button type="submit" name="decision" value="approve" { "Approve" } " "
+                button type="submit" name="decision" value="deny" { "Deny" }
+            }
+            (switch_account_form(&user.email, csrf, here))
+        },
     )
+}
+
+/// "Not you? Use another account": signs the browser out and starts the request again.
+fn switch_account_form(email: &str, csrf: &str, here: &str) -> Markup {
+    html! {
+        form method="post" action="/oauth/authorize/switch-account" {
+            input type="hidden" name="csrf_token" value=(csrf);
+            input type="hidden" name="return_to" value=(here);
+            p.muted { "Not " (email) "? " button type="submit" { "Use another account" } }
+        }
+    }
 }
 
 /// Whether the user may use the server behind an MCP URL: the proxy's own decision, from the
@@ -206,22 +214,15 @@ fn cannot_use_page(
     page(
         StatusCode::FORBIDDEN,
         "No access",
-        &format!(
-            "<h1>You cannot use {t}/{s}</h1>\
-             <p>You are signed in as <strong>{email}</strong>, who is not a user of this MCP server. \
-             Ask a manager of the server for access, then connect again.</p>\
-             <p><a href=\"{back}\">Go back to the application</a></p>\
-             <form method=\"post\" action=\"/oauth/authorize/switch-account\">\
-             <input type=\"hidden\" name=\"csrf_token\" value=\"{csrf}\">\
-             <input type=\"hidden\" name=\"return_to\" value=\"{here}\">\
-             <p class=\"muted\">Not {email}? <button type=\"submit\">Use another account</button></p></form>",
-            t = escape(tenant),
-            s = escape(server),
-            email = escape(&user.email),
-            back = escape(back),
-            csrf = escape(csrf),
-            here = escape(here),
-        ),
+        html! {
+            h1 { "You cannot use " (tenant) "/" (server) }
+            p {
+                "You are signed in as " strong { (user.email) } ", who is not a user of this MCP server. "
+                "Ask a manager of the server for access, then connect again."
+            }
+            p { a href=(back) { "Go back to the application" } }
+            (switch_account_form(&user.email, csrf, here))
+        },
     )
 }
 
@@ -258,7 +259,7 @@ async fn authorize(req: HttpRequest, query: web::Query<AuthorizeQuery>, state: w
             let here = format!("/oauth/authorize?{}", req.query_string());
             return cannot_use_page(&user, &tenant, &server, &back, &here, &csrf_token(&secret));
         }
-        Err(e) => return error_page(StatusCode::INTERNAL_SERVER_ERROR, "Sign-in failed", &e.to_string()),
+        Err(e) => return failure_page("Sign-in failed", &e),
     }
     let now = state.clock.now();
     let pending = Pending::new(
@@ -278,9 +279,9 @@ async fn authorize(req: HttpRequest, query: web::Query<AuthorizeQuery>, state: w
                 let here = format!("/oauth/authorize?{}", req.query_string());
                 consent_page(&client, &pending, &sealed, &csrf_token(&secret), &user, &here)
             }
-            Err(e) => error_page(StatusCode::INTERNAL_SERVER_ERROR, "Sign-in failed", &e.to_string()),
+            Err(e) => failure_page("Sign-in failed", &e),
         },
-        Err(e) => error_page(StatusCode::INTERNAL_SERVER_ERROR, "Sign-in failed", &e.description),
+        Err(e) => failure_page("Sign-in failed", &e.description),
     }
 }
 
@@ -340,7 +341,7 @@ async fn switch_account(req: HttpRequest, state: web::Data<AppState>, form: web:
     }
     if let Ok(Some((session, _))) = crate::control::sessions::lookup(&state.db, &secret, state.clock.now()).await {
         if let Err(e) = crate::control::sessions::delete(&state.db, session.id).await {
-            return error_page(StatusCode::INTERNAL_SERVER_ERROR, "Sign-out failed", &e.to_string());
+            return failure_page("Sign-out failed", &e);
         }
     }
     HttpResponse::SeeOther()
@@ -394,7 +395,7 @@ async fn decision(req: HttpRequest, state: web::Data<AppState>, form: web::Form<
         ));
     }
     if let Err(e) = grants::remember_consent(&state.db, &pending, now).await {
-        return error_page(StatusCode::INTERNAL_SERVER_ERROR, "Sign-in failed", &e.description);
+        return failure_page("Sign-in failed", &e.description);
     }
     tracing::info!(user = user.email, client = pending.client_id, resource = pending.resource, "client approved");
     proceed(&state, pending).await
@@ -485,8 +486,7 @@ async fn servers_behind(
 /// The next chained step, or the code. A provider that cannot be reached is skipped: the
 /// sign-in still completes, and that server's tools say where to finish later.
 async fn proceed(state: &AppState, mut pending: Pending) -> HttpResponse {
-    let fail =
-        |e: &dyn std::fmt::Display| error_page(StatusCode::INTERNAL_SERVER_ERROR, "Sign-in failed", &e.to_string());
+    let fail = |e: &dyn std::fmt::Display| failure_page("Sign-in failed", e);
     let servers = match servers_behind(state, &pending.resource, pending.user).await {
         Ok(servers) => servers,
         Err(e) => return fail(&e),

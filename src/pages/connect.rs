@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
+use maud::html;
 use sea_orm::EntityTrait;
 use secrecy::SecretString;
 use serde::Deserialize;
@@ -16,7 +17,9 @@ use crate::control::outbound::{AuthData, GrantType};
 use crate::control::servers::{self, SubjectKind};
 use crate::control::{overrides, sessions, tenants};
 use crate::error::ApiError;
-use crate::pages::{check_form_post, error_page, escape, page, sign_in_from_form, url_encode, FormSignIn, FormToken};
+use crate::pages::{
+    api_error_page, check_form_post, error_page, page, sign_in_from_form, url_encode, FormSignIn, FormToken,
+};
 use crate::proxy::index::Subject;
 use crate::startup::AppState;
 use crate::store::entities::{servers as server_rows, tenants as tenant_rows, users};
@@ -68,23 +71,24 @@ fn sign_in_page(
     return_to: Option<&str>,
 ) -> HttpResponse {
     let token = FormToken::of(req);
-    let problem = problem.map(|p| format!("<p class=\"error\">{}</p>", escape(p))).unwrap_or_default();
-    let (t, s) = (escape(tenant), escape(server));
-    // Within a sign-in's chained steps the way back to the client survives signing in again.
-    let next = return_to
-        .map(|r| format!("<input type=\"hidden\" name=\"return_to\" value=\"{}\">", escape(r)))
-        .unwrap_or_default();
-    let field = token.field();
+    let action = format!("/connect/{tenant}/{server}/sign-in");
     let html = page(
-        if problem.is_empty() { StatusCode::OK } else { StatusCode::UNAUTHORIZED },
+        if problem.is_none() { StatusCode::OK } else { StatusCode::UNAUTHORIZED },
         "Sign in",
-        &format!(
-            "<h1>Sign in to connect {t}/{s}</h1>{problem}\
-             <form method=\"post\" action=\"/connect/{t}/{s}/sign-in\">{field}{next}\
-             <label for=\"email\">Email</label><input id=\"email\" name=\"email\" type=\"email\" autocomplete=\"username\" required>\
-             <label for=\"password\">Password</label><input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required>\
-             <button type=\"submit\">Sign in</button></form>"
-        ),
+        html! {
+            h1 { "Sign in to connect " (tenant) "/" (server) }
+            @if let Some(problem) = problem { p.error { (problem) } }
+            form method="post" action=(action) {
+                (token.field())
+                // Within a sign-in's chained steps the way back to the client survives signing in again.
+                @if let Some(back) = return_to { input type="hidden" name="return_to" value=(back); }
+                label for="email" { "Email" }
+                input id="email" name="email" type="email" autocomplete="username" required;
+                label for="password" { "Password" }
+                input id="password" name="password" type="password" autocomplete="current-password" required;
+                button type="submit" { "Sign in" }
+            }
+        },
     );
     token.attach(state, html)
 }
@@ -121,49 +125,45 @@ fn key_form(
     return_to: Option<&str>,
     progress: Option<(u32, u32)>,
 ) -> HttpResponse {
-    let problem = problem.map(|p| format!("<p class=\"error\">{}</p>", escape(p))).unwrap_or_default();
-    let fields: String = placeholders
-        .iter()
-        .map(|name| {
-            let n = escape(name);
-            format!("<label for=\"f-{n}\">{n}</label><input id=\"f-{n}\" name=\"{n}\" type=\"password\" autocomplete=\"off\" required>")
-        })
-        .collect();
-    let (t, s) = (escape(tenant), escape(&server.slug));
     // As a step of a sign-in it says so, and where the person goes next.
-    let next = return_to
-        .map(|r| {
-            let (what, then) = match progress {
-                Some((k, n)) if k < n => (format!("Step {k} of {n} of your sign-in"), "on to the next step"),
-                Some((k, n)) => (format!("Step {k} of {n} of your sign-in"), "straight back to your MCP client"),
-                None => ("A step of your sign-in".to_owned(), "straight back to your MCP client"),
-            };
-            let kept = progress
-                .map(|(k, n)| {
-                    format!("<input type=\"hidden\" name=\"step\" value=\"{k}\"><input type=\"hidden\" name=\"steps\" value=\"{n}\">")
-                })
-                .unwrap_or_default();
-            format!(
-                "<p><strong>{what}</strong>: once this is saved, you go {then}.</p>\
-                 <input type=\"hidden\" name=\"return_to\" value=\"{}\">{kept}",
-                escape(r)
-            )
-        })
-        .unwrap_or_default();
+    let step = return_to.map(|back| {
+        let (what, then) = match progress {
+            Some((k, n)) if k < n => (format!("Step {k} of {n} of your sign-in"), "on to the next step"),
+            Some((k, n)) => (format!("Step {k} of {n} of your sign-in"), "straight back to your MCP client"),
+            None => ("A step of your sign-in".to_owned(), "straight back to your MCP client"),
+        };
+        html! {
+            p { strong { (what) } ": once this is saved, you go " (then) "." }
+            input type="hidden" name="return_to" value=(back);
+            @if let Some((k, n)) = progress {
+                input type="hidden" name="step" value=(k);
+                input type="hidden" name="steps" value=(n);
+            }
+        }
+    });
+    let action = format!("/connect/{tenant}/{}", server.slug);
     page(
-        if problem.is_empty() { StatusCode::OK } else { StatusCode::UNPROCESSABLE_ENTITY },
+        if problem.is_none() { StatusCode::OK } else { StatusCode::UNPROCESSABLE_ENTITY },
         "Your credential",
-        &format!(
-            "<h1>Your credential for {name}</h1>{problem}\
-             <p>Signed in as <strong>{account}</strong>: what you enter here is saved for this account.</p>\
-             <p class=\"muted\">{t}/{s} calls its upstream with your own credential. It is stored encrypted \
-             and used only for your requests; nobody can read it back.</p>\
-             <form method=\"post\" action=\"/connect/{t}/{s}\"><input type=\"hidden\" name=\"csrf_token\" value=\"{csrf}\">\
-             {next}{fields}<button type=\"submit\">Save</button></form>",
-            name = escape(&server.display_name),
-            csrf = escape(csrf),
-            account = escape(account),
-        ),
+        html! {
+            h1 { "Your credential for " (server.display_name) }
+            @if let Some(problem) = problem { p.error { (problem) } }
+            p { "Signed in as " strong { (account) } ": what you enter here is saved for this account." }
+            p.muted {
+                (tenant) "/" (server.slug) " calls its upstream with your own credential. It is stored encrypted "
+                "and used only for your requests; nobody can read it back."
+            }
+            form method="post" action=(action) {
+                input type="hidden" name="csrf_token" value=(csrf);
+                @if let Some(step) = step { (step) }
+                @for name in placeholders {
+                    @let id = format!("f-{name}");
+                    label for=(id) { (name) }
+                    input id=(id) name=(name) type="password" autocomplete="off" required;
+                }
+                button type="submit" { "Save" }
+            }
+        },
     )
 }
 
@@ -171,12 +171,10 @@ fn done_page(tenant: &str, server: &str, what: &str) -> HttpResponse {
     page(
         StatusCode::OK,
         "Connected",
-        &format!(
-            "<h1>{}</h1><p>{}/{} is ready. You can close this window and go back to your MCP client.</p>",
-            escape(what),
-            escape(tenant),
-            escape(server)
-        ),
+        html! {
+            h1 { (what) }
+            p { (tenant) "/" (server) " is ready. You can close this window and go back to your MCP client." }
+        },
     )
 }
 
@@ -200,7 +198,7 @@ async fn show(
         Some(AuthData::OAuth2(o)) if o.grant_type == Some(GrantType::AuthorizationCode) => {
             match state.vault.start(&server_row, user.id, return_to).await {
                 Ok(url) => HttpResponse::SeeOther().insert_header(("location", url)).finish(),
-                Err(e) => error_page(StatusCode::BAD_GATEWAY, "The provider is not reachable", &e.to_string()),
+                Err(e) => api_error_page(StatusCode::BAD_GATEWAY, "The provider is not reachable", &e),
             }
         }
         Some(auth) if !auth.placeholder_names().is_empty() => key_form(
@@ -216,11 +214,7 @@ async fn show(
         _ => page(
             StatusCode::OK,
             "Nothing to connect",
-            &format!(
-                "<h1>Nothing to connect</h1><p>{}/{} needs no credential of yours.</p>",
-                escape(&tenant),
-                escape(&server)
-            ),
+            html! { h1 { "Nothing to connect" } p { (tenant) "/" (server) " needs no credential of yours." } },
         ),
     }
 }
@@ -325,7 +319,7 @@ async fn save_key(
                 next.progress(),
             )
         }
-        Err(e) => error_page(StatusCode::CONFLICT, "Not saved", &e.to_string()),
+        Err(e) => api_error_page(StatusCode::CONFLICT, "Not saved", &e),
     }
 }
 
@@ -379,7 +373,7 @@ async fn callback(req: HttpRequest, query: web::Query<CallbackQuery>, state: web
             done_page(&tenant.unwrap_or_default(), &server.slug, "Connected")
         }
         Err(ApiError::Forbidden(why)) => error_page(StatusCode::FORBIDDEN, "Not connected", &why),
-        Err(e) => error_page(StatusCode::BAD_GATEWAY, "Not connected", &e.to_string()),
+        Err(e) => api_error_page(StatusCode::BAD_GATEWAY, "Not connected", &e),
     }
 }
 

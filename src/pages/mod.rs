@@ -1,6 +1,7 @@
 //! Server-rendered pages for people in a browser, outside the console: signing in to connect a
 //! server, entering one's own key, coming back from a provider. Plain HTML, no script, strict
-//! headers.
+//! headers. Markup is written with maud's `html!`: checked at compile time, and every value put
+//! into it is escaped unless it is markup already.
 
 pub mod authorize;
 pub mod connect;
@@ -8,6 +9,7 @@ pub mod connect;
 use actix_web::cookie::Cookie;
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse};
+use maud::{html, Markup, DOCTYPE};
 use secrecy::SecretString;
 
 use crate::error::{ApiError, ApiResult, FieldError};
@@ -37,7 +39,7 @@ pub async fn sign_in_from_form(req: &HttpRequest, state: &AppState, email: &str,
         Err(ApiError::InvalidCredentials | ApiError::Validation(_)) => {
             FormSignIn::Retry("The email or password is not correct.".into())
         }
-        Err(e) => FormSignIn::Failed(error_page(StatusCode::INTERNAL_SERVER_ERROR, "Sign-in failed", &e.to_string())),
+        Err(e) => FormSignIn::Failed(failure_page("Sign-in failed", &e)),
     }
 }
 
@@ -61,9 +63,9 @@ impl FormToken {
         }
     }
 
-    /// The hidden field, for the form's HTML.
-    pub fn field(&self) -> String {
-        format!("<input type=\"hidden\" name=\"form_token\" value=\"{}\">", escape(&self.value))
+    /// The hidden field, for the form.
+    pub fn field(&self) -> Markup {
+        html! { input type="hidden" name="form_token" value=(self.value); }
     }
 
     /// The page, with the cookie when it is new.
@@ -112,22 +114,6 @@ pub fn check_form_post(req: &HttpRequest, state: &AppState, form_token: Option<&
     None
 }
 
-/// Text made safe for HTML element content and quoted attribute values.
-pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            _ => out.push(c),
-        }
-    }
-    out
-}
-
 const STYLE: &str = "body{font-family:system-ui,sans-serif;max-width:34rem;margin:3rem auto;padding:0 1rem;color:#1d232b}\
 h1{font-size:1.4rem}label{display:block;margin:.8rem 0 .2rem;font-weight:600}\
 input{width:100%;padding:.5rem;box-sizing:border-box;font:inherit}button{margin-top:1rem;padding:.5rem 1.2rem;font:inherit}\
@@ -138,8 +124,20 @@ pub fn url_encode(value: &str) -> String {
     url::form_urlencoded::byte_serialize(value.as_bytes()).collect()
 }
 
-/// A complete page; `body` is already HTML.
-pub fn page(status: StatusCode, title: &str, body: &str) -> HttpResponse {
+/// A complete page around `body`.
+pub fn page(status: StatusCode, title: &str, body: Markup) -> HttpResponse {
+    let document = html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width,initial-scale=1";
+                title { (title) " · mcpgate" }
+                style { (maud::PreEscaped(STYLE)) }
+            }
+            body { (body) }
+        }
+    };
     HttpResponse::build(status)
         .content_type("text/html; charset=utf-8")
         // No `form-action`: browsers apply it to the redirects that follow a submission, and a
@@ -153,17 +151,32 @@ pub fn page(status: StatusCode, title: &str, body: &str) -> HttpResponse {
         .insert_header(("referrer-policy", "same-origin"))
         .insert_header(("cache-control", "no-store"))
         .insert_header(("x-content-type-options", "nosniff"))
-        .body(format!(
-            "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" \
-             content=\"width=device-width,initial-scale=1\"><title>{} · mcpgate</title><style>{STYLE}</style></head>\
-             <body>{body}</body></html>",
-            escape(title)
-        ))
+        .body(document.into_string())
 }
 
-/// A page that says what went wrong, in words.
+/// A page that says what went wrong, in words the person can act on.
 pub fn error_page(status: StatusCode, title: &str, message: &str) -> HttpResponse {
-    page(status, title, &format!("<h1>{}</h1><p class=\"error\">{}</p>", escape(title), escape(message)))
+    page(status, title, html! { h1 { (title) } p.error { (message) } })
+}
+
+/// An API error on a page: what the person can act on in words, an internal failure as
+/// [`failure_page`].
+pub fn api_error_page(status: StatusCode, title: &str, error: &ApiError) -> HttpResponse {
+    match error {
+        ApiError::Internal(_) => failure_page(title, error),
+        other => error_page(status, title, &other.to_string()),
+    }
+}
+
+/// A failure on the gateway's side: the cause goes to the log (with the request's id, from its
+/// span), the person gets words, not a database's or a library's text.
+pub fn failure_page(title: &str, error: &dyn std::fmt::Display) -> HttpResponse {
+    tracing::error!(error = %error, "{title}");
+    error_page(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        title,
+        "Something went wrong on the gateway's side. Try again in a moment; if it keeps happening, tell the gateway's administrator the time it happened.",
+    )
 }
 
 /// `return_to` must stay on this gateway: anything else would make it an open redirect. It is
@@ -221,8 +234,13 @@ mod tests {
     }
 
     #[test]
-    fn escapes_markup_and_keeps_redirects_home() {
-        assert_eq!(escape("<a href=\"x\">'&'</a>"), "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;");
+    fn pages_escape_what_they_show_and_redirects_stay_home() {
+        let shown = error_page(StatusCode::BAD_REQUEST, "<b>title</b>", "<script>alert(1)</script>\"'&");
+        let body = actix_web::body::to_bytes(shown.into_body());
+        let body = futures_util::FutureExt::now_or_never(body).unwrap().unwrap();
+        let text = String::from_utf8(body.to_vec()).unwrap();
+        assert!(!text.contains("<script>") && !text.contains("<b>"), "{text}");
+        assert!(text.contains("&lt;script&gt;alert(1)&lt;/script&gt;&quot;'&amp;"), "{text}");
         let base = "https://gw.example";
         assert_eq!(check_return_to(base, "/connect/acme/github?a=1").unwrap(), "/connect/acme/github?a=1");
         assert_eq!(check_return_to(base, "https://gw.example/x").unwrap(), "/x");
