@@ -4,6 +4,7 @@
 
 pub mod credentials;
 pub mod decisions;
+pub mod error;
 pub mod guard;
 pub mod holder;
 pub mod index;

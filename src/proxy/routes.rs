@@ -144,28 +144,10 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<ProxyState>) {
     );
 }
 
-fn json_error(status: StatusCode, code: &str, message: impl Into<String>) -> HttpResponse {
-    HttpResponse::build(status).json(json!({"error": code, "message": message.into()}))
-}
-
-/// A JSON-RPC error for the request's id, so MCP clients can show it.
-pub fn rpc_error(status: StatusCode, id: &Value, code: i64, message: impl Into<String>) -> HttpResponse {
-    HttpResponse::build(status)
-        .json(json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message.into()}}))
-}
-
-pub const INVALID_REQUEST: i64 = -32600;
-pub const METHOD_NOT_FOUND: i64 = -32601;
-pub const INVALID_PARAMS: i64 = -32602;
-pub const INTERNAL: i64 = -32603;
-/// Gateway-side failures reaching the upstream (implementation-defined server error range).
-pub const UPSTREAM_FAILED: i64 = -32002;
-/// Too many requests from one identity (`429`).
-pub const RATE_LIMITED: i64 = -32005;
-/// The caller must supply or authorize an upstream credential first; `data.url` says where.
-pub const CREDENTIAL_REQUIRED: i64 = -32003;
-/// MCP 2025-11-25: the client must open a URL (URL-mode elicitation) before retrying.
-pub const URL_ELICITATION_REQUIRED: i64 = -32042;
+pub use crate::proxy::error::{
+    credential_required, rpc_error, ProxyError, CREDENTIAL_REQUIRED, INTERNAL, INVALID_PARAMS, INVALID_REQUEST,
+    METHOD_NOT_FOUND, RATE_LIMITED, UPSTREAM_FAILED, URL_ELICITATION_REQUIRED,
+};
 
 /// One request's facts, for the decision it ends with.
 pub struct Ctx {
@@ -182,6 +164,8 @@ pub struct Ctx {
     pub now: chrono::DateTime<chrono::Utc>,
     /// The client declared URL-mode elicitation (2025-11-25) when it initialized.
     pub url_elicitation: bool,
+    /// The JSON-RPC id of the request (null for batches, GET and DELETE).
+    pub id: Value,
 }
 
 impl Ctx {
@@ -223,39 +207,25 @@ impl Ctx {
         }
     }
 
-    pub fn upstream_failed(&self, id: &Value, error: &UpstreamError) -> HttpResponse {
-        if let UpstreamError::Credential(CredentialError::ActionRequired { message, url }) = error {
-            self.decide("denied", Some(error.reason()), None);
-            return credential_required(id, message, url, self.url_elicitation);
-        }
-        self.decide("error", Some(error.reason()), None);
-        tracing::warn!(tenant = self.tenant, server = self.server, error = %error, "upstream request failed");
-        let status = match error {
-            UpstreamError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
-            _ => StatusCode::BAD_GATEWAY,
-        };
-        rpc_error(status, id, UPSTREAM_FAILED, format!("{}/{}: {error}", self.tenant, self.server))
+    /// The refusal's decision, recorded where it names a tenant, and its answer.
+    pub fn refuse(&self, error: ProxyError) -> HttpResponse {
+        self.refuse_for(&self.id.clone(), error)
     }
-}
 
-/// The answer to a request that needs the caller's own upstream credential first: the URL to
-/// fix it, as a URL elicitation when the client can open one, else in the message and data.
-pub fn credential_required(id: &Value, message: &str, url: &str, url_elicitation: bool) -> HttpResponse {
-    let error = if url_elicitation {
-        json!({
-            "code": URL_ELICITATION_REQUIRED,
-            "message": message,
-            "data": {"elicitations": [{
-                "mode": "url",
-                "elicitationId": uuid::Uuid::new_v4().to_string(),
-                "url": url,
-                "message": message,
-            }]},
-        })
-    } else {
-        json!({"code": CREDENTIAL_REQUIRED, "message": format!("{message} Open {url}"), "data": {"url": url}})
-    };
-    HttpResponse::Ok().json(json!({"jsonrpc": "2.0", "id": id, "error": error}))
+    /// As [`Self::refuse`], answering the message with this id.
+    pub fn refuse_for(&self, id: &Value, error: ProxyError) -> HttpResponse {
+        if error.recorded() && self.tenant_id.is_some() {
+            self.decide(error.outcome(), Some(error.reason()), None);
+        }
+        if error.outcome() == "error" {
+            tracing::warn!(tenant = self.tenant, server = self.server, error = %error, "upstream request failed");
+        }
+        error.response(id, self.url_elicitation)
+    }
+
+    pub fn upstream_failed(&self, id: &Value, error: &UpstreamError) -> HttpResponse {
+        self.refuse_for(id, ProxyError::Upstream(format!("{}/{}", self.tenant, self.server), error.clone()))
+    }
 }
 
 /// The last protocol revision with JSON-RPC batches (2025-06-18 removed them).
@@ -287,12 +257,13 @@ fn check_batch(
 ) -> Option<HttpResponse> {
     let named = header(req, "mcp-method").is_some() || header(req, "mcp-name").is_some();
     if revision.is_some_and(|r| r != BATCH_REVISION) || named || entry.kind == "virtual" {
-        ctx.decide_each(items, "denied", Some("batch_not_supported"), None);
         let why = match revision.filter(|r| *r != BATCH_REVISION) {
             Some(r) => format!("MCP {r} has no JSON-RPC batches; send one message per request"),
             None => "this server takes one JSON-RPC message per request".to_owned(),
         };
-        return Some(rpc_error(StatusCode::BAD_REQUEST, &Value::Null, INVALID_REQUEST, why));
+        let error = ProxyError::BatchNotSupported(why);
+        ctx.decide_each(items, error.outcome(), Some(error.reason()), None);
+        return Some(error.response(&Value::Null, false));
     }
     let refusals = batch_refusals(items, &entry.tool_settings);
     if refusals.iter().all(Option::is_none) {
@@ -322,35 +293,23 @@ fn declares_url_elicitation(message: Option<&Value>) -> bool {
         .is_some()
 }
 
-/// `Some(429)` when the caller has used up their request budget.
-fn rate_limited(state: &ProxyState, subject: Subject) -> Option<HttpResponse> {
-    let limiter = state.rate.as_ref()?;
+/// Refused once the caller has used up their request budget.
+fn within_budget(state: &ProxyState, subject: Subject) -> Result<(), ProxyError> {
+    let Some(limiter) = state.rate.as_ref() else { return Ok(()) };
     if limiter.len() > RATE_KEYS {
         limiter.retain_recent();
     }
-    let not_until = limiter.check_key(&subject_tag(subject)).err()?;
+    let Err(not_until) = limiter.check_key(&subject_tag(subject)) else { return Ok(()) };
     let wait = not_until.wait_time_from(governor::clock::Clock::now(&governor::clock::DefaultClock::default()));
-    let seconds = wait.as_secs() + 1;
-    Some(
-        HttpResponse::TooManyRequests()
-            .insert_header((header::RETRY_AFTER, seconds.to_string()))
-            .json(json!({"jsonrpc": "2.0", "id": Value::Null, "error": {"code": RATE_LIMITED,
-                "message": format!("too many requests from this identity; retry in {seconds} s")}})),
-    )
+    Err(ProxyError::RateLimited { retry_after: wait.as_secs() + 1 })
 }
 
-async fn read_body(mut payload: web::Payload) -> Result<web::Bytes, HttpResponse> {
+async fn read_body(mut payload: web::Payload) -> Result<web::Bytes, ProxyError> {
     let mut body = web::BytesMut::new();
     while let Some(chunk) = payload.next().await {
-        let chunk = chunk
-            .map_err(|_| json_error(StatusCode::BAD_REQUEST, "bad_request", "the request body could not be read"))?;
+        let chunk = chunk.map_err(|_| ProxyError::BodyUnreadable)?;
         if body.len() + chunk.len() > MAX_BODY {
-            return Err(rpc_error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                &Value::Null,
-                INVALID_REQUEST,
-                format!("the message is larger than {} MiB", MAX_BODY / (1024 * 1024)),
-            ));
+            return Err(ProxyError::BodyTooLarge(MAX_BODY / (1024 * 1024)));
         }
         body.extend_from_slice(&chunk);
     }
@@ -385,14 +344,15 @@ pub enum Body {
 
 /// Parses a POST body. A batch must be a non-empty array of objects; anything else that is
 /// not one object is refused with the JSON-RPC error to send.
-pub fn parse_body(body: &[u8]) -> Result<Body, (i64, String)> {
+pub fn parse_body(body: &[u8]) -> Result<Body, ProxyError> {
+    let invalid = |why: &str| ProxyError::InvalidRequest(why.to_owned());
     match serde_json::from_slice::<Value>(body) {
-        Err(e) => Err((-32700, format!("parse error: {e}"))),
-        Ok(Value::Array(items)) if items.is_empty() => Err((INVALID_REQUEST, "an empty batch".into())),
+        Err(e) => Err(ProxyError::Parse(e.to_string())),
+        Ok(Value::Array(items)) if items.is_empty() => Err(invalid("an empty batch")),
         Ok(Value::Array(items)) if items.iter().all(Value::is_object) => Ok(Body::Batch(items)),
-        Ok(Value::Array(_)) => Err((INVALID_REQUEST, "every message of a batch must be a JSON-RPC object".into())),
+        Ok(Value::Array(_)) => Err(invalid("every message of a batch must be a JSON-RPC object")),
         Ok(message) if message.is_object() => Ok(Body::One(message)),
-        Ok(_) => Err((INVALID_REQUEST, "a JSON-RPC message must be an object".into())),
+        Ok(_) => Err(invalid("a JSON-RPC message must be an object")),
     }
 }
 
@@ -404,23 +364,19 @@ pub async fn handle(
 ) -> HttpResponse {
     let started = Instant::now();
     let (tenant, server) = path.into_inner();
+    // Refused before anyone is known: nothing to record.
     if let Err(why) = state.origins.check(header(&req, "origin"), header(&req, "host")) {
-        return json_error(StatusCode::FORBIDDEN, "forbidden_origin", why);
+        return ProxyError::ForbiddenOrigin(why).response(&Value::Null, false);
     }
     // One snapshot decides the whole request.
     let Some(policy) = state.policy.current() else {
-        return json_error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "no_policy",
-            "the gateway has no verified policy yet; try again shortly",
-        );
+        return ProxyError::NoPolicy.response(&Value::Null, false);
     };
-    let tenant_entry = policy.tenant(&tenant);
     let mut ctx = Ctx {
-        policy: policy.clone(),
-        tenant_id: tenant_entry,
-        tenant: tenant.clone(),
-        server: server.clone(),
+        tenant_id: policy.tenant(&tenant),
+        policy,
+        tenant,
+        server,
         actor: "anonymous".into(),
         method: None,
         name: None,
@@ -429,148 +385,143 @@ pub async fn handle(
         log: state.decisions.clone(),
         now: state.clock.now(),
         url_elicitation: false,
+        id: Value::Null,
     };
+    match serve(&req, payload, &state, &mut ctx).await {
+        Ok(response) => response,
+        Err(error) => ctx.refuse(error),
+    }
+}
 
-    // Who is calling comes from the headers alone: nothing of an unauthenticated request's
-    // body is read, and it holds no capacity.
-    let bearer = header(&req, header::AUTHORIZATION.as_str()).and_then(crate::auth::token::from_bearer_header);
+/// A request's steps: authenticate, admit, parse, authorize, route (and relay). Each refuses
+/// with a [`ProxyError`].
+async fn serve(
+    req: &HttpRequest,
+    payload: web::Payload,
+    state: &ProxyState,
+    ctx: &mut Ctx,
+) -> Result<HttpResponse, ProxyError> {
+    let subject = authenticate(req, state, ctx)?;
+    ctx.actor = ctx.policy.subject_name(subject);
+    within_budget(state, subject)?;
+    let _permit = state.limit.clone().try_acquire_owned().map_err(|_| ProxyError::AtCapacity)?;
+    let parsed = parse(req, payload).await?;
+    ctx.id = parsed.message.as_ref().and_then(|m| m.get("id").cloned()).unwrap_or(Value::Null);
+    (ctx.method, ctx.name) = match (&parsed.message, &parsed.batch) {
+        (Some(m), _) => method_and_name(m),
+        (None, Some(_)) => (Some("batch".into()), None),
+        (None, None) => (Some(req.method().to_string()), None),
+    };
+    ctx.url_elicitation = declares_url_elicitation(parsed.message.as_ref());
+    let policy = ctx.policy.clone();
+    let entry = authorize(&policy, ctx, subject)?;
+    if let Some(items) = &parsed.batch {
+        if let Some(refused) = check_batch(ctx, req, header(req, VERSION_HEADER), entry, items) {
+            return Ok(refused);
+        }
+    }
+    let session = gateway_session(req, state, ctx, entry, subject)?;
+    let call = Call {
+        req,
+        body: parsed.body,
+        message: parsed.message,
+        batch: parsed.batch,
+        id: ctx.id.clone(),
+        session,
+        subject,
+        entry,
+    };
+    if entry.kind == "virtual" {
+        return Ok(virtual_server::handle(state, ctx, call).await);
+    }
+    Ok(relay(state, ctx, call).await)
+}
+
+/// Who is calling, from the headers alone: nothing of an unauthenticated request's body is
+/// read, and it holds no capacity.
+fn authenticate(req: &HttpRequest, state: &ProxyState, ctx: &Ctx) -> Result<Subject, ProxyError> {
+    let bearer = header(req, header::AUTHORIZATION.as_str()).and_then(crate::auth::token::from_bearer_header);
     let subject = bearer.and_then(|t| match crate::auth::access_token::looks_like_jwt(t) {
         // A gateway access token is for exactly this MCP URL.
         true => {
-            let audience = mcp_url(&state.public_base, &tenant, &server);
-            policy.authenticate_jwt(t, &state.public_base, &audience, ctx.now)
+            let audience = mcp_url(&state.public_base, &ctx.tenant, &ctx.server);
+            ctx.policy.authenticate_jwt(t, &state.public_base, &audience, ctx.now)
         }
-        false => policy.authenticate(t, ctx.now),
+        false => ctx.policy.authenticate(t, ctx.now),
     });
-    let Some(subject) = subject else {
-        if tenant_entry.is_some() {
-            ctx.decide("denied", Some("unauthenticated"), None);
-        }
-        let metadata = resource_metadata_url(&state.public_base, &tenant, &server);
-        // RFC 6750 §3.1: a token that was sent but is not (or no longer) good says so, which
-        // tells OAuth clients to refresh or sign in again rather than give up.
-        let (challenge, message) = match bearer {
-            Some(_) => (
-                format!("Bearer error=\"invalid_token\", error_description=\"the token is invalid, expired or revoked\", resource_metadata=\"{metadata}\""),
-                "the bearer token is invalid, expired or revoked",
-            ),
-            None => (format!("Bearer resource_metadata=\"{metadata}\""), "a valid bearer token is required"),
-        };
-        return HttpResponse::Unauthorized()
-            .insert_header((header::WWW_AUTHENTICATE, challenge))
-            .json(json!({"error": "unauthenticated", "message": message}));
+    subject.ok_or_else(|| ProxyError::Unauthenticated {
+        presented: bearer.is_some(),
+        resource_metadata: resource_metadata_url(&state.public_base, &ctx.tenant, &ctx.server),
+    })
+}
+
+/// A POST's message(s), read within the deadline, and the protocol headers checked against
+/// them.
+struct Parsed {
+    body: web::Bytes,
+    message: Option<Value>,
+    batch: Option<Vec<Value>>,
+}
+
+async fn parse(req: &HttpRequest, payload: web::Payload) -> Result<Parsed, ProxyError> {
+    let body = tokio::time::timeout(BODY_DEADLINE, read_body(payload))
+        .await
+        .map_err(|_| ProxyError::BodyTimeout(BODY_DEADLINE.as_secs()))??;
+    let (message, batch) = match *req.method() == Method::POST {
+        true => match parse_body(&body)? {
+            Body::One(message) => (Some(message), None),
+            Body::Batch(items) => (None, Some(items)),
+        },
+        false => (None, None),
     };
-    ctx.actor = policy.subject_name(subject);
-    if let Some(limited) = rate_limited(&state, subject) {
-        ctx.decide("denied", Some("rate_limited"), None);
-        return limited;
-    }
-    let Ok(_permit) = state.limit.clone().try_acquire_owned() else {
-        return rpc_error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            &Value::Null,
-            INTERNAL,
-            "the gateway is at capacity; retry shortly",
-        );
-    };
-    let body = match tokio::time::timeout(BODY_DEADLINE, read_body(payload)).await {
-        Ok(Ok(body)) => body,
-        Ok(Err(response)) => return response,
-        Err(_) => {
-            return rpc_error(
-                StatusCode::REQUEST_TIMEOUT,
-                &Value::Null,
-                INVALID_REQUEST,
-                format!("the message did not arrive within {} s", BODY_DEADLINE.as_secs()),
-            )
-        }
-    };
-    let parsed = if *req.method() == Method::POST {
-        match parse_body(&body) {
-            Ok(parsed) => Some(parsed),
-            Err((code, why)) => return rpc_error(StatusCode::BAD_REQUEST, &Value::Null, code, why),
-        }
-    } else {
-        None
-    };
-    let revision = header(&req, VERSION_HEADER);
-    let (message, batch) = match parsed {
-        Some(Body::One(message)) => (Some(message), None),
-        Some(Body::Batch(items)) => (None, Some(items)),
-        None => (None, None),
-    };
-    let id = message.as_ref().and_then(|m| m.get("id").cloned()).unwrap_or(Value::Null);
+    let revision = header(req, VERSION_HEADER);
     if let Some(v) = revision.filter(|v| !guard::REVISIONS.contains(v)) {
-        return rpc_error(
-            StatusCode::BAD_REQUEST,
-            &id,
-            INVALID_REQUEST,
-            format!("unsupported MCP-Protocol-Version {v:?}; supported: {}", guard::REVISIONS.join(", ")),
-        );
+        return Err(ProxyError::InvalidRequest(format!(
+            "unsupported MCP-Protocol-Version {v:?}; supported: {}",
+            guard::REVISIONS.join(", ")
+        )));
     }
     if let Some(message) = message.as_ref() {
-        if let Err(why) = guard::check_headers(revision, header(&req, "mcp-method"), header(&req, "mcp-name"), message)
-        {
-            return rpc_error(StatusCode::BAD_REQUEST, &id, INVALID_REQUEST, why);
-        }
+        guard::check_headers(revision, header(req, "mcp-method"), header(req, "mcp-name"), message)
+            .map_err(ProxyError::InvalidRequest)?;
     }
-    (ctx.method, ctx.name) = match &message {
-        Some(m) => method_and_name(m),
-        None if batch.is_some() => (Some("batch".into()), None),
-        None => (Some(req.method().to_string()), None),
-    };
-    ctx.url_elicitation = declares_url_elicitation(message.as_ref());
+    Ok(Parsed { body, message, batch })
+}
 
-    let entry = policy.server(&tenant, &server).filter(|e| policy.in_tenant(subject, e.tenant));
-    let Some(entry) = entry else {
-        if tenant_entry.is_some() {
-            ctx.decide("denied", Some("not_found"), None);
-        }
-        return json_error(StatusCode::NOT_FOUND, "not_found", "no such MCP server");
-    };
+/// The server, if the caller may use it (the one decision, [`Policy::may_use`]'s parts): a
+/// server outside the caller's tenant is as unknown as one that does not exist.
+fn authorize<'p>(policy: &'p Policy, ctx: &Ctx, subject: Subject) -> Result<&'p ServerEntry, ProxyError> {
+    let entry = policy
+        .server(&ctx.tenant, &ctx.server)
+        .filter(|e| policy.in_tenant(subject, e.tenant))
+        .ok_or(ProxyError::NotFound)?;
     if policy.role(subject, entry).is_none() {
-        ctx.decide("denied", Some("not_collaborator"), None);
         let who = match subject {
             Subject::User(_) => "you are",
             Subject::VirtualAccount(_) => "this virtual account is",
         };
-        return json_error(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            format!("{who} not a collaborator on {tenant}/{server}; ask a manager of the server for access"),
-        );
+        return Err(ProxyError::NotCollaborator { who, tenant: ctx.tenant.clone(), server: ctx.server.clone() });
     }
-    if let Some(items) = &batch {
-        if let Some(refused) = check_batch(&ctx, &req, revision, entry, items) {
-            return refused;
-        }
-    }
+    Ok(entry)
+}
 
-    // The client's gateway session, if it presents one: it must be ours, for this server and
-    // this caller; anything else is a session that does not exist here (404 → re-initialize).
-    let session = match header(&req, SESSION_HEADER) {
-        None => None,
-        Some(presented) => match state.sessions.open(presented) {
-            Some(s) if s.server == entry.id && s.subject == subject_tag(subject) => {
-                ctx.url_elicitation |= s.url_elicitation;
-                Some((presented.to_owned(), s))
-            }
-            _ => {
-                ctx.decide("denied", Some("unknown_session"), None);
-                return rpc_error(
-                    StatusCode::NOT_FOUND,
-                    &id,
-                    INVALID_REQUEST,
-                    "session not found; initialize a new one",
-                );
-            }
-        },
-    };
-    let call = Call { req: &req, body, message, batch, id, session, subject, entry };
-    if entry.kind == "virtual" {
-        return virtual_server::handle(&state, &ctx, call).await;
+/// The client's gateway session, if it presents one: it must be ours, for this server and this
+/// caller; anything else is a session that does not exist here (404 → re-initialize).
+fn gateway_session(
+    req: &HttpRequest,
+    state: &ProxyState,
+    ctx: &mut Ctx,
+    entry: &ServerEntry,
+    subject: Subject,
+) -> Result<Option<(String, GatewaySession)>, ProxyError> {
+    let Some(presented) = header(req, SESSION_HEADER) else { return Ok(None) };
+    match state.sessions.open(presented) {
+        Some(s) if s.server == entry.id && s.subject == subject_tag(subject) => {
+            ctx.url_elicitation |= s.url_elicitation;
+            Ok(Some((presented.to_owned(), s)))
+        }
+        _ => Err(ProxyError::UnknownSession),
     }
-    relay(&state, &ctx, call).await
 }
 
 /// One authorized request on its way to the upstream(s).
@@ -655,30 +606,13 @@ async fn relay(state: &ProxyState, ctx: &Ctx, call: Call<'_>) -> HttpResponse {
     // Disabled tools are refused here, before the upstream hears of them.
     if ctx.method.as_deref() == Some("tools/call") {
         if let Some(name) = ctx.name.as_deref().filter(|n| tools::is_disabled(n, &entry.tool_settings)) {
-            ctx.decide("denied", Some("tool_disabled"), None);
-            return rpc_error(
-                StatusCode::OK,
-                &call.id,
-                INVALID_PARAMS,
-                format!("tool {name} is disabled on this server"),
-            );
+            return ctx.refuse(ProxyError::ToolDisabled(name.to_owned()));
         }
     }
     let target = Target::own(entry);
     if target.passthrough() {
         // Only an identity-provider token may travel on; gateway tokens and PATs never leave.
-        ctx.decide("denied", Some("passthrough_needs_idp_token"), None);
-        return rpc_error(
-            StatusCode::OK,
-            &call.id,
-            CREDENTIAL_REQUIRED,
-            format!(
-                "{}/{} forwards your own identity-provider token to its upstream; connect with a token \
-                 issued by your organisation's identity provider (personal access tokens, virtual-account \
-                 tokens and gateway tokens are never forwarded)",
-                ctx.tenant, ctx.server
-            ),
-        );
+        return ctx.refuse(ProxyError::PassthroughNeedsIdpToken(ctx.tenant.clone(), ctx.server.clone()));
     }
     let subject = subject_tag(call.subject);
     let mut auth = match state.credentials.headers(target, &subject, ctx.policy.version(), None).await {
@@ -816,13 +750,13 @@ mod tests {
                     prop_assert!(!all.is_empty() && all.iter().all(Value::is_object));
                     prop_assert_eq!(&items, all);
                 }
-                (Err((code, _)), Value::Array(all)) => {
+                (Err(error), Value::Array(all)) => {
                     prop_assert!(all.is_empty() || !all.iter().all(Value::is_object));
-                    prop_assert_eq!(code, INVALID_REQUEST);
+                    prop_assert_eq!(error.rpc_code(), INVALID_REQUEST);
                 }
-                (Err((code, _)), other) => {
+                (Err(error), other) => {
                     prop_assert!(!other.is_object() && !other.is_array());
-                    prop_assert_eq!(code, INVALID_REQUEST);
+                    prop_assert_eq!(error.rpc_code(), INVALID_REQUEST);
                 }
                 (parsed, _) => prop_assert!(false, "{:?} from {}", parsed, value),
             }

@@ -17,7 +17,7 @@ use crate::proxy::credentials::{self, CredentialError, Headers};
 pub const SESSION_HEADER: &str = "mcp-session-id";
 pub const VERSION_HEADER: &str = "mcp-protocol-version";
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum UpstreamError {
     #[error("the upstream did not answer within {0} s")]
     Timeout(u64),

@@ -17,11 +17,9 @@ use serde_json::{json, Map, Value};
 
 use crate::policy::ServerEntry;
 use crate::proxy::credentials::{CredentialError, Headers, Target};
+use crate::proxy::error::{rpc_error, ProxyError, INVALID_REQUEST};
 use crate::proxy::rewrite;
-use crate::proxy::routes::{
-    credential_required, relay_headers, rpc_error, Call, Ctx, ProxyState, INVALID_PARAMS, INVALID_REQUEST,
-    METHOD_NOT_FOUND,
-};
+use crate::proxy::routes::{relay_headers, Call, Ctx, ProxyState};
 use crate::proxy::session::{subject_tag, GatewaySession};
 use crate::proxy::tools::{self, MemberTools, Route};
 use crate::proxy::upstream::{UpstreamError, SESSION_HEADER, VERSION_HEADER};
@@ -116,6 +114,14 @@ fn ok(id: &Value, result: Value) -> HttpResponse {
 }
 
 pub async fn handle(state: &ProxyState, ctx: &Ctx, call: Call<'_>) -> HttpResponse {
+    match serve(state, ctx, &call).await {
+        Ok(response) => response,
+        Err(error) => ctx.refuse(error),
+    }
+}
+
+/// The members the caller reaches, with their upstream sessions and credentials.
+async fn members<'a>(state: &ProxyState, ctx: &'a Ctx, call: &Call<'a>) -> Result<Members<'a>, ProxyError> {
     let entry = call.entry;
     let live: Vec<_> = entry
         .members
@@ -131,151 +137,166 @@ pub async fn handle(state: &ProxyState, ctx: &Ctx, call: Call<'_>) -> HttpRespon
     let ids: Vec<i64> = entries.iter().map(|(s, _)| s.id).collect();
     let (sessions, failed) = match &call.session {
         Some((_, s)) if s.members == ids => (s.upstreams.clone(), s.failed.clone()),
-        Some(_) => {
-            // The membership changed since the session began: the client starts over.
-            ctx.decide("denied", Some("stale_session"), None);
-            return rpc_error(
-                StatusCode::NOT_FOUND,
-                &call.id,
-                INVALID_REQUEST,
-                "session not found; initialize a new one",
-            );
-        }
+        // The membership changed since the session began: the client starts over.
+        Some(_) => return Err(ProxyError::StaleSession),
         None => (vec![None; entries.len()], Vec::new()),
     };
     let subject = subject_tag(call.subject);
     let policy_version = ctx.policy.version();
     let auth =
         join_all(targets.iter().map(|target| state.credentials.headers(*target, &subject, policy_version, None))).await;
-    let members = Members { entries, sessions, failed, auth, subject, targets, policy_version };
+    Ok(Members { entries, sessions, failed, auth, subject, targets, policy_version })
+}
 
+/// One function per MCP method; the rest is refused.
+async fn serve(state: &ProxyState, ctx: &Ctx, call: &Call<'_>) -> Result<HttpResponse, ProxyError> {
+    let members = members(state, ctx, call).await?;
     match *call.req.method() {
         actix_web::http::Method::GET => {
             // Server-initiated messages of a virtual server arrive on the call that caused them.
-            return HttpResponse::MethodNotAllowed().insert_header(("allow", "POST, DELETE")).json(
+            return Ok(HttpResponse::MethodNotAllowed().insert_header(("allow", "POST, DELETE")).json(
                 json!({"error": "method_not_allowed", "message": "virtual servers offer no standalone event stream"}),
-            );
+            ));
         }
-        actix_web::http::Method::DELETE => {
-            let ends = members.live().filter_map(|i| {
-                let session = members.sessions[i].clone()?;
-                let auth = members.auth[i].as_ref().ok()?;
-                let request = state.clients.request(members.entries[i].0, auth, reqwest::Method::DELETE).ok()?;
-                Some(state.clients.send(request.header(SESSION_HEADER, session)))
-            });
-            join_all(ends).await;
-            ctx.decide("allowed", None, Some(200));
-            return HttpResponse::Ok().finish();
-        }
+        actix_web::http::Method::DELETE => return Ok(end_sessions(state, ctx, &members).await),
         _ => {}
     }
-
-    let Some(message) = call.message.as_ref().filter(|m| m.is_object()) else {
-        return rpc_error(
-            StatusCode::BAD_REQUEST,
-            &Value::Null,
-            INVALID_REQUEST,
-            "send one JSON-RPC message per request",
-        );
-    };
+    let message = call
+        .message
+        .as_ref()
+        .ok_or_else(|| ProxyError::InvalidRequest("send one JSON-RPC message per request".into()))?;
     let version = call.req.headers().get(VERSION_HEADER).and_then(|v| v.to_str().ok());
     let Some(method) = message.get("method").and_then(Value::as_str) else {
-        return answer_to_member(state, ctx, &members, message, version).await;
+        return Ok(answer_to_member(state, ctx, &members, message, version).await);
     };
     if message.get("id").is_none() {
         // A notification: every member hears it.
         members.broadcast(state, version, message).await;
         ctx.decide("allowed", None, Some(202));
-        return HttpResponse::Accepted().finish();
+        return Ok(HttpResponse::Accepted().finish());
     }
     let id = &call.id;
     let params = message.get("params").cloned().unwrap_or(Value::Null);
     match method {
-        "initialize" => initialize(state, ctx, &call, &members, message).await,
-        "ping" => ok(id, json!({})),
+        "initialize" => initialize(state, ctx, call, &members, message).await,
+        "ping" => Ok(ok(id, json!({}))),
         "tools/list" => {
-            let (tools, routes, unavailable) = list_tools(state, &members, entry, version).await;
-            state.routes.put(route_key(&call), routes);
+            let (tools, routes, unavailable) = list_tools(state, &members, call.entry, version).await;
+            state.routes.put(route_key(call), routes);
             ctx.decide("allowed", None, Some(200));
-            ok(id, with_unavailable(json!({"tools": tools}), &unavailable))
+            Ok(ok(id, with_unavailable(json!({"tools": tools}), &unavailable)))
         }
-        "tools/call" => {
-            let Some(name) = params.get("name").and_then(Value::as_str) else {
-                return rpc_error(StatusCode::OK, id, INVALID_PARAMS, "tools/call needs params.name");
-            };
-            let key = route_key(&call);
-            let routes = match state.routes.get(&key) {
-                Some(r) if r.contains_key(name) => r,
-                _ => {
-                    let (_, routes, _) = list_tools(state, &members, entry, version).await;
-                    state.routes.put(key.clone(), routes);
-                    state.routes.get(&key).unwrap_or_default()
-                }
-            };
-            let Some(route) = routes.get(name) else {
-                let reason =
-                    if tools::is_disabled(name, &entry.tool_settings) { "tool_disabled" } else { "unknown_tool" };
-                ctx.decide("denied", Some(reason), None);
-                let why = if reason == "tool_disabled" {
-                    "is disabled on this server"
-                } else {
-                    "is not offered by this server"
-                };
-                return rpc_error(StatusCode::OK, id, INVALID_PARAMS, format!("tool {name} {why}"));
-            };
-            let mut forwarded = message.clone();
-            forwarded["params"]["name"] = Value::String(route.name.clone());
-            forward(state, ctx, &members, route.member, &forwarded, version).await
-        }
+        "tools/call" => call_tool(state, ctx, call, &members, message, &params, version).await,
         "prompts/list" => {
             let (prompts, _, unavailable) = list_prompts(state, &members, version).await;
             ctx.decide("allowed", None, Some(200));
-            ok(id, with_unavailable(json!({"prompts": prompts}), &unavailable))
+            Ok(ok(id, with_unavailable(json!({"prompts": prompts}), &unavailable)))
         }
-        "prompts/get" => {
-            let Some(name) = params.get("name").and_then(Value::as_str) else {
-                return rpc_error(StatusCode::OK, id, INVALID_PARAMS, "prompts/get needs params.name");
-            };
-            let (_, routes, _) = list_prompts(state, &members, version).await;
-            let Some(route) = routes.get(name) else {
-                return rpc_error(
-                    StatusCode::OK,
-                    id,
-                    INVALID_PARAMS,
-                    format!("prompt {name} is not offered by this server"),
-                );
-            };
-            let mut forwarded = message.clone();
-            forwarded["params"]["name"] = Value::String(route.name.clone());
-            forward(state, ctx, &members, route.member, &forwarded, version).await
-        }
+        "prompts/get" => get_prompt(state, ctx, &members, message, &params, version).await,
         "resources/list" | "resources/templates/list" => {
             let field = if method == "resources/list" { "resources" } else { "resourceTemplates" };
             let (lists, unavailable) = list_all(state, &members, method, field, version).await;
             let items: Vec<Value> = lists.into_iter().flat_map(|(_, items)| items).collect();
             ctx.decide("allowed", None, Some(200));
-            ok(id, with_unavailable(json!({ field: items }), &unavailable))
+            Ok(ok(id, with_unavailable(json!({ field: items }), &unavailable)))
         }
         "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
-            let uri = params.get("uri").and_then(Value::as_str).unwrap_or_default();
-            let (lists, _) = list_all(state, &members, "resources/list", "resources", version).await;
-            let owner = lists.iter().find(|(_, items)| items.iter().any(|r| r["uri"] == uri)).map(|(i, _)| *i);
-            match owner {
-                Some(i) => forward(state, ctx, &members, i, message, version).await,
-                // Not listed (a templated URI, say): the first member that answers without an
-                // error owns it.
-                None => first_answer(state, ctx, &members, message, version).await,
-            }
+            resource_request(state, ctx, &members, message, &params, version).await
         }
         "logging/setLevel" => {
             members.broadcast(state, version, message).await;
             ctx.decide("allowed", None, Some(200));
-            ok(id, json!({}))
+            Ok(ok(id, json!({})))
         }
+        other => Err(ProxyError::MethodNotFound(other.to_owned())),
+    }
+}
+
+/// DELETE: every member's upstream session ends with the gateway's.
+async fn end_sessions(state: &ProxyState, ctx: &Ctx, members: &Members<'_>) -> HttpResponse {
+    let ends = members.live().filter_map(|i| {
+        let session = members.sessions[i].clone()?;
+        let auth = members.auth[i].as_ref().ok()?;
+        let request = state.clients.request(members.entries[i].0, auth, reqwest::Method::DELETE).ok()?;
+        Some(state.clients.send(request.header(SESSION_HEADER, session)))
+    });
+    join_all(ends).await;
+    ctx.decide("allowed", None, Some(200));
+    HttpResponse::Ok().finish()
+}
+
+/// tools/call: to the member that owns the tool (routes cached per session, else listed now).
+async fn call_tool(
+    state: &ProxyState,
+    ctx: &Ctx,
+    call: &Call<'_>,
+    members: &Members<'_>,
+    message: &Value,
+    params: &Value,
+    version: Option<&str>,
+) -> Result<HttpResponse, ProxyError> {
+    let name = params
+        .get("name")
+        .and_then(Value::as_str)
+        .ok_or_else(|| ProxyError::InvalidParams("tools/call needs params.name".into()))?;
+    let key = route_key(call);
+    let routes = match state.routes.get(&key) {
+        Some(r) if r.contains_key(name) => r,
         _ => {
-            ctx.decide("denied", Some("method_not_found"), None);
-            rpc_error(StatusCode::OK, id, METHOD_NOT_FOUND, format!("{method} is not supported by virtual servers"))
+            let (_, routes, _) = list_tools(state, members, call.entry, version).await;
+            state.routes.put(key.clone(), routes);
+            state.routes.get(&key).unwrap_or_default()
         }
+    };
+    let Some(route) = routes.get(name) else {
+        return Err(match tools::is_disabled(name, &call.entry.tool_settings) {
+            true => ProxyError::ToolDisabled(name.to_owned()),
+            false => ProxyError::UnknownTool(name.to_owned()),
+        });
+    };
+    let mut forwarded = message.clone();
+    forwarded["params"]["name"] = Value::String(route.name.clone());
+    Ok(forward(state, ctx, members, route.member, &forwarded, version).await)
+}
+
+/// prompts/get: to the member that offers the prompt.
+async fn get_prompt(
+    state: &ProxyState,
+    ctx: &Ctx,
+    members: &Members<'_>,
+    message: &Value,
+    params: &Value,
+    version: Option<&str>,
+) -> Result<HttpResponse, ProxyError> {
+    let name = params
+        .get("name")
+        .and_then(Value::as_str)
+        .ok_or_else(|| ProxyError::InvalidParams("prompts/get needs params.name".into()))?;
+    let (_, routes, _) = list_prompts(state, members, version).await;
+    let route = routes
+        .get(name)
+        .ok_or_else(|| ProxyError::InvalidParams(format!("prompt {name} is not offered by this server")))?;
+    let mut forwarded = message.clone();
+    forwarded["params"]["name"] = Value::String(route.name.clone());
+    Ok(forward(state, ctx, members, route.member, &forwarded, version).await)
+}
+
+/// resources/read, subscribe and unsubscribe: to the member that lists the URI, else the first
+/// that answers without an error (a templated URI, say).
+async fn resource_request(
+    state: &ProxyState,
+    ctx: &Ctx,
+    members: &Members<'_>,
+    message: &Value,
+    params: &Value,
+    version: Option<&str>,
+) -> Result<HttpResponse, ProxyError> {
+    let uri = params.get("uri").and_then(Value::as_str).unwrap_or_default();
+    let (lists, _) = list_all(state, members, "resources/list", "resources", version).await;
+    let owner = lists.iter().find(|(_, items)| items.iter().any(|r| r["uri"] == uri)).map(|(i, _)| *i);
+    match owner {
+        Some(i) => Ok(forward(state, ctx, members, i, message, version).await),
+        None => first_answer(state, ctx, members, message, version).await,
     }
 }
 
@@ -299,7 +320,7 @@ async fn initialize(
     call: &Call<'_>,
     members: &Members<'_>,
     message: &Value,
-) -> HttpResponse {
+) -> Result<HttpResponse, ProxyError> {
     let replies =
         join_all((0..members.entries.len()).map(|i| members.exchange_in(state, i, None, None, message))).await;
     let mut upstreams = Vec::new();
@@ -335,18 +356,14 @@ async fn initialize(
     }
     if results.is_empty() && !actions.is_empty() {
         let first = &actions[0];
-        ctx.decide("denied", Some("credential_required"), None);
-        let message = first["message"].as_str().unwrap_or_default();
-        return credential_required(&call.id, message, first["url"].as_str().unwrap_or_default(), ctx.url_elicitation);
+        let needed = CredentialError::ActionRequired {
+            message: first["message"].as_str().unwrap_or_default().to_owned(),
+            url: first["url"].as_str().unwrap_or_default().to_owned(),
+        };
+        return Err(ProxyError::Upstream(format!("{}/{}", ctx.tenant, ctx.server), needed.into()));
     }
     if results.is_empty() && !members.entries.is_empty() {
-        ctx.decide("error", Some("members_unavailable"), None);
-        return rpc_error(
-            StatusCode::BAD_GATEWAY,
-            &call.id,
-            -32002,
-            "no member server of this virtual server is reachable",
-        );
+        return Err(ProxyError::MembersUnavailable);
     }
     let has = |capability: &str| results.iter().any(|r| r["capabilities"].get(capability).is_some());
     let mut capabilities = Map::new();
@@ -383,9 +400,9 @@ async fn initialize(
         result["instructions"] = json!(lines.join("\n"));
         result["_meta"] = json!({"mcpgate/actions": actions});
     }
-    HttpResponse::Ok()
+    Ok(HttpResponse::Ok()
         .insert_header((SESSION_HEADER, session))
-        .json(json!({"jsonrpc": "2.0", "id": call.id, "result": result}))
+        .json(json!({"jsonrpc": "2.0", "id": call.id, "result": result})))
 }
 
 /// Every live member's complete list (`field` of `method`'s result), in member order, plus the
@@ -559,16 +576,14 @@ async fn first_answer(
     members: &Members<'_>,
     message: &Value,
     version: Option<&str>,
-) -> HttpResponse {
-    let id = message.get("id").cloned().unwrap_or(Value::Null);
+) -> Result<HttpResponse, ProxyError> {
     for i in members.live() {
         if let Ok((_, Some(reply))) = members.exchange(state, i, version, message).await {
             if reply.get("result").is_some() {
                 ctx.decide("allowed", None, Some(200));
-                return HttpResponse::Ok().json(reply);
+                return Ok(HttpResponse::Ok().json(reply));
             }
         }
     }
-    ctx.decide("denied", Some("not_found"), None);
-    rpc_error(StatusCode::OK, &id, -32002, "no member server offers this resource")
+    Err(ProxyError::NoResourceOwner)
 }
