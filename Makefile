@@ -18,7 +18,7 @@ peers:
 	npm ci --prefix tests/peers --no-audit --no-fund --loglevel=error
 
 test: peers
-	cargo test
+	cargo test --workspace
 
 test-pg: peers
 	TEST_DATABASE_URL=$(PG_URL) cargo test --test api

@@ -145,32 +145,7 @@ impl NewPassword {
     }
 }
 
-/// Tenant membership role.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum TenantRole {
-    Admin,
-    Member,
-}
-
-impl TenantRole {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Admin => "admin",
-            Self::Member => "member",
-        }
-    }
-
-    /// Roles are stored as text; an unknown value (only possible through manual edits) is
-    /// treated as the least privileged role.
-    pub fn from_db(value: &str) -> Self {
-        if value == "admin" {
-            Self::Admin
-        } else {
-            Self::Member
-        }
-    }
-}
+pub use mcpgate_policy::TenantRole;
 
 #[cfg(test)]
 mod tests {

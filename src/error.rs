@@ -191,6 +191,13 @@ impl From<DbErr> for ApiError {
     }
 }
 
+/// A stored value outside its vocabulary is a corrupt row, never a default.
+impl From<mcpgate_policy::UnknownValue> for ApiError {
+    fn from(e: mcpgate_policy::UnknownValue) -> Self {
+        ApiError::Internal(anyhow::anyhow!("stored data: {e}"))
+    }
+}
+
 impl From<FieldError> for ApiError {
     fn from(err: FieldError) -> Self {
         Self::Validation(vec![err])

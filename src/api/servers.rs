@@ -160,12 +160,7 @@ pub struct CollaboratorView {
 
 impl From<Collaborator> for CollaboratorView {
     fn from(c: Collaborator) -> Self {
-        Self {
-            subject: c.subject,
-            display_name: c.display_name,
-            role: ServerRole::from_db(&c.row.role),
-            added_at: c.row.created_at,
-        }
+        Self { subject: c.subject, display_name: c.display_name, role: c.role, added_at: c.row.created_at }
     }
 }
 
@@ -174,19 +169,20 @@ pub struct CollaboratorList {
     pub items: Vec<CollaboratorView>,
 }
 
-fn view(state: &AppState, tenant: &str, detail: ServerDetail, role: ServerRole) -> ServerView {
+fn view(state: &AppState, tenant: &str, detail: ServerDetail, role: ServerRole) -> ApiResult<ServerView> {
     let ServerDetail { server, members } = detail;
-    let kind = ServerKind::from_db(&server.kind);
+    let kind = ServerKind::parse(&server.kind)?;
+    let transport = server.transport.as_deref().map(Transport::parse).transpose()?;
     let remote = kind == ServerKind::Remote;
     let probe = server.probed_at.map(|probed_at| ProbeSummary {
         probed_at,
         protocol_version: server.probe_protocol_version.clone(),
         tools: servers::probed_tools_of(&server).unwrap_or_default(),
     });
-    ServerView {
+    Ok(ServerView {
         mcp_url: how_to_use::mcp_url(&state.settings.public_base_url(), tenant, &server.slug),
         url: server.url.clone().filter(|_| remote),
-        transport: remote.then(|| Transport::from_db(server.transport.as_deref())),
+        transport: transport.filter(|_| remote),
         additional_headers: remote.then(|| servers::headers_of(&server)),
         tls: remote.then(|| TlsView {
             reject_unauthorized: server.tls_reject_unauthorized,
@@ -213,7 +209,7 @@ fn view(state: &AppState, tenant: &str, detail: ServerDetail, role: ServerRole) 
         description: server.description,
         created_at: server.created_at,
         updated_at: server.updated_at,
-    }
+    })
 }
 
 fn parse_url(raw: &str) -> Result<url::Url, FieldError> {
@@ -426,7 +422,7 @@ pub async fn list_servers(
             .await?
             .unwrap_or(ServerRole::User);
         let detail = servers::detail(&state.db, server).await?;
-        items.push(view(&state, &access.tenant.slug, detail, role));
+        items.push(view(&state, &access.tenant.slug, detail, role)?);
     }
     Ok(web::Json(Page::from_paged(crate::control::page::Paged { items, next_after: paged.next_after }, |v| v)))
 }
@@ -514,7 +510,7 @@ pub async fn create_server(
         state.clock.now(),
     )
     .await?;
-    Ok(HttpResponse::Created().json(view(&state, &access.tenant.slug, detail, ServerRole::Manager)))
+    Ok(HttpResponse::Created().json(view(&state, &access.tenant.slug, detail, ServerRole::Manager)?))
 }
 
 /// Get a server.
@@ -526,7 +522,7 @@ pub async fn create_server(
 #[get("/tenants/{tenant}/servers/{server}")]
 pub async fn get_server(state: web::Data<AppState>, access: ServerAccess) -> ApiResult<web::Json<ServerView>> {
     let detail = servers::detail(&state.db, access.server).await?;
-    Ok(web::Json(view(&state, &access.tenant.tenant.slug, detail, access.role)))
+    Ok(web::Json(view(&state, &access.tenant.tenant.slug, detail, access.role)?))
 }
 
 /// Update a server (managers). The kind cannot change.
@@ -576,7 +572,7 @@ pub async fn update_server(
     let detail =
         servers::update(&state.db, &actor, &access.tenant.tenant, editor, access.server, patch, state.clock.now())
             .await?;
-    Ok(web::Json(view(&state, &access.tenant.tenant.slug, detail, access.role)))
+    Ok(web::Json(view(&state, &access.tenant.tenant.slug, detail, access.role)?))
 }
 
 /// Delete a server (managers). Refused while a virtual server uses it.
@@ -644,7 +640,7 @@ pub async fn probe_server(
     ServerManager(access): ServerManager,
 ) -> ApiResult<web::Json<ProbeReport>> {
     let server = access.server;
-    if ServerKind::from_db(&server.kind) != ServerKind::Remote {
+    if ServerKind::parse(&server.kind)? != ServerKind::Remote {
         return Err(ApiError::conflict(
             "virtual_server",
             None,
@@ -654,7 +650,7 @@ pub async fn probe_server(
     let url = server.url.as_deref().map(parse_url).transpose()?.ok_or(ApiError::NotFound)?;
     let mut upstream = Upstream {
         url,
-        transport: Transport::from_db(server.transport.as_deref()),
+        transport: server.transport.as_deref().map(Transport::parse).transpose()?.unwrap_or_default(),
         additional_headers: servers::headers_of(&server),
         tls_reject_unauthorized: server.tls_reject_unauthorized,
         tls_ca_certificate: server.tls_ca_certificate.clone(),

@@ -61,12 +61,7 @@ pub struct MemberView {
 
 impl From<crate::control::members::Member> for MemberView {
     fn from(m: crate::control::members::Member) -> Self {
-        Self {
-            email: m.user.email,
-            display_name: m.user.display_name,
-            role: TenantRole::from_db(&m.membership.role),
-            added_at: m.membership.created_at,
-        }
+        Self { email: m.user.email, display_name: m.user.display_name, role: m.role, added_at: m.membership.created_at }
     }
 }
 

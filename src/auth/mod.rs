@@ -1,10 +1,10 @@
 //! Credentials: password hashing, console session secrets, sign-in throttling.
 
-pub mod access_token;
 pub mod challenge;
 pub mod oauth_server;
 pub mod password;
 pub mod seal;
 pub mod session;
 pub mod throttle;
-pub mod token;
+
+pub use mcpgate_policy::{access_token, token};

@@ -20,6 +20,13 @@ use crate::store::entities::{collaborators, team_members, teams, tenant_members,
 pub struct Member {
     pub membership: tenant_members::Model,
     pub user: user_rows::Model,
+    pub role: TenantRole,
+}
+
+impl Member {
+    fn of(membership: tenant_members::Model, user: user_rows::Model) -> ApiResult<Self> {
+        Ok(Self { role: TenantRole::parse(&membership.role)?, membership, user })
+    }
 }
 
 /// Loads the users of a page of membership rows in one query.
@@ -36,8 +43,8 @@ pub async fn with_users(db: &impl ConnectionTrait, rows: Paged<tenant_members::M
     let items = rows
         .items
         .into_iter()
-        .filter_map(|membership| by_id.remove(&membership.user_id).map(|user| Member { membership, user }))
-        .collect();
+        .filter_map(|membership| by_id.remove(&membership.user_id).map(|user| Member::of(membership, user)))
+        .collect::<ApiResult<_>>()?;
     Ok(Paged { items, next_after })
 }
 
@@ -78,7 +85,7 @@ pub async fn add<C: TransactionTrait>(
     let details = serde_json::json!({"role": role.as_str()});
     audit::record(&txn, actor, Some(tenant), "member.add", format!("user:{email}"), Some(details), now).await?;
     txn.commit().await?;
-    Ok(Member { membership, user })
+    Member::of(membership, user)
 }
 
 pub async fn get(db: &impl ConnectionTrait, tenant: &tenants::Model, email: &Email) -> ApiResult<Member> {
@@ -89,11 +96,11 @@ pub async fn get(db: &impl ConnectionTrait, tenant: &tenants::Model, email: &Ema
         .one(db)
         .await?
         .ok_or(ApiError::NotFound)?;
-    Ok(Member { membership, user })
+    Member::of(membership, user)
 }
 
 async fn ensure_other_admin(db: &impl ConnectionTrait, member: &Member) -> ApiResult<()> {
-    if TenantRole::from_db(&member.membership.role) != TenantRole::Admin {
+    if member.role != TenantRole::Admin {
         return Ok(());
     }
     // Two admins demoting each other at once must not both see the other still there: the
@@ -133,7 +140,7 @@ pub async fn set_role<C: TransactionTrait>(
     let details = serde_json::json!({"role": role.as_str()});
     audit::record(&txn, actor, Some(tenant), "member.update", format!("user:{email}"), Some(details), now).await?;
     txn.commit().await?;
-    Ok(Member { membership, user: member.user })
+    Member::of(membership, member.user)
 }
 
 /// Removes a member from the tenant, its teams, and the servers they were a collaborator on.

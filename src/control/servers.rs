@@ -24,132 +24,7 @@ use crate::store::entities::{
     upstream_grants, users, virtual_members,
 };
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum ServerKind {
-    Remote,
-    Virtual,
-}
-
-impl ServerKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Remote => "remote",
-            Self::Virtual => "virtual",
-        }
-    }
-
-    pub fn from_db(value: &str) -> Self {
-        if value == "virtual" {
-            Self::Virtual
-        } else {
-            Self::Remote
-        }
-    }
-}
-
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Transport {
-    /// MCP Streamable HTTP (the current transport).
-    #[default]
-    StreamableHttp,
-    /// The legacy HTTP+SSE transport (protocol revision 2024-11-05).
-    Sse,
-}
-
-impl Transport {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::StreamableHttp => "streamable_http",
-            Self::Sse => "sse",
-        }
-    }
-
-    pub fn from_db(value: Option<&str>) -> Self {
-        if value == Some("sse") {
-            Self::Sse
-        } else {
-            Self::StreamableHttp
-        }
-    }
-}
-
-/// A collaborator's role on a server. Ordered: a manager can do everything a user can.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum ServerRole {
-    /// Reads the server and calls its tools.
-    User,
-    /// Also edits the server, its collaborators and anyone's Auth Override on it.
-    Manager,
-}
-
-impl ServerRole {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::User => "user",
-            Self::Manager => "manager",
-        }
-    }
-
-    pub fn from_db(value: &str) -> Self {
-        if value == "manager" {
-            Self::Manager
-        } else {
-            Self::User
-        }
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SubjectKind {
-    User,
-    Team,
-    VirtualAccount,
-}
-
-impl SubjectKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::User => "user",
-            Self::Team => "team",
-            Self::VirtualAccount => "virtualaccount",
-        }
-    }
-}
-
-/// MCP tool annotations (hints shown to clients), by their protocol names.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct ToolAnnotations {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub title: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub read_only_hint: Option<bool>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub destructive_hint: Option<bool>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub idempotent_hint: Option<bool>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub open_world_hint: Option<bool>,
-}
-
-/// How one upstream tool is presented: renamed description, hidden, annotated.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ToolSetting {
-    /// The upstream tool's name.
-    pub name: String,
-    /// Replaces the upstream description.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub description: Option<String>,
-    /// Hidden from tool lists and refused when called.
-    #[serde(default)]
-    pub disabled: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub annotations: Option<ToolAnnotations>,
-}
+pub use mcpgate_policy::{ServerKind, ServerRole, SubjectKind, ToolAnnotations, ToolSetting, Transport};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub enum AllTools {
@@ -353,7 +228,7 @@ async fn resolve_members(
             errors.push(unknown_member(field, spec, tenant));
             continue;
         }
-        if ServerKind::from_db(&member.kind) != ServerKind::Remote {
+        if ServerKind::parse(&member.kind)? != ServerKind::Remote {
             errors.push(FieldError::new(
                 field,
                 "not_remote",
@@ -491,7 +366,7 @@ pub async fn update<C: TransactionTrait>(
     patch: ServerPatch,
     now: DateTime<Utc>,
 ) -> ApiResult<ServerDetail> {
-    let kind = ServerKind::from_db(&server.kind);
+    let kind = ServerKind::parse(&server.kind)?;
     let remote_only = [
         ("url", patch.url.is_some()),
         ("transport", patch.transport.is_some()),
@@ -741,7 +616,9 @@ pub async fn role_of(
         .all(db)
         .await?
         .iter()
-        .map(|c| ServerRole::from_db(&c.role))
+        .map(|c| ServerRole::parse(&c.role))
+        .collect::<Result<Vec<_>, _>>()?
+        .into_iter()
         .max())
 }
 
@@ -801,6 +678,7 @@ pub async fn save_probe<C: TransactionTrait>(
 /// A collaborator with a readable subject (`user:<email>`, `team:<slug>`, …).
 pub struct Collaborator {
     pub row: collaborators::Model,
+    pub role: ServerRole,
     pub subject: String,
     pub display_name: String,
 }
@@ -875,7 +753,7 @@ pub async fn collaborators(db: &impl ConnectionTrait, server: &servers::Model) -
                 None => continue,
             },
         };
-        out.push(Collaborator { row, subject, display_name });
+        out.push(Collaborator { role: ServerRole::parse(&row.role)?, row, subject, display_name });
     }
     Ok(out)
 }
@@ -918,7 +796,7 @@ pub async fn put_collaborator<C: TransactionTrait>(
         .await?;
     let (row, created) = match existing {
         Some(row) => {
-            if ServerRole::from_db(&row.role) == ServerRole::Manager
+            if ServerRole::parse(&row.role)? == ServerRole::Manager
                 && role != ServerRole::Manager
                 && managers_other_than(&txn, server.id, row.id).await? == 0
             {
@@ -946,7 +824,7 @@ pub async fn put_collaborator<C: TransactionTrait>(
     audit::record(&txn, actor, Some(tenant), "collaborator.put", format!("server:{}", server.slug), Some(details), now)
         .await?;
     txn.commit().await?;
-    Ok((Collaborator { row, subject, display_name }, created))
+    Ok((Collaborator { row, role, subject, display_name }, created))
 }
 
 pub async fn remove_collaborator<C: TransactionTrait>(
@@ -967,7 +845,7 @@ pub async fn remove_collaborator<C: TransactionTrait>(
         .one(&txn)
         .await?
         .ok_or(ApiError::NotFound)?;
-    if ServerRole::from_db(&row.role) == ServerRole::Manager && managers_other_than(&txn, server.id, row.id).await? == 0
+    if ServerRole::parse(&row.role)? == ServerRole::Manager && managers_other_than(&txn, server.id, row.id).await? == 0
     {
         return Err(last_manager());
     }

@@ -122,7 +122,8 @@ pub async fn role_of(db: &impl ConnectionTrait, tenant_id: i64, user_id: i64) ->
         .filter(tenant_members::Column::UserId.eq(user_id))
         .one(db)
         .await?
-        .map(|m| TenantRole::from_db(&m.role)))
+        .map(|m| TenantRole::parse(&m.role))
+        .transpose()?)
 }
 
 /// The user's roles in the given tenants, in one query.
@@ -131,12 +132,12 @@ pub async fn roles_in(
     user_id: i64,
     tenant_ids: Vec<i64>,
 ) -> ApiResult<HashMap<i64, TenantRole>> {
-    Ok(tenant_members::Entity::find()
+    tenant_members::Entity::find()
         .filter(tenant_members::Column::UserId.eq(user_id))
         .filter(tenant_members::Column::TenantId.is_in(tenant_ids))
         .all(db)
         .await?
         .into_iter()
-        .map(|m| (m.tenant_id, TenantRole::from_db(&m.role)))
-        .collect())
+        .map(|m| Ok((m.tenant_id, TenantRole::parse(&m.role)?)))
+        .collect()
 }

@@ -121,9 +121,10 @@ pub async fn permissions_of(db: &impl ConnectionTrait, va: &virtual_accounts::Mo
     let mut out: Vec<Permission> = rows
         .into_iter()
         .filter_map(|r| {
-            slugs.get(&r.server_id).map(|s| Permission { server: s.clone(), role: ServerRole::from_db(&r.role) })
+            let server = slugs.get(&r.server_id)?.clone();
+            Some(ServerRole::parse(&r.role).map(|role| Permission { server, role }))
         })
-        .collect();
+        .collect::<Result<_, _>>()?;
     out.sort_by(|a, b| a.server.cmp(&b.server));
     Ok(out)
 }
@@ -178,7 +179,7 @@ async fn set_permissions(
         .await?;
     }
     // A server this account managed must still have a manager.
-    for old in existing.iter().filter(|c| ServerRole::from_db(&c.role) == ServerRole::Manager) {
+    for old in existing.iter().filter(|c| c.role == ServerRole::Manager.as_str()) {
         let managers = collaborators::Entity::find()
             .filter(collaborators::Column::ServerId.eq(old.server_id))
             .filter(collaborators::Column::Role.eq(ServerRole::Manager.as_str()))

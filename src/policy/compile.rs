@@ -10,6 +10,7 @@ use crate::policy::{
     AccessEntry, Jwks, MemberEntry, ServerEntry, Snapshot, TeamEntry, TenantEntry, TokenEntry, TokenOwner, UserEntry,
     VirtualAccountEntry, VirtualMemberEntry,
 };
+use crate::policy::{ServerKind, ServerRole, SubjectKind, TenantRole, Transport, UnknownValue};
 use crate::store::entities::{
     collaborators, servers, team_members, teams, tenant_members, tenants, users, virtual_accounts, virtual_members,
 };
@@ -57,6 +58,11 @@ async fn read_tokens(db: &impl ConnectionTrait, now: DateTime<Utc>) -> Result<Ve
 
 /// Reads everything the proxy decides on. Run it inside one read transaction so the snapshot
 /// is a consistent cut of the store at `version`.
+/// A stored value outside its vocabulary stops the publication: a snapshot never guesses.
+fn corrupt(e: UnknownValue) -> DbErr {
+    DbErr::Custom(format!("stored data: {e}"))
+}
+
 pub async fn compile(
     db: &impl ConnectionTrait,
     version: i64,
@@ -90,8 +96,9 @@ pub async fn compile(
         users: users.into_iter().map(|u| UserEntry { id: u.id, email: u.email, disabled: u.disabled }).collect(),
         members: members
             .into_iter()
-            .map(|m| MemberEntry { tenant: m.tenant_id, user: m.user_id, role: m.role })
-            .collect(),
+            .map(|m| Ok(MemberEntry { tenant: m.tenant_id, user: m.user_id, role: TenantRole::parse(&m.role)? }))
+            .collect::<Result<_, UnknownValue>>()
+            .map_err(corrupt)?,
         teams: teams
             .into_iter()
             .map(|t| TeamEntry {
@@ -104,55 +111,64 @@ pub async fn compile(
             .collect(),
         virtual_accounts: accounts
             .into_iter()
-            .map(|va| VirtualAccountEntry {
-                id: va.id,
-                tenant: va.tenant_id,
-                name: va.name,
-                tenant_role: va.tenant_role,
-                expires_at: va.expires_at,
+            .map(|va| {
+                Ok(VirtualAccountEntry {
+                    id: va.id,
+                    tenant: va.tenant_id,
+                    name: va.name,
+                    tenant_role: va.tenant_role.as_deref().map(TenantRole::parse).transpose()?,
+                    expires_at: va.expires_at,
+                })
             })
-            .collect(),
+            .collect::<Result<_, UnknownValue>>()
+            .map_err(corrupt)?,
         servers: servers
             .into_iter()
-            .map(|s| ServerEntry {
-                tool_settings: tool_settings_of(&s),
-                members: links
-                    .remove(&s.id)
-                    .unwrap_or_default()
-                    .iter()
-                    .map(|l| VirtualMemberEntry {
-                        server: l.member_server_id,
-                        enabled_tools: match enabled_tools_of(l) {
-                            EnabledTools::All(_) => None,
-                            EnabledTools::Only(names) => Some(names),
-                        },
-                        outbound_auth: l
-                            .auth_data
-                            .as_ref()
-                            .map(|a| crate::control::outbound::snapshot_entry_of(Some(a))),
-                    })
-                    .collect(),
-                outbound_auth: crate::control::outbound::snapshot_entry_of(s.auth_data.as_ref()),
-                id: s.id,
-                tenant: s.tenant_id,
-                slug: s.slug,
-                kind: s.kind,
-                url: s.url,
-                transport: s.transport,
-                additional_headers: s.additional_headers,
-                tls_reject_unauthorized: s.tls_reject_unauthorized,
-                tls_ca_certificate: s.tls_ca_certificate,
+            .map(|s| {
+                Ok(ServerEntry {
+                    tool_settings: tool_settings_of(&s),
+                    members: links
+                        .remove(&s.id)
+                        .unwrap_or_default()
+                        .iter()
+                        .map(|l| VirtualMemberEntry {
+                            server: l.member_server_id,
+                            enabled_tools: match enabled_tools_of(l) {
+                                EnabledTools::All(_) => None,
+                                EnabledTools::Only(names) => Some(names),
+                            },
+                            outbound_auth: l
+                                .auth_data
+                                .as_ref()
+                                .map(|a| crate::control::outbound::snapshot_entry_of(Some(a))),
+                        })
+                        .collect(),
+                    outbound_auth: crate::control::outbound::snapshot_entry_of(s.auth_data.as_ref()),
+                    id: s.id,
+                    tenant: s.tenant_id,
+                    slug: s.slug,
+                    kind: ServerKind::parse(&s.kind)?,
+                    url: s.url,
+                    transport: s.transport.as_deref().map(Transport::parse).transpose()?,
+                    additional_headers: s.additional_headers,
+                    tls_reject_unauthorized: s.tls_reject_unauthorized,
+                    tls_ca_certificate: s.tls_ca_certificate,
+                })
             })
-            .collect(),
+            .collect::<Result<_, UnknownValue>>()
+            .map_err(corrupt)?,
         access: access
             .into_iter()
-            .map(|c| AccessEntry {
-                server: c.server_id,
-                subject_kind: c.subject_kind,
-                subject: c.subject_id,
-                role: c.role,
+            .map(|c| {
+                Ok(AccessEntry {
+                    server: c.server_id,
+                    subject_kind: SubjectKind::parse(&c.subject_kind)?,
+                    subject: c.subject_id,
+                    role: ServerRole::parse(&c.role)?,
+                })
             })
-            .collect(),
+            .collect::<Result<_, UnknownValue>>()
+            .map_err(corrupt)?,
         tokens,
         revoked_gateway_tokens,
         identity_providers: Vec::new(),

@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use chrono::{DateTime, Utc};
 
 use crate::auth::{access_token, token};
-use crate::policy::{ServerEntry, Snapshot, TokenOwner};
+use crate::policy::{ServerEntry, ServerRole, Snapshot, SubjectKind, TenantRole, TokenOwner};
 
 /// The grant id of an access token minted from a virtual-account token (client credentials):
 /// `vat:` and the token's digest.
@@ -38,7 +38,7 @@ pub struct Policy {
     tenant_ids: HashMap<String, i64>,
     emails: HashMap<i64, usize>,
     tokens: HashMap<[u8; 32], usize>,
-    tenant_roles: HashMap<(i64, i64), String>,
+    tenant_roles: HashMap<(i64, i64), TenantRole>,
     user_teams: HashMap<i64, HashSet<i64>>,
     everyone: HashMap<i64, i64>,
     access: HashMap<i64, Vec<usize>>,
@@ -63,7 +63,7 @@ impl Policy {
         let tenant_ids = snapshot.tenants.iter().map(|t| (t.slug.clone(), t.id)).collect();
         let emails = snapshot.users.iter().enumerate().map(|(i, u)| (u.id, i)).collect();
         let tokens = snapshot.tokens.iter().enumerate().map(|(i, t)| (t.digest, i)).collect();
-        let tenant_roles = snapshot.members.iter().map(|m| ((m.tenant, m.user), m.role.clone())).collect();
+        let tenant_roles = snapshot.members.iter().map(|m| ((m.tenant, m.user), m.role)).collect();
         let mut user_teams: HashMap<i64, HashSet<i64>> = HashMap::new();
         let mut everyone = HashMap::new();
         for team in &snapshot.teams {
@@ -209,11 +209,11 @@ impl Policy {
             return None;
         }
         let admin = match subject {
-            Subject::User(user) => self.tenant_roles.get(&(server.tenant, user)).is_some_and(|r| r == "admin"),
+            Subject::User(user) => self.tenant_roles.get(&(server.tenant, user)) == Some(&TenantRole::Admin),
             Subject::VirtualAccount(id) => self
                 .accounts
                 .get(&id)
-                .is_some_and(|&i| self.snapshot.virtual_accounts[i].tenant_role.as_deref() == Some("admin")),
+                .is_some_and(|&i| self.snapshot.virtual_accounts[i].tenant_role == Some(TenantRole::Admin)),
         };
         if admin {
             return Some(Role::Manager);
@@ -228,13 +228,16 @@ impl Policy {
             .get(&server.id)?
             .iter()
             .map(|&i| &self.snapshot.access[i])
-            .filter(|a| match (a.subject_kind.as_str(), subject) {
-                ("user", Subject::User(user)) => a.subject == user,
-                ("virtualaccount", Subject::VirtualAccount(id)) => a.subject == id,
-                ("team", Subject::User(_)) => teams.contains(&a.subject) || Some(a.subject) == everyone,
+            .filter(|a| match (a.subject_kind, subject) {
+                (SubjectKind::User, Subject::User(user)) => a.subject == user,
+                (SubjectKind::VirtualAccount, Subject::VirtualAccount(id)) => a.subject == id,
+                (SubjectKind::Team, Subject::User(_)) => teams.contains(&a.subject) || Some(a.subject) == everyone,
                 _ => false,
             })
-            .map(|a| if a.role == "manager" { Role::Manager } else { Role::User })
+            .map(|a| match a.role {
+                ServerRole::Manager => Role::Manager,
+                ServerRole::User => Role::User,
+            })
             .max()
     }
 }

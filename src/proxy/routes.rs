@@ -15,7 +15,7 @@ use tokio::sync::Semaphore;
 use tracing_actix_web::RequestId;
 
 use crate::clock::Clock;
-use crate::policy::ServerEntry;
+use crate::policy::{ServerEntry, ServerKind, Transport};
 use crate::proxy::credentials::{CredentialError, CredentialResolver, Credentials, Headers, Target};
 use crate::proxy::decisions::{Decision, DecisionLog};
 use crate::proxy::guard::{self, OriginPolicy};
@@ -96,29 +96,7 @@ impl ProxyState {
     }
 }
 
-/// A server's MCP URL under a public base URL: what clients connect to, and the audience of
-/// the gateway's access tokens for it.
-pub fn mcp_url(base: &str, tenant: &str, server: &str) -> String {
-    format!("{base}/{tenant}/mcp/{server}/server")
-}
-
-/// The path of an MCP URL's protected resource metadata (RFC 9728 §3.1: the well-known
-/// segment inserted before the resource's path).
-pub fn resource_metadata_url(base: &str, tenant: &str, server: &str) -> String {
-    format!("{base}/.well-known/oauth-protected-resource/{tenant}/mcp/{server}/server")
-}
-
-/// RFC 9728 metadata of an MCP URL: the gateway (the same public base URL) is its
-/// authorization server. The same for every server, known or not, so it reveals nothing.
-pub fn resource_metadata(base: &str, tenant: &str, server: &str) -> Value {
-    json!({
-        "resource": mcp_url(base, tenant, server),
-        "authorization_servers": [base],
-        "bearer_methods_supported": ["header"],
-        "scopes_supported": crate::auth::access_token::SCOPES,
-        "resource_documentation": format!("{base}/api/docs"),
-    })
-}
+pub use mcpgate_policy::urls::{mcp_url, resource_metadata, resource_metadata_url};
 
 async fn protected_resource(path: web::Path<(String, String)>, state: web::Data<ProxyState>) -> HttpResponse {
     let (tenant, server) = path.into_inner();
@@ -256,7 +234,7 @@ fn check_batch(
     items: &[Value],
 ) -> Option<HttpResponse> {
     let named = header(req, "mcp-method").is_some() || header(req, "mcp-name").is_some();
-    if revision.is_some_and(|r| r != BATCH_REVISION) || named || entry.kind == "virtual" {
+    if revision.is_some_and(|r| r != BATCH_REVISION) || named || entry.kind == ServerKind::Virtual {
         let why = match revision.filter(|r| *r != BATCH_REVISION) {
             Some(r) => format!("MCP {r} has no JSON-RPC batches; send one message per request"),
             None => "this server takes one JSON-RPC message per request".to_owned(),
@@ -431,7 +409,7 @@ async fn serve(
         subject,
         entry,
     };
-    if entry.kind == "virtual" {
+    if entry.kind == ServerKind::Virtual {
         return Ok(virtual_server::handle(state, ctx, call).await);
     }
     Ok(relay(state, ctx, call).await)
@@ -619,7 +597,7 @@ async fn relay(state: &ProxyState, ctx: &Ctx, call: Call<'_>) -> HttpResponse {
         Ok(h) => h,
         Err(e) => return ctx.upstream_failed(&call.id, &e.into()),
     };
-    if entry.transport.as_deref() == Some("sse") {
+    if entry.transport == Some(Transport::Sse) {
         return crate::proxy::legacy::handle(state, ctx, call, auth).await;
     }
     let mut retried = false;

@@ -127,7 +127,7 @@ async fn members<'a>(state: &ProxyState, ctx: &'a Ctx, call: &Call<'a>) -> Resul
         .members
         .iter()
         .filter_map(|m| ctx.policy.server_by_id(m.server).map(|s| (s, m)))
-        .filter(|(s, _)| s.kind == "remote")
+        .filter(|(s, _)| s.kind == crate::policy::ServerKind::Remote)
         // A role on the virtual server is no role on its members: each is decided on its own,
         // and the caller sees only the members they may use directly.
         .filter(|(s, _)| ctx.policy.role(call.subject, s).is_some())

@@ -8,9 +8,8 @@ use ring::rand::SystemRandom;
 use ring::signature::{Ed25519KeyPair, KeyPair};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use utoipa::ToSchema;
 
-use crate::policy::{canonical_json, Snapshot};
+use crate::{canonical_json, Snapshot};
 
 pub const JWS_TYPE: &str = "mcpgate-policy+jws";
 
@@ -45,7 +44,8 @@ impl KeyMaterial {
 }
 
 /// An Ed25519 public key as a JSON Web Key (RFC 8037).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Jwk {
     pub kty: String,
     pub crv: String,
@@ -70,7 +70,8 @@ impl Jwk {
     }
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Jwks {
     pub keys: Vec<Jwk>,
 }

@@ -8,8 +8,8 @@ use std::collections::HashMap;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
-use crate::policy::sign::KeyMaterial;
-use crate::policy::Jwks;
+use crate::sign::KeyMaterial;
+use crate::Jwks;
 
 pub const TYP: &str = "at+jwt";
 
@@ -103,7 +103,7 @@ impl Verifier {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::Jwks;
+    use crate::Jwks;
 
     fn claims(aud: &str, exp: i64) -> AccessClaims {
         AccessClaims {
