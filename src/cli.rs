@@ -198,7 +198,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Proxy { control_plane, proxy_key, listen } => {
             let settings = load(config, Overrides { listen, control_plane, proxy_key, ..Default::default() })?;
-            let replica = crate::proxy::replica::Replica::build(settings, Clock::system()).await?;
+            let replica = crate::proxy::replica::Replica::build(settings.replica_config(), Clock::system()).await?;
             tracing::info!(port = replica.port(), "proxy replica listening on port {}", replica.port());
             replica.run_until_stopped().await?;
             Ok(())

@@ -267,6 +267,22 @@ impl Settings {
         crate::egress::Egress::new(self.upstream_allow_private, networks)
     }
 
+    /// What a standalone proxy replica takes from these settings.
+    pub fn replica_config(&self) -> crate::proxy::replica::ReplicaConfig {
+        crate::proxy::replica::ReplicaConfig {
+            listen: self.listen.clone(),
+            public_url: self.public_url.clone(),
+            control_plane: self.control_plane.clone(),
+            proxy_key: self.proxy_key.clone(),
+            upstream_timeout_seconds: self.upstream_timeout_seconds,
+            max_concurrent: self.proxy_max_concurrent,
+            allowed_origins: self.allowed_origins.clone(),
+            rate_limit_per_minute: self.proxy_rate_limit_per_minute,
+            egress: self.egress(),
+            workers: self.workers,
+        }
+    }
+
     /// `MCPGATE_*` variables that no setting reads: most likely typos.
     pub fn unknown_env_vars() -> Vec<String> {
         std::env::vars_os()
@@ -278,8 +294,7 @@ impl Settings {
     /// Where links point when no public URL is set: the address actually bound (port 0 becomes
     /// the real port); a wildcard bind is reachable on loopback, so links use that.
     pub fn bound_base_url(bound: std::net::SocketAddr) -> String {
-        let host = if bound.ip().is_unspecified() { "127.0.0.1".to_owned() } else { bound.ip().to_string() };
-        format!("http://{host}:{}", bound.port())
+        crate::proxy::replica::bound_base_url(bound)
     }
 
     /// The base URL with no trailing slash.

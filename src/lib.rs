@@ -8,15 +8,15 @@ pub mod clock;
 pub mod config;
 pub mod control;
 pub mod domain;
-pub mod egress;
 pub mod error;
-pub mod http_client;
 pub mod pages;
 pub mod policy;
-pub mod proxy;
 pub mod startup;
 pub mod store;
 pub mod telemetry;
+
+pub use mcpgate_proxy as proxy;
+pub use mcpgate_proxy::{egress, http_client};
 
 pub use clock::Clock;
 pub use config::Settings;

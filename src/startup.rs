@@ -167,7 +167,7 @@ impl Application {
             },
             state.clock.clone(),
             SessionSealer::from_proxy_key(&state.proxy_key),
-            DecisionLog::spawn(Destination::Store(state.db.clone())),
+            DecisionLog::spawn(Destination::Sink(Arc::new(crate::control::audit::StoreDecisions(state.db.clone())))),
             state.vault.clone(),
         )?);
         let doc = web::Data::new(api::openapi_json());

@@ -270,7 +270,7 @@ pub async fn record_decisions(
             format!("at most {MAX_DECISIONS} decisions per batch"),
         )]));
     }
-    crate::proxy::decisions::store(&state.db, batch.items).await?;
+    crate::control::audit::record_decisions(&state.db, batch.items).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 

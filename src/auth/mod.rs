@@ -1,6 +1,5 @@
 //! Credentials: password hashing, console session secrets, sign-in throttling.
 
-pub mod challenge;
 pub mod oauth_server;
 pub mod password;
 pub mod seal;
@@ -8,3 +7,4 @@ pub mod session;
 pub mod throttle;
 
 pub use mcpgate_policy::{access_token, token};
+pub use mcpgate_proxy::challenge;

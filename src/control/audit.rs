@@ -74,3 +74,48 @@ pub async fn list(
     }
     page::fetch(db, select, audit_events::Column::Id, |e| e.id, page.newest_first()).await
 }
+
+fn decision_row(d: crate::proxy::decisions::Decision) -> audit_events::ActiveModel {
+    audit_events::ActiveModel {
+        at: Set(d.at),
+        tenant_id: Set(d.tenant_id),
+        tenant_slug: Set(d.tenant_id.map(|_| d.tenant.clone())),
+        actor: Set(d.actor),
+        action: Set(crate::proxy::decisions::ACTION.to_owned()),
+        target: Set(format!("server:{}", d.server)),
+        outcome: Set(d.outcome),
+        request_id: Set(d.request_id),
+        details: Set(Some(serde_json::json!({
+            "snapshot_version": d.snapshot_version,
+            "reason": d.reason,
+            "method": d.method,
+            "name": d.name,
+            "upstream_status": d.upstream_status,
+            "latency_ms": d.latency_ms,
+        }))),
+        ..Default::default()
+    }
+}
+
+/// Writes proxy decisions without touching the policy version: they record enforcement, they
+/// do not change what is enforced.
+pub async fn record_decisions(
+    db: &impl ConnectionTrait,
+    batch: Vec<crate::proxy::decisions::Decision>,
+) -> Result<(), sea_orm::DbErr> {
+    if batch.is_empty() {
+        return Ok(());
+    }
+    audit_events::Entity::insert_many(batch.into_iter().map(decision_row)).exec(db).await?;
+    Ok(())
+}
+
+/// The in-process proxy's decisions go straight into the store.
+pub struct StoreDecisions(pub sea_orm::DatabaseConnection);
+
+#[async_trait::async_trait]
+impl crate::proxy::decisions::DecisionSink for StoreDecisions {
+    async fn write(&self, batch: Vec<crate::proxy::decisions::Decision>) -> anyhow::Result<()> {
+        Ok(record_decisions(&self.0, batch).await?)
+    }
+}

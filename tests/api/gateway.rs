@@ -326,7 +326,8 @@ pub async fn running_replica(app: &TestApp) -> (String, std::sync::Arc<mcpgate::
     settings.upstream_allow_private = true;
     settings.control_plane = Some(app.base.clone());
     settings.proxy_key = Some(app.state.proxy_key.expose_secret().to_owned().into());
-    let replica = mcpgate::proxy::replica::Replica::build(settings, mcpgate::Clock::system()).await.unwrap();
+    let replica =
+        mcpgate::proxy::replica::Replica::build(settings.replica_config(), mcpgate::Clock::system()).await.unwrap();
     let base = format!("http://127.0.0.1:{}", replica.port());
     let policy = replica.policy.clone();
     tokio::spawn(replica.run_until_stopped());
@@ -380,7 +381,8 @@ async fn a_replica_without_a_snapshot_fails_closed_and_keeps_the_last_good_one()
     settings.workers = 1;
     settings.control_plane = Some(peers::closed_port_url().trim_end_matches("/mcp").to_owned());
     settings.proxy_key = Some("mgw_proxy_whatever".to_owned().into());
-    let lonely = mcpgate::proxy::replica::Replica::build(settings, mcpgate::Clock::system()).await.unwrap();
+    let lonely =
+        mcpgate::proxy::replica::Replica::build(settings.replica_config(), mcpgate::Clock::system()).await.unwrap();
     let base = format!("http://127.0.0.1:{}", lonely.port());
     tokio::spawn(lonely.run_until_stopped());
     let res =

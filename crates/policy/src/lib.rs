@@ -8,6 +8,7 @@
 //! as SHA-256 digests, upstream credentials not at all.
 
 pub mod access_token;
+pub mod clock;
 pub mod kinds;
 pub mod sign;
 pub mod token;

@@ -11,8 +11,8 @@ use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, CONTENT_TYPE};
 use serde_json::Value;
 use sse_stream::SseStream;
 
-use crate::policy::ServerEntry;
-use crate::proxy::credentials::{self, CredentialError, Headers};
+use crate::credentials::{self, CredentialError, Headers};
+use mcpgate_policy::ServerEntry;
 
 pub const SESSION_HEADER: &str = "mcp-session-id";
 pub const VERSION_HEADER: &str = "mcp-protocol-version";

@@ -12,7 +12,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::proxy::index::Subject;
+use crate::index::Subject;
 
 const NONCE_LEN: usize = 12;
 /// Domain separation: the proxy key authenticates snapshot pulls; this derivation gives the

@@ -7,11 +7,11 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwapOption;
 
-use crate::policy::sign::{self, VerifyError};
-use crate::policy::Jwks;
+use crate::index::Policy;
+use mcpgate_policy::sign::{self, VerifyError};
+use mcpgate_policy::Jwks;
 #[cfg(test)]
-use crate::policy::Snapshot;
-use crate::proxy::index::Policy;
+use mcpgate_policy::Snapshot;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum Rejected {
@@ -70,7 +70,7 @@ mod tests {
     use chrono::Utc;
 
     use super::*;
-    use crate::policy::sign::KeyMaterial;
+    use mcpgate_policy::sign::KeyMaterial;
 
     fn signed(version: i64, key: &KeyMaterial) -> String {
         let snapshot = Snapshot::empty(version, &key.kid, Utc::now());

@@ -8,8 +8,8 @@ use actix_web::http::StatusCode;
 use actix_web::HttpResponse;
 use serde_json::{json, Value};
 
-use crate::proxy::credentials::CredentialError;
-use crate::proxy::upstream::UpstreamError;
+use crate::credentials::CredentialError;
+use crate::upstream::UpstreamError;
 
 /// JSON-RPC error codes the proxy answers with.
 pub const PARSE_ERROR: i64 = -32700;

@@ -14,16 +14,16 @@ use serde_json::{json, Value};
 use tokio::sync::Semaphore;
 use tracing_actix_web::RequestId;
 
-use crate::clock::Clock;
-use crate::policy::{ServerEntry, ServerKind, Transport};
-use crate::proxy::credentials::{CredentialError, CredentialResolver, Credentials, Headers, Target};
-use crate::proxy::decisions::{Decision, DecisionLog};
-use crate::proxy::guard::{self, OriginPolicy};
-use crate::proxy::holder::PolicyHolder;
-use crate::proxy::index::{Policy, Subject};
-use crate::proxy::session::{subject_tag, GatewaySession, SessionSealer};
-use crate::proxy::upstream::{Clients, UpstreamError, SESSION_HEADER, VERSION_HEADER};
-use crate::proxy::{rewrite, tools, virtual_server};
+use crate::credentials::{CredentialError, CredentialResolver, Credentials, Headers, Target};
+use crate::decisions::{Decision, DecisionLog};
+use crate::guard::{self, OriginPolicy};
+use crate::holder::PolicyHolder;
+use crate::index::{Policy, Subject};
+use crate::session::{subject_tag, GatewaySession, SessionSealer};
+use crate::upstream::{Clients, UpstreamError, SESSION_HEADER, VERSION_HEADER};
+use crate::{rewrite, tools, virtual_server};
+use mcpgate_policy::clock::Clock;
+use mcpgate_policy::{ServerEntry, ServerKind, Transport};
 
 /// Headers relayed from the client to the upstream and back. Everything else (cookies,
 /// hop-by-hop headers, the caller's own Authorization) stays at the gateway; the session id
@@ -46,7 +46,7 @@ pub struct ProxyState {
     /// Bounds the requests and streams in flight.
     pub limit: Arc<Semaphore>,
     pub routes: virtual_server::RouteCache,
-    pub bridges: crate::proxy::legacy::Bridges,
+    pub bridges: crate::legacy::Bridges,
     pub credentials: Credentials,
     /// Per-identity request budget; `None` when turned off.
     pub rate: Option<IdentityLimiter>,
@@ -88,7 +88,7 @@ impl ProxyState {
             decisions,
             limit: Arc::new(Semaphore::new(config.max_concurrent.max(1))),
             routes: virtual_server::RouteCache::default(),
-            bridges: crate::proxy::legacy::Bridges::default(),
+            bridges: crate::legacy::Bridges::default(),
             credentials: Credentials::new(resolver),
             rate: std::num::NonZeroU32::new(config.rate_limit_per_minute)
                 .map(|n| governor::RateLimiter::keyed(governor::Quota::per_minute(n))),
@@ -122,7 +122,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<ProxyState>) {
     );
 }
 
-pub use crate::proxy::error::{
+pub use crate::error::{
     credential_required, rpc_error, ProxyError, CREDENTIAL_REQUIRED, INTERNAL, INVALID_PARAMS, INVALID_REQUEST,
     METHOD_NOT_FOUND, RATE_LIMITED, UPSTREAM_FAILED, URL_ELICITATION_REQUIRED,
 };
@@ -210,7 +210,7 @@ impl Ctx {
 const BATCH_REVISION: &str = "2025-03-26";
 
 /// Why each message of a batch is refused, if it is: the same checks as for one message.
-pub fn batch_refusals(items: &[Value], settings: &[crate::control::servers::ToolSetting]) -> Vec<Option<String>> {
+pub fn batch_refusals(items: &[Value], settings: &[mcpgate_policy::ToolSetting]) -> Vec<Option<String>> {
     items
         .iter()
         .map(|m| match method_and_name(m) {
@@ -418,8 +418,8 @@ async fn serve(
 /// Who is calling, from the headers alone: nothing of an unauthenticated request's body is
 /// read, and it holds no capacity.
 fn authenticate(req: &HttpRequest, state: &ProxyState, ctx: &Ctx) -> Result<Subject, ProxyError> {
-    let bearer = header(req, header::AUTHORIZATION.as_str()).and_then(crate::auth::token::from_bearer_header);
-    let subject = bearer.and_then(|t| match crate::auth::access_token::looks_like_jwt(t) {
+    let bearer = header(req, header::AUTHORIZATION.as_str()).and_then(mcpgate_policy::token::from_bearer_header);
+    let subject = bearer.and_then(|t| match mcpgate_policy::access_token::looks_like_jwt(t) {
         // A gateway access token is for exactly this MCP URL.
         true => {
             let audience = mcp_url(&state.public_base, &ctx.tenant, &ctx.server);
@@ -565,7 +565,7 @@ pub fn refused(state: &ProxyState, ctx: &Ctx, target: Target<'_>) -> CredentialE
     if target.per_user() {
         CredentialError::ActionRequired {
             message: format!("{}/{} refused your credential; renew it.", ctx.tenant, entry.slug),
-            url: crate::proxy::credentials::connect_url(&state.public_base, &ctx.tenant, &entry.slug),
+            url: crate::credentials::connect_url(&state.public_base, &ctx.tenant, &entry.slug),
         }
     } else {
         CredentialError::Unavailable {
@@ -598,7 +598,7 @@ async fn relay(state: &ProxyState, ctx: &Ctx, call: Call<'_>) -> HttpResponse {
         Err(e) => return ctx.upstream_failed(&call.id, &e.into()),
     };
     if entry.transport == Some(Transport::Sse) {
-        return crate::proxy::legacy::handle(state, ctx, call, auth).await;
+        return crate::legacy::handle(state, ctx, call, auth).await;
     }
     let mut retried = false;
     let response = loop {
@@ -611,7 +611,7 @@ async fn relay(state: &ProxyState, ctx: &Ctx, call: Call<'_>) -> HttpResponse {
             Err(e) => return ctx.upstream_failed(&call.id, &e),
         };
         if target.per_user_oauth() {
-            if let Some(scope) = crate::proxy::credentials::insufficient_scope(&response) {
+            if let Some(scope) = crate::credentials::insufficient_scope(&response) {
                 let error = state.credentials.step_up(target, &subject, &scope).await;
                 return ctx.upstream_failed(&call.id, &error.into());
             }
@@ -744,7 +744,7 @@ mod tests {
         /// batch is let through.
         #[test]
         fn a_disabled_tool_anywhere_in_a_batch_stops_it(position in 0usize..6, others in prop::collection::vec("[a-z]{1,6}", 1..6)) {
-            let settings = vec![crate::control::servers::ToolSetting {
+            let settings = vec![mcpgate_policy::ToolSetting {
                 name: "rm".into(), description: None, disabled: true, annotations: None,
             }];
             let mut items: Vec<Value> = others

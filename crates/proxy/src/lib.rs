@@ -2,11 +2,14 @@
 //! store; the only thing it hands back is its decisions, through `decisions::DecisionLog`
 //! (written to the store by `mcpgate serve`, posted to the control plane by replicas).
 
+pub mod challenge;
 pub mod credentials;
 pub mod decisions;
+pub mod egress;
 pub mod error;
 pub mod guard;
 pub mod holder;
+pub mod http_client;
 pub mod index;
 pub mod legacy;
 pub mod replica;

@@ -13,17 +13,41 @@ use anyhow::Context;
 use secrecy::{ExposeSecret, SecretString};
 use tracing_actix_web::TracingLogger;
 
-use crate::clock::Clock;
-use crate::config::Settings;
-use crate::policy::Jwks;
-use crate::proxy::credentials::{CredentialError, CredentialRequest, CredentialResolver, Resolved};
-use crate::proxy::decisions::{DecisionLog, Destination};
-use crate::proxy::holder::{PolicyHolder, Rejected};
-use crate::proxy::routes::{ProxyConfig, ProxyState};
-use crate::proxy::session::SessionSealer;
+use crate::credentials::{CredentialError, CredentialRequest, CredentialResolver, Resolved};
+use crate::decisions::{DecisionLog, Destination};
+use crate::holder::{PolicyHolder, Rejected};
+use crate::routes::{ProxyConfig, ProxyState};
+use crate::session::SessionSealer;
+use mcpgate_policy::clock::Clock;
+use mcpgate_policy::Jwks;
 
 /// How long one long-poll asks the control plane to wait.
 const WAIT_SECONDS: u64 = 30;
+
+/// What a replica needs to know; the binary fills it from its settings.
+pub struct ReplicaConfig {
+    /// Address to bind, e.g. `127.0.0.1:8081`.
+    pub listen: String,
+    /// The gateway's public base URL (as the control plane's): gateway tokens name it.
+    pub public_url: Option<String>,
+    /// The control plane to follow.
+    pub control_plane: Option<String>,
+    /// The key that reads snapshots and credentials from the control plane.
+    pub proxy_key: Option<SecretString>,
+    pub upstream_timeout_seconds: u32,
+    pub max_concurrent: usize,
+    pub allowed_origins: Vec<String>,
+    pub rate_limit_per_minute: u32,
+    pub egress: crate::egress::Egress,
+    /// HTTP workers; 0 for one per core.
+    pub workers: usize,
+}
+
+/// The URL of a bound address (a wildcard bind is reached on loopback).
+pub fn bound_base_url(bound: std::net::SocketAddr) -> String {
+    let host = if bound.ip().is_unspecified() { "127.0.0.1".to_owned() } else { bound.ip().to_string() };
+    format!("http://{host}:{}", bound.port())
+}
 
 pub struct Replica {
     port: u16,
@@ -32,7 +56,7 @@ pub struct Replica {
 }
 
 impl Replica {
-    pub async fn build(settings: Settings, clock: Clock) -> anyhow::Result<Self> {
+    pub async fn build(settings: ReplicaConfig, clock: Clock) -> anyhow::Result<Self> {
         let control = settings
             .control_plane
             .clone()
@@ -45,7 +69,7 @@ impl Replica {
         let bound = listener.local_addr()?;
         let public_base = match &settings.public_url {
             Some(url) => url.trim_end_matches('/').to_owned(),
-            None => Settings::bound_base_url(bound),
+            None => bound_base_url(bound),
         };
         let policy = Arc::new(PolicyHolder::default());
         let client = crate::http_client::builder().connect_timeout(Duration::from_secs(10)).build()?;
@@ -60,10 +84,10 @@ impl Replica {
             ProxyConfig {
                 public_base,
                 upstream_timeout: Duration::from_secs(u64::from(settings.upstream_timeout_seconds.max(1))),
-                max_concurrent: settings.proxy_max_concurrent,
+                max_concurrent: settings.max_concurrent,
                 allowed_origins: settings.allowed_origins.clone(),
-                rate_limit_per_minute: settings.proxy_rate_limit_per_minute,
-                egress: Arc::new(settings.egress()),
+                rate_limit_per_minute: settings.rate_limit_per_minute,
+                egress: Arc::new(settings.egress.clone()),
             },
             clock,
             SessionSealer::from_proxy_key(&proxy_key),
@@ -78,7 +102,7 @@ impl Replica {
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(holder.clone())
-                .configure(|cfg| crate::proxy::routes::configure(cfg, proxy.clone()))
+                .configure(|cfg| crate::routes::configure(cfg, proxy.clone()))
                 .route(
                     "/healthz",
                     web::get().to(|| async { HttpResponse::Ok().json(serde_json::json!({"status": "ok"})) }),

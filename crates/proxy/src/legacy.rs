@@ -13,11 +13,11 @@ use serde_json::Value;
 use sse_stream::{Sse, SseStream};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::proxy::credentials::Headers;
-use crate::proxy::routes::{rpc_error, Call, Ctx, ProxyState, INVALID_REQUEST};
-use crate::proxy::session::{subject_tag, GatewaySession};
-use crate::proxy::tools;
-use crate::proxy::upstream::{UpstreamError, SESSION_HEADER};
+use crate::credentials::Headers;
+use crate::routes::{rpc_error, Call, Ctx, ProxyState, INVALID_REQUEST};
+use crate::session::{subject_tag, GatewaySession};
+use crate::tools;
+use crate::upstream::{UpstreamError, SESSION_HEADER};
 
 const MARK: &str = "legacy:";
 /// Messages the upstream sends the client while no GET stream is open are kept up to this
@@ -164,7 +164,7 @@ pub async fn handle(state: &ProxyState, ctx: &Ctx, call: Call<'_>, auth: Headers
             };
             ctx.decide("allowed", None, Some(200));
             let events = tokio_stream_from(inbox).map(|message| {
-                Ok::<_, actix_web::Error>(crate::proxy::rewrite::encode(&Sse {
+                Ok::<_, actix_web::Error>(crate::rewrite::encode(&Sse {
                     event: Some("message".into()),
                     data: Some(message.to_string()),
                     id: None,

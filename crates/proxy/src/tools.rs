@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::control::servers::ToolSetting;
+use mcpgate_policy::ToolSetting;
 
 /// MCP clients commonly refuse tool names longer than this.
 pub const MAX_NAME: usize = 64;

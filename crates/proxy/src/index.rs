@@ -5,8 +5,8 @@ use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 
-use crate::auth::{access_token, token};
-use crate::policy::{ServerEntry, ServerRole, Snapshot, SubjectKind, TenantRole, TokenOwner};
+use mcpgate_policy::{access_token, token};
+use mcpgate_policy::{ServerEntry, ServerRole, Snapshot, SubjectKind, TenantRole, TokenOwner};
 
 /// The grant id of an access token minted from a virtual-account token (client credentials):
 /// `vat:` and the token's digest.
@@ -167,7 +167,7 @@ impl Policy {
         if self.revoked.contains(&claims.jti) || claims.grant_id.as_ref().is_some_and(|g| self.revoked.contains(g)) {
             return None;
         }
-        let subject = crate::proxy::session::subject_from_tag(&claims.sub)?;
+        let subject = crate::session::subject_from_tag(&claims.sub)?;
         // Minted from a virtual-account token: good only while that token is.
         if let Some(encoded) = claims.grant_id.as_deref().and_then(|g| g.strip_prefix(SOURCE_TOKEN)) {
             use base64::Engine;
@@ -247,9 +247,9 @@ mod tests {
     use chrono::Utc;
 
     use super::*;
-    use crate::auth::access_token::{mint, AccessClaims};
-    use crate::policy::sign::KeyMaterial;
-    use crate::policy::{Jwks, UserEntry};
+    use mcpgate_policy::access_token::{mint, AccessClaims};
+    use mcpgate_policy::sign::KeyMaterial;
+    use mcpgate_policy::{Jwks, UserEntry};
 
     #[test]
     fn revoked_gateway_tokens_and_grants_are_refused() {

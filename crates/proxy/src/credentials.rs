@@ -9,10 +9,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 
-use crate::policy::{ServerEntry, VirtualMemberEntry};
-use crate::proxy::index::Subject;
+use crate::index::Subject;
+use mcpgate_policy::{ServerEntry, VirtualMemberEntry};
 
 /// Header name and value pairs to add to upstream requests. Secret: never logged.
 pub type Headers = Vec<(String, String)>;
@@ -20,7 +19,8 @@ pub type Headers = Vec<(String, String)>;
 /// What the proxy asks for: the credential `subject` uses on `server`. `stale` is the
 /// `Authorization` value the upstream just refused, so the resolver refreshes instead of
 /// handing it back.
-#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CredentialRequest {
     pub server: i64,
@@ -39,21 +39,23 @@ pub struct CredentialRequest {
 
 impl CredentialRequest {
     pub fn subject(&self) -> Option<Subject> {
-        crate::proxy::session::subject_from_tag(&self.subject)
+        crate::session::subject_from_tag(&self.subject)
     }
 }
 
 /// A credential and how long it may be reused.
-#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Resolved {
     /// `[name, value]` pairs.
-    #[schema(value_type = Vec<Vec<String>>)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<Vec<String>>))]
     pub headers: Headers,
     pub ttl_seconds: u64,
 }
 
 /// Why there is no credential.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, thiserror::Error)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum CredentialError {
     /// The caller has to do something first — add their own key, authorize the gateway — at `url`.
@@ -236,9 +238,8 @@ pub fn insufficient_scope(response: &reqwest::Response) -> Option<String> {
         return None;
     }
     let challenge = response.headers().get("www-authenticate")?.to_str().ok()?;
-    let error = crate::auth::challenge::challenge_param(challenge, "error")?;
-    (error == "insufficient_scope")
-        .then(|| crate::auth::challenge::challenge_param(challenge, "scope").unwrap_or_default())
+    let error = crate::challenge::challenge_param(challenge, "error")?;
+    (error == "insufficient_scope").then(|| crate::challenge::challenge_param(challenge, "scope").unwrap_or_default())
 }
 
 /// The `Authorization` value among credential headers, to name it as stale after a `401`.

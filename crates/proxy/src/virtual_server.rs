@@ -15,14 +15,14 @@ use actix_web::HttpResponse;
 use futures_util::future::join_all;
 use serde_json::{json, Map, Value};
 
-use crate::policy::ServerEntry;
-use crate::proxy::credentials::{CredentialError, Headers, Target};
-use crate::proxy::error::{rpc_error, ProxyError, INVALID_REQUEST};
-use crate::proxy::rewrite;
-use crate::proxy::routes::{relay_headers, Call, Ctx, ProxyState};
-use crate::proxy::session::{subject_tag, GatewaySession};
-use crate::proxy::tools::{self, MemberTools, Route};
-use crate::proxy::upstream::{UpstreamError, SESSION_HEADER, VERSION_HEADER};
+use crate::credentials::{CredentialError, Headers, Target};
+use crate::error::{rpc_error, ProxyError, INVALID_REQUEST};
+use crate::rewrite;
+use crate::routes::{relay_headers, Call, Ctx, ProxyState};
+use crate::session::{subject_tag, GatewaySession};
+use crate::tools::{self, MemberTools, Route};
+use crate::upstream::{UpstreamError, SESSION_HEADER, VERSION_HEADER};
+use mcpgate_policy::ServerEntry;
 
 const ID_PREFIX: &str = "mcpgate:";
 /// Upper bound on pages read from one member's list, against an upstream that never stops.
@@ -127,7 +127,7 @@ async fn members<'a>(state: &ProxyState, ctx: &'a Ctx, call: &Call<'a>) -> Resul
         .members
         .iter()
         .filter_map(|m| ctx.policy.server_by_id(m.server).map(|s| (s, m)))
-        .filter(|(s, _)| s.kind == crate::policy::ServerKind::Remote)
+        .filter(|(s, _)| s.kind == mcpgate_policy::ServerKind::Remote)
         // A role on the virtual server is no role on its members: each is decided on its own,
         // and the caller sees only the members they may use directly.
         .filter(|(s, _)| ctx.policy.role(call.subject, s).is_some())

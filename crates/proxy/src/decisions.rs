@@ -1,21 +1,18 @@
 //! Every proxy decision (allowed, denied and why, upstream outcome and latency) becomes an
 //! audit event carrying the snapshot version that made it. The request path only pushes onto a
-//! bounded channel; a background task writes batches — straight into the store in
-//! `mcpgate serve`, or to the control plane from a standalone replica, which has no database.
+//! bounded channel; a background task writes batches — to a [`DecisionSink`] the control plane
+//! provides in `mcpgate serve` (its store), or to the control plane's decision endpoint from a
+//! standalone replica, which has no database.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sea_orm::{DatabaseConnection, DbErr, EntityTrait, Set};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::sync::mpsc;
-use utoipa::ToSchema;
-
-use crate::store::entities::audit_events;
 
 pub const ACTION: &str = "mcp.request";
 const CHANNEL: usize = 16 * 1024;
@@ -23,7 +20,8 @@ const BATCH: usize = 500;
 /// How often queued events are written: fewer, larger writes under load.
 const FLUSH_EVERY: Duration = Duration::from_millis(250);
 
-#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Decision {
     pub at: DateTime<Utc>,
@@ -47,50 +45,22 @@ pub struct Decision {
     pub request_id: Option<String>,
 }
 
-impl Decision {
-    fn into_row(self) -> audit_events::ActiveModel {
-        audit_events::ActiveModel {
-            at: Set(self.at),
-            tenant_id: Set(self.tenant_id),
-            tenant_slug: Set(self.tenant_id.map(|_| self.tenant.clone())),
-            actor: Set(self.actor),
-            action: Set(ACTION.to_owned()),
-            target: Set(format!("server:{}", self.server)),
-            outcome: Set(self.outcome),
-            request_id: Set(self.request_id),
-            details: Set(Some(json!({
-                "snapshot_version": self.snapshot_version,
-                "reason": self.reason,
-                "method": self.method,
-                "name": self.name,
-                "upstream_status": self.upstream_status,
-                "latency_ms": self.latency_ms,
-            }))),
-            ..Default::default()
-        }
-    }
-}
-
-/// Writes decisions without touching the policy version: they record enforcement, they do not
-/// change what is enforced.
-pub async fn store(db: &DatabaseConnection, batch: Vec<Decision>) -> Result<(), DbErr> {
-    if batch.is_empty() {
-        return Ok(());
-    }
-    audit_events::Entity::insert_many(batch.into_iter().map(Decision::into_row)).exec(db).await?;
-    Ok(())
+/// Where `mcpgate serve` keeps decisions: implemented by the control plane over its store.
+#[async_trait::async_trait]
+pub trait DecisionSink: Send + Sync {
+    async fn write(&self, batch: Vec<Decision>) -> anyhow::Result<()>;
 }
 
 /// Where batches go.
 pub enum Destination {
-    Store(DatabaseConnection),
+    Sink(Arc<dyn DecisionSink>),
     ControlPlane { client: reqwest::Client, url: String, proxy_key: SecretString },
 }
 
 impl Destination {
     async fn write(&self, batch: Vec<Decision>) -> anyhow::Result<()> {
         match self {
-            Self::Store(db) => Ok(store(db, batch).await?),
+            Self::Sink(sink) => sink.write(batch).await,
             Self::ControlPlane { client, url, proxy_key } => {
                 let res = client
                     .post(url)
