@@ -12,11 +12,11 @@ pub mod error;
 pub mod pages;
 pub mod policy;
 pub mod startup;
-pub mod store;
 pub mod telemetry;
 
 pub use mcpgate_proxy as proxy;
 pub use mcpgate_proxy::{egress, http_client};
+pub use mcpgate_store as store;
 
 pub use clock::Clock;
 pub use config::Settings;
