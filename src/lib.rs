@@ -1,19 +1,19 @@
-//! mcpgate: an MCP gateway. This crate holds the control plane (REST API over a sea-orm store)
-//! and, in later stages, the policy snapshot and the proxy.
+//! mcpgate: an MCP gateway. This crate is the binary's half: the HTTP API, the pages, the
+//! OAuth authorization server's endpoints, the CLI and the wiring. The layers below are
+//! crates of their own (ARCHITECTURE.md): `mcpgate-policy` (the snapshot contract),
+//! `mcpgate-proxy` (the data plane), `mcpgate-store` and `mcpgate-control` (the domain).
 
 pub mod api;
 pub mod auth;
 pub mod cli;
-pub mod clock;
 pub mod config;
-pub mod control;
-pub mod domain;
-pub mod error;
 pub mod pages;
-pub mod policy;
 pub mod startup;
 pub mod telemetry;
 
+pub use mcpgate_control as control;
+pub use mcpgate_control::{domain, error, policy};
+pub use mcpgate_policy::clock;
 pub use mcpgate_proxy as proxy;
 pub use mcpgate_proxy::{egress, http_client};
 pub use mcpgate_store as store;

@@ -1,10 +1,6 @@
-//! Credentials: password hashing, console session secrets, sign-in throttling.
+//! Credentials: the gateway's own OAuth authorization server lives here; password hashing,
+//! session secrets, sealing and the sign-in throttle are the control plane's.
 
 pub mod oauth_server;
-pub mod password;
-pub mod seal;
-pub mod session;
-pub mod throttle;
 
-pub use mcpgate_policy::{access_token, token};
-pub use mcpgate_proxy::challenge;
+pub use mcpgate_control::auth::{access_token, challenge, password, seal, session, throttle, token};

@@ -6,8 +6,7 @@ use base64::Engine;
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, Set,
-    TransactionTrait,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, Set, TransactionTrait,
 };
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -611,22 +610,7 @@ pub async fn revoke(
     Ok(!exists)
 }
 
-/// Ids that must travel in the snapshot: revoked sign-ins and tokens whose access tokens may
-/// still be unexpired.
-pub async fn revoked_ids(db: &impl ConnectionTrait, now: DateTime<Utc>) -> Result<Vec<String>, sea_orm::DbErr> {
-    let grants = oauth_grants::Entity::find()
-        .filter(oauth_grants::Column::RevokedAt.is_not_null())
-        .filter(oauth_grants::Column::AccessExpiresAt.gt(now))
-        .order_by_asc(oauth_grants::Column::Id)
-        .all(db)
-        .await?;
-    let tokens = oauth_revoked_tokens::Entity::find()
-        .filter(oauth_revoked_tokens::Column::ExpiresAt.gt(now))
-        .order_by_asc(oauth_revoked_tokens::Column::Id)
-        .all(db)
-        .await?;
-    Ok(grants.into_iter().map(|g| g.public_id).chain(tokens.into_iter().map(|t| t.jti)).collect())
-}
+pub use mcpgate_control::policy::compile::revoked_ids;
 
 /// Forgets what can no longer matter: revoked token ids past their expiry, sign-ins ended
 /// (expired, or revoked with every access token expired) a day ago, spent codes, clients that

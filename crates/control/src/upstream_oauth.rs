@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use crate::auth::challenge::challenge_param;
-use crate::control::outbound::OAuth2Auth;
+use crate::outbound::OAuth2Auth;
 
 /// Largest metadata or token response read.
 const MAX_RESPONSE: usize = 256 * 1024;

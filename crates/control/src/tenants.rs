@@ -6,13 +6,13 @@ use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Query;
 use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set, TransactionTrait};
 
-use crate::control::audit::{self, Actor};
-use crate::control::caller::Caller;
-use crate::control::page::{self, PageRequest, Paged};
-use crate::control::teams::EVERYONE;
+use crate::audit::{self, Actor};
+use crate::caller::Caller;
 use crate::domain::{DisplayName, Slug, TenantRole};
 use crate::error::{ApiError, ApiResult};
+use crate::page::{self, PageRequest, Paged};
 use crate::store::entities::{teams, tenant_members, tenants, virtual_members};
+use crate::teams::EVERYONE;
 
 /// Creates a tenant with its built-in `everyone` team, atomically.
 pub async fn create<C: TransactionTrait>(
@@ -104,7 +104,7 @@ pub async fn delete<C: TransactionTrait>(
 ) -> ApiResult<()> {
     let txn = db.begin().await?;
     // Virtual-member links restrict server deletion; inside a dying tenant they go first.
-    let server_ids = crate::control::servers::ids_in(&txn, &tenant).await?;
+    let server_ids = crate::servers::ids_in(&txn, &tenant).await?;
     virtual_members::Entity::delete_many()
         .filter(virtual_members::Column::VirtualServerId.is_in(server_ids))
         .exec(&txn)

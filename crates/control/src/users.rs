@@ -9,13 +9,13 @@ use sea_orm::{
 };
 use secrecy::SecretString;
 
+use crate::audit::{self, Actor};
 use crate::auth::password;
-use crate::control::audit::{self, Actor};
-use crate::control::page::{self, PageRequest, Paged};
-use crate::control::servers::SubjectKind;
-use crate::control::sessions;
 use crate::domain::{DisplayName, Email, NewPassword};
 use crate::error::{ApiError, ApiResult};
+use crate::page::{self, PageRequest, Paged};
+use crate::servers::SubjectKind;
+use crate::sessions;
 use crate::store::entities::{collaborators, users};
 
 pub struct NewUser {

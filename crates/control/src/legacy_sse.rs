@@ -7,9 +7,9 @@ use reqwest::header::ACCEPT;
 use serde_json::{json, Value};
 use sse_stream::SseStream;
 
-use crate::control::probe::ProbeFailure;
-use crate::control::probe::{classify, failure, headers, Found};
-use crate::control::servers::{ProbedTool, Upstream};
+use crate::probe::ProbeFailure;
+use crate::probe::{classify, failure, headers, Found};
+use crate::servers::{ProbedTool, Upstream};
 
 const LEGACY_REVISION: &str = "2024-11-05";
 

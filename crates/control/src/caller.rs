@@ -1,6 +1,6 @@
 //! Who is calling the control plane: a person, or a virtual account acting for automation.
 
-use crate::control::servers::SubjectKind;
+use crate::servers::SubjectKind;
 use crate::store::entities::{users, virtual_accounts};
 
 #[derive(Clone, Debug)]

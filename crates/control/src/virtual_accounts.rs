@@ -12,14 +12,14 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::ToSchema;
 
+use crate::audit::{self, Actor};
 use crate::auth::seal::Sealer;
-use crate::control::audit::{self, Actor};
-use crate::control::page::{self, PageRequest, Paged};
-use crate::control::servers::{ServerRole, SubjectKind};
-use crate::control::tokens::{self, Issued};
 use crate::domain::Slug;
 use crate::error::{ApiError, ApiResult, FieldError};
+use crate::page::{self, PageRequest, Paged};
+use crate::servers::{ServerRole, SubjectKind};
 use crate::store::entities::{access_tokens, collaborators, servers, tenants, virtual_accounts};
+use crate::tokens::{self, Issued};
 
 /// Grace period of a regeneration when neither the request nor the account's rotation
 /// settings name one.

@@ -4,12 +4,12 @@
 use chrono::{DateTime, Utc};
 use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set, TransactionTrait};
 
-use crate::control::audit::{self, Actor};
-use crate::control::members;
-use crate::control::page::{self, PageRequest, Paged};
-use crate::control::servers::SubjectKind;
+use crate::audit::{self, Actor};
 use crate::domain::{DisplayName, Email, Slug};
 use crate::error::{ApiError, ApiResult};
+use crate::members;
+use crate::page::{self, PageRequest, Paged};
+use crate::servers::SubjectKind;
 use crate::store::entities::{collaborators, team_members, teams, tenant_members, tenants, users};
 
 pub const EVERYONE: &str = "everyone";
@@ -198,7 +198,7 @@ pub async fn remove_member<C: TransactionTrait>(
         return Err(builtin_refusal());
     }
     let txn = db.begin().await?;
-    let user = crate::control::users::find_by_email(&txn, email).await?.ok_or(ApiError::NotFound)?;
+    let user = crate::users::find_by_email(&txn, email).await?.ok_or(ApiError::NotFound)?;
     let deleted = team_members::Entity::delete_many()
         .filter(team_members::Column::TeamId.eq(team.id))
         .filter(team_members::Column::UserId.eq(user.id))

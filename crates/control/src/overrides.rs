@@ -13,11 +13,11 @@ use serde::Serialize;
 use serde_json::json;
 use utoipa::ToSchema;
 
+use crate::audit::{self, Actor};
 use crate::auth::seal::Sealer;
-use crate::control::audit::{self, Actor};
-use crate::control::outbound::AuthData;
-use crate::control::servers::SubjectKind;
 use crate::error::{ApiError, ApiResult, FieldError};
+use crate::outbound::AuthData;
+use crate::servers::SubjectKind;
 use crate::store::entities::{auth_overrides, servers, tenants, users};
 
 /// An override as the API shows it: whose it is and which values are set, never the values.
@@ -54,10 +54,8 @@ fn auth_of(server: &servers::Model) -> Option<AuthData> {
 
 pub fn schema(server: &servers::Model) -> OverrideSchema {
     let auth = auth_of(server);
-    let kind = crate::control::outbound::snapshot_entry_of(server.auth_data.as_ref())["type"]
-        .as_str()
-        .unwrap_or("none")
-        .to_owned();
+    let kind =
+        crate::outbound::snapshot_entry_of(server.auth_data.as_ref())["type"].as_str().unwrap_or("none").to_owned();
     let placeholders = auth.as_ref().map(AuthData::placeholder_names).unwrap_or_default();
     let (headers, overridable_headers) = match auth {
         Some(AuthData::Header(h)) if !placeholders.is_empty() => (h.headers, Vec::new()),
@@ -128,9 +126,7 @@ pub fn of_subject(server_id: i64, kind: &str, id: i64) -> Condition {
 async fn label(db: &impl ConnectionTrait, row: &auth_overrides::Model) -> ApiResult<Option<String>> {
     Ok(match row.subject_kind.as_str() {
         "user" => users::Entity::find_by_id(row.subject_id).one(db).await?.map(|u| format!("user:{}", u.email)),
-        _ => crate::control::virtual_accounts::name_of(db, row.subject_id)
-            .await?
-            .map(|name| format!("virtualaccount:{name}")),
+        _ => crate::virtual_accounts::name_of(db, row.subject_id).await?.map(|name| format!("virtualaccount:{name}")),
     })
 }
 

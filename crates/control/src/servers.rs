@@ -14,11 +14,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use utoipa::ToSchema;
 
-use crate::control::audit::{self, Actor};
-use crate::control::caller::Caller;
-use crate::control::page::{self, PageRequest, Paged};
+use crate::audit::{self, Actor};
+use crate::caller::Caller;
 use crate::domain::{DisplayName, Email, Slug};
 use crate::error::{ApiError, ApiResult, FieldError};
+use crate::page::{self, PageRequest, Paged};
 use crate::store::entities::{
     auth_overrides, collaborators, servers, team_members, teams, tenant_members, tenants, upstream_clients,
     upstream_grants, users, virtual_members,
@@ -52,7 +52,7 @@ pub struct MemberSpec {
     /// shared one (`header` global, `oauth2` client_credentials) or `passthrough`. Secrets are
     /// write-only. (Per-user credentials are set on the member server itself.)
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub auth_data: Option<crate::control::outbound::AuthData>,
+    pub auth_data: Option<crate::outbound::AuthData>,
 }
 
 fn all_tools() -> EnabledTools {
@@ -123,7 +123,7 @@ fn json_of<T: Serialize>(value: &T) -> Value {
 
 /// The outbound auth type of a stored configuration, for audit details.
 fn auth_type(stored: Option<&Value>) -> Value {
-    crate::control::outbound::snapshot_entry_of(stored)["type"].clone()
+    crate::outbound::snapshot_entry_of(stored)["type"].clone()
 }
 
 pub fn tool_settings_of(server: &servers::Model) -> Vec<ToolSetting> {
@@ -393,10 +393,7 @@ pub async fn update<C: TransactionTrait>(
         .as_ref()
         .is_some_and(|new| server.url.as_deref().and_then(origin_of) != Some(new.origin().ascii_serialization()));
     let has_credential = server.auth_data.as_ref().is_some_and(|a| {
-        !matches!(
-            crate::control::outbound::AuthData::from_stored(a),
-            Some(crate::control::outbound::AuthData::Passthrough) | None
-        )
+        !matches!(crate::outbound::AuthData::from_stored(a), Some(crate::outbound::AuthData::Passthrough) | None)
     });
     if origin_changed && has_credential && patch.auth_data.is_none() {
         errors.push(FieldError::new(
@@ -630,7 +627,7 @@ pub async fn user_role(
     server: &servers::Model,
 ) -> ApiResult<Option<ServerRole>> {
     let admin = user.is_platform_admin
-        || crate::control::tenants::role_of(db, tenant.id, user.id).await? == Some(crate::domain::TenantRole::Admin);
+        || crate::tenants::role_of(db, tenant.id, user.id).await? == Some(crate::domain::TenantRole::Admin);
     role_of(db, tenant, &Caller::User(user.clone()), admin, server).await
 }
 
@@ -722,7 +719,7 @@ pub async fn resolve_subject(
                 .ok_or_else(|| err("unknown_subject", format!("no team {rest} in tenant {}", tenant.slug)))?;
             Ok((SubjectKind::Team, team.id, format!("team:{}", team.slug), team.display_name))
         }
-        "virtualaccount" => crate::control::virtual_accounts::resolve_subject(db, tenant, rest)
+        "virtualaccount" => crate::virtual_accounts::resolve_subject(db, tenant, rest)
             .await?
             .map(|va| (SubjectKind::VirtualAccount, va.id, format!("virtualaccount:{}", va.name), va.name.clone()))
             .ok_or_else(|| err("unknown_subject", format!("no virtual account {rest} in tenant {}", tenant.slug))),
@@ -748,7 +745,7 @@ pub async fn collaborators(db: &impl ConnectionTrait, server: &servers::Model) -
                 Some(t) => (format!("team:{}", t.slug), t.display_name),
                 None => continue,
             },
-            _ => match crate::control::virtual_accounts::name_of(db, row.subject_id).await? {
+            _ => match crate::virtual_accounts::name_of(db, row.subject_id).await? {
                 Some(name) => (format!("virtualaccount:{name}"), name),
                 None => continue,
             },

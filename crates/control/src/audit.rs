@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, Set};
 use serde_json::Value;
 
-use crate::control::page::{self, PageRequest, Paged};
+use crate::page::{self, PageRequest, Paged};
 use crate::store::entities::{audit_events, tenants};
 
 /// Who is acting, and the request that carried it.

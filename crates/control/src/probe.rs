@@ -13,7 +13,7 @@ use rmcp::ServiceExt;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::control::servers::{ProbedTool, Transport, Upstream};
+use crate::servers::{ProbedTool, Transport, Upstream};
 
 /// Why a probe failed, in a form an admin can act on.
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -192,7 +192,7 @@ pub async fn probe(
             let work = async {
                 match upstream.transport {
                     Transport::StreamableHttp => streamable_http(upstream, client).await,
-                    Transport::Sse => crate::control::legacy_sse::probe(upstream, client).await,
+                    Transport::Sse => crate::legacy_sse::probe(upstream, client).await,
                 }
             };
             match tokio::time::timeout(timeout, work).await {

@@ -8,13 +8,13 @@ use sea_orm::{
     TransactionTrait,
 };
 
-use crate::control::audit::{self, Actor};
-use crate::control::page::{self, PageRequest, Paged};
-use crate::control::servers::SubjectKind;
-use crate::control::users;
+use crate::audit::{self, Actor};
 use crate::domain::{Email, TenantRole};
 use crate::error::{ApiError, ApiResult, FieldError};
+use crate::page::{self, PageRequest, Paged};
+use crate::servers::SubjectKind;
 use crate::store::entities::{collaborators, team_members, teams, tenant_members, tenants, users as user_rows};
+use crate::users;
 
 /// A membership with the user it belongs to.
 pub struct Member {
@@ -166,7 +166,7 @@ pub async fn remove<C: TransactionTrait>(
         .filter(team_members::Column::UserId.eq(member.user.id))
         .exec(&txn)
         .await?;
-    let server_ids = crate::control::servers::ids_in(&txn, tenant).await?;
+    let server_ids = crate::servers::ids_in(&txn, tenant).await?;
     collaborators::Entity::delete_many()
         .filter(collaborators::Column::ServerId.is_in(server_ids))
         .filter(collaborators::Column::SubjectKind.eq(SubjectKind::User.as_str()))

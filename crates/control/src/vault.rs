@@ -14,18 +14,18 @@ use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
 
+use crate::audit::{self, Actor};
 use crate::auth::seal::{Place, Sealer};
 use crate::clock::Clock;
-use crate::control::audit::{self, Actor};
-use crate::control::outbound::{fill, AuthData, AuthLevel, GrantType, OAuth2Auth};
-use crate::control::upstream_oauth::{self as oauth, OAuthClient, OAuthError, TokenResponse};
 use crate::error::{ApiError, ApiResult};
+use crate::outbound::{fill, AuthData, AuthLevel, GrantType, OAuth2Auth};
 use crate::proxy::credentials::{connect_url, CredentialError, CredentialRequest, CredentialResolver, Resolved};
 use crate::proxy::index::Subject;
 use crate::store::entities::{
     auth_overrides, servers, tenants, upstream_auth_states, upstream_clients, upstream_grants, users, virtual_accounts,
     virtual_members,
 };
+use crate::upstream_oauth::{self as oauth, OAuthClient, OAuthError, TokenResponse};
 
 /// Tokens are renewed this long before they expire, so none expires on the way upstream.
 const EARLY: i64 = 30;
@@ -233,7 +233,7 @@ impl Vault {
     ) -> Result<Option<BTreeMap<String, String>>, CredentialError> {
         let (kind, id) = subject_key(subject);
         let row = auth_overrides::Entity::find()
-            .filter(crate::control::overrides::of_subject(server.id, kind, id))
+            .filter(crate::overrides::of_subject(server.id, kind, id))
             .one(&self.db)
             .await
             .map_err(|e| unavailable(format!("the credential store failed: {e}")))?;
@@ -834,7 +834,7 @@ fn bearer(token: &str) -> (String, String) {
 
 fn auth_names(headers: &BTreeMap<String, String>) -> String {
     let names: std::collections::BTreeSet<String> =
-        headers.values().filter_map(|t| crate::control::outbound::placeholders(t).ok()).flatten().collect();
+        headers.values().filter_map(|t| crate::outbound::placeholders(t).ok()).flatten().collect();
     names.into_iter().collect::<Vec<_>>().join(", ")
 }
 

@@ -251,7 +251,7 @@ impl Publisher {
 
     /// The publishing loop: wakes on a poke (or every half second), waits briefly so a burst
     /// of changes becomes one snapshot, and publishes.
-    pub async fn run(self: Arc<Self>, db: DatabaseConnection, sealer: Sealer, clock: crate::Clock) {
+    pub async fn run(self: Arc<Self>, db: DatabaseConnection, sealer: Sealer, clock: crate::clock::Clock) {
         loop {
             let _ = tokio::time::timeout(RECHECK, self.wake.notified()).await;
             tokio::time::sleep(COALESCE).await;

@@ -12,11 +12,11 @@ use sea_orm::{
 };
 use serde_json::json;
 
+use crate::audit::{self, Actor};
 use crate::auth::token::{self, TokenKind};
-use crate::control::audit::{self, Actor};
-use crate::control::caller::Caller;
-use crate::control::page::{self, PageRequest, Paged};
+use crate::caller::Caller;
 use crate::error::{ApiError, ApiResult};
+use crate::page::{self, PageRequest, Paged};
 use crate::store::entities::{access_tokens, tenants, users, virtual_accounts};
 
 /// A token as created: the row and the secret, which is shown once.

@@ -3,14 +3,14 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryOrder, Statement};
+use sea_orm::{ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter, QueryOrder, Statement};
 
-use crate::control::servers::{enabled_tools_of, tool_settings_of, EnabledTools};
 use crate::policy::{
     AccessEntry, Jwks, MemberEntry, ServerEntry, Snapshot, TeamEntry, TenantEntry, TokenEntry, TokenOwner, UserEntry,
     VirtualAccountEntry, VirtualMemberEntry,
 };
 use crate::policy::{ServerKind, ServerRole, SubjectKind, TenantRole, Transport, UnknownValue};
+use crate::servers::{enabled_tools_of, tool_settings_of, EnabledTools};
 use crate::store::entities::{
     collaborators, servers, team_members, teams, tenant_members, tenants, users, virtual_accounts, virtual_members,
 };
@@ -86,7 +86,7 @@ pub async fn compile(
     let servers = servers::Entity::find().order_by_asc(servers::Column::Id).all(db).await?;
     let access = collaborators::Entity::find().order_by_asc(collaborators::Column::Id).all(db).await?;
     let tokens = read_tokens(db, now).await?;
-    let revoked_gateway_tokens = crate::auth::oauth_server::grants::revoked_ids(db, now).await?;
+    let revoked_gateway_tokens = revoked_ids(db, now).await?;
 
     Ok(Snapshot {
         version,
@@ -137,13 +137,10 @@ pub async fn compile(
                                 EnabledTools::All(_) => None,
                                 EnabledTools::Only(names) => Some(names),
                             },
-                            outbound_auth: l
-                                .auth_data
-                                .as_ref()
-                                .map(|a| crate::control::outbound::snapshot_entry_of(Some(a))),
+                            outbound_auth: l.auth_data.as_ref().map(|a| crate::outbound::snapshot_entry_of(Some(a))),
                         })
                         .collect(),
-                    outbound_auth: crate::control::outbound::snapshot_entry_of(s.auth_data.as_ref()),
+                    outbound_auth: crate::outbound::snapshot_entry_of(s.auth_data.as_ref()),
                     id: s.id,
                     tenant: s.tenant_id,
                     slug: s.slug,
@@ -174,4 +171,21 @@ pub async fn compile(
         identity_providers: Vec::new(),
         gateway_keys,
     })
+}
+
+/// Ids that must travel in the snapshot: revoked sign-ins and tokens whose access tokens may
+/// still be unexpired.
+pub async fn revoked_ids(db: &impl ConnectionTrait, now: DateTime<Utc>) -> Result<Vec<String>, sea_orm::DbErr> {
+    let grants = crate::store::entities::oauth_grants::Entity::find()
+        .filter(crate::store::entities::oauth_grants::Column::RevokedAt.is_not_null())
+        .filter(crate::store::entities::oauth_grants::Column::AccessExpiresAt.gt(now))
+        .order_by_asc(crate::store::entities::oauth_grants::Column::Id)
+        .all(db)
+        .await?;
+    let tokens = crate::store::entities::oauth_revoked_tokens::Entity::find()
+        .filter(crate::store::entities::oauth_revoked_tokens::Column::ExpiresAt.gt(now))
+        .order_by_asc(crate::store::entities::oauth_revoked_tokens::Column::Id)
+        .all(db)
+        .await?;
+    Ok(grants.into_iter().map(|g| g.public_id).chain(tokens.into_iter().map(|t| t.jti)).collect())
 }

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter, Set, TransactionTrait};
 
 use crate::auth::seal::{Place, Sealer};
-use crate::control::outbound::AuthData;
+use crate::outbound::AuthData;
 use crate::store::entities::{
     access_tokens, auth_overrides, servers, signing_keys, upstream_auth_states, upstream_clients, upstream_grants,
     virtual_members,
