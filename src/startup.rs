@@ -139,7 +139,13 @@ impl Application {
             settings.public_base_url(),
             egress.clone(),
         )?);
-        let oauth = ServerConfig::from_settings(&settings);
+        let oauth = ServerConfig {
+            issuer: settings.public_base_url(),
+            access_ttl: chrono::Duration::seconds(i64::from(settings.oauth_access_token_ttl_seconds)),
+            idle: chrono::Duration::hours(i64::from(settings.oauth_sign_in_idle_hours)),
+            max: chrono::Duration::hours(i64::from(settings.oauth_sign_in_max_hours)),
+            allow_private_documents: settings.oauth_cimd_allow_private,
+        };
         let state = web::Data::new(AppState {
             oauth,
             registrations: governor::RateLimiter::keyed(crate::api::oauth::REGISTRATION_QUOTA),

@@ -10,8 +10,6 @@ pub mod redirect;
 use chrono::Duration;
 use serde_json::{json, Value};
 
-use crate::config::Settings;
-
 /// An OAuth error response (RFC 6749 §5.2, RFC 7591 §3.2.2): one of the registered codes and
 /// a sentence for the person reading the client's log.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,16 +55,6 @@ pub struct ServerConfig {
 }
 
 impl ServerConfig {
-    pub fn from_settings(settings: &Settings) -> Self {
-        Self {
-            issuer: settings.public_base_url(),
-            access_ttl: Duration::seconds(i64::from(settings.oauth_access_token_ttl_seconds)),
-            idle: Duration::hours(i64::from(settings.oauth_sign_in_idle_hours)),
-            max: Duration::hours(i64::from(settings.oauth_sign_in_max_hours)),
-            allow_private_documents: settings.oauth_cimd_allow_private,
-        }
-    }
-
     /// RFC 8414 authorization server metadata (also served as the OpenID discovery alias).
     pub fn metadata(&self) -> Value {
         let base = &self.issuer;
@@ -103,7 +91,7 @@ impl ServerConfig {
 
     /// The canonical form of an MCP URL: what access tokens name as their audience.
     pub fn canonical_resource(&self, tenant: &str, server: &str) -> String {
-        crate::proxy::routes::mcp_url(&self.issuer, tenant, server)
+        mcpgate_proxy::routes::mcp_url(&self.issuer, tenant, server)
     }
 }
 

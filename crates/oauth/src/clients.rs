@@ -10,9 +10,9 @@ use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, IntoA
 use serde_json::{json, Map, Value};
 use url::Url;
 
-use super::redirect;
-use super::OAuthError;
-use crate::store::entities::oauth_clients;
+use crate::redirect;
+use crate::OAuthError;
+use mcpgate_store::entities::oauth_clients;
 
 pub const KIND_DYNAMIC: &str = "dynamic";
 pub const KIND_DOCUMENT: &str = "metadata_document";
@@ -134,7 +134,7 @@ pub async fn register(db: &impl ConnectionTrait, body: Value, now: DateTime<Utc>
         string_field(&metadata, field)?;
     }
     let client_id = format!("mcpgate_client_{}", uuid::Uuid::new_v4().simple());
-    let secret = (method != AUTH_NONE).then(crate::auth::session::random_secret);
+    let secret = (method != AUTH_NONE).then(mcpgate_control::auth::session::random_secret);
     metadata.insert("redirect_uris".into(), json!(uris));
     metadata.insert("token_endpoint_auth_method".into(), json!(method));
     metadata.insert("grant_types".into(), json!(grant_types));
@@ -148,7 +148,7 @@ pub async fn register(db: &impl ConnectionTrait, body: Value, now: DateTime<Utc>
         client_name: Set(name),
         redirect_uris: Set(json!(uris)),
         token_endpoint_auth_method: Set(method),
-        secret_digest: Set(secret.as_deref().map(crate::auth::session::digest)),
+        secret_digest: Set(secret.as_deref().map(mcpgate_control::auth::session::digest)),
         metadata: Set(Value::Object(metadata)),
         created_at: Set(now),
         fetched_at: Set(None),
@@ -288,10 +288,10 @@ pub async fn fetch_document(url: &str, allow_private: bool) -> Result<Value, OAu
     if addresses.is_empty() {
         return Err(bad_document(format!("the host {host} does not resolve")));
     }
-    if !allow_private && addresses.iter().any(|a| crate::egress::is_special(a.ip())) {
+    if !allow_private && addresses.iter().any(|a| mcpgate_proxy::egress::is_special(a.ip())) {
         return Err(bad_document(format!("{host} resolves to a private or loopback address, which is not fetched")));
     }
-    let client = crate::http_client::builder()
+    let client = mcpgate_proxy::http_client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(DOCUMENT_TIMEOUT)
         .resolve_to_addrs(&host, &addresses)

@@ -12,17 +12,17 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use super::clients::Client;
-use super::{OAuthError, ServerConfig};
-use crate::auth::access_token::{self, AccessClaims};
-use crate::auth::seal::Sealer;
-use crate::auth::session::{digest, random_secret};
-use crate::policy::publish::{active_key, bump};
-use crate::store::entities::{
+use crate::clients::Client;
+use crate::{OAuthError, ServerConfig};
+use mcpgate_control::auth::access_token::{self, AccessClaims};
+use mcpgate_control::auth::seal::Sealer;
+use mcpgate_control::auth::session::{digest, random_secret};
+use mcpgate_control::policy::publish::{active_key, bump};
+use mcpgate_store::entities::{
     oauth_clients, oauth_codes, oauth_consents, oauth_grants, oauth_refresh_tokens, oauth_revoked_tokens,
 };
 
-pub use crate::auth::access_token::SCOPES;
+pub use mcpgate_control::auth::access_token::SCOPES;
 const CODE_LIFETIME_SECONDS: i64 = 60;
 /// How long a person has between the authorization request and the last chained step.
 const PENDING_LIFETIME_MINUTES: i64 = 15;
@@ -400,7 +400,7 @@ fn canonical(config: &ServerConfig, resource: &str) -> Option<String> {
 }
 
 async fn user_live(db: &impl ConnectionTrait, user: i64) -> Result<bool, OAuthError> {
-    Ok(crate::store::entities::users::Entity::find_by_id(user)
+    Ok(mcpgate_store::entities::users::Entity::find_by_id(user)
         .one(db)
         .await
         .map_err(OAuthError::server)?
@@ -494,14 +494,14 @@ pub async fn virtual_account_token(
     resource: Option<&str>,
     now: DateTime<Utc>,
 ) -> Result<TokenResponse, OAuthError> {
-    use crate::control::caller::Caller;
+    use mcpgate_control::caller::Caller;
     let bad_client = || OAuthError::new("invalid_client", "client authentication failed");
-    let (row, caller) = crate::control::tokens::authenticate(db, secret, now)
+    let (row, caller) = mcpgate_control::tokens::authenticate(db, secret, now)
         .await
         .map_err(OAuthError::server)?
         .ok_or_else(bad_client)?;
     let Caller::VirtualAccount(va) = &caller else { return Err(bad_client()) };
-    let tenant = crate::store::entities::tenants::Entity::find_by_id(va.tenant_id)
+    let tenant = mcpgate_store::entities::tenants::Entity::find_by_id(va.tenant_id)
         .one(db)
         .await
         .map_err(OAuthError::server)?
@@ -513,12 +513,12 @@ pub async fn virtual_account_token(
     let (t, s) = config.parse_resource(resource).filter(|(t, _)| *t == tenant.slug).ok_or_else(|| {
         OAuthError::new("invalid_target", "resource is not an MCP URL of this virtual account's tenant")
     })?;
-    let server = crate::control::servers::get(db, &tenant, &s)
+    let server = mcpgate_control::servers::get(db, &tenant, &s)
         .await
         .map_err(|_| OAuthError::new("invalid_target", format!("there is no MCP server {t}/{s}")))?;
     let admin = va.tenant_role.as_deref() == Some("admin");
     let role =
-        crate::control::servers::role_of(db, &tenant, &caller, admin, &server).await.map_err(OAuthError::server)?;
+        mcpgate_control::servers::role_of(db, &tenant, &caller, admin, &server).await.map_err(OAuthError::server)?;
     if role.is_none() {
         return Err(OAuthError::new("invalid_target", format!("this virtual account may not use {t}/{s}")));
     }
@@ -529,7 +529,7 @@ pub async fn virtual_account_token(
     }
     // The token it came from is its grant: the proxy honours it only while that token is live,
     // so revoking the virtual-account token ends this access token too.
-    let source = crate::proxy::index::source_token_grant(&crate::auth::token::digest_bytes(secret));
+    let source = mcpgate_proxy::index::source_token_grant(&mcpgate_control::auth::token::digest_bytes(secret));
     let (access, exp) = mint(
         db,
         sealer,
@@ -582,7 +582,7 @@ pub async fn revoke(
     if !access_token::looks_like_jwt(token) {
         return Ok(false);
     }
-    let keys = crate::policy::publish::trusted_keys(db).await.map_err(OAuthError::server)?;
+    let keys = mcpgate_control::policy::publish::trusted_keys(db).await.map_err(OAuthError::server)?;
     let verifier = access_token::Verifier::new(&keys);
     let Some(claims) = verifier.verify_any_audience(token, &config.issuer, now.timestamp()) else { return Ok(false) };
     if claims.client_id != client.row.client_id {
@@ -681,16 +681,16 @@ pub async fn list_for_user(
     db: &impl ConnectionTrait,
     config: &ServerConfig,
     user: i64,
-    page: crate::control::page::PageRequest,
+    page: mcpgate_control::page::PageRequest,
     now: DateTime<Utc>,
-) -> Result<crate::control::page::Paged<AuthorizationView>, sea_orm::DbErr> {
+) -> Result<mcpgate_control::page::Paged<AuthorizationView>, sea_orm::DbErr> {
     let select = oauth_grants::Entity::find()
         .filter(oauth_grants::Column::UserId.eq(user))
         .filter(oauth_grants::Column::RevokedAt.is_null())
         .filter(oauth_grants::Column::ExpiresAt.gt(now))
         .filter(oauth_grants::Column::LastUsedAt.gt(now - config.idle));
     let paged =
-        crate::control::page::fetch(db, select, oauth_grants::Column::Id, |g| g.id, page.newest_first()).await?;
+        mcpgate_control::page::fetch(db, select, oauth_grants::Column::Id, |g| g.id, page.newest_first()).await?;
     let mut items = Vec::with_capacity(paged.items.len());
     for grant in paged.items {
         let client = oauth_clients::Entity::find_by_id(grant.client_id).one(db).await?;
@@ -705,7 +705,7 @@ pub async fn list_for_user(
             expires_at: grant.expires_at.min(grant.last_used_at + config.idle),
         });
     }
-    Ok(crate::control::page::Paged { items, next_after: paged.next_after })
+    Ok(mcpgate_control::page::Paged { items, next_after: paged.next_after })
 }
 
 /// The user revokes one of their sign-ins: its tokens stop, and the client must ask for
