@@ -9,7 +9,9 @@ pub mod cli;
 pub mod config;
 pub mod pages;
 pub mod startup;
+pub mod state;
 pub mod telemetry;
+pub mod web;
 
 pub use mcpgate_control as control;
 pub use mcpgate_control::{domain, error, policy};

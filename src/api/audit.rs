@@ -10,7 +10,7 @@ use crate::api::pagination::{Page, PageQuery};
 use crate::api::responses::*;
 use crate::control::audit::{self, Filter};
 use crate::error::ApiResult;
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::store::entities::audit_events;
 
 #[derive(Deserialize, IntoParams)]

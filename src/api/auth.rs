@@ -1,21 +1,20 @@
 //! Sign-in, sign-out and the caller's own account.
 
-use actix_web::cookie::{time, Cookie, SameSite};
+use actix_web::cookie::time;
 use actix_web::{get, post, web, HttpRequest, HttpResponse};
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::api::extract::{client_address, Principal};
+use crate::api::extract::Principal;
 use crate::api::json::ApiJson;
 use crate::api::responses::*;
 use crate::api::views::UserView;
-use crate::auth::password;
-use crate::auth::session::SESSION_COOKIE;
 use crate::control::{sessions, users};
-use crate::domain::{Email, NewPassword};
+use crate::domain::NewPassword;
 use crate::error::{ApiError, ApiResult};
-use crate::startup::AppState;
+use crate::state::AppState;
+use crate::web::{client_address, ended_session_cookie, session_cookie, sign_in};
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -47,55 +46,6 @@ pub struct ChangePasswordRequest {
     pub current_password: SecretString,
     #[schema(value_type = String, format = Password)]
     pub new_password: SecretString,
-}
-
-/// Checks an email and password (throttled per account and address) and opens a session.
-/// Returns the user, the session secret and its lifetime.
-pub(crate) async fn sign_in(
-    req: &HttpRequest,
-    state: &AppState,
-    email: &str,
-    password: SecretString,
-) -> ApiResult<(crate::store::entities::users::Model, String, chrono::Duration)> {
-    let email = Email::parse("email", email)?;
-    let now = state.clock.now();
-    let address = client_address(req);
-    state
-        .throttle
-        .reserve(email.as_str(), address.as_deref(), now)
-        .map_err(|retry_after_secs| ApiError::TooManyAttempts { retry_after_secs })?;
-    let user = users::find_by_email(&state.db, &email).await?;
-    let stored = user.as_ref().filter(|u| !u.disabled).and_then(|u| u.password_hash.clone());
-    let verified = password::verify_password(password, stored).await?;
-    let user = match user {
-        Some(user) if verified => user,
-        _ => {
-            tracing::info!(email = %email, "sign-in refused");
-            return Err(ApiError::InvalidCredentials);
-        }
-    };
-    state.throttle.succeeded(email.as_str(), address.as_deref(), now);
-    let ttl = chrono::Duration::minutes(i64::from(state.settings.session_ttl_minutes));
-    let (secret, _) = sessions::create(&state.db, user.id, ttl, now).await?;
-    tracing::info!(user_id = user.id, "signed in");
-    Ok((user, secret, ttl))
-}
-
-/// The cookie that removes the session cookie from the browser (sign-out).
-pub(crate) fn ended_session_cookie(state: &AppState) -> Cookie<'static> {
-    let mut expired = session_cookie(state, String::new(), time::Duration::ZERO);
-    expired.make_removal();
-    expired
-}
-
-pub(crate) fn session_cookie(state: &AppState, value: String, max_age: time::Duration) -> Cookie<'static> {
-    Cookie::build(SESSION_COOKIE, value)
-        .path("/")
-        .http_only(true)
-        .same_site(SameSite::Lax)
-        .secure(state.settings.secure_cookies())
-        .max_age(max_age)
-        .finish()
 }
 
 /// Sign in with email and password.

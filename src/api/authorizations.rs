@@ -8,7 +8,7 @@ use crate::api::pagination::{Page, PageQuery};
 use crate::api::responses::*;
 use crate::auth::oauth_server::grants::{self, AuthorizationView};
 use crate::error::{ApiError, ApiResult};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// Your connected clients: one item per sign-in (a client and the MCP URL it connects to),
 /// with when it last got tokens and when you must sign in again at the latest.

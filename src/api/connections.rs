@@ -8,7 +8,7 @@ use crate::api::extract::{Principal, ServerAccess};
 use crate::api::responses::*;
 use crate::control::vault::ConnectionView;
 use crate::error::ApiResult;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 #[derive(Serialize, ToSchema)]
 pub struct ConnectionList {
@@ -63,7 +63,7 @@ pub async fn start_connection(
     let user = access.tenant.principal.user()?;
     let return_to = body
         .and_then(|b| b.into_inner().return_to)
-        .map(|target| crate::pages::check_return_to(&state.settings.public_base_url(), &target))
+        .map(|target| crate::web::check_return_to(&state.settings.public_base_url(), &target))
         .transpose()?;
     let authorization_url = state.vault.start(&access.server, user.id, return_to).await?;
     Ok(web::Json(ConnectionStarted { authorization_url }))

@@ -18,7 +18,7 @@ use crate::control::virtual_accounts::TENANT_ADMIN;
 use crate::control::{sessions, tenants};
 use crate::domain::TenantRole;
 use crate::error::ApiError;
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::store::entities::{servers as server_rows, tenants as tenant_rows, users};
 
 /// How the caller authenticated.
@@ -217,10 +217,7 @@ impl FromRequest for TenantAdmin {
     }
 }
 
-/// The client's address, for throttling. Proxies in front are not trusted to say otherwise.
-pub fn client_address(req: &HttpRequest) -> Option<String> {
-    req.peer_addr().map(|a| a.ip().to_string())
-}
+pub use crate::web::client_address;
 
 /// A caller with a role on the server named by the `{server}` path segment of a tenant they can
 /// see. Anyone without a role gets 404, exactly as for a server that does not exist.

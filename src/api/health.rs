@@ -6,7 +6,7 @@ use utoipa::ToSchema;
 
 use crate::api::responses::Unavailable;
 use crate::error::{ApiError, ApiResult};
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::store;
 
 #[derive(Serialize, ToSchema)]

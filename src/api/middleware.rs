@@ -10,7 +10,7 @@ use actix_web::{web, HttpMessage};
 use tracing_actix_web::RequestId;
 
 use crate::error::ApiError;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 

@@ -11,7 +11,7 @@ use serde_json::Value;
 use crate::auth::oauth_server::clients;
 use crate::auth::oauth_server::grants;
 use crate::auth::oauth_server::OAuthError;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 const FORM_LIMIT: usize = 16 * 1024;
 

@@ -12,7 +12,7 @@ use crate::api::responses::*;
 use crate::control::overrides::{self, OverrideSchema, OverrideView};
 use crate::control::servers::{self as server_ctl, ServerRole, SubjectKind};
 use crate::error::{ApiError, ApiResult, FieldError};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

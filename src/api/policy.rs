@@ -21,7 +21,7 @@ use crate::api::responses::*;
 use crate::error::{ApiError, ApiResult};
 use crate::policy::publish::{trusted_keys, Published};
 use crate::policy::Jwks;
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::store::entities::policy_snapshots;
 
 /// Longest long-poll a caller may ask for.

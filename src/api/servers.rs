@@ -26,7 +26,7 @@ use crate::control::servers::{
 use crate::domain::{description, DisplayName, Slug};
 use crate::error::{ApiError, ApiResult, FieldError};
 use crate::proxy::index::Subject;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 const MAX_DESCRIPTION: usize = 2000;
 const MAX_TAGS: usize = 20;

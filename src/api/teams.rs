@@ -13,7 +13,7 @@ use crate::api::views::{TeamMemberView, TeamView};
 use crate::control::teams::{self, TeamPatch};
 use crate::domain::{description, DisplayName, Email, Slug};
 use crate::error::{ApiError, ApiResult};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -14,7 +14,7 @@ use crate::control::{members, tenants};
 use crate::domain::{DisplayName, Email, Slug, TenantRole};
 use crate::error::ApiError;
 use crate::error::ApiResult;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -12,7 +12,7 @@ use crate::api::responses::*;
 use crate::control::tokens::{self, Issued, Owner};
 use crate::control::users;
 use crate::error::{ApiError, ApiResult, FieldError};
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::store::entities::access_tokens;
 
 #[derive(Deserialize, ToSchema)]

@@ -14,7 +14,7 @@ use crate::api::views::UserView;
 use crate::control::users::{self, NewUser, UserPatch};
 use crate::domain::{DisplayName, Email, NewPassword};
 use crate::error::ApiResult;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

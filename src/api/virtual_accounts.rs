@@ -17,7 +17,7 @@ use crate::control::virtual_accounts::{
 };
 use crate::domain::{description, Slug};
 use crate::error::{ApiError, ApiResult, FieldError};
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::store::entities::virtual_accounts;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

@@ -9,7 +9,6 @@ use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 use secrecy::SecretString;
 use serde::Deserialize;
 
-use crate::api::auth::ended_session_cookie;
 use crate::auth::oauth_server::clients::{self, Client};
 use crate::auth::oauth_server::grants::{self, Pending};
 use crate::auth::oauth_server::redirect;
@@ -21,8 +20,9 @@ use crate::pages::{
     check_form_post, error_page, failure_page, page, sign_in_from_form, url_encode, FormSignIn, FormToken,
 };
 use crate::proxy::index::Subject;
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::store::entities::{servers as server_rows, users, virtual_members};
+use crate::web::ended_session_cookie;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/oauth/authorize", web::get().to(authorize))
@@ -61,7 +61,7 @@ async fn client_and_redirect(
     };
     // Fetching a Client ID Metadata Document is work done on an anonymous request's say-so:
     // the same per-address budget as registrations.
-    let address = crate::api::extract::client_address(req).unwrap_or_default();
+    let address = crate::web::client_address(req).unwrap_or_default();
     let may_fetch = || state.registrations.check_key(&format!("cimd:{address}")).is_ok();
     let client = clients::find_throttled(
         &state.db,

@@ -21,7 +21,7 @@ use crate::pages::{
     api_error_page, check_form_post, error_page, page, sign_in_from_form, url_encode, FormSignIn, FormToken,
 };
 use crate::proxy::index::Subject;
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::store::entities::{servers as server_rows, tenants as tenant_rows, users};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {

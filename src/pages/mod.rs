@@ -12,8 +12,8 @@ use actix_web::{HttpRequest, HttpResponse};
 use maud::{html, Markup, DOCTYPE};
 use secrecy::SecretString;
 
-use crate::error::{ApiError, ApiResult, FieldError};
-use crate::startup::AppState;
+use crate::error::ApiError;
+use crate::state::AppState;
 
 /// What a page's sign-in form led to.
 pub enum FormSignIn {
@@ -27,8 +27,8 @@ pub enum FormSignIn {
 
 /// Signs a person in from a page's form, with the API's checks and throttling.
 pub async fn sign_in_from_form(req: &HttpRequest, state: &AppState, email: &str, password: SecretString) -> FormSignIn {
-    match crate::api::auth::sign_in(req, state, email, password).await {
-        Ok((_, secret, ttl)) => FormSignIn::Done(crate::api::auth::session_cookie(
+    match crate::web::sign_in(req, state, email, password).await {
+        Ok((_, secret, ttl)) => FormSignIn::Done(crate::web::session_cookie(
             state,
             secret,
             actix_web::cookie::time::Duration::seconds(ttl.num_seconds()),
@@ -179,30 +179,7 @@ pub fn failure_page(title: &str, error: &dyn std::fmt::Display) -> HttpResponse 
     )
 }
 
-/// `return_to` must stay on this gateway: anything else would make it an open redirect. It is
-/// resolved against the public URL the way a browser would (backslashes as slashes, tabs and
-/// newlines dropped), accepted only when the result has the gateway's own origin, and returned
-/// as that origin's path, query and fragment, which is what the browser is then sent to.
-pub fn check_return_to(public_base: &str, target: &str) -> ApiResult<String> {
-    let refused = || {
-        ApiError::Validation(vec![FieldError::new("return_to", "invalid_return_to", "must be a URL of this gateway")])
-    };
-    // Text a browser reads differently from a URL parser is refused outright.
-    if target.is_empty() || target.len() > 4096 || target.chars().any(|c| c.is_control() || c == '\\') {
-        return Err(refused());
-    }
-    let base = url::Url::parse(public_base).map_err(|_| refused())?;
-    let resolved = base.join(target).map_err(|_| refused())?;
-    if resolved.origin() != base.origin() || !resolved.username().is_empty() || resolved.password().is_some() {
-        return Err(refused());
-    }
-    let local = &resolved[url::Position::BeforePath..];
-    // A path that starts with two slashes would name another host when used as a Location.
-    if local.starts_with("//") {
-        return Err(refused());
-    }
-    Ok(local.to_owned())
-}
+pub use crate::web::check_return_to;
 
 #[cfg(test)]
 mod tests {

@@ -1,0 +1,65 @@
+//! What every request handler shares: the store, the clock, the settings, the keys, the
+//! in-process proxy's verified policy, the credential vault and the OAuth server's settings.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use sea_orm::DatabaseConnection;
+use secrecy::SecretString;
+
+use crate::auth::oauth_server::ServerConfig;
+use crate::auth::seal::Sealer;
+use crate::auth::throttle::LoginThrottle;
+use crate::clock::Clock;
+use crate::config::Settings;
+use crate::control::tokens::UsageRecorder;
+use crate::control::vault::Vault;
+use crate::policy::publish::Publisher;
+use crate::proxy::holder::PolicyHolder;
+
+/// Shared by every request handler.
+pub struct AppState {
+    pub db: DatabaseConnection,
+    pub clock: Clock,
+    pub settings: Arc<Settings>,
+    pub throttle: LoginThrottle,
+    pub token_usage: UsageRecorder,
+    pub sealer: Sealer,
+    pub publisher: Arc<Publisher>,
+    pub proxy_key: SecretString,
+    /// The in-process proxy's verified policy, fed through the same verification a remote
+    /// replica uses.
+    pub policy: Arc<PolicyHolder>,
+    /// Upstream credentials: Auth Overrides, per-user grants, machine tokens.
+    pub vault: Arc<Vault>,
+    /// Where outbound requests may go.
+    pub egress: Arc<crate::egress::Egress>,
+    /// The gateway's own authorization server.
+    pub oauth: ServerConfig,
+    /// Client registrations per client address (registration is open to anyone).
+    pub registrations: crate::proxy::routes::IdentityLimiter,
+}
+
+impl AppState {
+    /// The policy this process's proxy enforces, first brought up to date with every committed
+    /// change: pages that decide who may use a server (consent, connect) decide from the same
+    /// snapshot, with the same function, as the proxy will.
+    pub async fn current_policy(&self) -> anyhow::Result<Arc<crate::proxy::index::Policy>> {
+        if let Err(e) = self.publisher.publish_now(&self.db, &self.sealer, self.clock.now()).await {
+            // Another publication of the same version may have won; the wait below covers it.
+            tracing::debug!(error = format!("{e:#}"), "publishing before a decision");
+        }
+        let wanted = self.publisher.latest().map(|p| p.version);
+        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        loop {
+            if let Some(policy) = self.policy.current().filter(|p| Some(p.version()) >= wanted) {
+                return Ok(policy);
+            }
+            if std::time::Instant::now() > deadline {
+                return self.policy.current().context("the gateway has no verified policy yet");
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
