@@ -35,7 +35,7 @@ fn snapshot(kid: &str) -> Snapshot {
                 tls_ca_certificate: None,
                 tool_settings: vec![],
                 members: vec![],
-                outbound_auth: json!({"type": "none"}),
+                outbound_auth: mcpgate::policy::OutboundAuth::None,
             })
             .collect(),
         access: vec![],

@@ -926,7 +926,7 @@ async fn outbound_auth_is_checked_replaced_and_removed_through_the_api() {
     wait_for_policy(&app).await;
     let entry = |app: &TestApp| {
         let policy = app.state.policy.current().unwrap();
-        policy.snapshot.servers.iter().find(|s| s.slug == "s").unwrap().outbound_auth.clone()
+        serde_json::to_value(&policy.snapshot.servers.iter().find(|s| s.slug == "s").unwrap().outbound_auth).unwrap()
     };
     assert_eq!(entry(&app), json!({"type": "oauth2", "grant_type": "authorization_code"}));
     let removed = p.admin.patch("/api/v1/tenants/acme/servers/s", json!({"auth_data": null})).await.expect(200);

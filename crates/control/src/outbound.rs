@@ -5,29 +5,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::Value;
 use utoipa::ToSchema;
 
 use crate::auth::seal::Sealer;
 use crate::error::{ApiError, FieldError};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum AuthLevel {
-    /// One credential for every caller.
-    Global,
-    /// Each caller supplies their own values for the placeholders.
-    PerUser,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum GrantType {
-    /// A machine token for the gateway itself, shared by all callers.
-    ClientCredentials,
-    /// Each user authorizes the gateway once at the provider.
-    AuthorizationCode,
-}
+pub use mcpgate_policy::{AuthLevel, GrantType, OutboundAuth};
 
 /// Headers sent upstream. With `global` the values are secrets (write-only); with `per_user`
 /// they are templates whose `{{PLACEHOLDER}}`s each caller fills with an Auth Override.
@@ -417,16 +401,17 @@ impl AuthData {
 
     /// What the policy snapshot carries: the type and what the proxy needs to decide
     /// without asking for credentials — never a secret, a URL or a template.
-    pub fn snapshot_entry(&self) -> Value {
+    pub fn snapshot_entry(&self) -> OutboundAuth {
         match self {
-            AuthData::Passthrough => json!({"type": "passthrough"}),
-            AuthData::Header(h) => match h.auth_level {
-                AuthLevel::Global => json!({"type": "header", "auth_level": "global"}),
-                AuthLevel::PerUser => {
-                    json!({"type": "header", "auth_level": "per_user", "placeholders": self.placeholder_names()})
-                }
+            AuthData::Passthrough => OutboundAuth::Passthrough,
+            AuthData::Header(h) => OutboundAuth::Header {
+                auth_level: h.auth_level,
+                placeholders: match h.auth_level {
+                    AuthLevel::Global => Vec::new(),
+                    AuthLevel::PerUser => self.placeholder_names(),
+                },
             },
-            AuthData::OAuth2(o) => json!({"type": "oauth2", "grant_type": o.grant_type}),
+            AuthData::OAuth2(o) => OutboundAuth::Oauth2 { grant_type: o.grant_type },
         }
     }
 
@@ -438,8 +423,8 @@ impl AuthData {
 }
 
 /// The snapshot entry of a stored configuration (`{"type": "none"}` without one).
-pub fn snapshot_entry_of(stored: Option<&Value>) -> Value {
-    stored.and_then(AuthData::from_stored).map(|a| a.snapshot_entry()).unwrap_or_else(|| json!({"type": "none"}))
+pub fn snapshot_entry_of(stored: Option<&Value>) -> OutboundAuth {
+    stored.and_then(AuthData::from_stored).map(|a| a.snapshot_entry()).unwrap_or(OutboundAuth::None)
 }
 
 /// Fills a per-user template; `None` when a placeholder has no value.
@@ -459,6 +444,8 @@ pub fn fill(template: &str, values: &BTreeMap<String, String>) -> Option<String>
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     fn header(level: AuthLevel, pairs: &[(&str, &str)]) -> AuthData {
@@ -533,7 +520,10 @@ mod tests {
         assert!(AuthData::open(&stored, &sealer, &crate::auth::seal::Place::server_auth(1, "other")).is_err());
         let view = serde_json::to_string(&AuthData::from_stored(&stored).unwrap().view()).unwrap();
         assert!(!view.contains("s3cret") && !view.contains("v2:"), "{view}");
-        assert_eq!(snapshot_entry_of(Some(&stored)), json!({"type": "header", "auth_level": "global"}));
+        assert_eq!(
+            serde_json::to_value(snapshot_entry_of(Some(&stored))).unwrap(),
+            json!({"type": "header", "auth_level": "global"})
+        );
 
         let oauth = AuthData::OAuth2(OAuth2Auth {
             grant_type: Some(GrantType::ClientCredentials),

@@ -54,8 +54,7 @@ fn auth_of(server: &servers::Model) -> Option<AuthData> {
 
 pub fn schema(server: &servers::Model) -> OverrideSchema {
     let auth = auth_of(server);
-    let kind =
-        crate::outbound::snapshot_entry_of(server.auth_data.as_ref())["type"].as_str().unwrap_or("none").to_owned();
+    let kind = crate::outbound::snapshot_entry_of(server.auth_data.as_ref()).kind().to_owned();
     let placeholders = auth.as_ref().map(AuthData::placeholder_names).unwrap_or_default();
     let (headers, overridable_headers) = match auth {
         Some(AuthData::Header(h)) if !placeholders.is_empty() => (h.headers, Vec::new()),

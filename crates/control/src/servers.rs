@@ -123,7 +123,7 @@ fn json_of<T: Serialize>(value: &T) -> Value {
 
 /// The outbound auth type of a stored configuration, for audit details.
 fn auth_type(stored: Option<&Value>) -> Value {
-    crate::outbound::snapshot_entry_of(stored)["type"].clone()
+    json!(crate::outbound::snapshot_entry_of(stored).kind())
 }
 
 pub fn tool_settings_of(server: &servers::Model) -> Vec<ToolSetting> {

@@ -10,6 +10,7 @@
 pub mod access_token;
 pub mod clock;
 pub mod kinds;
+pub mod outbound;
 pub mod sign;
 pub mod token;
 pub mod tools;
@@ -20,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 pub use kinds::{ServerKind, ServerRole, SubjectKind, TenantRole, Transport, UnknownValue};
+pub use outbound::{AuthLevel, GrantType, OutboundAuth};
 pub use sign::{Jwk, Jwks};
 pub use tools::{ToolAnnotations, ToolSetting};
 
@@ -123,8 +125,8 @@ pub struct ServerEntry {
     pub tls_ca_certificate: Option<String>,
     pub tool_settings: Vec<ToolSetting>,
     pub members: Vec<VirtualMemberEntry>,
-    /// Outbound auth type and non-secret parameters (`{"type": "none"}` until outbound auth).
-    pub outbound_auth: Value,
+    /// Outbound auth type and non-secret parameters.
+    pub outbound_auth: OutboundAuth,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -135,7 +137,7 @@ pub struct VirtualMemberEntry {
     /// The virtual server's own outbound auth for this member (type and non-secret
     /// parameters), in place of the member's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub outbound_auth: Option<Value>,
+    pub outbound_auth: Option<OutboundAuth>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -77,7 +77,7 @@ pub trait CredentialResolver: Send + Sync {
 pub struct Target<'a> {
     pub server: &'a ServerEntry,
     pub via: Option<i64>,
-    pub auth: &'a serde_json::Value,
+    pub auth: &'a mcpgate_policy::OutboundAuth,
 }
 
 impl<'a> Target<'a> {
@@ -93,32 +93,28 @@ impl<'a> Target<'a> {
         }
     }
 
-    fn field(&self, name: &str) -> Option<&str> {
-        self.auth.get(name).and_then(|v| v.as_str())
-    }
-
     /// Requests carry a credential the resolver supplies.
     pub fn needed(&self) -> bool {
-        matches!(self.field("type"), Some("header" | "oauth2"))
+        self.auth.needed()
     }
 
     /// OAuth credentials can be refreshed; keys cannot.
     pub fn refreshable(&self) -> bool {
-        self.field("type") == Some("oauth2")
+        self.auth.refreshable()
     }
 
     /// Each user authorizes this server at its provider.
     pub fn per_user_oauth(&self) -> bool {
-        self.field("grant_type") == Some("authorization_code")
+        self.auth.per_user_oauth()
     }
 
     /// The caller supplies their own credential (a key or an authorization).
     pub fn per_user(&self) -> bool {
-        self.field("auth_level") == Some("per_user") || self.per_user_oauth()
+        self.auth.per_user()
     }
 
     pub fn passthrough(&self) -> bool {
-        self.field("type") == Some("passthrough")
+        self.auth.passthrough()
     }
 }
 
