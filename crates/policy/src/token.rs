@@ -70,13 +70,7 @@ pub fn digest_bytes(token: &str) -> [u8; 32] {
 
 /// Hex SHA-256 of the token, as the store keeps it.
 pub fn digest(token: &str) -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(64);
-    for b in digest_bytes(token) {
-        out.push(HEX[usize::from(b >> 4)] as char);
-        out.push(HEX[usize::from(b & 0xf)] as char);
-    }
-    out
+    hex::encode(digest_bytes(token))
 }
 
 pub fn generate(kind: TokenKind) -> NewToken {

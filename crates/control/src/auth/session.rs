@@ -22,7 +22,7 @@ pub fn random_secret() -> String {
 /// Hex SHA-256 of a high-entropy secret; what the database stores.
 pub fn digest(secret: &str) -> String {
     let hash = Sha256::digest(secret.as_bytes());
-    hash.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(hash)
 }
 
 /// The CSRF token bound to a session secret.
