@@ -82,6 +82,19 @@ async fn remote(client: &Client, slug: &str, url: &str, auth: Value) {
     client.post("/api/v1/tenants/acme/servers", body).await.expect(201);
 }
 
+/// An upstream that takes one shared key, registered with it as `slug`'s global header.
+async fn shared_key_server(admin: &Client, slug: &str, key: &str) -> guarded::Fixture {
+    let upstream = guarded::start(Guard::header("x-api-key", &[(key, "owner")])).await;
+    remote(
+        admin,
+        slug,
+        &upstream.url,
+        json!({"type": "header", "auth_level": "global", "headers": {"X-Api-Key": key}}),
+    )
+    .await;
+    upstream
+}
+
 async fn audit(admin: &Client, action: &str) -> Vec<Value> {
     let page = admin.get(&format!("/api/v1/tenants/acme/audit-events?action={action}&limit=100")).await.expect(200);
     page["items"].as_array().unwrap().clone()
@@ -92,14 +105,7 @@ async fn audit(admin: &Client, action: &str) -> Vec<Value> {
 async fn a_virtual_server_does_not_launder_access_to_its_members() {
     let app = spawn_app().await;
     let (admin, ann, _, token) = members(&app).await;
-    let secret = guarded::start(Guard::header("x-api-key", &[("shared-secret", "secret-owner")])).await;
-    remote(
-        &admin,
-        "secret",
-        &secret.url,
-        json!({"type": "header", "auth_level": "global", "headers": {"x-api-key": "shared-secret"}}),
-    )
-    .await;
+    shared_key_server(&admin, "secret", "shared-secret").await;
     admin
         .post(
             "/api/v1/tenants/acme/servers",
@@ -376,14 +382,7 @@ async fn upstream_redirects_are_not_followed_with_credentials() {
 async fn moving_a_server_to_another_origin_does_not_take_its_secrets_along() {
     let app = spawn_app().await;
     let (admin, ann, bob, _) = members(&app).await;
-    let real = guarded::start(Guard::header("x-api-key", &[("vault-secret-9", "owner")])).await;
-    remote(
-        &admin,
-        "vault",
-        &real.url,
-        json!({"type": "header", "auth_level": "global", "headers": {"X-Api-Key": "vault-secret-9"}}),
-    )
-    .await;
+    let real = shared_key_server(&admin, "vault", "vault-secret-9").await;
     admin
         .send(
             reqwest::Method::PUT,

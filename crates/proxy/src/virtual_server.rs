@@ -235,10 +235,7 @@ async fn call_tool(
     params: &Value,
     version: Option<&str>,
 ) -> Result<HttpResponse, ProxyError> {
-    let name = params
-        .get("name")
-        .and_then(Value::as_str)
-        .ok_or_else(|| ProxyError::InvalidParams("tools/call needs params.name".into()))?;
+    let name = required_name(params, "tools/call")?;
     let key = route_key(call);
     let routes = match state.routes.get(&key) {
         Some(r) if r.contains_key(name) => r,
@@ -254,9 +251,29 @@ async fn call_tool(
             false => ProxyError::UnknownTool(name.to_owned()),
         });
     };
+    Ok(forward_as(state, ctx, members, route, message, version).await)
+}
+
+/// The tool or prompt a request names; a request that names none is malformed.
+fn required_name<'v>(params: &'v Value, method: &str) -> Result<&'v str, ProxyError> {
+    params
+        .get("name")
+        .and_then(Value::as_str)
+        .ok_or_else(|| ProxyError::InvalidParams(format!("{method} needs params.name")))
+}
+
+/// Forwards a request to the member that owns the name, under the member's own name for it.
+async fn forward_as(
+    state: &ProxyState,
+    ctx: &Ctx,
+    members: &Members<'_>,
+    route: &Route,
+    message: &Value,
+    version: Option<&str>,
+) -> HttpResponse {
     let mut forwarded = message.clone();
     forwarded["params"]["name"] = Value::String(route.name.clone());
-    Ok(forward(state, ctx, members, route.member, &forwarded, version).await)
+    forward(state, ctx, members, route.member, &forwarded, version).await
 }
 
 /// prompts/get: to the member that offers the prompt.
@@ -268,17 +285,12 @@ async fn get_prompt(
     params: &Value,
     version: Option<&str>,
 ) -> Result<HttpResponse, ProxyError> {
-    let name = params
-        .get("name")
-        .and_then(Value::as_str)
-        .ok_or_else(|| ProxyError::InvalidParams("prompts/get needs params.name".into()))?;
+    let name = required_name(params, "prompts/get")?;
     let (_, routes, _) = list_prompts(state, members, version).await;
     let route = routes
         .get(name)
         .ok_or_else(|| ProxyError::InvalidParams(format!("prompt {name} is not offered by this server")))?;
-    let mut forwarded = message.clone();
-    forwarded["params"]["name"] = Value::String(route.name.clone());
-    Ok(forward(state, ctx, members, route.member, &forwarded, version).await)
+    Ok(forward_as(state, ctx, members, route, message, version).await)
 }
 
 /// resources/read, subscribe and unsubscribe: to the member that lists the URI, else the first
