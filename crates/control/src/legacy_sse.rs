@@ -41,21 +41,8 @@ pub(crate) async fn probe(upstream: &Upstream, client: reqwest::Client) -> Resul
             .map_err(|e| failure("protocol_error", format!("{url} sent a malformed event stream: {e}")))?;
         if event.event.as_deref() == Some("endpoint") {
             let data = event.data.unwrap_or_default();
-            let endpoint = upstream
-                .url
-                .join(data.trim())
-                .map_err(|e| failure("protocol_error", format!("{url} named an invalid endpoint {data:?}: {e}")))?;
-            // Messages carry the server's headers; they go nowhere but the server's own origin.
-            if endpoint.origin() != upstream.url.origin() {
-                return Err(failure(
-                    "protocol_error",
-                    format!(
-                        "{url} named a message endpoint on another origin ({}), which is not used",
-                        endpoint.origin().ascii_serialization()
-                    ),
-                ));
-            }
-            break endpoint;
+            break crate::proxy::legacy::message_endpoint(&upstream.url, &data)
+                .map_err(|what| failure("protocol_error", format!("{url} named {what}")))?;
         }
     };
 

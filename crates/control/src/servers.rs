@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, HashSet};
 
 use chrono::{DateTime, Utc};
-use sea_orm::sea_query::Condition;
+use sea_orm::sea_query::{Condition, Expr};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, Set,
     TransactionTrait,
@@ -392,9 +392,7 @@ pub async fn update<C: TransactionTrait>(
         .url
         .as_ref()
         .is_some_and(|new| server.url.as_deref().and_then(origin_of) != Some(new.origin().ascii_serialization()));
-    let has_credential = server.auth_data.as_ref().is_some_and(|a| {
-        !matches!(crate::outbound::AuthData::from_stored(a), Some(crate::outbound::AuthData::Passthrough) | None)
-    });
+    let has_credential = crate::outbound::snapshot_entry_of(server.auth_data.as_ref()).needed();
     if origin_changed && has_credential && patch.auth_data.is_none() {
         errors.push(FieldError::new(
             "auth_data",
@@ -419,17 +417,13 @@ pub async fn update<C: TransactionTrait>(
             .await?
             .rows_affected;
         // Virtual servers' own credentials for this member were meant for the old origin too.
-        for link in virtual_members::Entity::find()
+        dropped += virtual_members::Entity::update_many()
+            .col_expr(virtual_members::Column::AuthData, Expr::value(Option::<Value>::None))
             .filter(virtual_members::Column::MemberServerId.eq(server.id))
             .filter(virtual_members::Column::AuthData.is_not_null())
-            .all(&txn)
+            .exec(&txn)
             .await?
-        {
-            let mut active: virtual_members::ActiveModel = link.into();
-            active.auth_data = Set(None);
-            active.update(&txn).await?;
-            dropped += 1;
-        }
+            .rows_affected;
     }
     if let Some(specs) = &patch.members {
         let existing = virtual_members::Entity::find()

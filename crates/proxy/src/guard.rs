@@ -69,7 +69,7 @@ impl OriginPolicy {
 }
 
 /// `Mcp-Name` is the tool or prompt name, or the resource URI.
-fn name_of(message: &Value) -> Option<&str> {
+pub fn name_of(message: &Value) -> Option<&str> {
     let params = message.get("params")?;
     params.get("name").or_else(|| params.get("uri")).and_then(Value::as_str)
 }

@@ -52,6 +52,19 @@ impl Bridges {
     }
 }
 
+/// The URL an `endpoint` event names, resolved against the event stream's; only on the
+/// server's own origin, since messages carry the caller's credential. `Err` says what it named.
+pub fn message_endpoint(stream: &url::Url, data: &str) -> Result<url::Url, String> {
+    let endpoint = stream.join(data.trim()).map_err(|e| format!("an invalid message endpoint {data:?}: {e}"))?;
+    if endpoint.origin() != stream.origin() {
+        return Err(format!(
+            "a message endpoint on another origin ({}), which is not used",
+            endpoint.origin().ascii_serialization()
+        ));
+    }
+    Ok(endpoint)
+}
+
 /// Opens the upstream's event stream and waits for its `endpoint` event.
 async fn open(state: &ProxyState, call: &Call<'_>, auth: &Headers) -> Result<Arc<Bridge>, UpstreamError> {
     let request = state.clients.request(call.entry, auth, reqwest::Method::GET)?.header("accept", "text/event-stream");
@@ -66,15 +79,8 @@ async fn open(state: &ProxyState, call: &Call<'_>, auth: &Headers) -> Result<Arc
             let event = event.map_err(|e| UpstreamError::Protocol(e.to_string()))?;
             if event.event.as_deref() == Some("endpoint") {
                 let data = event.data.unwrap_or_default();
-                let endpoint =
-                    base.join(data.trim()).map_err(|e| UpstreamError::Protocol(format!("bad endpoint: {e}")))?;
-                // Messages carry the caller's credential: only to the server's own origin.
-                if endpoint.origin() != base.origin() {
-                    return Err(UpstreamError::Protocol(
-                        "the upstream named a message endpoint on another origin".into(),
-                    ));
-                }
-                return Ok(endpoint);
+                return message_endpoint(&base, &data)
+                    .map_err(|what| UpstreamError::Protocol(format!("the upstream named {what}")));
             }
         }
         Err(UpstreamError::Protocol("the event stream ended before naming its endpoint".into()))

@@ -187,7 +187,7 @@ impl Ctx {
 
     /// The refusal's decision, recorded where it names a tenant, and its answer.
     pub fn refuse(&self, error: ProxyError) -> HttpResponse {
-        self.refuse_for(&self.id.clone(), error)
+        self.refuse_for(&self.id, error)
     }
 
     /// As [`Self::refuse`], answering the message with this id.
@@ -209,17 +209,17 @@ impl Ctx {
 /// The last protocol revision with JSON-RPC batches (2025-06-18 removed them).
 const BATCH_REVISION: &str = "2025-03-26";
 
+/// A call to a tool the server's settings disable: refused before the upstream hears of it,
+/// whether it comes alone or in a batch.
+fn refused_call(message: &Value, settings: &[mcpgate_policy::ToolSetting]) -> Option<ProxyError> {
+    let name = guard::name_of(message)?;
+    (message.get("method").and_then(Value::as_str) == Some("tools/call") && tools::is_disabled(name, settings))
+        .then(|| ProxyError::ToolDisabled(name.to_owned()))
+}
+
 /// Why each message of a batch is refused, if it is: the same checks as for one message.
 pub fn batch_refusals(items: &[Value], settings: &[mcpgate_policy::ToolSetting]) -> Vec<Option<String>> {
-    items
-        .iter()
-        .map(|m| match method_and_name(m) {
-            (Some(method), Some(name)) if method == "tools/call" && tools::is_disabled(&name, settings) => {
-                Some(format!("tool {name} is disabled on this server"))
-            }
-            _ => None,
-        })
-        .collect()
+    items.iter().map(|m| refused_call(m, settings).map(|e| e.to_string())).collect()
 }
 
 /// A batch is decided message by message, exactly as if each came alone: a refused message is
@@ -303,14 +303,7 @@ const BODY_DEADLINE: Duration = Duration::from_secs(30);
 
 /// The method and name (tool, prompt or resource) a message names.
 pub fn method_and_name(message: &Value) -> (Option<String>, Option<String>) {
-    (
-        message.get("method").and_then(Value::as_str).map(str::to_owned),
-        message
-            .get("params")
-            .and_then(|p| p.get("name").or_else(|| p.get("uri")))
-            .and_then(Value::as_str)
-            .map(str::to_owned),
-    )
+    (message.get("method").and_then(Value::as_str).map(str::to_owned), guard::name_of(message).map(str::to_owned))
 }
 
 /// What a client's POST body is: one JSON-RPC message, or a batch of them.
@@ -581,11 +574,8 @@ pub fn refused(state: &ProxyState, ctx: &Ctx, target: Target<'_>) -> CredentialE
 /// of the gateway's, and the response streams back.
 async fn relay(state: &ProxyState, ctx: &Ctx, call: Call<'_>) -> HttpResponse {
     let entry = call.entry;
-    // Disabled tools are refused here, before the upstream hears of them.
-    if ctx.method.as_deref() == Some("tools/call") {
-        if let Some(name) = ctx.name.as_deref().filter(|n| tools::is_disabled(n, &entry.tool_settings)) {
-            return ctx.refuse(ProxyError::ToolDisabled(name.to_owned()));
-        }
+    if let Some(refusal) = call.message.as_ref().and_then(|m| refused_call(m, &entry.tool_settings)) {
+        return ctx.refuse(refusal);
     }
     let target = Target::own(entry);
     if target.passthrough() {

@@ -48,8 +48,8 @@ thread_local! {
     /// Ordinary upstreams get one client per server thread. A pooled connection is driven by
     /// the runtime that opened it; sharing one pool across actix's single-threaded workers
     /// would bounce every response between threads.
-    static LOCAL: std::cell::OnceCell<(reqwest::Client, std::sync::Arc<crate::egress::Egress>)> =
-        const { std::cell::OnceCell::new() };
+    static LOCAL: std::cell::RefCell<Vec<(std::sync::Arc<crate::egress::Egress>, reqwest::Client)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// HTTP clients to upstreams: a per-thread one for ordinary upstreams and a shared one per
@@ -69,16 +69,14 @@ impl Clients {
 
     fn local(&self) -> Result<reqwest::Client, UpstreamError> {
         LOCAL.with(|cell| {
-            // One process may hold gateways with different egress policies (tests); the
-            // per-thread client is for the one it was built for.
-            if let Some((client, owner)) = cell.get() {
-                if std::sync::Arc::ptr_eq(owner, &self.egress) {
-                    return Ok(client.clone());
-                }
-                return Self::build(&self.egress, true, None).map_err(|e| UpstreamError::Protocol(e.to_string()));
+            // One per egress policy: a process may hold gateways with different ones (tests).
+            let mut clients = cell.borrow_mut();
+            if let Some((_, client)) = clients.iter().find(|(owner, _)| std::sync::Arc::ptr_eq(owner, &self.egress)) {
+                return Ok(client.clone());
             }
             let client = Self::build(&self.egress, true, None).map_err(|e| UpstreamError::Protocol(e.to_string()))?;
-            Ok(cell.get_or_init(|| (client, self.egress.clone())).0.clone())
+            clients.push((self.egress.clone(), client.clone()));
+            Ok(client)
         })
     }
 
@@ -225,9 +223,7 @@ fn routing_headers(headers: &mut HeaderMap, message: &Value) {
     if let Some(method) = message.get("method").and_then(Value::as_str).and_then(|m| HeaderValue::from_str(m).ok()) {
         headers.insert("mcp-method", method);
     }
-    let params = message.get("params");
-    let name = params.and_then(|p| p.get("name").or_else(|| p.get("uri"))).and_then(Value::as_str);
-    if let Some(name) = name.and_then(|n| HeaderValue::from_str(n).ok()) {
+    if let Some(name) = crate::guard::name_of(message).and_then(|n| HeaderValue::from_str(n).ok()) {
         headers.insert("mcp-name", name);
     }
 }

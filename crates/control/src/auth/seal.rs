@@ -123,49 +123,53 @@ impl Sealer {
         Ok((SecretString::from(STANDARD.encode(key)), Self::from_key(key)))
     }
 
+    /// Seals a value that travels rather than rests (no place to bind it to).
     pub fn seal(&self, plaintext: &[u8]) -> anyhow::Result<String> {
-        let nonce = Aes256Gcm::generate_nonce(&mut OsRng);
-        let ciphertext = self.cipher.encrypt(&nonce, plaintext).map_err(|_| anyhow::anyhow!("sealing failed"))?;
-        let mut out = nonce.to_vec();
-        out.extend_from_slice(&ciphertext);
-        Ok(format!("{VERSION}{}", STANDARD.encode(out)))
+        self.seal_with(plaintext, b"", VERSION)
     }
 
     /// Seals a value to be stored at `place`.
     pub fn seal_at(&self, plaintext: &[u8], place: &Place) -> anyhow::Result<String> {
-        let nonce = Aes256Gcm::generate_nonce(&mut OsRng);
-        let payload = Payload { msg: plaintext, aad: place.0.as_bytes() };
-        let ciphertext = self.cipher.encrypt(&nonce, payload).map_err(|_| anyhow::anyhow!("sealing failed"))?;
-        let mut out = nonce.to_vec();
-        out.extend_from_slice(&ciphertext);
-        Ok(format!("{BOUND}{}", STANDARD.encode(out)))
+        self.seal_with(plaintext, place.0.as_bytes(), BOUND)
     }
 
     /// Opens a value stored at `place`: sealed for exactly that place, or unbound (`v1:`, from
     /// before places were bound).
     pub fn open_at(&self, sealed: &str, place: &Place) -> anyhow::Result<Vec<u8>> {
-        let Some(encoded) = sealed.strip_prefix(BOUND) else { return self.open(sealed) };
-        let bytes = STANDARD.decode(encoded).context("sealed value is not base64")?;
-        if bytes.len() < NONCE_LEN {
-            bail!("sealed value is too short");
+        match sealed.strip_prefix(BOUND) {
+            Some(encoded) => self.open_with(encoded, place.0.as_bytes()),
+            None => self.open(sealed),
         }
-        let (nonce, ciphertext) = bytes.split_at(NONCE_LEN);
-        self.cipher
-            .decrypt(Nonce::from_slice(nonce), Payload { msg: ciphertext, aad: place.0.as_bytes() })
-            .map_err(|_| anyhow::anyhow!("sealed value does not open here (another master key, or another place)"))
     }
 
     /// Opens a value sealed without a place (values that travel rather than rest, and `v1:`).
     pub fn open(&self, sealed: &str) -> anyhow::Result<Vec<u8>> {
         let Some(encoded) = sealed.strip_prefix(VERSION) else { bail!("unknown sealed-value format") };
+        self.open_with(encoded, b"")
+    }
+
+    /// `prefix` + base64(nonce ‖ ciphertext ‖ tag); an unbound value is one with no
+    /// associated data.
+    fn seal_with(&self, plaintext: &[u8], aad: &[u8], prefix: &str) -> anyhow::Result<String> {
+        let nonce = Aes256Gcm::generate_nonce(&mut OsRng);
+        let ciphertext = self
+            .cipher
+            .encrypt(&nonce, Payload { msg: plaintext, aad })
+            .map_err(|_| anyhow::anyhow!("sealing failed"))?;
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&ciphertext);
+        Ok(format!("{prefix}{}", STANDARD.encode(out)))
+    }
+
+    fn open_with(&self, encoded: &str, aad: &[u8]) -> anyhow::Result<Vec<u8>> {
         let bytes = STANDARD.decode(encoded).context("sealed value is not base64")?;
         if bytes.len() < NONCE_LEN {
             bail!("sealed value is too short");
         }
         let (nonce, ciphertext) = bytes.split_at(NONCE_LEN);
         self.cipher
-            .decrypt(Nonce::from_slice(nonce), ciphertext)
-            .map_err(|_| anyhow::anyhow!("sealed value does not open under this master key"))
+            .decrypt(Nonce::from_slice(nonce), Payload { msg: ciphertext, aad })
+            .map_err(|_| anyhow::anyhow!("sealed value does not open here (another master key, or another place)"))
     }
 }
 
