@@ -673,10 +673,8 @@ async fn client_id_metadata_documents_are_fetched_with_an_ssrf_guard() {
     assert!(res.text().await.unwrap().contains("not the URL it was fetched from"));
 }
 
-#[tokio::test]
-async fn virtual_accounts_get_short_lived_jwts_with_client_credentials() {
-    let app = spawn_app().await;
-    let (admin, _, _) = setup(&app).await;
+/// Virtual account `ci` of `acme`, a user of `fixture`, and a token of it (the creation answer).
+pub async fn ci_account(admin: &crate::helpers::Client) -> Value {
     admin
         .post(
             "/api/v1/tenants/acme/virtual-accounts",
@@ -684,10 +682,14 @@ async fn virtual_accounts_get_short_lived_jwts_with_client_credentials() {
         )
         .await
         .expect(201);
-    let secret = admin.post("/api/v1/tenants/acme/virtual-accounts/ci/tokens", json!({})).await.expect(201)["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    admin.post("/api/v1/tenants/acme/virtual-accounts/ci/tokens", json!({})).await.expect(201)
+}
+
+#[tokio::test]
+async fn virtual_accounts_get_short_lived_jwts_with_client_credentials() {
+    let app = spawn_app().await;
+    let (admin, _, _) = setup(&app).await;
+    let secret = ci_account(&admin).await["token"].as_str().unwrap().to_owned();
     let basic = |id: &str| {
         format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{}:{secret}", urlencode(id))))
     };

@@ -18,7 +18,7 @@ use crate::peers;
 use crate::proxy::{setup, wait_for_policy};
 
 /// A bare HTTP listener that records the head of every request it gets and answers each with
-/// `reply` (which may name the recorder's own base URL as `{base}`).
+/// `reply`, made once from the recorder's own base URL.
 struct Recorder {
     base: String,
     seen: Arc<Mutex<Vec<String>>>,
@@ -29,8 +29,7 @@ impl Recorder {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
         let seen = Arc::new(Mutex::new(Vec::new()));
-        let (log, answer, own) = (seen.clone(), Arc::new(reply(&base)), base.clone());
-        let _ = own;
+        let (log, answer) = (seen.clone(), Arc::new(reply(&base)));
         tokio::spawn(async move {
             while let Ok((mut socket, _)) = listener.accept().await {
                 let (log, answer) = (log.clone(), answer.clone());
@@ -358,14 +357,8 @@ async fn upstream_redirects_are_not_followed_with_credentials() {
         format!("HTTP/1.1 307 Temporary Redirect\r\nlocation: {target}\r\ncontent-length: 0\r\n\r\n")
     })
     .await;
-    admin
-        .post(
-            "/api/v1/tenants/acme/servers",
-            json!({"slug": "hop", "display_name": "Hop", "kind": "remote", "url": format!("{}/mcp", redirector.base),
-                   "auth_data": {"type": "header", "auth_level": "global", "headers": {"X-Api-Key": "k-123-secret"}}}),
-        )
-        .await
-        .expect(201);
+    let auth = json!({"type": "header", "auth_level": "global", "headers": {"X-Api-Key": "k-123-secret"}});
+    remote(&admin, "hop", &format!("{}/mcp", redirector.base), auth).await;
     grant(&admin, "hop", "user:ann@example.com").await;
     wait_for_policy(&app).await;
     let (status, _, answer) = post(&mcp(&app, "hop"), &token, None, call(1, "x")).await;
@@ -601,14 +594,7 @@ async fn the_authorize_endpoint_tells_a_client_nothing_about_the_signed_in_perso
 async fn client_credentials_tokens_end_with_their_virtual_account_token() {
     let app = spawn_app().await;
     let (admin, _, _) = setup(&app).await;
-    admin
-        .post(
-            "/api/v1/tenants/acme/virtual-accounts",
-            json!({"name": "ci", "permissions": [{"server": "fixture", "role": "user"}]}),
-        )
-        .await
-        .expect(201);
-    let issued = admin.post("/api/v1/tenants/acme/virtual-accounts/ci/tokens", json!({})).await.expect(201);
+    let issued = crate::oauth::ci_account(&admin).await;
     let secret = issued["token"].as_str().unwrap().to_owned();
     let res = reqwest::Client::new()
         .post(format!("{}/oauth/token", app.base))
