@@ -1,8 +1,7 @@
 //! Platform users: creation, updates, the first-admin bootstrap.
 
 use chrono::{DateTime, Utc};
-use rand::distributions::{Alphanumeric, DistString};
-use rand::rngs::OsRng;
+use rand::distr::{Alphanumeric, SampleString};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QuerySelect, Set,
     TransactionTrait,
@@ -230,7 +229,7 @@ pub async fn bootstrap_admin<C: TransactionTrait + ConnectionTrait>(
         .map_err(|e| anyhow::anyhow!("MCPGATE_ADMIN_EMAIL: {}", e.message))?;
     let (password, generated) = match password {
         Some(p) => (p.clone(), false),
-        None => (SecretString::from(Alphanumeric.sample_string(&mut OsRng, 24)), true),
+        None => (SecretString::from(Alphanumeric.sample_string(&mut rand::rng(), 24)), true),
     };
     let checked = NewPassword::parse("admin_password", secrecy::ExposeSecret::expose_secret(&password))
         .map_err(|e| anyhow::anyhow!("MCPGATE_ADMIN_PASSWORD: {}", e.message))?;

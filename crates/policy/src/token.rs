@@ -4,8 +4,7 @@
 //! The checksum lets the gateway reject a mistyped or truncated token without a database
 //! lookup, and lets secret scanners recognise real tokens. Only the SHA-256 digest is stored.
 
-use rand::distributions::{Alphanumeric, DistString};
-use rand::rngs::OsRng;
+use rand::distr::{Alphanumeric, SampleString};
 use sha2::{Digest, Sha256};
 
 const SECRET_LEN: usize = 43;
@@ -74,7 +73,8 @@ pub fn digest(token: &str) -> String {
 }
 
 pub fn generate(kind: TokenKind) -> NewToken {
-    let body = format!("{}{}", kind.prefix(), Alphanumeric.sample_string(&mut OsRng, SECRET_LEN));
+    // ThreadRng is a CSPRNG (ChaCha) reseeded from the OS; the secret needs nothing stronger.
+    let body = format!("{}{}", kind.prefix(), Alphanumeric.sample_string(&mut rand::rng(), SECRET_LEN));
     let secret = format!("{body}{}", checksum(&body));
     let display_prefix = secret[..kind.prefix().len() + DISPLAY_SECRET_CHARS].to_owned();
     NewToken { digest: digest(&secret), display_prefix, secret }

@@ -12,7 +12,7 @@ use aes_gcm::{Aes256Gcm, Key, Nonce};
 use anyhow::{bail, Context};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use rand::RngCore;
+use rand::Rng;
 use secrecy::{ExposeSecret, SecretString};
 
 const VERSION: &str = "v1:";
@@ -104,7 +104,7 @@ impl Sealer {
         }
         std::fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
         let mut key = [0u8; 32];
-        rand::rngs::OsRng.fill_bytes(&mut key);
+        rand::rng().fill_bytes(&mut key);
         write_private(&path, &STANDARD.encode(key))?;
         tracing::info!(path = %path.display(), "created a new master key file");
         Ok(Self::from_key(key))
@@ -116,7 +116,7 @@ impl Sealer {
             Some(k) => decode_key(k.expose_secret()).context("MCPGATE_NEW_MASTER_KEY")?,
             None => {
                 let mut key = [0u8; 32];
-                rand::rngs::OsRng.fill_bytes(&mut key);
+                rand::rng().fill_bytes(&mut key);
                 key
             }
         };
