@@ -51,10 +51,7 @@ pub async fn revoke_authorization(
     crate::control::audit::record(
         &state.db,
         &principal.actor(),
-        None,
-        "oauth_authorization.revoke",
-        format!("authorization:{id}"),
-        None,
+        crate::control::audit::Event::new("oauth_authorization.revoke", format!("authorization:{id}")),
         state.clock.now(),
     )
     .await?;

@@ -414,10 +414,7 @@ async fn record_decision(state: &AppState, user: &users::Model, pending: &Pendin
     let recorded = crate::control::audit::record(
         &state.db,
         &actor,
-        tenant.as_ref(),
-        action,
-        target,
-        Some(details),
+        crate::control::audit::Event::new(action, target).in_tenant(tenant.as_ref()).details(details),
         state.clock.now(),
     )
     .await;

@@ -537,7 +537,7 @@ async fn database_contents(data_dir: &std::path::Path, database_url: &str) -> St
     use sea_orm::{ConnectionTrait, Database, Statement};
     let db = Database::connect(database_url).await.unwrap();
     let tables = db
-        .query_all(Statement::from_string(
+        .query_all_raw(Statement::from_string(
             db.get_database_backend(),
             "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'",
         ))
@@ -547,7 +547,7 @@ async fn database_contents(data_dir: &std::path::Path, database_url: &str) -> St
     for row in tables {
         let table: String = row.try_get("", "table_name").unwrap();
         let rows = db
-            .query_all(Statement::from_string(
+            .query_all_raw(Statement::from_string(
                 db.get_database_backend(),
                 format!("SELECT row_to_json(t)::text AS j FROM \"{table}\" t"),
             ))

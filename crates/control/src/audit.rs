@@ -2,7 +2,10 @@
 //! the change itself, so the trail and the state cannot disagree.
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, Set};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, Set, TransactionSession,
+    TransactionTrait,
+};
 use serde_json::Value;
 
 use crate::page::{self, PageRequest, Paged};
@@ -24,32 +27,93 @@ impl Actor {
 
 pub const SUCCESS: &str = "success";
 
-pub async fn record(
-    db: &impl ConnectionTrait,
-    actor: &Actor,
-    tenant: Option<&tenants::Model>,
-    action: &str,
-    target: impl Into<String>,
+/// What an audit event says: the action, its target, optional details and, for tenant-scoped
+/// changes, the tenant.
+pub struct Event {
+    action: &'static str,
+    target: String,
+    tenant: Option<(i64, String)>,
     details: Option<Value>,
-    now: DateTime<Utc>,
-) -> Result<(), DbErr> {
+}
+
+impl Event {
+    pub fn new(action: &'static str, target: impl Into<String>) -> Self {
+        Self { action, target: target.into(), tenant: None, details: None }
+    }
+
+    pub fn tenant(mut self, tenant: &tenants::Model) -> Self {
+        self.tenant = Some((tenant.id, tenant.slug.clone()));
+        self
+    }
+
+    pub fn in_tenant(self, tenant: Option<&tenants::Model>) -> Self {
+        match tenant {
+            Some(t) => self.tenant(t),
+            None => self,
+        }
+    }
+
+    pub fn details(mut self, details: impl Into<Option<Value>>) -> Self {
+        self.details = details.into();
+        self
+    }
+}
+
+/// Writes an audit event on `db`. Most changes go through [`Change`]; this is for events
+/// written inside a change that is not the caller's to commit.
+pub async fn record(db: &impl ConnectionTrait, actor: &Actor, event: Event, now: DateTime<Utc>) -> Result<(), DbErr> {
+    let (tenant_id, tenant_slug) = event.tenant.unzip();
     audit_events::ActiveModel {
         at: Set(now),
-        tenant_id: Set(tenant.map(|t| t.id)),
-        tenant_slug: Set(tenant.map(|t| t.slug.clone())),
+        tenant_id: Set(tenant_id),
+        tenant_slug: Set(tenant_slug),
         actor: Set(actor.subject.clone()),
-        action: Set(action.to_owned()),
-        target: Set(target.into()),
+        action: Set(event.action.to_owned()),
+        target: Set(event.target),
         outcome: Set(SUCCESS.to_owned()),
         request_id: Set(actor.request_id.clone()),
-        details: Set(details),
+        details: Set(event.details),
         ..Default::default()
     }
     .insert(db)
-    .await?;
-    // Every audited mutation may change what the proxy must enforce; the version moves in the
-    // same transaction, so a snapshot at version N reflects exactly the changes committed by N.
-    crate::policy::publish::bump(db).await
+    .await
+    .map(|_| ())
+}
+
+/// One audited change to the control plane's state: the change itself, its audit event and
+/// the policy version commit together or not at all, so the trail and the state cannot
+/// disagree and a snapshot at version N reflects exactly the changes committed by N.
+pub struct Change<'a, T> {
+    txn: T,
+    actor: &'a Actor,
+    now: DateTime<Utc>,
+}
+
+impl<'a, T: ConnectionTrait + TransactionSession> Change<'a, T> {
+    pub async fn begin<C>(db: &C, actor: &'a Actor, now: DateTime<Utc>) -> Result<Self, DbErr>
+    where
+        C: TransactionTrait<Transaction = T>,
+    {
+        Ok(Self { txn: db.begin().await?, actor, now })
+    }
+
+    /// The transaction every read and write of the change goes through.
+    pub fn db(&self) -> &T {
+        &self.txn
+    }
+
+    /// An event besides the one `commit` records, for changes that are several actions.
+    pub async fn record(&self, event: Event) -> Result<(), DbErr> {
+        record(&self.txn, self.actor, event, self.now).await
+    }
+
+    /// Records `event`, moves the policy version (anything audited may change what the proxy
+    /// enforces) and commits.
+    pub async fn commit(self, event: Event) -> Result<(), DbErr> {
+        self.record(event).await?;
+        crate::policy::publish::bump(&self.txn).await?;
+        self.txn.commit().await
+    }
 }
 
 #[derive(Default)]

@@ -8,7 +8,7 @@ use sea_orm::{
     TransactionTrait,
 };
 
-use crate::audit::{self, Actor};
+use crate::audit::{Actor, Change, Event};
 use crate::domain::{Email, TenantRole};
 use crate::error::{ApiError, ApiResult, FieldError};
 use crate::page::{self, PageRequest, Paged};
@@ -70,8 +70,9 @@ pub async fn add<C: TransactionTrait>(
     role: TenantRole,
     now: DateTime<Utc>,
 ) -> ApiResult<Member> {
-    let txn = db.begin().await?;
-    let user = existing_user(&txn, "email", email).await?;
+    let change = Change::begin(db, actor, now).await?;
+    let txn = change.db();
+    let user = existing_user(txn, "email", email).await?;
     let membership = tenant_members::ActiveModel {
         tenant_id: Set(tenant.id),
         user_id: Set(user.id),
@@ -79,12 +80,11 @@ pub async fn add<C: TransactionTrait>(
         created_at: Set(now),
         ..Default::default()
     }
-    .insert(&txn)
+    .insert(txn)
     .await
     .map_err(|e| ApiError::unique_violation(e, "email", format!("{email} is already a member of {}", tenant.slug)))?;
     let details = serde_json::json!({"role": role.as_str()});
-    audit::record(&txn, actor, Some(tenant), "member.add", format!("user:{email}"), Some(details), now).await?;
-    txn.commit().await?;
+    change.commit(Event::new("member.add", format!("user:{email}")).tenant(tenant).details(details)).await?;
     Member::of(membership, user)
 }
 
@@ -129,17 +129,17 @@ pub async fn set_role<C: TransactionTrait>(
     role: TenantRole,
     now: DateTime<Utc>,
 ) -> ApiResult<Member> {
-    let txn = db.begin().await?;
-    let member = get(&txn, tenant, email).await?;
+    let change = Change::begin(db, actor, now).await?;
+    let txn = change.db();
+    let member = get(txn, tenant, email).await?;
     if role != TenantRole::Admin {
-        ensure_other_admin(&txn, &member).await?;
+        ensure_other_admin(txn, &member).await?;
     }
     let mut active: tenant_members::ActiveModel = member.membership.into();
     active.role = Set(role.as_str().to_owned());
-    let membership = active.update(&txn).await?;
+    let membership = active.update(txn).await?;
     let details = serde_json::json!({"role": role.as_str()});
-    audit::record(&txn, actor, Some(tenant), "member.update", format!("user:{email}"), Some(details), now).await?;
-    txn.commit().await?;
+    change.commit(Event::new("member.update", format!("user:{email}")).tenant(tenant).details(details)).await?;
     Member::of(membership, member.user)
 }
 
@@ -151,12 +151,13 @@ pub async fn remove<C: TransactionTrait>(
     email: &Email,
     now: DateTime<Utc>,
 ) -> ApiResult<()> {
-    let txn = db.begin().await?;
-    let member = get(&txn, tenant, email).await?;
-    ensure_other_admin(&txn, &member).await?;
+    let change = Change::begin(db, actor, now).await?;
+    let txn = change.db();
+    let member = get(txn, tenant, email).await?;
+    ensure_other_admin(txn, &member).await?;
     let team_ids: Vec<i64> = teams::Entity::find()
         .filter(teams::Column::TenantId.eq(tenant.id))
-        .all(&txn)
+        .all(txn)
         .await?
         .into_iter()
         .map(|t| t.id)
@@ -164,17 +165,16 @@ pub async fn remove<C: TransactionTrait>(
     team_members::Entity::delete_many()
         .filter(team_members::Column::TeamId.is_in(team_ids))
         .filter(team_members::Column::UserId.eq(member.user.id))
-        .exec(&txn)
+        .exec(txn)
         .await?;
-    let server_ids = crate::servers::ids_in(&txn, tenant).await?;
+    let server_ids = crate::servers::ids_in(txn, tenant).await?;
     collaborators::Entity::delete_many()
         .filter(collaborators::Column::ServerId.is_in(server_ids))
         .filter(collaborators::Column::SubjectKind.eq(SubjectKind::User.as_str()))
         .filter(collaborators::Column::SubjectId.eq(member.user.id))
-        .exec(&txn)
+        .exec(txn)
         .await?;
-    tenant_members::Entity::delete_by_id(member.membership.id).exec(&txn).await?;
-    audit::record(&txn, actor, Some(tenant), "member.remove", format!("user:{email}"), None, now).await?;
-    txn.commit().await?;
+    tenant_members::Entity::delete_by_id(member.membership.id).exec(txn).await?;
+    change.commit(Event::new("member.remove", format!("user:{email}")).tenant(tenant)).await?;
     Ok(())
 }

@@ -13,7 +13,7 @@ use serde::Serialize;
 use serde_json::json;
 use utoipa::ToSchema;
 
-use crate::audit::{self, Actor};
+use crate::audit::{Actor, Change, Event};
 use crate::auth::seal::Sealer;
 use crate::error::{ApiError, ApiResult, FieldError};
 use crate::outbound::AuthData;
@@ -177,15 +177,16 @@ pub async fn put<C: TransactionTrait>(
     let (kind, id, label) = subject;
     let place = crate::auth::seal::Place::override_values(server.id, kind.as_str(), id);
     let sealed = sealer.seal_at(serde_json::to_string(&values).map_err(anyhow::Error::from)?.as_bytes(), &place)?;
-    let txn = db.begin().await?;
-    let existing = auth_overrides::Entity::find().filter(of_subject(server.id, kind.as_str(), id)).one(&txn).await?;
+    let change = Change::begin(db, actor, now).await?;
+    let txn = change.db();
+    let existing = auth_overrides::Entity::find().filter(of_subject(server.id, kind.as_str(), id)).one(txn).await?;
     let created = existing.is_none();
     let row = match existing {
         Some(row) => {
             let mut active: auth_overrides::ActiveModel = row.into();
             active.values = Set(sealed);
             active.updated_at = Set(now);
-            active.update(&txn).await?
+            active.update(txn).await?
         }
         None => {
             auth_overrides::ActiveModel {
@@ -197,23 +198,15 @@ pub async fn put<C: TransactionTrait>(
                 updated_at: Set(now),
                 ..Default::default()
             }
-            .insert(&txn)
+            .insert(txn)
             .await?
         }
     };
     // The names only: the values are secrets.
     let details = json!({"subject": label, "values_set": values.keys().collect::<Vec<_>>()});
-    audit::record(
-        &txn,
-        actor,
-        Some(tenant),
-        "auth_override.put",
-        format!("server:{}", server.slug),
-        Some(details),
-        now,
-    )
-    .await?;
-    txn.commit().await?;
+    change
+        .commit(Event::new("auth_override.put", format!("server:{}", server.slug)).tenant(tenant).details(details))
+        .await?;
     Ok((view(&row, label, sealer), created))
 }
 
@@ -226,22 +219,19 @@ pub async fn delete<C: TransactionTrait>(
     now: DateTime<Utc>,
 ) -> ApiResult<()> {
     let (kind, id, label) = subject;
-    let txn = db.begin().await?;
+    let change = Change::begin(db, actor, now).await?;
+    let txn = change.db();
     let deleted =
-        auth_overrides::Entity::delete_many().filter(of_subject(server.id, kind.as_str(), id)).exec(&txn).await?;
+        auth_overrides::Entity::delete_many().filter(of_subject(server.id, kind.as_str(), id)).exec(txn).await?;
     if deleted.rows_affected == 0 {
         return Err(ApiError::NotFound);
     }
-    audit::record(
-        &txn,
-        actor,
-        Some(tenant),
-        "auth_override.delete",
-        format!("server:{}", server.slug),
-        Some(json!({"subject": label})),
-        now,
-    )
-    .await?;
-    txn.commit().await?;
+    change
+        .commit(
+            Event::new("auth_override.delete", format!("server:{}", server.slug))
+                .tenant(tenant)
+                .details(json!({"subject": label})),
+        )
+        .await?;
     Ok(())
 }

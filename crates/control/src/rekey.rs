@@ -4,7 +4,9 @@
 
 use std::collections::HashMap;
 
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter, Set, TransactionTrait};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter, Set, TransactionSession, TransactionTrait,
+};
 
 use crate::auth::seal::{Place, Sealer};
 use crate::outbound::AuthData;

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use utoipa::ToSchema;
 
-use crate::audit::{self, Actor};
+use crate::audit::{Actor, Change, Event};
 use crate::caller::Caller;
 use crate::domain::{DisplayName, Email, Slug};
 use crate::error::{ApiError, ApiResult, FieldError};
@@ -299,10 +299,11 @@ pub async fn create<C: TransactionTrait>(
     new: NewServer,
     now: DateTime<Utc>,
 ) -> ApiResult<ServerDetail> {
-    let txn = db.begin().await?;
+    let change = Change::begin(db, actor, now).await?;
+    let txn = change.db();
     let composer = Composer { caller: creator, tenant_admin, existing: Vec::new() };
     let members = match &new.kind {
-        NewKind::Virtual(specs) => Some(resolve_members(&txn, tenant, specs, &composer).await?),
+        NewKind::Virtual(specs) => Some(resolve_members(txn, tenant, specs, &composer).await?),
         NewKind::Remote(_) => None,
     };
     let (kind, upstream) = match new.kind {
@@ -330,13 +331,13 @@ pub async fn create<C: TransactionTrait>(
         updated_at: Set(now),
         ..Default::default()
     }
-    .insert(&txn)
+    .insert(txn)
     .await
     .map_err(|e| {
         ApiError::unique_violation(e, "slug", format!("a server with slug {} already exists in this tenant", new.slug))
     })?;
     if let Some(members) = members {
-        write_members(&txn, server.id, members).await?;
+        write_members(txn, server.id, members).await?;
     }
     collaborators::ActiveModel {
         server_id: Set(server.id),
@@ -346,13 +347,13 @@ pub async fn create<C: TransactionTrait>(
         created_at: Set(now),
         ..Default::default()
     }
-    .insert(&txn)
+    .insert(txn)
     .await?;
     let details = json!({"kind": kind.as_str(), "url": server.url, "auth": auth_type(server.auth_data.as_ref())});
-    audit::record(&txn, actor, Some(tenant), "server.create", format!("server:{}", server.slug), Some(details), now)
+    let detail = detail(txn, server).await?;
+    change
+        .commit(Event::new("server.create", format!("server:{}", detail.server.slug)).tenant(tenant).details(details))
         .await?;
-    let detail = detail(&txn, server).await?;
-    txn.commit().await?;
     Ok(detail)
 }
 
@@ -403,17 +404,18 @@ pub async fn update<C: TransactionTrait>(
     if !errors.is_empty() {
         return Err(ApiError::Validation(errors));
     }
-    let txn = db.begin().await?;
+    let change = Change::begin(db, actor, now).await?;
+    let txn = change.db();
     let mut dropped = 0;
     if origin_changed {
         dropped += auth_overrides::Entity::delete_many()
             .filter(auth_overrides::Column::ServerId.eq(server.id))
-            .exec(&txn)
+            .exec(txn)
             .await?
             .rows_affected;
         dropped += upstream_grants::Entity::delete_many()
             .filter(upstream_grants::Column::ServerId.eq(server.id))
-            .exec(&txn)
+            .exec(txn)
             .await?
             .rows_affected;
         // Virtual servers' own credentials for this member were meant for the old origin too.
@@ -421,21 +423,21 @@ pub async fn update<C: TransactionTrait>(
             .col_expr(virtual_members::Column::AuthData, Expr::value(Option::<Value>::None))
             .filter(virtual_members::Column::MemberServerId.eq(server.id))
             .filter(virtual_members::Column::AuthData.is_not_null())
-            .exec(&txn)
+            .exec(txn)
             .await?
             .rows_affected;
     }
     if let Some(specs) = &patch.members {
         let existing = virtual_members::Entity::find()
             .filter(virtual_members::Column::VirtualServerId.eq(server.id))
-            .all(&txn)
+            .all(txn)
             .await?
             .into_iter()
             .map(|m| m.member_server_id)
             .collect();
         let composer = Composer { caller: editor.0, tenant_admin: editor.1, existing };
-        let members = resolve_members(&txn, tenant, specs, &composer).await?;
-        write_members(&txn, server.id, members).await?;
+        let members = resolve_members(txn, tenant, specs, &composer).await?;
+        write_members(txn, server.id, members).await?;
     }
     let slug = server.slug.clone();
     let server_id = server.id;
@@ -478,14 +480,14 @@ pub async fn update<C: TransactionTrait>(
         // discovered for it belong to the old configuration.
         upstream_clients::Entity::delete_many()
             .filter(upstream_clients::Column::ServerId.eq(server_id))
-            .exec(&txn)
+            .exec(txn)
             .await?;
     }
     if let Some(v) = patch.auth_data {
         active.auth_data = Set(v);
     }
     active.updated_at = Set(now);
-    let server = active.update(&txn).await?;
+    let server = active.update(txn).await?;
     let details = match (auth_changed, origin_changed) {
         (_, true) => Some(
             json!({"auth": auth_type(server.auth_data.as_ref()), "origin_changed": true, "credentials_dropped": dropped}),
@@ -493,9 +495,8 @@ pub async fn update<C: TransactionTrait>(
         (true, false) => Some(json!({"auth": auth_type(server.auth_data.as_ref())})),
         (false, false) => None,
     };
-    audit::record(&txn, actor, Some(tenant), "server.update", format!("server:{slug}"), details, now).await?;
-    let detail = detail(&txn, server).await?;
-    txn.commit().await?;
+    let detail = detail(txn, server).await?;
+    change.commit(Event::new("server.update", format!("server:{slug}")).tenant(tenant).details(details)).await?;
     Ok(detail)
 }
 
@@ -507,10 +508,11 @@ pub async fn delete<C: TransactionTrait>(
     server: servers::Model,
     now: DateTime<Utc>,
 ) -> ApiResult<()> {
-    let txn = db.begin().await?;
+    let change = Change::begin(db, actor, now).await?;
+    let txn = change.db();
     let users_of: Vec<i64> = virtual_members::Entity::find()
         .filter(virtual_members::Column::MemberServerId.eq(server.id))
-        .all(&txn)
+        .all(txn)
         .await?
         .into_iter()
         .map(|l| l.virtual_server_id)
@@ -518,7 +520,7 @@ pub async fn delete<C: TransactionTrait>(
     if !users_of.is_empty() {
         let mut names: Vec<String> = servers::Entity::find()
             .filter(servers::Column::Id.is_in(users_of))
-            .all(&txn)
+            .all(txn)
             .await?
             .into_iter()
             .map(|s| s.slug)
@@ -534,9 +536,8 @@ pub async fn delete<C: TransactionTrait>(
             ),
         ));
     }
-    servers::Entity::delete_by_id(server.id).exec(&txn).await?;
-    audit::record(&txn, actor, Some(tenant), "server.delete", format!("server:{}", server.slug), None, now).await?;
-    txn.commit().await?;
+    servers::Entity::delete_by_id(server.id).exec(txn).await?;
+    change.commit(Event::new("server.delete", format!("server:{}", server.slug)).tenant(tenant)).await?;
     Ok(())
 }
 
@@ -653,16 +654,17 @@ pub async fn save_probe<C: TransactionTrait>(
     tools: &[ProbedTool],
     now: DateTime<Utc>,
 ) -> ApiResult<servers::Model> {
-    let txn = db.begin().await?;
+    let change = Change::begin(db, actor, now).await?;
+    let txn = change.db();
     let mut active: servers::ActiveModel = server.into();
     active.probed_tools = Set(Some(json_of(&tools)));
     active.probed_at = Set(Some(now));
     active.probe_protocol_version = Set(Some(protocol_version));
-    let server = active.update(&txn).await?;
+    let server = active.update(txn).await?;
     let details = json!({"tools": tools.len(), "protocol_version": server.probe_protocol_version});
-    audit::record(&txn, actor, Some(tenant), "server.probe", format!("server:{}", server.slug), Some(details), now)
+    change
+        .commit(Event::new("server.probe", format!("server:{}", server.slug)).tenant(tenant).details(details))
         .await?;
-    txn.commit().await?;
     Ok(server)
 }
 
@@ -777,25 +779,26 @@ pub async fn put_collaborator<C: TransactionTrait>(
     role: ServerRole,
     now: DateTime<Utc>,
 ) -> ApiResult<(Collaborator, bool)> {
-    let txn = db.begin().await?;
-    let (kind, id, subject, display_name) = resolve_subject(&txn, tenant, subject).await?;
+    let change = Change::begin(db, actor, now).await?;
+    let txn = change.db();
+    let (kind, id, subject, display_name) = resolve_subject(txn, tenant, subject).await?;
     let existing = collaborators::Entity::find()
         .filter(collaborators::Column::ServerId.eq(server.id))
         .filter(collaborators::Column::SubjectKind.eq(kind.as_str()))
         .filter(collaborators::Column::SubjectId.eq(id))
-        .one(&txn)
+        .one(txn)
         .await?;
     let (row, created) = match existing {
         Some(row) => {
             if ServerRole::parse(&row.role)? == ServerRole::Manager
                 && role != ServerRole::Manager
-                && managers_other_than(&txn, server.id, row.id).await? == 0
+                && managers_other_than(txn, server.id, row.id).await? == 0
             {
                 return Err(last_manager());
             }
             let mut active: collaborators::ActiveModel = row.into();
             active.role = Set(role.as_str().to_owned());
-            (active.update(&txn).await?, false)
+            (active.update(txn).await?, false)
         }
         None => {
             let row = collaborators::ActiveModel {
@@ -806,15 +809,15 @@ pub async fn put_collaborator<C: TransactionTrait>(
                 created_at: Set(now),
                 ..Default::default()
             }
-            .insert(&txn)
+            .insert(txn)
             .await?;
             (row, true)
         }
     };
     let details = json!({"subject": subject, "role": role.as_str()});
-    audit::record(&txn, actor, Some(tenant), "collaborator.put", format!("server:{}", server.slug), Some(details), now)
+    change
+        .commit(Event::new("collaborator.put", format!("server:{}", server.slug)).tenant(tenant).details(details))
         .await?;
-    txn.commit().await?;
     Ok((Collaborator { row, role, subject, display_name }, created))
 }
 
@@ -826,32 +829,24 @@ pub async fn remove_collaborator<C: TransactionTrait>(
     subject: &str,
     now: DateTime<Utc>,
 ) -> ApiResult<()> {
-    let txn = db.begin().await?;
+    let change = Change::begin(db, actor, now).await?;
+    let txn = change.db();
     // An unknown or malformed subject is simply not a collaborator.
-    let (kind, id, subject, _) = resolve_subject(&txn, tenant, subject).await.map_err(|_| ApiError::NotFound)?;
+    let (kind, id, subject, _) = resolve_subject(txn, tenant, subject).await.map_err(|_| ApiError::NotFound)?;
     let row = collaborators::Entity::find()
         .filter(collaborators::Column::ServerId.eq(server.id))
         .filter(collaborators::Column::SubjectKind.eq(kind.as_str()))
         .filter(collaborators::Column::SubjectId.eq(id))
-        .one(&txn)
+        .one(txn)
         .await?
         .ok_or(ApiError::NotFound)?;
-    if ServerRole::parse(&row.role)? == ServerRole::Manager && managers_other_than(&txn, server.id, row.id).await? == 0
-    {
+    if ServerRole::parse(&row.role)? == ServerRole::Manager && managers_other_than(txn, server.id, row.id).await? == 0 {
         return Err(last_manager());
     }
-    collaborators::Entity::delete_by_id(row.id).exec(&txn).await?;
+    collaborators::Entity::delete_by_id(row.id).exec(txn).await?;
     let details = json!({"subject": subject});
-    audit::record(
-        &txn,
-        actor,
-        Some(tenant),
-        "collaborator.remove",
-        format!("server:{}", server.slug),
-        Some(details),
-        now,
-    )
-    .await?;
-    txn.commit().await?;
+    change
+        .commit(Event::new("collaborator.remove", format!("server:{}", server.slug)).tenant(tenant).details(details))
+        .await?;
     Ok(())
 }

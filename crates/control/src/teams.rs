@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set, TransactionTrait};
 
-use crate::audit::{self, Actor};
+use crate::audit::{Actor, Change, Event};
 use crate::domain::{DisplayName, Email, Slug};
 use crate::error::{ApiError, ApiResult};
 use crate::members;
@@ -37,7 +37,8 @@ pub async fn create<C: TransactionTrait>(
     description: Option<String>,
     now: DateTime<Utc>,
 ) -> ApiResult<teams::Model> {
-    let txn = db.begin().await?;
+    let change = Change::begin(db, actor, now).await?;
+    let txn = change.db();
     let team = teams::ActiveModel {
         tenant_id: Set(tenant.id),
         slug: Set(slug.as_str().to_owned()),
@@ -47,13 +48,12 @@ pub async fn create<C: TransactionTrait>(
         created_at: Set(now),
         ..Default::default()
     }
-    .insert(&txn)
+    .insert(txn)
     .await
     .map_err(|e| {
         ApiError::unique_violation(e, "slug", format!("a team with slug {slug} already exists in this tenant"))
     })?;
-    audit::record(&txn, actor, Some(tenant), "team.create", format!("team:{slug}"), None, now).await?;
-    txn.commit().await?;
+    change.commit(Event::new("team.create", format!("team:{slug}")).tenant(tenant)).await?;
     Ok(team)
 }
 
@@ -86,7 +86,8 @@ pub async fn update<C: TransactionTrait>(
     if team.builtin {
         return Err(builtin_refusal());
     }
-    let txn = db.begin().await?;
+    let change = Change::begin(db, actor, now).await?;
+    let txn = change.db();
     let mut active: teams::ActiveModel = team.into();
     if let Some(name) = patch.display_name {
         active.display_name = Set(name.into_inner());
@@ -94,9 +95,8 @@ pub async fn update<C: TransactionTrait>(
     if let Some(description) = patch.description {
         active.description = Set(description);
     }
-    let team = active.update(&txn).await?;
-    audit::record(&txn, actor, Some(tenant), "team.update", format!("team:{}", team.slug), None, now).await?;
-    txn.commit().await?;
+    let team = active.update(txn).await?;
+    change.commit(Event::new("team.update", format!("team:{}", team.slug)).tenant(tenant)).await?;
     Ok(team)
 }
 
@@ -111,15 +111,15 @@ pub async fn delete<C: TransactionTrait>(
     if team.builtin {
         return Err(builtin_refusal());
     }
-    let txn = db.begin().await?;
+    let change = Change::begin(db, actor, now).await?;
+    let txn = change.db();
     collaborators::Entity::delete_many()
         .filter(collaborators::Column::SubjectKind.eq(SubjectKind::Team.as_str()))
         .filter(collaborators::Column::SubjectId.eq(team.id))
-        .exec(&txn)
+        .exec(txn)
         .await?;
-    teams::Entity::delete_by_id(team.id).exec(&txn).await?;
-    audit::record(&txn, actor, Some(tenant), "team.delete", format!("team:{}", team.slug), None, now).await?;
-    txn.commit().await?;
+    teams::Entity::delete_by_id(team.id).exec(txn).await?;
+    change.commit(Event::new("team.delete", format!("team:{}", team.slug)).tenant(tenant)).await?;
     Ok(())
 }
 
@@ -154,12 +154,13 @@ pub async fn add_member<C: TransactionTrait>(
     if team.builtin {
         return Err(builtin_refusal());
     }
-    let txn = db.begin().await?;
-    let user = members::existing_user(&txn, "email", email).await?;
+    let change = Change::begin(db, actor, now).await?;
+    let txn = change.db();
+    let user = members::existing_user(txn, "email", email).await?;
     let is_member = tenant_members::Entity::find()
         .filter(tenant_members::Column::TenantId.eq(tenant.id))
         .filter(tenant_members::Column::UserId.eq(user.id))
-        .one(&txn)
+        .one(txn)
         .await?
         .is_some();
     if !is_member {
@@ -176,13 +177,11 @@ pub async fn add_member<C: TransactionTrait>(
         created_at: Set(now),
         ..Default::default()
     }
-    .insert(&txn)
+    .insert(txn)
     .await
     .map_err(|e| ApiError::unique_violation(e, "email", format!("{email} is already in team {}", team.slug)))?;
     let details = serde_json::json!({"email": email.as_str()});
-    audit::record(&txn, actor, Some(tenant), "team.member_add", format!("team:{}", team.slug), Some(details), now)
-        .await?;
-    txn.commit().await?;
+    change.commit(Event::new("team.member_add", format!("team:{}", team.slug)).tenant(tenant).details(details)).await?;
     Ok(user)
 }
 
@@ -197,20 +196,21 @@ pub async fn remove_member<C: TransactionTrait>(
     if team.builtin {
         return Err(builtin_refusal());
     }
-    let txn = db.begin().await?;
-    let user = crate::users::find_by_email(&txn, email).await?.ok_or(ApiError::NotFound)?;
+    let change = Change::begin(db, actor, now).await?;
+    let txn = change.db();
+    let user = crate::users::find_by_email(txn, email).await?.ok_or(ApiError::NotFound)?;
     let deleted = team_members::Entity::delete_many()
         .filter(team_members::Column::TeamId.eq(team.id))
         .filter(team_members::Column::UserId.eq(user.id))
-        .exec(&txn)
+        .exec(txn)
         .await?
         .rows_affected;
     if deleted == 0 {
         return Err(ApiError::NotFound);
     }
     let details = serde_json::json!({"email": email.as_str()});
-    audit::record(&txn, actor, Some(tenant), "team.member_remove", format!("team:{}", team.slug), Some(details), now)
+    change
+        .commit(Event::new("team.member_remove", format!("team:{}", team.slug)).tenant(tenant).details(details))
         .await?;
-    txn.commit().await?;
     Ok(())
 }

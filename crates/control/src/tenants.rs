@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Query;
 use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set, TransactionTrait};
 
-use crate::audit::{self, Actor};
+use crate::audit::{Actor, Change, Event};
 use crate::caller::Caller;
 use crate::domain::{DisplayName, Slug, TenantRole};
 use crate::error::{ApiError, ApiResult};
@@ -22,7 +22,8 @@ pub async fn create<C: TransactionTrait>(
     display_name: DisplayName,
     now: DateTime<Utc>,
 ) -> ApiResult<tenants::Model> {
-    let txn = db.begin().await?;
+    let change = Change::begin(db, actor, now).await?;
+    let txn = change.db();
     let tenant = tenants::ActiveModel {
         slug: Set(slug.as_str().to_owned()),
         display_name: Set(display_name.into_inner()),
@@ -30,7 +31,7 @@ pub async fn create<C: TransactionTrait>(
         updated_at: Set(now),
         ..Default::default()
     }
-    .insert(&txn)
+    .insert(txn)
     .await
     .map_err(|e| ApiError::unique_violation(e, "slug", format!("a tenant with slug {slug} already exists")))?;
     teams::ActiveModel {
@@ -42,10 +43,9 @@ pub async fn create<C: TransactionTrait>(
         created_at: Set(now),
         ..Default::default()
     }
-    .insert(&txn)
+    .insert(txn)
     .await?;
-    audit::record(&txn, actor, Some(&tenant), "tenant.create", format!("tenant:{slug}"), None, now).await?;
-    txn.commit().await?;
+    change.commit(Event::new("tenant.create", format!("tenant:{slug}")).tenant(&tenant)).await?;
     Ok(tenant)
 }
 
@@ -83,15 +83,16 @@ pub async fn rename<C: TransactionTrait>(
     display_name: DisplayName,
     now: DateTime<Utc>,
 ) -> ApiResult<tenants::Model> {
-    let txn = db.begin().await?;
+    let change = Change::begin(db, actor, now).await?;
+    let txn = change.db();
     let mut active: tenants::ActiveModel = tenant.into();
     active.display_name = Set(display_name.into_inner());
     active.updated_at = Set(now);
-    let tenant = active.update(&txn).await?;
+    let tenant = active.update(txn).await?;
     let details = serde_json::json!({"display_name": tenant.display_name});
-    audit::record(&txn, actor, Some(&tenant), "tenant.update", format!("tenant:{}", tenant.slug), Some(details), now)
+    change
+        .commit(Event::new("tenant.update", format!("tenant:{}", tenant.slug)).tenant(&tenant).details(details))
         .await?;
-    txn.commit().await?;
     Ok(tenant)
 }
 
@@ -102,16 +103,16 @@ pub async fn delete<C: TransactionTrait>(
     tenant: tenants::Model,
     now: DateTime<Utc>,
 ) -> ApiResult<()> {
-    let txn = db.begin().await?;
+    let change = Change::begin(db, actor, now).await?;
+    let txn = change.db();
     // Virtual-member links restrict server deletion; inside a dying tenant they go first.
-    let server_ids = crate::servers::ids_in(&txn, &tenant).await?;
+    let server_ids = crate::servers::ids_in(txn, &tenant).await?;
     virtual_members::Entity::delete_many()
         .filter(virtual_members::Column::VirtualServerId.is_in(server_ids))
-        .exec(&txn)
+        .exec(txn)
         .await?;
-    tenants::Entity::delete_by_id(tenant.id).exec(&txn).await?;
-    audit::record(&txn, actor, Some(&tenant), "tenant.delete", format!("tenant:{}", tenant.slug), None, now).await?;
-    txn.commit().await?;
+    tenants::Entity::delete_by_id(tenant.id).exec(txn).await?;
+    change.commit(Event::new("tenant.delete", format!("tenant:{}", tenant.slug)).tenant(&tenant)).await?;
     Ok(())
 }
 

@@ -12,7 +12,7 @@ use sea_orm::{
 };
 use serde_json::json;
 
-use crate::audit::{self, Actor};
+use crate::audit::{Actor, Change, Event};
 use crate::auth::token::{self, TokenKind};
 use crate::caller::Caller;
 use crate::error::{ApiError, ApiResult};
@@ -66,11 +66,11 @@ pub async fn issue_pat<C: TransactionTrait>(
     expires_at: Option<DateTime<Utc>>,
     now: DateTime<Utc>,
 ) -> ApiResult<Issued> {
-    let txn = db.begin().await?;
-    let issued = insert(&txn, TokenKind::PersonalAccess, (Some(user.id), None), name, expires_at, now).await?;
+    let change = Change::begin(db, actor, now).await?;
+    let txn = change.db();
+    let issued = insert(txn, TokenKind::PersonalAccess, (Some(user.id), None), name, expires_at, now).await?;
     let details = json!({"token_id": issued.row.public_id, "name": issued.row.name, "expires_at": expires_at});
-    audit::record(&txn, actor, None, "token.create", format!("user:{}", user.email), Some(details), now).await?;
-    txn.commit().await?;
+    change.commit(Event::new("token.create", format!("user:{}", user.email)).details(details)).await?;
     Ok(issued)
 }
 
@@ -126,17 +126,18 @@ pub async fn revoke<C: TransactionTrait>(
     public_id: &str,
     now: DateTime<Utc>,
 ) -> ApiResult<()> {
-    let txn = db.begin().await?;
-    let row = find(&txn, owner, public_id).await?;
+    let change = Change::begin(db, actor, now).await?;
+    let txn = change.db();
+    let row = find(txn, owner, public_id).await?;
     if row.revoked_at.is_none() {
         let target = format!("token:{}", row.public_id);
         let mut active: access_tokens::ActiveModel = row.into();
         active.revoked_at = Set(Some(now));
         active.pending_secret = Set(None);
-        active.update(&txn).await?;
-        audit::record(&txn, actor, tenant, "token.revoke", target, None, now).await?;
+        active.update(txn).await?;
+        change.commit(Event::new("token.revoke", target).in_tenant(tenant)).await?;
     }
-    txn.commit().await?;
+    // Already revoked: nothing changed, the transaction rolls back on drop.
     Ok(())
 }
 
@@ -149,17 +150,19 @@ pub async fn revoke_all<C: TransactionTrait>(
     target: String,
     now: DateTime<Utc>,
 ) -> ApiResult<u64> {
-    let txn = db.begin().await?;
+    let change = Change::begin(db, actor, now).await?;
+    let txn = change.db();
     let revoked = access_tokens::Entity::update_many()
         .col_expr(access_tokens::Column::RevokedAt, Expr::value(now))
         .col_expr(access_tokens::Column::PendingSecret, Expr::value(Option::<String>::None))
         .filter(owner.condition())
         .filter(access_tokens::Column::RevokedAt.is_null())
-        .exec(&txn)
+        .exec(txn)
         .await?
         .rows_affected;
-    audit::record(&txn, actor, tenant, "token.revoke_all", target, Some(json!({"revoked": revoked})), now).await?;
-    txn.commit().await?;
+    change
+        .commit(Event::new("token.revoke_all", target).in_tenant(tenant).details(json!({"revoked": revoked})))
+        .await?;
     Ok(revoked)
 }
 
@@ -172,25 +175,25 @@ pub async fn issue_va_token<C: TransactionTrait>(
     expires_at: Option<DateTime<Utc>>,
     now: DateTime<Utc>,
 ) -> ApiResult<Issued> {
-    let txn = db.begin().await?;
-    let issued = insert(&txn, TokenKind::VirtualAccount, (None, Some(va.id)), name, expires_at, now).await?;
+    let change = Change::begin(db, actor, now).await?;
+    let txn = change.db();
+    let issued = insert(txn, TokenKind::VirtualAccount, (None, Some(va.id)), name, expires_at, now).await?;
     let details = json!({"token_id": issued.row.public_id});
-    audit::record(&txn, actor, Some(tenant), "token.create", format!("virtualaccount:{}", va.name), Some(details), now)
+    change
+        .commit(Event::new("token.create", format!("virtualaccount:{}", va.name)).tenant(tenant).details(details))
         .await?;
-    txn.commit().await?;
     Ok(issued)
 }
 
 /// Issues a new token for a virtual account; its other live tokens keep working for `grace`,
-/// then stop. Runs inside the caller's transaction.
+/// then stop. Runs inside the caller's change, which commits with the event returned.
 pub async fn regenerate_in(
     txn: &impl ConnectionTrait,
-    actor: &Actor,
     tenant: &tenants::Model,
     va: &virtual_accounts::Model,
     grace: Duration,
     now: DateTime<Utc>,
-) -> ApiResult<Issued> {
+) -> ApiResult<(Issued, Event)> {
     let until = now + grace;
     let live = access_tokens::Entity::find()
         .filter(access_tokens::Column::VirtualAccountId.eq(va.id))
@@ -210,17 +213,8 @@ pub async fn regenerate_in(
     active.last_rotated_at = Set(Some(now));
     active.update(txn).await?;
     let details = json!({"token_id": issued.row.public_id, "previous_valid_until": until});
-    audit::record(
-        txn,
-        actor,
-        Some(tenant),
-        "token.regenerate",
-        format!("virtualaccount:{}", va.name),
-        Some(details),
-        now,
-    )
-    .await?;
-    Ok(issued)
+    let event = Event::new("token.regenerate", format!("virtualaccount:{}", va.name)).tenant(tenant).details(details);
+    Ok((issued, event))
 }
 
 /// Finds the caller a presented bearer token stands for. `None` for anything malformed,

@@ -8,7 +8,7 @@ use sea_orm::{
 };
 use secrecy::SecretString;
 
-use crate::audit::{self, Actor};
+use crate::audit::{Actor, Change, Event};
 use crate::auth::password;
 use crate::domain::{DisplayName, Email, NewPassword};
 use crate::error::{ApiError, ApiResult};
@@ -42,7 +42,8 @@ pub async fn create<C: TransactionTrait>(
         Some(p) => Some(password::hash_password(p.secret().clone()).await?),
         None => None,
     };
-    let txn = db.begin().await?;
+    let change = Change::begin(db, actor, now).await?;
+    let txn = change.db();
     let user = users::ActiveModel {
         email: Set(new.email.as_str().to_owned()),
         display_name: Set(new.display_name.into_inner()),
@@ -53,12 +54,11 @@ pub async fn create<C: TransactionTrait>(
         updated_at: Set(now),
         ..Default::default()
     }
-    .insert(&txn)
+    .insert(txn)
     .await
     .map_err(|e| ApiError::unique_violation(e, "email", format!("a user with email {} already exists", new.email)))?;
     let details = serde_json::json!({"is_platform_admin": user.is_platform_admin});
-    audit::record(&txn, actor, None, "user.create", format!("user:{}", user.email), Some(details), now).await?;
-    txn.commit().await?;
+    change.commit(Event::new("user.create", format!("user:{}", user.email)).details(details)).await?;
     Ok(user)
 }
 
@@ -87,12 +87,13 @@ pub async fn update<C: TransactionTrait>(
         Some(p) => Some(password::hash_password(p.secret().clone()).await?),
         None => None,
     };
-    let txn = db.begin().await?;
-    let user = get(&txn, id).await?;
+    let change = Change::begin(db, actor, now).await?;
+    let txn = change.db();
+    let user = get(txn, id).await?;
     let loses_admin = user.is_platform_admin
         && !user.disabled
         && (patch.disabled == Some(true) || patch.is_platform_admin == Some(false));
-    if loses_admin && active_admin_count(&txn).await? <= 1 {
+    if loses_admin && active_admin_count(txn).await? <= 1 {
         return Err(ApiError::conflict(
             "last_admin",
             None,
@@ -129,21 +130,21 @@ pub async fn update<C: TransactionTrait>(
         active.is_platform_admin = Set(admin);
     }
     active.updated_at = Set(now);
-    let user = active.update(&txn).await?;
+    let user = active.update(txn).await?;
     if end_sessions {
-        sessions::delete_for_user(&txn, id, None).await?;
+        sessions::delete_for_user(txn, id, None).await?;
     }
-    audit::record(&txn, actor, None, "user.update", format!("user:{}", user.email), Some(details), now).await?;
-    txn.commit().await?;
+    change.commit(Event::new("user.update", format!("user:{}", user.email)).details(details)).await?;
     Ok(user)
 }
 
 /// Deletes a user with their sessions, tokens, memberships and direct collaborations. What
 /// they created for a tenant (servers, virtual accounts) stays: it belongs to the tenant.
 pub async fn delete<C: TransactionTrait>(db: &C, actor: &Actor, id: i64, now: DateTime<Utc>) -> ApiResult<()> {
-    let txn = db.begin().await?;
-    let user = get(&txn, id).await?;
-    if user.is_platform_admin && !user.disabled && active_admin_count(&txn).await? <= 1 {
+    let change = Change::begin(db, actor, now).await?;
+    let txn = change.db();
+    let user = get(txn, id).await?;
+    if user.is_platform_admin && !user.disabled && active_admin_count(txn).await? <= 1 {
         return Err(ApiError::conflict(
             "last_admin",
             None,
@@ -153,12 +154,11 @@ pub async fn delete<C: TransactionTrait>(db: &C, actor: &Actor, id: i64, now: Da
     collaborators::Entity::delete_many()
         .filter(collaborators::Column::SubjectKind.eq(SubjectKind::User.as_str()))
         .filter(collaborators::Column::SubjectId.eq(user.id))
-        .exec(&txn)
+        .exec(txn)
         .await?;
     // Sessions, tokens, memberships and team memberships cascade with the row.
-    users::Entity::delete_by_id(user.id).exec(&txn).await?;
-    audit::record(&txn, actor, None, "user.delete", format!("user:{}", user.email), None, now).await?;
-    txn.commit().await?;
+    users::Entity::delete_by_id(user.id).exec(txn).await?;
+    change.commit(Event::new("user.delete", format!("user:{}", user.email))).await?;
     Ok(())
 }
 
@@ -192,14 +192,14 @@ pub async fn change_own_password<C: TransactionTrait>(
         )]));
     }
     let hash = password::hash_password(new.secret().clone()).await?;
-    let txn = db.begin().await?;
+    let change = Change::begin(db, actor, now).await?;
+    let txn = change.db();
     let mut active: users::ActiveModel = user.clone().into();
     active.password_hash = Set(Some(hash));
     active.updated_at = Set(now);
-    active.update(&txn).await?;
-    sessions::delete_for_user(&txn, user.id, keep_session).await?;
-    audit::record(&txn, actor, None, "user.password_change", format!("user:{}", user.email), None, now).await?;
-    txn.commit().await?;
+    active.update(txn).await?;
+    sessions::delete_for_user(txn, user.id, keep_session).await?;
+    change.commit(Event::new("user.password_change", format!("user:{}", user.email))).await?;
     Ok(())
 }
 

@@ -14,7 +14,7 @@ use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
 
-use crate::audit::{self, Actor};
+use crate::audit::{self, Actor, Event};
 use crate::auth::seal::{Place, Sealer};
 use crate::clock::Clock;
 use crate::error::{ApiError, ApiResult};
@@ -699,10 +699,7 @@ impl Vault {
         audit::record(
             &self.db,
             &actor,
-            tenant.as_ref(),
-            "connection.create",
-            format!("server:{}", server.slug),
-            None,
+            Event::new("connection.create", format!("server:{}", server.slug)).in_tenant(tenant.as_ref()),
             now,
         )
         .await?;
@@ -751,10 +748,7 @@ impl Vault {
         audit::record(
             &self.db,
             actor,
-            Some(tenant),
-            "connection.delete",
-            format!("server:{}", server.slug),
-            None,
+            Event::new("connection.delete", format!("server:{}", server.slug)).tenant(tenant),
             self.clock.now(),
         )
         .await?;

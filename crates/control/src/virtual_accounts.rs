@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::ToSchema;
 
-use crate::audit::{self, Actor};
+use crate::audit::{Actor, Change, Event};
 use crate::auth::seal::Sealer;
 use crate::domain::Slug;
 use crate::error::{ApiError, ApiResult, FieldError};
@@ -204,7 +204,8 @@ pub async fn create<C: TransactionTrait>(
     new: NewVirtualAccount,
     now: DateTime<Utc>,
 ) -> ApiResult<virtual_accounts::Model> {
-    let txn = db.begin().await?;
+    let change = Change::begin(db, actor, now).await?;
+    let txn = change.db();
     let va = virtual_accounts::ActiveModel {
         tenant_id: Set(tenant.id),
         name: Set(new.name.as_str().to_owned()),
@@ -218,24 +219,18 @@ pub async fn create<C: TransactionTrait>(
         updated_at: Set(now),
         ..Default::default()
     }
-    .insert(&txn)
+    .insert(txn)
     .await
     .map_err(|e| {
         ApiError::unique_violation(e, "name", format!("a virtual account named {} already exists", new.name))
     })?;
-    set_permissions(&txn, tenant, &va, &new.permissions, now).await?;
+    set_permissions(txn, tenant, &va, &new.permissions, now).await?;
     let details = json!({"permissions": new.permissions, "tenant_role": va.tenant_role});
-    audit::record(
-        &txn,
-        actor,
-        Some(tenant),
-        "virtual_account.create",
-        format!("virtualaccount:{}", va.name),
-        Some(details),
-        now,
-    )
-    .await?;
-    txn.commit().await?;
+    change
+        .commit(
+            Event::new("virtual_account.create", format!("virtualaccount:{}", va.name)).tenant(tenant).details(details),
+        )
+        .await?;
     Ok(va)
 }
 
@@ -247,9 +242,10 @@ pub async fn update<C: TransactionTrait>(
     patch: VirtualAccountPatch,
     now: DateTime<Utc>,
 ) -> ApiResult<virtual_accounts::Model> {
-    let txn = db.begin().await?;
+    let change = Change::begin(db, actor, now).await?;
+    let txn = change.db();
     if let Some(permissions) = &patch.permissions {
-        set_permissions(&txn, tenant, &va, permissions, now).await?;
+        set_permissions(txn, tenant, &va, permissions, now).await?;
     }
     let mut active: virtual_accounts::ActiveModel = va.into();
     if let Some(v) = patch.description {
@@ -266,19 +262,13 @@ pub async fn update<C: TransactionTrait>(
         active.rotate_grace_days = Set(v.map(|r| r.grace_days as i32));
     }
     active.updated_at = Set(now);
-    let va = active.update(&txn).await?;
+    let va = active.update(txn).await?;
     let details = json!({"permissions": patch.permissions, "tenant_role": va.tenant_role});
-    audit::record(
-        &txn,
-        actor,
-        Some(tenant),
-        "virtual_account.update",
-        format!("virtualaccount:{}", va.name),
-        Some(details),
-        now,
-    )
-    .await?;
-    txn.commit().await?;
+    change
+        .commit(
+            Event::new("virtual_account.update", format!("virtualaccount:{}", va.name)).tenant(tenant).details(details),
+        )
+        .await?;
     Ok(va)
 }
 
@@ -290,20 +280,11 @@ pub async fn delete<C: TransactionTrait>(
     va: virtual_accounts::Model,
     now: DateTime<Utc>,
 ) -> ApiResult<()> {
-    let txn = db.begin().await?;
-    set_permissions(&txn, tenant, &va, &[], now).await?;
-    virtual_accounts::Entity::delete_by_id(va.id).exec(&txn).await?;
-    audit::record(
-        &txn,
-        actor,
-        Some(tenant),
-        "virtual_account.delete",
-        format!("virtualaccount:{}", va.name),
-        None,
-        now,
-    )
-    .await?;
-    txn.commit().await?;
+    let change = Change::begin(db, actor, now).await?;
+    let txn = change.db();
+    set_permissions(txn, tenant, &va, &[], now).await?;
+    virtual_accounts::Entity::delete_by_id(va.id).exec(txn).await?;
+    change.commit(Event::new("virtual_account.delete", format!("virtualaccount:{}", va.name)).tenant(tenant)).await?;
     Ok(())
 }
 
@@ -321,9 +302,10 @@ pub async fn regenerate<C: TransactionTrait>(
     grace_days: Option<u32>,
     now: DateTime<Utc>,
 ) -> ApiResult<Issued> {
-    let txn = db.begin().await?;
-    let issued = tokens::regenerate_in(&txn, actor, tenant, va, grace_of(va, grace_days), now).await?;
-    txn.commit().await?;
+    let change = Change::begin(db, actor, now).await?;
+    let txn = change.db();
+    let (issued, event) = tokens::regenerate_in(txn, tenant, va, grace_of(va, grace_days), now).await?;
+    change.commit(event).await?;
     Ok(issued)
 }
 
@@ -340,6 +322,7 @@ pub async fn rotate_due<C: TransactionTrait + ConnectionTrait>(
         .all(db)
         .await?;
     let mut rotated = 0;
+    let system = Actor::system();
     for va in candidates {
         let (Some(rotate), false) = (auto_rotate_of(&va), va.expires_at.is_some_and(|at| at <= now)) else { continue };
         let Some(newest) = tokens::newest_live(db, va.id, now).await? else { continue };
@@ -348,14 +331,15 @@ pub async fn rotate_due<C: TransactionTrait + ConnectionTrait>(
             continue;
         }
         let Some(tenant) = tenants::Entity::find_by_id(va.tenant_id).one(db).await? else { continue };
-        let txn = db.begin().await?;
-        let issued = tokens::regenerate_in(&txn, &Actor::system(), &tenant, &va, grace_of(&va, None), now).await?;
+        let change = Change::begin(db, &system, now).await?;
+        let txn = change.db();
+        let (issued, event) = tokens::regenerate_in(txn, &tenant, &va, grace_of(&va, None), now).await?;
         let place = crate::auth::seal::Place::pending_token(&issued.row.public_id);
         let mut active: access_tokens::ActiveModel = issued.row.into();
         active.name = Set("scheduled rotation".to_owned());
         active.pending_secret = Set(Some(sealer.seal_at(issued.secret.as_bytes(), &place)?));
-        active.update(&txn).await?;
-        txn.commit().await?;
+        active.update(txn).await?;
+        change.commit(event).await?;
         rotated += 1;
     }
     Ok(rotated)
@@ -371,8 +355,9 @@ pub async fn claim<C: TransactionTrait>(
     sealer: &Sealer,
     now: DateTime<Utc>,
 ) -> ApiResult<Issued> {
-    let txn = db.begin().await?;
-    let row = tokens::find(&txn, tokens::Owner::VirtualAccount(va.id), public_id).await?;
+    let change = Change::begin(db, actor, now).await?;
+    let txn = change.db();
+    let row = tokens::find(txn, tokens::Owner::VirtualAccount(va.id), public_id).await?;
     let sealed = row.pending_secret.clone().ok_or_else(|| {
         ApiError::conflict("nothing_to_claim", None, "this token was already handed out, or was not issued by rotation")
     })?;
@@ -380,10 +365,10 @@ pub async fn claim<C: TransactionTrait>(
     let secret = String::from_utf8(sealer.open_at(&sealed, &place)?).map_err(|e| ApiError::Internal(e.into()))?;
     let mut active: access_tokens::ActiveModel = row.into();
     active.pending_secret = Set(None);
-    let row = active.update(&txn).await?;
+    let row = active.update(txn).await?;
     let details = json!({"token_id": row.public_id});
-    audit::record(&txn, actor, Some(tenant), "token.claim", format!("virtualaccount:{}", va.name), Some(details), now)
+    change
+        .commit(Event::new("token.claim", format!("virtualaccount:{}", va.name)).tenant(tenant).details(details))
         .await?;
-    txn.commit().await?;
     Ok(Issued { row, secret })
 }

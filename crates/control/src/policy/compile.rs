@@ -34,7 +34,7 @@ async fn read_tokens(db: &impl ConnectionTrait, now: DateTime<Utc>) -> Result<Ve
              FROM access_tokens WHERE revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?)"
         }
     };
-    let row = db.query_one(Statement::from_sql_and_values(backend, sql, [now.into()])).await?;
+    let row = db.query_one_raw(Statement::from_sql_and_values(backend, sql, [now.into()])).await?;
     let Some(joined) = row.map(|r| r.try_get::<Option<String>>("", "tokens")).transpose()?.flatten() else {
         return Ok(Vec::new());
     };
