@@ -335,11 +335,17 @@ mod cli_tokens {
         Account(tenant_rows::Model, va_rows::Model),
     }
 
-    fn api(e: crate::ApiError) -> anyhow::Error {
+    /// A domain error as the CLI reports it.
+    fn api(e: crate::control::error::Error) -> anyhow::Error {
+        use crate::control::error::Error;
         match e {
             // The cause stays attached: a busy database is retried, anything else is reported.
-            crate::ApiError::Internal(cause) => cause.context("an internal error occurred"),
-            other => anyhow::anyhow!("{}", other.problem(None).detail),
+            Error::Internal(cause) => cause.context("an internal error occurred"),
+            Error::Validation(errors) => anyhow::anyhow!(
+                "{}",
+                errors.iter().map(|e| format!("{}: {}", e.field, e.message)).collect::<Vec<_>>().join("; ")
+            ),
+            other => anyhow::anyhow!("{other}"),
         }
     }
 

@@ -7,6 +7,7 @@ pub mod api;
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod error;
 pub mod pages;
 pub mod startup;
 pub mod state;
@@ -14,7 +15,7 @@ pub mod telemetry;
 pub mod web;
 
 pub use mcpgate_control as control;
-pub use mcpgate_control::{domain, error, policy};
+pub use mcpgate_control::{domain, policy};
 pub use mcpgate_policy::clock;
 pub use mcpgate_proxy as proxy;
 pub use mcpgate_proxy::{egress, http_client};

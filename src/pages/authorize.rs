@@ -13,8 +13,8 @@ use crate::auth::oauth_server::clients::{self, Client};
 use crate::auth::oauth_server::grants::{self, Pending};
 use crate::auth::oauth_server::redirect;
 use crate::auth::session::{csrf_matches, csrf_token};
+use crate::control::error::Error;
 use crate::control::{servers, tenants};
-use crate::error::ApiError;
 use crate::pages::connect::browser_user;
 use crate::pages::{
     check_form_post, error_page, failure_page, page, sign_in_from_form, url_encode, FormSignIn, FormToken,
@@ -454,8 +454,8 @@ async fn servers_behind(
     state: &AppState,
     resource: &str,
     user: i64,
-) -> Result<Vec<(String, server_rows::Model)>, ApiError> {
-    let policy = state.current_policy().await.map_err(ApiError::Internal)?;
+) -> Result<Vec<(String, server_rows::Model)>, Error> {
+    let policy = state.current_policy().await.map_err(Error::Internal)?;
     let now = state.clock.now();
     let Some((tenant, server)) = state.oauth.parse_resource(resource) else { return Ok(vec![]) };
     let Some(tenant_row) = tenants::find_by_slug(&state.db, &tenant).await? else { return Ok(vec![]) };

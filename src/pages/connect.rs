@@ -13,12 +13,12 @@ use secrecy::SecretString;
 use serde::Deserialize;
 
 use crate::auth::session::{csrf_matches, csrf_token, SESSION_COOKIE};
+use crate::control::error::Error;
 use crate::control::outbound::{AuthData, GrantType};
 use crate::control::servers::{self, SubjectKind};
 use crate::control::{overrides, sessions, tenants};
-use crate::error::ApiError;
 use crate::pages::{
-    api_error_page, check_form_post, error_page, page, sign_in_from_form, url_encode, FormSignIn, FormToken,
+    check_form_post, domain_error_page, error_page, page, sign_in_from_form, url_encode, FormSignIn, FormToken,
 };
 use crate::proxy::index::Subject;
 use crate::state::AppState;
@@ -51,15 +51,15 @@ async fn visible_server(
     let not_found =
         || error_page(StatusCode::NOT_FOUND, "Not found", "There is no such MCP server, or you cannot use it.");
     let found = async {
-        let policy = state.current_policy().await.map_err(ApiError::Internal)?;
+        let policy = state.current_policy().await.map_err(Error::Internal)?;
         if !policy.may_use(Subject::User(user.id), tenant, server, state.clock.now()) {
-            return Err(ApiError::NotFound);
+            return Err(Error::NotFound);
         }
-        let tenant = tenants::find_by_slug(&state.db, tenant).await?.ok_or(ApiError::NotFound)?;
+        let tenant = tenants::find_by_slug(&state.db, tenant).await?.ok_or(Error::NotFound)?;
         let server = servers::get(&state.db, &tenant, server).await?;
         Ok((tenant, server))
     };
-    found.await.map_err(|_: ApiError| not_found())
+    found.await.map_err(|_: Error| not_found())
 }
 
 fn sign_in_page(
@@ -198,7 +198,7 @@ async fn show(
         Some(AuthData::OAuth2(o)) if o.grant_type == Some(GrantType::AuthorizationCode) => {
             match state.vault.start(&server_row, user.id, return_to).await {
                 Ok(url) => HttpResponse::SeeOther().insert_header(("location", url)).finish(),
-                Err(e) => api_error_page(StatusCode::BAD_GATEWAY, "The provider is not reachable", &e),
+                Err(e) => domain_error_page(StatusCode::BAD_GATEWAY, "The provider is not reachable", &e),
             }
         }
         Some(auth) if !auth.placeholder_names().is_empty() => key_form(
@@ -305,7 +305,7 @@ async fn save_key(
             Some(target) => HttpResponse::SeeOther().insert_header(("location", target)).finish(),
             None => done_page(&tenant_row.slug, &server_row.slug, "Saved"),
         },
-        Err(ApiError::Validation(errors)) => {
+        Err(Error::Validation(errors)) => {
             let placeholders = overrides::schema(&server_row).placeholders;
             let problem = errors.iter().map(|e| format!("{}: {}", e.field, e.message)).collect::<Vec<_>>().join("; ");
             key_form(
@@ -319,7 +319,7 @@ async fn save_key(
                 next.progress(),
             )
         }
-        Err(e) => api_error_page(StatusCode::CONFLICT, "Not saved", &e),
+        Err(e) => domain_error_page(StatusCode::CONFLICT, "Not saved", &e),
     }
 }
 
@@ -372,8 +372,8 @@ async fn callback(req: HttpRequest, query: web::Query<CallbackQuery>, state: web
                 tenant_rows::Entity::find_by_id(server.tenant_id).one(&state.db).await.ok().flatten().map(|t| t.slug);
             done_page(&tenant.unwrap_or_default(), &server.slug, "Connected")
         }
-        Err(ApiError::Forbidden(why)) => error_page(StatusCode::FORBIDDEN, "Not connected", &why),
-        Err(e) => api_error_page(StatusCode::BAD_GATEWAY, "Not connected", &e),
+        Err(Error::Forbidden(why)) => error_page(StatusCode::FORBIDDEN, "Not connected", &why),
+        Err(e) => domain_error_page(StatusCode::BAD_GATEWAY, "Not connected", &e),
     }
 }
 

@@ -159,11 +159,11 @@ pub fn error_page(status: StatusCode, title: &str, message: &str) -> HttpRespons
     page(status, title, html! { h1 { (title) } p.error { (message) } })
 }
 
-/// An API error on a page: what the person can act on in words, an internal failure as
+/// A domain error on a page: what the person can act on in words, an internal failure as
 /// [`failure_page`].
-pub fn api_error_page(status: StatusCode, title: &str, error: &ApiError) -> HttpResponse {
+pub fn domain_error_page(status: StatusCode, title: &str, error: &crate::control::error::Error) -> HttpResponse {
     match error {
-        ApiError::Internal(_) => failure_page(title, error),
+        crate::control::error::Error::Internal(cause) => failure_page(title, cause),
         other => error_page(status, title, &other.to_string()),
     }
 }

@@ -10,7 +10,7 @@ use sea_orm::{
 
 use crate::audit::{Actor, Change, Event};
 use crate::domain::{Email, TenantRole};
-use crate::error::{ApiError, ApiResult, FieldError};
+use crate::error::{Error, FieldError, Result};
 use crate::page::{self, PageRequest, Paged};
 use crate::servers::SubjectKind;
 use crate::store::entities::{collaborators, team_members, teams, tenant_members, tenants, users as user_rows};
@@ -24,13 +24,13 @@ pub struct Member {
 }
 
 impl Member {
-    fn of(membership: tenant_members::Model, user: user_rows::Model) -> ApiResult<Self> {
+    fn of(membership: tenant_members::Model, user: user_rows::Model) -> Result<Self> {
         Ok(Self { role: TenantRole::parse(&membership.role)?, membership, user })
     }
 }
 
 /// Loads the users of a page of membership rows in one query.
-pub async fn with_users(db: &impl ConnectionTrait, rows: Paged<tenant_members::Model>) -> ApiResult<Paged<Member>> {
+pub async fn with_users(db: &impl ConnectionTrait, rows: Paged<tenant_members::Model>) -> Result<Paged<Member>> {
     let ids: Vec<i64> = rows.items.iter().map(|m| m.user_id).collect();
     let mut by_id: HashMap<i64, user_rows::Model> = user_rows::Entity::find()
         .filter(user_rows::Column::Id.is_in(ids))
@@ -44,11 +44,11 @@ pub async fn with_users(db: &impl ConnectionTrait, rows: Paged<tenant_members::M
         .items
         .into_iter()
         .filter_map(|membership| by_id.remove(&membership.user_id).map(|user| Member::of(membership, user)))
-        .collect::<ApiResult<_>>()?;
+        .collect::<Result<_>>()?;
     Ok(Paged { items, next_after })
 }
 
-pub async fn list(db: &impl ConnectionTrait, tenant: &tenants::Model, page: PageRequest) -> ApiResult<Paged<Member>> {
+pub async fn list(db: &impl ConnectionTrait, tenant: &tenants::Model, page: PageRequest) -> Result<Paged<Member>> {
     let select = tenant_members::Entity::find().filter(tenant_members::Column::TenantId.eq(tenant.id));
     let rows = page::fetch(db, select, tenant_members::Column::Id, |m| m.id, page).await?;
     with_users(db, rows).await
@@ -56,7 +56,7 @@ pub async fn list(db: &impl ConnectionTrait, tenant: &tenants::Model, page: Page
 
 /// Finds an existing user by email for adding to a tenant or team; a missing user is a
 /// validation error on `field`.
-pub async fn existing_user(db: &impl ConnectionTrait, field: &str, email: &Email) -> ApiResult<user_rows::Model> {
+pub async fn existing_user(db: &impl ConnectionTrait, field: &str, email: &Email) -> Result<user_rows::Model> {
     users::find_by_email(db, email).await?.ok_or_else(|| {
         FieldError::new(field, "unknown_user", format!("no user with email {email}; create the user first")).into()
     })
@@ -69,7 +69,7 @@ pub async fn add<C: TransactionTrait>(
     email: &Email,
     role: TenantRole,
     now: DateTime<Utc>,
-) -> ApiResult<Member> {
+) -> Result<Member> {
     let change = Change::begin(db, actor, now).await?;
     let txn = change.db();
     let user = existing_user(txn, "email", email).await?;
@@ -82,24 +82,24 @@ pub async fn add<C: TransactionTrait>(
     }
     .insert(txn)
     .await
-    .map_err(|e| ApiError::unique_violation(e, "email", format!("{email} is already a member of {}", tenant.slug)))?;
+    .map_err(|e| Error::unique_violation(e, "email", format!("{email} is already a member of {}", tenant.slug)))?;
     let details = serde_json::json!({"role": role.as_str()});
     change.commit(Event::new("member.add", format!("user:{email}")).tenant(tenant).details(details)).await?;
     Member::of(membership, user)
 }
 
-pub async fn get(db: &impl ConnectionTrait, tenant: &tenants::Model, email: &Email) -> ApiResult<Member> {
-    let user = users::find_by_email(db, email).await?.ok_or(ApiError::NotFound)?;
+pub async fn get(db: &impl ConnectionTrait, tenant: &tenants::Model, email: &Email) -> Result<Member> {
+    let user = users::find_by_email(db, email).await?.ok_or(Error::NotFound)?;
     let membership = tenant_members::Entity::find()
         .filter(tenant_members::Column::TenantId.eq(tenant.id))
         .filter(tenant_members::Column::UserId.eq(user.id))
         .one(db)
         .await?
-        .ok_or(ApiError::NotFound)?;
+        .ok_or(Error::NotFound)?;
     Member::of(membership, user)
 }
 
-async fn ensure_other_admin(db: &impl ConnectionTrait, member: &Member) -> ApiResult<()> {
+async fn ensure_other_admin(db: &impl ConnectionTrait, member: &Member) -> Result<()> {
     if member.role != TenantRole::Admin {
         return Ok(());
     }
@@ -112,7 +112,7 @@ async fn ensure_other_admin(db: &impl ConnectionTrait, member: &Member) -> ApiRe
         .count(db)
         .await?;
     if admins <= 1 {
-        return Err(ApiError::conflict(
+        return Err(Error::conflict(
             "last_admin",
             None,
             "a tenant must keep at least one admin; make another member an admin first",
@@ -128,7 +128,7 @@ pub async fn set_role<C: TransactionTrait>(
     email: &Email,
     role: TenantRole,
     now: DateTime<Utc>,
-) -> ApiResult<Member> {
+) -> Result<Member> {
     let change = Change::begin(db, actor, now).await?;
     let txn = change.db();
     let member = get(txn, tenant, email).await?;
@@ -150,7 +150,7 @@ pub async fn remove<C: TransactionTrait>(
     tenant: &tenants::Model,
     email: &Email,
     now: DateTime<Utc>,
-) -> ApiResult<()> {
+) -> Result<()> {
     let change = Change::begin(db, actor, now).await?;
     let txn = change.db();
     let member = get(txn, tenant, email).await?;

@@ -9,7 +9,7 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use crate::auth::seal::Sealer;
-use crate::error::{ApiError, FieldError};
+use crate::error::{Error, FieldError};
 
 pub use mcpgate_policy::{AuthLevel, GrantType, OutboundAuth};
 
@@ -170,7 +170,7 @@ fn forbidden(errors: &mut Vec<FieldError>, field: &str, set: bool, why: &str) {
 
 impl AuthData {
     /// Checks the configuration; `prefix` is the field path it was given under.
-    pub fn validate(&self, prefix: &str) -> Result<(), ApiError> {
+    pub fn validate(&self, prefix: &str) -> Result<(), Error> {
         let mut errors = Vec::new();
         let field = |name: &str| format!("{prefix}.{name}");
         match self {
@@ -191,7 +191,7 @@ impl AuthData {
                 for (name, value) in &h.headers {
                     let f = field(&format!("headers.{name}"));
                     let lower = name.to_ascii_lowercase();
-                    if actix_web::http::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                    if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
                         errors.push(FieldError::new(f, "invalid_header", "not a valid HTTP header name"));
                         continue;
                     }
@@ -307,7 +307,7 @@ impl AuthData {
         if errors.is_empty() {
             Ok(())
         } else {
-            Err(ApiError::Validation(errors))
+            Err(Error::Validation(errors))
         }
     }
 
@@ -455,12 +455,10 @@ mod tests {
         })
     }
 
-    fn codes(result: Result<(), ApiError>) -> Vec<String> {
+    fn codes(result: Result<(), Error>) -> Vec<String> {
         match result {
             Ok(()) => Vec::new(),
-            Err(ApiError::Validation(errors)) => {
-                errors.into_iter().map(|e| format!("{}:{}", e.field, e.code)).collect()
-            }
+            Err(Error::Validation(errors)) => errors.into_iter().map(|e| format!("{}:{}", e.field, e.code)).collect(),
             Err(other) => panic!("unexpected {other:?}"),
         }
     }

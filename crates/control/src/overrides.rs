@@ -15,7 +15,7 @@ use utoipa::ToSchema;
 
 use crate::audit::{Actor, Change, Event};
 use crate::auth::seal::Sealer;
-use crate::error::{ApiError, ApiResult, FieldError};
+use crate::error::{Error, FieldError, Result};
 use crate::outbound::AuthData;
 use crate::servers::SubjectKind;
 use crate::store::entities::{auth_overrides, servers, tenants, users};
@@ -66,12 +66,12 @@ pub fn schema(server: &servers::Model) -> OverrideSchema {
 
 /// Checks values against the server: every placeholder (per-user headers) or some of the
 /// shared headers (global headers), each value one line.
-pub fn check_values(server: &servers::Model, values: &BTreeMap<String, String>) -> ApiResult<()> {
+pub fn check_values(server: &servers::Model, values: &BTreeMap<String, String>) -> Result<()> {
     let schema = schema(server);
     let per_user = !schema.placeholders.is_empty();
     let wanted = if per_user { schema.placeholders } else { schema.overridable_headers };
     if wanted.is_empty() {
-        return Err(ApiError::conflict(
+        return Err(Error::conflict(
             "no_override",
             None,
             format!(
@@ -110,7 +110,7 @@ pub fn check_values(server: &servers::Model, values: &BTreeMap<String, String>) 
     if errors.is_empty() {
         Ok(())
     } else {
-        Err(ApiError::Validation(errors))
+        Err(Error::Validation(errors))
     }
 }
 
@@ -122,7 +122,7 @@ pub fn of_subject(server_id: i64, kind: &str, id: i64) -> Condition {
         .add(auth_overrides::Column::SubjectId.eq(id))
 }
 
-async fn label(db: &impl ConnectionTrait, row: &auth_overrides::Model) -> ApiResult<Option<String>> {
+async fn label(db: &impl ConnectionTrait, row: &auth_overrides::Model) -> Result<Option<String>> {
     Ok(match row.subject_kind.as_str() {
         "user" => users::Entity::find_by_id(row.subject_id).one(db).await?.map(|u| format!("user:{}", u.email)),
         _ => crate::virtual_accounts::name_of(db, row.subject_id).await?.map(|name| format!("virtualaccount:{name}")),
@@ -146,7 +146,7 @@ pub async fn list(
     sealer: &Sealer,
     server: &servers::Model,
     only: Option<(SubjectKind, i64)>,
-) -> ApiResult<Vec<OverrideView>> {
+) -> Result<Vec<OverrideView>> {
     let query = match only {
         Some((kind, id)) => auth_overrides::Entity::find().filter(of_subject(server.id, kind.as_str(), id)),
         None => auth_overrides::Entity::find().filter(auth_overrides::Column::ServerId.eq(server.id)),
@@ -172,7 +172,7 @@ pub async fn put<C: TransactionTrait>(
     subject: (SubjectKind, i64, String),
     values: BTreeMap<String, String>,
     now: DateTime<Utc>,
-) -> ApiResult<(OverrideView, bool)> {
+) -> Result<(OverrideView, bool)> {
     check_values(server, &values)?;
     let (kind, id, label) = subject;
     let place = crate::auth::seal::Place::override_values(server.id, kind.as_str(), id);
@@ -217,14 +217,14 @@ pub async fn delete<C: TransactionTrait>(
     server: &servers::Model,
     subject: (SubjectKind, i64, String),
     now: DateTime<Utc>,
-) -> ApiResult<()> {
+) -> Result<()> {
     let (kind, id, label) = subject;
     let change = Change::begin(db, actor, now).await?;
     let txn = change.db();
     let deleted =
         auth_overrides::Entity::delete_many().filter(of_subject(server.id, kind.as_str(), id)).exec(txn).await?;
     if deleted.rows_affected == 0 {
-        return Err(ApiError::NotFound);
+        return Err(Error::NotFound);
     }
     change
         .commit(

@@ -17,7 +17,7 @@ use utoipa::ToSchema;
 use crate::audit::{Actor, Change, Event};
 use crate::caller::Caller;
 use crate::domain::{DisplayName, Email, Slug};
-use crate::error::{ApiError, ApiResult, FieldError};
+use crate::error::{Error, FieldError, Result};
 use crate::page::{self, PageRequest, Paged};
 use crate::store::entities::{
     auth_overrides, collaborators, servers, team_members, teams, tenant_members, tenants, upstream_clients,
@@ -149,13 +149,13 @@ pub fn enabled_tools_of(member: &virtual_members::Model) -> EnabledTools {
     }
 }
 
-pub async fn get(db: &impl ConnectionTrait, tenant: &tenants::Model, slug: &str) -> ApiResult<servers::Model> {
+pub async fn get(db: &impl ConnectionTrait, tenant: &tenants::Model, slug: &str) -> Result<servers::Model> {
     servers::Entity::find()
         .filter(servers::Column::TenantId.eq(tenant.id))
         .filter(servers::Column::Slug.eq(slug))
         .one(db)
         .await?
-        .ok_or(ApiError::NotFound)
+        .ok_or(Error::NotFound)
 }
 
 /// Ids of every server of a tenant.
@@ -169,7 +169,7 @@ pub async fn ids_in(db: &impl ConnectionTrait, tenant: &tenants::Model) -> Resul
         .collect())
 }
 
-pub async fn detail(db: &impl ConnectionTrait, server: servers::Model) -> ApiResult<ServerDetail> {
+pub async fn detail(db: &impl ConnectionTrait, server: servers::Model) -> Result<ServerDetail> {
     let links = virtual_members::Entity::find()
         .filter(virtual_members::Column::VirtualServerId.eq(server.id))
         .order_by_asc(virtual_members::Column::Position)
@@ -200,7 +200,7 @@ async fn resolve_members(
     tenant: &tenants::Model,
     specs: &[MemberSpec],
     composer: &Composer<'_>,
-) -> ApiResult<Vec<(servers::Model, EnabledTools, Option<Value>)>> {
+) -> Result<Vec<(servers::Model, EnabledTools, Option<Value>)>> {
     let mut errors = Vec::new();
     let mut resolved = Vec::new();
     let mut seen = HashSet::new();
@@ -254,7 +254,7 @@ async fn resolve_members(
     if errors.is_empty() {
         Ok(resolved)
     } else {
-        Err(ApiError::Validation(errors))
+        Err(Error::Validation(errors))
     }
 }
 
@@ -266,7 +266,7 @@ async fn write_members(
     db: &impl ConnectionTrait,
     virtual_server_id: i64,
     members: Vec<(servers::Model, EnabledTools, Option<Value>)>,
-) -> ApiResult<()> {
+) -> Result<()> {
     virtual_members::Entity::delete_many()
         .filter(virtual_members::Column::VirtualServerId.eq(virtual_server_id))
         .exec(db)
@@ -298,7 +298,7 @@ pub async fn create<C: TransactionTrait>(
     tenant_admin: bool,
     new: NewServer,
     now: DateTime<Utc>,
-) -> ApiResult<ServerDetail> {
+) -> Result<ServerDetail> {
     let change = Change::begin(db, actor, now).await?;
     let txn = change.db();
     let composer = Composer { caller: creator, tenant_admin, existing: Vec::new() };
@@ -334,7 +334,7 @@ pub async fn create<C: TransactionTrait>(
     .insert(txn)
     .await
     .map_err(|e| {
-        ApiError::unique_violation(e, "slug", format!("a server with slug {} already exists in this tenant", new.slug))
+        Error::unique_violation(e, "slug", format!("a server with slug {} already exists in this tenant", new.slug))
     })?;
     if let Some(members) = members {
         write_members(txn, server.id, members).await?;
@@ -366,7 +366,7 @@ pub async fn update<C: TransactionTrait>(
     server: servers::Model,
     patch: ServerPatch,
     now: DateTime<Utc>,
-) -> ApiResult<ServerDetail> {
+) -> Result<ServerDetail> {
     let kind = ServerKind::parse(&server.kind)?;
     let remote_only = [
         ("url", patch.url.is_some()),
@@ -402,7 +402,7 @@ pub async fn update<C: TransactionTrait>(
         ));
     }
     if !errors.is_empty() {
-        return Err(ApiError::Validation(errors));
+        return Err(Error::Validation(errors));
     }
     let change = Change::begin(db, actor, now).await?;
     let txn = change.db();
@@ -507,7 +507,7 @@ pub async fn delete<C: TransactionTrait>(
     tenant: &tenants::Model,
     server: servers::Model,
     now: DateTime<Utc>,
-) -> ApiResult<()> {
+) -> Result<()> {
     let change = Change::begin(db, actor, now).await?;
     let txn = change.db();
     let users_of: Vec<i64> = virtual_members::Entity::find()
@@ -526,7 +526,7 @@ pub async fn delete<C: TransactionTrait>(
             .map(|s| s.slug)
             .collect();
         names.sort();
-        return Err(ApiError::conflict(
+        return Err(Error::conflict(
             "server_in_use",
             None,
             format!(
@@ -542,7 +542,7 @@ pub async fn delete<C: TransactionTrait>(
 }
 
 /// The ids of the teams a user belongs to in a tenant, `everyone` included when they are a member.
-async fn team_ids_of(db: &impl ConnectionTrait, tenant: &tenants::Model, user_id: i64) -> ApiResult<Vec<i64>> {
+async fn team_ids_of(db: &impl ConnectionTrait, tenant: &tenants::Model, user_id: i64) -> Result<Vec<i64>> {
     let tenant_teams = teams::Entity::find().filter(teams::Column::TenantId.eq(tenant.id)).all(db).await?;
     let (everyone, named): (Vec<_>, Vec<_>) = tenant_teams.into_iter().partition(|t| t.builtin);
     let mut ids: Vec<i64> = team_members::Entity::find()
@@ -566,7 +566,7 @@ async fn team_ids_of(db: &impl ConnectionTrait, tenant: &tenants::Model, user_id
 }
 
 /// Collaborator rows that apply to a caller: their own, and (for people) their teams'.
-async fn caller_condition(db: &impl ConnectionTrait, tenant: &tenants::Model, caller: &Caller) -> ApiResult<Condition> {
+async fn caller_condition(db: &impl ConnectionTrait, tenant: &tenants::Model, caller: &Caller) -> Result<Condition> {
     Ok(match caller {
         Caller::User(user) => subject_condition(user.id, team_ids_of(db, tenant, user.id).await?),
         Caller::VirtualAccount(va) => Condition::all()
@@ -597,7 +597,7 @@ pub async fn role_of(
     caller: &Caller,
     tenant_admin: bool,
     server: &servers::Model,
-) -> ApiResult<Option<ServerRole>> {
+) -> Result<Option<ServerRole>> {
     if tenant_admin {
         return Ok(Some(ServerRole::Manager));
     }
@@ -620,7 +620,7 @@ pub async fn user_role(
     tenant: &tenants::Model,
     user: &users::Model,
     server: &servers::Model,
-) -> ApiResult<Option<ServerRole>> {
+) -> Result<Option<ServerRole>> {
     let admin = user.is_platform_admin
         || crate::tenants::role_of(db, tenant.id, user.id).await? == Some(crate::domain::TenantRole::Admin);
     role_of(db, tenant, &Caller::User(user.clone()), admin, server).await
@@ -633,7 +633,7 @@ pub async fn list_visible(
     caller: &Caller,
     tenant_admin: bool,
     page: PageRequest,
-) -> ApiResult<Paged<servers::Model>> {
+) -> Result<Paged<servers::Model>> {
     let mut select = servers::Entity::find().filter(servers::Column::TenantId.eq(tenant.id));
     if !tenant_admin {
         let condition = caller_condition(db, tenant, caller).await?;
@@ -653,7 +653,7 @@ pub async fn save_probe<C: TransactionTrait>(
     protocol_version: String,
     tools: &[ProbedTool],
     now: DateTime<Utc>,
-) -> ApiResult<servers::Model> {
+) -> Result<servers::Model> {
     let change = Change::begin(db, actor, now).await?;
     let txn = change.db();
     let mut active: servers::ActiveModel = server.into();
@@ -682,8 +682,8 @@ pub async fn resolve_subject(
     db: &impl ConnectionTrait,
     tenant: &tenants::Model,
     raw: &str,
-) -> ApiResult<(SubjectKind, i64, String, String)> {
-    let err = |code: &str, msg: String| ApiError::from(FieldError::new("subject", code, msg));
+) -> Result<(SubjectKind, i64, String, String)> {
+    let err = |code: &str, msg: String| Error::from(FieldError::new("subject", code, msg));
     let (kind, rest) = raw
         .split_once(':')
         .ok_or_else(|| err("invalid_subject", "must be user:<email>, team:<slug> or virtualaccount:<name>".into()))?;
@@ -724,7 +724,7 @@ pub async fn resolve_subject(
 }
 
 /// Collaborators of a server, with subjects spelled out.
-pub async fn collaborators(db: &impl ConnectionTrait, server: &servers::Model) -> ApiResult<Vec<Collaborator>> {
+pub async fn collaborators(db: &impl ConnectionTrait, server: &servers::Model) -> Result<Vec<Collaborator>> {
     let rows = collaborators::Entity::find()
         .filter(collaborators::Column::ServerId.eq(server.id))
         .order_by_asc(collaborators::Column::Id)
@@ -751,15 +751,15 @@ pub async fn collaborators(db: &impl ConnectionTrait, server: &servers::Model) -
     Ok(out)
 }
 
-fn last_manager() -> ApiError {
-    ApiError::conflict(
+fn last_manager() -> Error {
+    Error::conflict(
         "last_manager",
         None,
         "a server must keep at least one manager; make another collaborator a manager first",
     )
 }
 
-async fn managers_other_than(db: &impl ConnectionTrait, server_id: i64, row_id: i64) -> ApiResult<u64> {
+async fn managers_other_than(db: &impl ConnectionTrait, server_id: i64, row_id: i64) -> Result<u64> {
     Ok(collaborators::Entity::find()
         .filter(collaborators::Column::ServerId.eq(server_id))
         .filter(collaborators::Column::Role.eq(ServerRole::Manager.as_str()))
@@ -778,7 +778,7 @@ pub async fn put_collaborator<C: TransactionTrait>(
     subject: &str,
     role: ServerRole,
     now: DateTime<Utc>,
-) -> ApiResult<(Collaborator, bool)> {
+) -> Result<(Collaborator, bool)> {
     let change = Change::begin(db, actor, now).await?;
     let txn = change.db();
     let (kind, id, subject, display_name) = resolve_subject(txn, tenant, subject).await?;
@@ -828,18 +828,18 @@ pub async fn remove_collaborator<C: TransactionTrait>(
     server: &servers::Model,
     subject: &str,
     now: DateTime<Utc>,
-) -> ApiResult<()> {
+) -> Result<()> {
     let change = Change::begin(db, actor, now).await?;
     let txn = change.db();
     // An unknown or malformed subject is simply not a collaborator.
-    let (kind, id, subject, _) = resolve_subject(txn, tenant, subject).await.map_err(|_| ApiError::NotFound)?;
+    let (kind, id, subject, _) = resolve_subject(txn, tenant, subject).await.map_err(|_| Error::NotFound)?;
     let row = collaborators::Entity::find()
         .filter(collaborators::Column::ServerId.eq(server.id))
         .filter(collaborators::Column::SubjectKind.eq(kind.as_str()))
         .filter(collaborators::Column::SubjectId.eq(id))
         .one(txn)
         .await?
-        .ok_or(ApiError::NotFound)?;
+        .ok_or(Error::NotFound)?;
     if ServerRole::parse(&row.role)? == ServerRole::Manager && managers_other_than(txn, server.id, row.id).await? == 0 {
         return Err(last_manager());
     }

@@ -6,7 +6,7 @@ use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, Query
 
 use crate::audit::{Actor, Change, Event};
 use crate::domain::{DisplayName, Email, Slug};
-use crate::error::{ApiError, ApiResult};
+use crate::error::{Error, Result};
 use crate::members;
 use crate::page::{self, PageRequest, Paged};
 use crate::servers::SubjectKind;
@@ -20,8 +20,8 @@ pub struct TeamPatch {
     pub description: Option<Option<String>>,
 }
 
-fn builtin_refusal() -> ApiError {
-    ApiError::conflict(
+fn builtin_refusal() -> Error {
+    Error::conflict(
         "builtin_team",
         None,
         "the everyone team is built in: it always holds every tenant member and cannot be changed",
@@ -36,7 +36,7 @@ pub async fn create<C: TransactionTrait>(
     display_name: DisplayName,
     description: Option<String>,
     now: DateTime<Utc>,
-) -> ApiResult<teams::Model> {
+) -> Result<teams::Model> {
     let change = Change::begin(db, actor, now).await?;
     let txn = change.db();
     let team = teams::ActiveModel {
@@ -51,7 +51,7 @@ pub async fn create<C: TransactionTrait>(
     .insert(txn)
     .await
     .map_err(|e| {
-        ApiError::unique_violation(e, "slug", format!("a team with slug {slug} already exists in this tenant"))
+        Error::unique_violation(e, "slug", format!("a team with slug {slug} already exists in this tenant"))
     })?;
     change.commit(Event::new("team.create", format!("team:{slug}")).tenant(tenant)).await?;
     Ok(team)
@@ -61,18 +61,18 @@ pub async fn list(
     db: &impl ConnectionTrait,
     tenant: &tenants::Model,
     page: PageRequest,
-) -> ApiResult<Paged<teams::Model>> {
+) -> Result<Paged<teams::Model>> {
     let select = teams::Entity::find().filter(teams::Column::TenantId.eq(tenant.id));
     Ok(page::fetch(db, select, teams::Column::Id, |t| t.id, page).await?)
 }
 
-pub async fn get(db: &impl ConnectionTrait, tenant: &tenants::Model, slug: &str) -> ApiResult<teams::Model> {
+pub async fn get(db: &impl ConnectionTrait, tenant: &tenants::Model, slug: &str) -> Result<teams::Model> {
     teams::Entity::find()
         .filter(teams::Column::TenantId.eq(tenant.id))
         .filter(teams::Column::Slug.eq(slug))
         .one(db)
         .await?
-        .ok_or(ApiError::NotFound)
+        .ok_or(Error::NotFound)
 }
 
 pub async fn update<C: TransactionTrait>(
@@ -82,7 +82,7 @@ pub async fn update<C: TransactionTrait>(
     team: teams::Model,
     patch: TeamPatch,
     now: DateTime<Utc>,
-) -> ApiResult<teams::Model> {
+) -> Result<teams::Model> {
     if team.builtin {
         return Err(builtin_refusal());
     }
@@ -107,7 +107,7 @@ pub async fn delete<C: TransactionTrait>(
     tenant: &tenants::Model,
     team: teams::Model,
     now: DateTime<Utc>,
-) -> ApiResult<()> {
+) -> Result<()> {
     if team.builtin {
         return Err(builtin_refusal());
     }
@@ -129,7 +129,7 @@ pub async fn list_members(
     tenant: &tenants::Model,
     team: &teams::Model,
     page: PageRequest,
-) -> ApiResult<Paged<users::Model>> {
+) -> Result<Paged<users::Model>> {
     if team.builtin {
         return Ok(members::list(db, tenant, page).await?.map(|m| m.user));
     }
@@ -150,7 +150,7 @@ pub async fn add_member<C: TransactionTrait>(
     team: &teams::Model,
     email: &Email,
     now: DateTime<Utc>,
-) -> ApiResult<users::Model> {
+) -> Result<users::Model> {
     if team.builtin {
         return Err(builtin_refusal());
     }
@@ -179,7 +179,7 @@ pub async fn add_member<C: TransactionTrait>(
     }
     .insert(txn)
     .await
-    .map_err(|e| ApiError::unique_violation(e, "email", format!("{email} is already in team {}", team.slug)))?;
+    .map_err(|e| Error::unique_violation(e, "email", format!("{email} is already in team {}", team.slug)))?;
     let details = serde_json::json!({"email": email.as_str()});
     change.commit(Event::new("team.member_add", format!("team:{}", team.slug)).tenant(tenant).details(details)).await?;
     Ok(user)
@@ -192,13 +192,13 @@ pub async fn remove_member<C: TransactionTrait>(
     team: &teams::Model,
     email: &Email,
     now: DateTime<Utc>,
-) -> ApiResult<()> {
+) -> Result<()> {
     if team.builtin {
         return Err(builtin_refusal());
     }
     let change = Change::begin(db, actor, now).await?;
     let txn = change.db();
-    let user = crate::users::find_by_email(txn, email).await?.ok_or(ApiError::NotFound)?;
+    let user = crate::users::find_by_email(txn, email).await?.ok_or(Error::NotFound)?;
     let deleted = team_members::Entity::delete_many()
         .filter(team_members::Column::TeamId.eq(team.id))
         .filter(team_members::Column::UserId.eq(user.id))
@@ -206,7 +206,7 @@ pub async fn remove_member<C: TransactionTrait>(
         .await?
         .rows_affected;
     if deleted == 0 {
-        return Err(ApiError::NotFound);
+        return Err(Error::NotFound);
     }
     let details = serde_json::json!({"email": email.as_str()});
     change

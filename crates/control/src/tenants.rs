@@ -9,7 +9,7 @@ use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, Query
 use crate::audit::{Actor, Change, Event};
 use crate::caller::Caller;
 use crate::domain::{DisplayName, Slug, TenantRole};
-use crate::error::{ApiError, ApiResult};
+use crate::error::{Error, Result};
 use crate::page::{self, PageRequest, Paged};
 use crate::store::entities::{teams, tenant_members, tenants, virtual_members};
 use crate::teams::EVERYONE;
@@ -21,7 +21,7 @@ pub async fn create<C: TransactionTrait>(
     slug: Slug,
     display_name: DisplayName,
     now: DateTime<Utc>,
-) -> ApiResult<tenants::Model> {
+) -> Result<tenants::Model> {
     let change = Change::begin(db, actor, now).await?;
     let txn = change.db();
     let tenant = tenants::ActiveModel {
@@ -33,7 +33,7 @@ pub async fn create<C: TransactionTrait>(
     }
     .insert(txn)
     .await
-    .map_err(|e| ApiError::unique_violation(e, "slug", format!("a tenant with slug {slug} already exists")))?;
+    .map_err(|e| Error::unique_violation(e, "slug", format!("a tenant with slug {slug} already exists")))?;
     teams::ActiveModel {
         tenant_id: Set(tenant.id),
         slug: Set(EVERYONE.to_owned()),
@@ -49,7 +49,7 @@ pub async fn create<C: TransactionTrait>(
     Ok(tenant)
 }
 
-pub async fn find_by_slug(db: &impl ConnectionTrait, slug: &str) -> ApiResult<Option<tenants::Model>> {
+pub async fn find_by_slug(db: &impl ConnectionTrait, slug: &str) -> Result<Option<tenants::Model>> {
     Ok(tenants::Entity::find().filter(tenants::Column::Slug.eq(slug)).one(db).await?)
 }
 
@@ -58,7 +58,7 @@ pub async fn list_visible(
     db: &impl ConnectionTrait,
     caller: &Caller,
     page: PageRequest,
-) -> ApiResult<Paged<tenants::Model>> {
+) -> Result<Paged<tenants::Model>> {
     let mut select = tenants::Entity::find();
     if let Caller::VirtualAccount(va) = caller {
         select = select.filter(tenants::Column::Id.eq(va.tenant_id));
@@ -82,7 +82,7 @@ pub async fn rename<C: TransactionTrait>(
     tenant: tenants::Model,
     display_name: DisplayName,
     now: DateTime<Utc>,
-) -> ApiResult<tenants::Model> {
+) -> Result<tenants::Model> {
     let change = Change::begin(db, actor, now).await?;
     let txn = change.db();
     let mut active: tenants::ActiveModel = tenant.into();
@@ -102,7 +102,7 @@ pub async fn delete<C: TransactionTrait>(
     actor: &Actor,
     tenant: tenants::Model,
     now: DateTime<Utc>,
-) -> ApiResult<()> {
+) -> Result<()> {
     let change = Change::begin(db, actor, now).await?;
     let txn = change.db();
     // Virtual-member links restrict server deletion; inside a dying tenant they go first.
@@ -117,7 +117,7 @@ pub async fn delete<C: TransactionTrait>(
 }
 
 /// The caller's own role in a tenant, if they are a member.
-pub async fn role_of(db: &impl ConnectionTrait, tenant_id: i64, user_id: i64) -> ApiResult<Option<TenantRole>> {
+pub async fn role_of(db: &impl ConnectionTrait, tenant_id: i64, user_id: i64) -> Result<Option<TenantRole>> {
     Ok(tenant_members::Entity::find()
         .filter(tenant_members::Column::TenantId.eq(tenant_id))
         .filter(tenant_members::Column::UserId.eq(user_id))
@@ -132,7 +132,7 @@ pub async fn roles_in(
     db: &impl ConnectionTrait,
     user_id: i64,
     tenant_ids: Vec<i64>,
-) -> ApiResult<HashMap<i64, TenantRole>> {
+) -> Result<HashMap<i64, TenantRole>> {
     tenant_members::Entity::find()
         .filter(tenant_members::Column::UserId.eq(user_id))
         .filter(tenant_members::Column::TenantId.is_in(tenant_ids))

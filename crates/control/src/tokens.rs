@@ -15,7 +15,7 @@ use serde_json::json;
 use crate::audit::{Actor, Change, Event};
 use crate::auth::token::{self, TokenKind};
 use crate::caller::Caller;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{Error, Result};
 use crate::page::{self, PageRequest, Paged};
 use crate::store::entities::{access_tokens, tenants, users, virtual_accounts};
 
@@ -65,7 +65,7 @@ pub async fn issue_pat<C: TransactionTrait>(
     name: String,
     expires_at: Option<DateTime<Utc>>,
     now: DateTime<Utc>,
-) -> ApiResult<Issued> {
+) -> Result<Issued> {
     let change = Change::begin(db, actor, now).await?;
     let txn = change.db();
     let issued = insert(txn, TokenKind::PersonalAccess, (Some(user.id), None), name, expires_at, now).await?;
@@ -78,7 +78,7 @@ pub async fn list_for_user(
     db: &impl ConnectionTrait,
     user_id: i64,
     page: PageRequest,
-) -> ApiResult<Paged<access_tokens::Model>> {
+) -> Result<Paged<access_tokens::Model>> {
     let select = access_tokens::Entity::find().filter(access_tokens::Column::UserId.eq(user_id));
     Ok(page::fetch(db, select, access_tokens::Column::Id, |t| t.id, page).await?)
 }
@@ -87,7 +87,7 @@ pub async fn list_for_virtual_account(
     db: &impl ConnectionTrait,
     va_id: i64,
     page: PageRequest,
-) -> ApiResult<Paged<access_tokens::Model>> {
+) -> Result<Paged<access_tokens::Model>> {
     let select = access_tokens::Entity::find().filter(access_tokens::Column::VirtualAccountId.eq(va_id));
     Ok(page::fetch(db, select, access_tokens::Column::Id, |t| t.id, page).await?)
 }
@@ -108,13 +108,13 @@ impl Owner {
     }
 }
 
-pub async fn find(db: &impl ConnectionTrait, owner: Owner, public_id: &str) -> ApiResult<access_tokens::Model> {
+pub async fn find(db: &impl ConnectionTrait, owner: Owner, public_id: &str) -> Result<access_tokens::Model> {
     access_tokens::Entity::find()
         .filter(owner.condition())
         .filter(access_tokens::Column::PublicId.eq(public_id))
         .one(db)
         .await?
-        .ok_or(ApiError::NotFound)
+        .ok_or(Error::NotFound)
 }
 
 /// Revokes one token. Revoking a revoked token changes nothing.
@@ -125,7 +125,7 @@ pub async fn revoke<C: TransactionTrait>(
     owner: Owner,
     public_id: &str,
     now: DateTime<Utc>,
-) -> ApiResult<()> {
+) -> Result<()> {
     let change = Change::begin(db, actor, now).await?;
     let txn = change.db();
     let row = find(txn, owner, public_id).await?;
@@ -149,7 +149,7 @@ pub async fn revoke_all<C: TransactionTrait>(
     owner: Owner,
     target: String,
     now: DateTime<Utc>,
-) -> ApiResult<u64> {
+) -> Result<u64> {
     let change = Change::begin(db, actor, now).await?;
     let txn = change.db();
     let revoked = access_tokens::Entity::update_many()
@@ -174,7 +174,7 @@ pub async fn issue_va_token<C: TransactionTrait>(
     name: String,
     expires_at: Option<DateTime<Utc>>,
     now: DateTime<Utc>,
-) -> ApiResult<Issued> {
+) -> Result<Issued> {
     let change = Change::begin(db, actor, now).await?;
     let txn = change.db();
     let issued = insert(txn, TokenKind::VirtualAccount, (None, Some(va.id)), name, expires_at, now).await?;
@@ -193,7 +193,7 @@ pub async fn regenerate_in(
     va: &virtual_accounts::Model,
     grace: Duration,
     now: DateTime<Utc>,
-) -> ApiResult<(Issued, Event)> {
+) -> Result<(Issued, Event)> {
     let until = now + grace;
     let live = access_tokens::Entity::find()
         .filter(access_tokens::Column::VirtualAccountId.eq(va.id))
@@ -223,7 +223,7 @@ pub async fn authenticate(
     db: &impl ConnectionTrait,
     presented: &str,
     now: DateTime<Utc>,
-) -> ApiResult<Option<(access_tokens::Model, Caller)>> {
+) -> Result<Option<(access_tokens::Model, Caller)>> {
     let Some(kind) = token::parse(presented) else { return Ok(None) };
     let Some(row) = access_tokens::Entity::find()
         .filter(access_tokens::Column::Digest.eq(token::digest(presented)))

@@ -11,7 +11,7 @@ use secrecy::SecretString;
 use crate::audit::{Actor, Change, Event};
 use crate::auth::password;
 use crate::domain::{DisplayName, Email, NewPassword};
-use crate::error::{ApiError, ApiResult};
+use crate::error::{Error, Result};
 use crate::page::{self, PageRequest, Paged};
 use crate::servers::SubjectKind;
 use crate::sessions;
@@ -37,7 +37,7 @@ pub async fn create<C: TransactionTrait>(
     actor: &Actor,
     new: NewUser,
     now: DateTime<Utc>,
-) -> ApiResult<users::Model> {
+) -> Result<users::Model> {
     let password_hash = match new.password {
         Some(p) => Some(password::hash_password(p.secret().clone()).await?),
         None => None,
@@ -56,21 +56,21 @@ pub async fn create<C: TransactionTrait>(
     }
     .insert(txn)
     .await
-    .map_err(|e| ApiError::unique_violation(e, "email", format!("a user with email {} already exists", new.email)))?;
+    .map_err(|e| Error::unique_violation(e, "email", format!("a user with email {} already exists", new.email)))?;
     let details = serde_json::json!({"is_platform_admin": user.is_platform_admin});
     change.commit(Event::new("user.create", format!("user:{}", user.email)).details(details)).await?;
     Ok(user)
 }
 
-pub async fn find_by_email(db: &impl ConnectionTrait, email: &Email) -> ApiResult<Option<users::Model>> {
+pub async fn find_by_email(db: &impl ConnectionTrait, email: &Email) -> Result<Option<users::Model>> {
     Ok(users::Entity::find().filter(users::Column::Email.eq(email.as_str())).one(db).await?)
 }
 
-pub async fn get(db: &impl ConnectionTrait, id: i64) -> ApiResult<users::Model> {
-    users::Entity::find_by_id(id).one(db).await?.ok_or(ApiError::NotFound)
+pub async fn get(db: &impl ConnectionTrait, id: i64) -> Result<users::Model> {
+    users::Entity::find_by_id(id).one(db).await?.ok_or(Error::NotFound)
 }
 
-pub async fn list(db: &impl ConnectionTrait, page: PageRequest) -> ApiResult<Paged<users::Model>> {
+pub async fn list(db: &impl ConnectionTrait, page: PageRequest) -> Result<Paged<users::Model>> {
     Ok(page::fetch(db, users::Entity::find(), users::Column::Id, |u| u.id, page).await?)
 }
 
@@ -82,7 +82,7 @@ pub async fn update<C: TransactionTrait>(
     id: i64,
     patch: UserPatch,
     now: DateTime<Utc>,
-) -> ApiResult<users::Model> {
+) -> Result<users::Model> {
     let password_hash = match &patch.password {
         Some(p) => Some(password::hash_password(p.secret().clone()).await?),
         None => None,
@@ -94,7 +94,7 @@ pub async fn update<C: TransactionTrait>(
         && !user.disabled
         && (patch.disabled == Some(true) || patch.is_platform_admin == Some(false));
     if loses_admin && active_admin_count(txn).await? <= 1 {
-        return Err(ApiError::conflict(
+        return Err(Error::conflict(
             "last_admin",
             None,
             "this is the last active platform admin; make another user a platform admin first",
@@ -140,12 +140,12 @@ pub async fn update<C: TransactionTrait>(
 
 /// Deletes a user with their sessions, tokens, memberships and direct collaborations. What
 /// they created for a tenant (servers, virtual accounts) stays: it belongs to the tenant.
-pub async fn delete<C: TransactionTrait>(db: &C, actor: &Actor, id: i64, now: DateTime<Utc>) -> ApiResult<()> {
+pub async fn delete<C: TransactionTrait>(db: &C, actor: &Actor, id: i64, now: DateTime<Utc>) -> Result<()> {
     let change = Change::begin(db, actor, now).await?;
     let txn = change.db();
     let user = get(txn, id).await?;
     if user.is_platform_admin && !user.disabled && active_admin_count(txn).await? <= 1 {
-        return Err(ApiError::conflict(
+        return Err(Error::conflict(
             "last_admin",
             None,
             "this is the last active platform admin; make another user a platform admin first",
@@ -164,7 +164,7 @@ pub async fn delete<C: TransactionTrait>(db: &C, actor: &Actor, id: i64, now: Da
 
 /// Active platform admins, their rows locked for the rest of the transaction (PostgreSQL) so
 /// that two concurrent demotions cannot both count the other.
-async fn active_admin_count(db: &impl ConnectionTrait) -> ApiResult<u64> {
+async fn active_admin_count(db: &impl ConnectionTrait) -> Result<u64> {
     Ok(users::Entity::find()
         .filter(users::Column::IsPlatformAdmin.eq(true))
         .filter(users::Column::Disabled.eq(false))
@@ -183,9 +183,9 @@ pub async fn change_own_password<C: TransactionTrait>(
     new: NewPassword,
     keep_session: Option<i64>,
     now: DateTime<Utc>,
-) -> ApiResult<()> {
+) -> Result<()> {
     if !password::verify_password(current, user.password_hash.clone()).await? {
-        return Err(ApiError::Validation(vec![crate::error::FieldError::new(
+        return Err(Error::Validation(vec![crate::error::FieldError::new(
             "current_password",
             "incorrect",
             "the current password is not correct",

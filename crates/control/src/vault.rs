@@ -17,7 +17,7 @@ use utoipa::ToSchema;
 use crate::audit::{self, Actor, Event};
 use crate::auth::seal::{Place, Sealer};
 use crate::clock::Clock;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{Error, Result};
 use crate::outbound::{fill, AuthData, AuthLevel, GrantType, OAuth2Auth};
 use crate::proxy::credentials::{connect_url, CredentialError, CredentialRequest, CredentialResolver, Resolved};
 use crate::proxy::index::Subject;
@@ -546,7 +546,7 @@ impl Vault {
     }
 
     /// The server's OAuth configuration, secrets opened; `None` when it uses another kind of auth.
-    fn oauth_config(&self, server: &servers::Model) -> ApiResult<Option<OAuth2Auth>> {
+    fn oauth_config(&self, server: &servers::Model) -> Result<Option<OAuth2Auth>> {
         let place = Place::server_auth(server.tenant_id, &server.slug);
         match server.auth_data.as_ref().map(|s| AuthData::open(s, &self.sealer, &place)).transpose()? {
             Some(AuthData::OAuth2(o)) => Ok(Some(o)),
@@ -555,11 +555,11 @@ impl Vault {
     }
 
     /// Starts a user's authorization at a server's provider: the URL to send their browser to.
-    pub async fn start(&self, server: &servers::Model, user: i64, return_to: Option<String>) -> ApiResult<String> {
+    pub async fn start(&self, server: &servers::Model, user: i64, return_to: Option<String>) -> Result<String> {
         let config = match self.oauth_config(server)? {
             Some(o) if o.grant_type == Some(GrantType::AuthorizationCode) => o,
             _ => {
-                return Err(ApiError::conflict(
+                return Err(Error::conflict(
                     "no_user_authorization",
                     None,
                     format!("{} does not use per-user OAuth; there is nothing to connect", server.slug),
@@ -567,7 +567,7 @@ impl Vault {
             }
         };
         let client = self.client(server, &config).await.map_err(|e| {
-            ApiError::Unavailable(format!("{}: the provider could not be set up for sign-in: {e}", server.slug))
+            Error::Unavailable(format!("{}: the provider could not be set up for sign-in: {e}", server.slug))
         })?;
         let (verifier, challenge) = oauth::pkce();
         let state = crate::auth::session::random_secret();
@@ -582,7 +582,7 @@ impl Vault {
         }
         let url =
             oauth::authorize_url(&client, &self.callback_url(), &state, &challenge, &scopes).ok_or_else(|| {
-                ApiError::Unavailable(format!("{}: the provider has no authorization endpoint", server.slug))
+                Error::Unavailable(format!("{}: the provider has no authorization endpoint", server.slug))
             })?;
         let now = self.clock.now();
         // Expired starts are swept as new ones begin.
@@ -615,35 +615,33 @@ impl Vault {
         code: &str,
         issuer: Option<&str>,
         browser_user: i64,
-    ) -> ApiResult<(servers::Model, Option<String>)> {
+    ) -> Result<(servers::Model, Option<String>)> {
         let now = self.clock.now();
         let row = upstream_auth_states::Entity::find()
             .filter(upstream_auth_states::Column::StateDigest.eq(crate::auth::session::digest(state)))
             .one(&self.db)
             .await?
-            .ok_or_else(|| {
-                ApiError::Forbidden("this authorization was not started here, or was already used".into())
-            })?;
+            .ok_or_else(|| Error::Forbidden("this authorization was not started here, or was already used".into()))?;
         // Single use, whatever happens next.
         upstream_auth_states::Entity::delete_by_id(row.id).exec(&self.db).await?;
         if row.expires_at < now {
-            return Err(ApiError::Forbidden("this authorization took too long; start again".into()));
+            return Err(Error::Forbidden("this authorization took too long; start again".into()));
         }
         // The browser that comes back must be signed in as the person who started: otherwise a
         // link with someone else's state would attach the opener's provider account to them.
         if browser_user != row.user_id {
-            return Err(ApiError::Forbidden("this authorization was started by another user".into()));
+            return Err(Error::Forbidden("this authorization was started by another user".into()));
         }
-        let server = servers::Entity::find_by_id(row.server_id).one(&self.db).await?.ok_or(ApiError::NotFound)?;
+        let server = servers::Entity::find_by_id(row.server_id).one(&self.db).await?.ok_or(Error::NotFound)?;
         let Some(config) = self.oauth_config(&server)? else {
-            return Err(ApiError::conflict("no_user_authorization", None, "the server no longer uses OAuth"));
+            return Err(Error::conflict("no_user_authorization", None, "the server no longer uses OAuth"));
         };
-        let client = self.client(&server, &config).await.map_err(|e| ApiError::Unavailable(e.to_string()))?;
+        let client = self.client(&server, &config).await.map_err(|e| Error::Unavailable(e.to_string()))?;
         // RFC 9207: an answer that names its issuer must name the one this flow went to (a
         // mix-up attack sends the code of another authorization server here).
         if let (Some(said), Some(expected)) = (issuer, client.issuer.as_deref()) {
             if said.trim_end_matches('/') != expected.trim_end_matches('/') {
-                return Err(ApiError::Forbidden(format!(
+                return Err(Error::Forbidden(format!(
                     "the answer came from {said}, not from {expected}, where this authorization started"
                 )));
             }
@@ -665,7 +663,7 @@ impl Vault {
             config.additional_token_params.as_ref(),
         )
         .await
-        .map_err(|e| ApiError::Unavailable(format!("{}: {e}", server.slug)))?;
+        .map_err(|e| Error::Unavailable(format!("{}: {e}", server.slug)))?;
         let lock = lock_for(&self.grant_locks, (server.id, row.user_id));
         let _held = lock.lock().await;
         let existing = self.grant(server.id, row.user_id).await.map_err(|e| anyhow::anyhow!(e.to_string()))?;
@@ -708,7 +706,7 @@ impl Vault {
 
     /// The provider answered with an error (the user declined, say): the authorization ends
     /// here. Returns where the browser was to go next, when it was one step of a sign-in.
-    pub async fn abandon(&self, state: &str) -> ApiResult<Option<String>> {
+    pub async fn abandon(&self, state: &str) -> Result<Option<String>> {
         let Some(row) = upstream_auth_states::Entity::find()
             .filter(upstream_auth_states::Column::StateDigest.eq(crate::auth::session::digest(state)))
             .one(&self.db)
@@ -727,9 +725,9 @@ impl Vault {
         tenant: &tenants::Model,
         server: &servers::Model,
         user: i64,
-    ) -> ApiResult<()> {
+    ) -> Result<()> {
         let grant =
-            self.grant(server.id, user).await.map_err(|e| anyhow::anyhow!(e.to_string()))?.ok_or(ApiError::NotFound)?;
+            self.grant(server.id, user).await.map_err(|e| anyhow::anyhow!(e.to_string()))?.ok_or(Error::NotFound)?;
         if let Some(config) = self.oauth_config(server)? {
             if let Ok(client) = self.client(server, &config).await {
                 let place = |column| Place::grant(grant.server_id, grant.user_id, column);
@@ -758,18 +756,18 @@ impl Vault {
     /// Whether a user must do something in the browser before `server` works for them: enter
     /// their own key (per-user headers) or authorize at the provider (per-user OAuth), and have
     /// not yet. Shared credentials and servers without auth need nothing.
-    pub async fn needs_action(&self, server: &servers::Model, user: i64) -> ApiResult<bool> {
+    pub async fn needs_action(&self, server: &servers::Model, user: i64) -> Result<bool> {
         let Some(stored) = server.auth_data.as_ref() else { return Ok(false) };
         match AuthData::from_stored(stored) {
             Some(AuthData::Header(h)) if h.auth_level == AuthLevel::PerUser => {
                 let values = self
                     .override_values(server, Subject::User(user))
                     .await
-                    .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+                    .map_err(|e| Error::Unavailable(e.to_string()))?;
                 Ok(filled_headers(&h.headers, values.as_ref()).is_none())
             }
             Some(AuthData::OAuth2(o)) if o.grant_type == Some(GrantType::AuthorizationCode) => {
-                let grant = self.grant(server.id, user).await.map_err(|e| ApiError::Unavailable(e.to_string()))?;
+                let grant = self.grant(server.id, user).await.map_err(|e| Error::Unavailable(e.to_string()))?;
                 let now = self.clock.now();
                 Ok(!grant.is_some_and(|g| {
                     g.status == AUTHENTICATED && (g.refresh_token.is_some() || g.expires_at.is_none_or(|at| at > now))
@@ -780,7 +778,7 @@ impl Vault {
     }
 
     /// A user's connections, newest first.
-    pub async fn connections(&self, user: i64) -> ApiResult<Vec<ConnectionView>> {
+    pub async fn connections(&self, user: i64) -> Result<Vec<ConnectionView>> {
         let grants = upstream_grants::Entity::find()
             .filter(upstream_grants::Column::UserId.eq(user))
             .order_by_desc(upstream_grants::Column::CreatedAt)

@@ -15,7 +15,7 @@ use utoipa::ToSchema;
 use crate::audit::{Actor, Change, Event};
 use crate::auth::seal::Sealer;
 use crate::domain::Slug;
-use crate::error::{ApiError, ApiResult, FieldError};
+use crate::error::{Error, FieldError, Result};
 use crate::page::{self, PageRequest, Paged};
 use crate::servers::{ServerRole, SubjectKind};
 use crate::store::entities::{access_tokens, collaborators, servers, tenants, virtual_accounts};
@@ -76,7 +76,7 @@ pub async fn resolve_subject(
     db: &impl ConnectionTrait,
     tenant: &tenants::Model,
     name: &str,
-) -> ApiResult<Option<virtual_accounts::Model>> {
+) -> Result<Option<virtual_accounts::Model>> {
     Ok(virtual_accounts::Entity::find()
         .filter(virtual_accounts::Column::TenantId.eq(tenant.id))
         .filter(virtual_accounts::Column::Name.eq(name))
@@ -84,19 +84,19 @@ pub async fn resolve_subject(
         .await?)
 }
 
-pub async fn name_of(db: &impl ConnectionTrait, id: i64) -> ApiResult<Option<String>> {
+pub async fn name_of(db: &impl ConnectionTrait, id: i64) -> Result<Option<String>> {
     Ok(virtual_accounts::Entity::find_by_id(id).one(db).await?.map(|va| va.name))
 }
 
-pub async fn get(db: &impl ConnectionTrait, tenant: &tenants::Model, name: &str) -> ApiResult<virtual_accounts::Model> {
-    resolve_subject(db, tenant, name).await?.ok_or(ApiError::NotFound)
+pub async fn get(db: &impl ConnectionTrait, tenant: &tenants::Model, name: &str) -> Result<virtual_accounts::Model> {
+    resolve_subject(db, tenant, name).await?.ok_or(Error::NotFound)
 }
 
 pub async fn list(
     db: &impl ConnectionTrait,
     tenant: &tenants::Model,
     page: PageRequest,
-) -> ApiResult<Paged<virtual_accounts::Model>> {
+) -> Result<Paged<virtual_accounts::Model>> {
     let select = virtual_accounts::Entity::find().filter(virtual_accounts::Column::TenantId.eq(tenant.id));
     Ok(page::fetch(db, select, virtual_accounts::Column::Id, |v| v.id, page).await?)
 }
@@ -108,7 +108,7 @@ fn va_condition(va_id: i64) -> sea_orm::Condition {
 }
 
 /// The account's permissions, read back from its collaborator entries.
-pub async fn permissions_of(db: &impl ConnectionTrait, va: &virtual_accounts::Model) -> ApiResult<Vec<Permission>> {
+pub async fn permissions_of(db: &impl ConnectionTrait, va: &virtual_accounts::Model) -> Result<Vec<Permission>> {
     let rows = collaborators::Entity::find().filter(va_condition(va.id)).all(db).await?;
     let ids: Vec<i64> = rows.iter().map(|r| r.server_id).collect();
     let slugs: BTreeMap<i64, String> = servers::Entity::find()
@@ -137,7 +137,7 @@ async fn set_permissions(
     va: &virtual_accounts::Model,
     permissions: &[Permission],
     now: DateTime<Utc>,
-) -> ApiResult<()> {
+) -> Result<()> {
     let mut errors = Vec::new();
     let mut wanted = Vec::new();
     let mut seen = HashSet::new();
@@ -162,7 +162,7 @@ async fn set_permissions(
         }
     }
     if !errors.is_empty() {
-        return Err(ApiError::Validation(errors));
+        return Err(Error::Validation(errors));
     }
     let existing = collaborators::Entity::find().filter(va_condition(va.id)).all(txn).await?;
     collaborators::Entity::delete_many().filter(va_condition(va.id)).exec(txn).await?;
@@ -187,7 +187,7 @@ async fn set_permissions(
             .await?;
         if managers == 0 {
             let slug = servers::Entity::find_by_id(old.server_id).one(txn).await?.map(|s| s.slug).unwrap_or_default();
-            return Err(ApiError::conflict(
+            return Err(Error::conflict(
                 "last_manager",
                 None,
                 format!("{} is the last manager of server {slug}; give it another manager first", va.name),
@@ -203,7 +203,7 @@ pub async fn create<C: TransactionTrait>(
     tenant: &tenants::Model,
     new: NewVirtualAccount,
     now: DateTime<Utc>,
-) -> ApiResult<virtual_accounts::Model> {
+) -> Result<virtual_accounts::Model> {
     let change = Change::begin(db, actor, now).await?;
     let txn = change.db();
     let va = virtual_accounts::ActiveModel {
@@ -221,9 +221,7 @@ pub async fn create<C: TransactionTrait>(
     }
     .insert(txn)
     .await
-    .map_err(|e| {
-        ApiError::unique_violation(e, "name", format!("a virtual account named {} already exists", new.name))
-    })?;
+    .map_err(|e| Error::unique_violation(e, "name", format!("a virtual account named {} already exists", new.name)))?;
     set_permissions(txn, tenant, &va, &new.permissions, now).await?;
     let details = json!({"permissions": new.permissions, "tenant_role": va.tenant_role});
     change
@@ -241,7 +239,7 @@ pub async fn update<C: TransactionTrait>(
     va: virtual_accounts::Model,
     patch: VirtualAccountPatch,
     now: DateTime<Utc>,
-) -> ApiResult<virtual_accounts::Model> {
+) -> Result<virtual_accounts::Model> {
     let change = Change::begin(db, actor, now).await?;
     let txn = change.db();
     if let Some(permissions) = &patch.permissions {
@@ -279,7 +277,7 @@ pub async fn delete<C: TransactionTrait>(
     tenant: &tenants::Model,
     va: virtual_accounts::Model,
     now: DateTime<Utc>,
-) -> ApiResult<()> {
+) -> Result<()> {
     let change = Change::begin(db, actor, now).await?;
     let txn = change.db();
     set_permissions(txn, tenant, &va, &[], now).await?;
@@ -301,7 +299,7 @@ pub async fn regenerate<C: TransactionTrait>(
     va: &virtual_accounts::Model,
     grace_days: Option<u32>,
     now: DateTime<Utc>,
-) -> ApiResult<Issued> {
+) -> Result<Issued> {
     let change = Change::begin(db, actor, now).await?;
     let txn = change.db();
     let (issued, event) = tokens::regenerate_in(txn, tenant, va, grace_of(va, grace_days), now).await?;
@@ -316,7 +314,7 @@ pub async fn rotate_due<C: TransactionTrait + ConnectionTrait>(
     db: &C,
     sealer: &Sealer,
     now: DateTime<Utc>,
-) -> ApiResult<usize> {
+) -> Result<usize> {
     let candidates = virtual_accounts::Entity::find()
         .filter(virtual_accounts::Column::RotateIntervalDays.is_not_null())
         .all(db)
@@ -354,15 +352,15 @@ pub async fn claim<C: TransactionTrait>(
     public_id: &str,
     sealer: &Sealer,
     now: DateTime<Utc>,
-) -> ApiResult<Issued> {
+) -> Result<Issued> {
     let change = Change::begin(db, actor, now).await?;
     let txn = change.db();
     let row = tokens::find(txn, tokens::Owner::VirtualAccount(va.id), public_id).await?;
     let sealed = row.pending_secret.clone().ok_or_else(|| {
-        ApiError::conflict("nothing_to_claim", None, "this token was already handed out, or was not issued by rotation")
+        Error::conflict("nothing_to_claim", None, "this token was already handed out, or was not issued by rotation")
     })?;
     let place = crate::auth::seal::Place::pending_token(&row.public_id);
-    let secret = String::from_utf8(sealer.open_at(&sealed, &place)?).map_err(|e| ApiError::Internal(e.into()))?;
+    let secret = String::from_utf8(sealer.open_at(&sealed, &place)?).map_err(|e| Error::Internal(e.into()))?;
     let mut active: access_tokens::ActiveModel = row.into();
     active.pending_secret = Set(None);
     let row = active.update(txn).await?;
