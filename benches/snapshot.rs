@@ -79,6 +79,9 @@ async fn populated_store(dir: &std::path::Path) -> sea_orm::DatabaseConnection {
             password_hash: Set(None),
             is_platform_admin: Set(false),
             disabled: Set(false),
+            identity_tenant_id: Set(None),
+            identity_issuer: Set(None),
+            identity_subject: Set(None),
             created_at: Set(now),
             updated_at: Set(now),
         }))

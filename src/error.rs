@@ -35,6 +35,8 @@ pub enum ApiError {
     NotFound,
     #[error("{detail}")]
     Conflict { code: &'static str, field: Option<&'static str>, detail: String },
+    #[error("{provider} requires signing in through it for this email: open {start_url}")]
+    SsoRequired { provider: String, start_url: String },
     #[error("too many failed attempts; try again in {retry_after_secs} seconds")]
     TooManyAttempts { retry_after_secs: u64 },
     #[error("the request body is larger than the limit of {limit} bytes")]
@@ -77,6 +79,7 @@ impl ApiError {
             Self::InvalidToken => (StatusCode::UNAUTHORIZED, "invalid_token", "Invalid token"),
             Self::CsrfFailed => (StatusCode::FORBIDDEN, "csrf_failed", "CSRF check failed"),
             Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", "Forbidden"),
+            Self::SsoRequired { .. } => (StatusCode::FORBIDDEN, "sso_required", "Sign in with your organisation"),
             Self::NotFound => (StatusCode::NOT_FOUND, "not_found", "Not found"),
             Self::Conflict { code, .. } => (StatusCode::CONFLICT, code, "Conflict"),
             Self::TooManyAttempts { .. } => (StatusCode::TOO_MANY_REQUESTS, "too_many_attempts", "Too many attempts"),

@@ -100,7 +100,9 @@ impl Application {
             max: chrono::Duration::hours(i64::from(settings.oauth_sign_in_max_hours)),
             allow_private_documents: settings.oauth_cimd_allow_private,
         };
+        let oidc = crate::control::identity::Oidc::new(egress.clone())?;
         let state = web::Data::new(AppState {
+            oidc,
             oauth,
             registrations: governor::RateLimiter::keyed(crate::api::oauth::REGISTRATION_QUOTA),
             db,
@@ -147,6 +149,7 @@ impl Application {
                 .configure(|cfg| crate::proxy::routes::configure(cfg, proxy.clone()))
                 .configure(crate::pages::connect::configure)
                 .configure(crate::pages::authorize::configure)
+                .configure(crate::pages::sso::configure)
                 .configure(api::oauth::configure)
                 .service(Scalar::with_url("/api/docs", spec.clone()))
                 .default_service(web::to(|| async { Err::<HttpResponse, _>(ApiError::NotFound) }))

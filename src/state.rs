@@ -35,6 +35,8 @@ pub struct AppState {
     pub vault: Arc<Vault>,
     /// Where outbound requests may go.
     pub egress: Arc<crate::egress::Egress>,
+    /// Organisations' identity providers (SSO, JWT keys).
+    pub oidc: crate::control::identity::Oidc,
     /// The gateway's own authorization server.
     pub oauth: ServerConfig,
     /// Client registrations per client address (registration is open to anyone).

@@ -28,6 +28,16 @@ pub(crate) async fn sign_in(
         .throttle
         .reserve(email.as_str(), address.as_deref(), now)
         .map_err(|retry_after_secs| ApiError::TooManyAttempts { retry_after_secs })?;
+    // Before the password is looked at: an organisation that made SSO mandatory gets no
+    // password check at all for its domains, right or wrong.
+    if let Some(idp) = crate::control::identity::sso_required_for(&state.db, &email).await? {
+        let tenant = match idp.tenant_id {
+            Some(id) => crate::control::tenants::slugs_of(&state.db, vec![id]).await?.remove(&id),
+            None => None,
+        };
+        let start_url = sso_start_url(tenant.as_deref(), &idp.slug, "/", &[("login_hint", email.as_str())]);
+        return Err(ApiError::SsoRequired { provider: idp.display_name, start_url });
+    }
     let user = users::find_by_email(&state.db, &email).await?;
     let stored = user.as_ref().filter(|u| !u.disabled).and_then(|u| u.password_hash.clone());
     let verified = password::verify_password(password, stored).await?;
@@ -39,10 +49,19 @@ pub(crate) async fn sign_in(
         }
     };
     state.throttle.succeeded(email.as_str(), address.as_deref(), now);
-    let ttl = chrono::Duration::minutes(i64::from(state.settings.session_ttl_minutes));
-    let (secret, _) = sessions::create(&state.db, user.id, ttl, now).await?;
+    let (secret, ttl) = open_session(state, &user).await?;
     tracing::info!(user_id = user.id, "signed in");
     Ok((user, secret, ttl))
+}
+
+/// Opens a browser session for someone already authenticated (password or provider).
+pub(crate) async fn open_session(
+    state: &AppState,
+    user: &crate::store::entities::users::Model,
+) -> ApiResult<(String, chrono::Duration)> {
+    let ttl = chrono::Duration::minutes(i64::from(state.settings.session_ttl_minutes));
+    let (secret, _) = sessions::create(&state.db, user.id, ttl, state.clock.now()).await?;
+    Ok((secret, ttl))
 }
 
 /// The cookie that removes the session cookie from the browser (sign-out).
@@ -90,4 +109,17 @@ pub fn check_return_to(public_base: &str, target: &str) -> ApiResult<String> {
         return Err(refused());
     }
     Ok(local.to_owned())
+}
+
+/// The SSO start URL of a provider (`/oauth/sso/start`).
+pub fn sso_start_url(tenant: Option<&str>, slug: &str, return_to: &str, extra: &[(&str, &str)]) -> String {
+    let mut query = url::form_urlencoded::Serializer::new(String::new());
+    if let Some(t) = tenant {
+        query.append_pair("tenant", t);
+    }
+    query.append_pair("idp", slug).append_pair("return_to", return_to);
+    for (k, v) in extra {
+        query.append_pair(k, v);
+    }
+    format!("/oauth/sso/start?{}", query.finish())
 }

@@ -12,6 +12,7 @@ mod m20261127_190000_create_tokens_and_virtual_accounts;
 mod m20261127_200000_create_policy;
 mod m20261128_100000_create_outbound_auth;
 mod m20261128_200000_create_oauth_server;
+mod m20261202_100000_create_identity;
 
 pub struct Migrator;
 
@@ -26,6 +27,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261127_200000_create_policy::Migration),
             Box::new(m20261128_100000_create_outbound_auth::Migration),
             Box::new(m20261128_200000_create_oauth_server::Migration),
+            Box::new(m20261202_100000_create_identity::Migration),
         ]
     }
 }

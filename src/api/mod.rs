@@ -8,6 +8,7 @@ pub mod connections;
 pub mod extract;
 pub mod health;
 pub mod how_to_use;
+pub mod identity;
 pub mod json;
 pub mod middleware;
 pub mod oauth;
@@ -65,6 +66,7 @@ pub use validate;
         (name = "users", description = "Platform users (platform admins)"),
         (name = "tenants", description = "Tenants"),
         (name = "members", description = "Tenant members and roles"),
+        (name = "identity providers", description = "OpenID providers for SSO sign-in and inbound JWTs, per tenant and for the platform"),
         (name = "teams", description = "Teams, usable as collaborators"),
         (name = "auth overrides", description = "Your own (or, for managers, anyone's) values for a server's per-user credential placeholders; write-only"),
         (name = "connections", description = "Your per-user OAuth authorizations at upstream providers"),
@@ -121,6 +123,14 @@ pub fn configure(cfg: &mut ServiceConfig) {
             .service(auth::logout)
             .service(auth::me)
             .service(auth::change_password)
+            .service(identity::login_providers)
+            .service(identity::accept_invitation)
+            .service(identity::list_platform_idps)
+            .service(identity::create_platform_idp)
+            .service(identity::get_platform_idp)
+            .service(identity::update_platform_idp)
+            .service(identity::delete_platform_idp)
+            .service(identity::test_platform_idp)
             .service(tokens::create_token)
             .service(tokens::list_tokens)
             .service(tokens::revoke_all_tokens)
@@ -141,6 +151,15 @@ pub fn configure(cfg: &mut ServiceConfig) {
             .service(tenants::add_member)
             .service(tenants::update_member)
             .service(tenants::remove_member)
+            .service(identity::create_invitation)
+            .service(identity::list_invitations)
+            .service(identity::revoke_invitation)
+            .service(identity::list_tenant_idps)
+            .service(identity::create_tenant_idp)
+            .service(identity::get_tenant_idp)
+            .service(identity::update_tenant_idp)
+            .service(identity::delete_tenant_idp)
+            .service(identity::test_tenant_idp)
             .service(teams::list_teams)
             .service(teams::create_team)
             .service(teams::get_team)

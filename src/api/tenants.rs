@@ -68,7 +68,8 @@ pub async fn list_tenants(
     })))
 }
 
-/// Create a tenant (platform admins). It starts with the built-in `everyone` team.
+/// Create a tenant (platform admins). It starts with the built-in `everyone` team, and with
+/// you as its first admin member.
 #[utoipa::path(
     tag = "tenants",
     request_body = CreateTenantRequest,
@@ -87,8 +88,10 @@ pub async fn create_tenant(
         slug = Slug::parse("slug", &body.slug),
         display_name = DisplayName::parse("display_name", &body.display_name),
     }
-    let tenant = tenants::create(&state.db, &admin.actor(), slug, display_name, state.clock.now()).await?;
-    Ok(HttpResponse::Created().json(TenantView::new(tenant, None)))
+    let creator = admin.caller.user().map(|u| u.id);
+    let tenant = tenants::create(&state.db, &admin.actor(), creator, slug, display_name, state.clock.now()).await?;
+    let role = creator.map(|_| TenantRole::Admin);
+    Ok(HttpResponse::Created().json(TenantView::new(tenant, role)))
 }
 
 /// Get a tenant.

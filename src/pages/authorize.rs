@@ -115,6 +115,14 @@ async fn sign_in_page(req: &HttpRequest, state: &AppState, return_to: &str, prob
         None => "An application".into(),
     };
     let resource = query.get("resource");
+    // "Continue with <provider>" for the tenant whose MCP URL is being connected, and the
+    // platform's providers.
+    let tenant_slug = resource.and_then(|r| state.oauth.parse_resource(r)).map(|(tenant, _)| tenant);
+    let tenant = match &tenant_slug {
+        Some(slug) => crate::control::tenants::find_by_slug(&state.db, slug).await.ok().flatten(),
+        None => None,
+    };
+    let providers = crate::control::identity::login_providers(&state.db, tenant.as_ref()).await.unwrap_or_default();
     let html = page(
         if problem.is_none() { StatusCode::OK } else { StatusCode::UNAUTHORIZED },
         "Sign in",
@@ -126,6 +134,10 @@ async fn sign_in_page(req: &HttpRequest, state: &AppState, return_to: &str, prob
                 " for you."
             }
             @if let Some(problem) = problem { p.error { (problem) } }
+            @for p in &providers {
+                @let slug = p.tenant_id.and(tenant.as_ref()).map(|t| t.slug.as_str());
+                p { a.sso href=(crate::web::sso_start_url(slug, &p.slug, return_to, &[])) { "Continue with " (p.display_name) } }
+            }
             form method="post" action="/oauth/authorize/sign-in" {
                 (token.field())
                 input type="hidden" name="return_to" value=(return_to);

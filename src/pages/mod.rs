@@ -5,6 +5,7 @@
 
 pub mod authorize;
 pub mod connect;
+pub mod sso;
 
 use actix_web::cookie::Cookie;
 use actix_web::http::StatusCode;
@@ -35,6 +36,9 @@ pub async fn sign_in_from_form(req: &HttpRequest, state: &AppState, email: &str,
         )),
         Err(ApiError::TooManyAttempts { retry_after_secs }) => {
             FormSignIn::Retry(format!("Too many failed attempts; try again in {retry_after_secs} seconds."))
+        }
+        Err(ApiError::SsoRequired { provider, .. }) => {
+            FormSignIn::Retry(format!("This email signs in with {provider}: use the button for it below."))
         }
         Err(ApiError::InvalidCredentials | ApiError::Validation(_)) => {
             FormSignIn::Retry("The email or password is not correct.".into())

@@ -34,11 +34,12 @@ pub struct Event {
     target: String,
     tenant: Option<(i64, String)>,
     details: Option<Value>,
+    outcome: &'static str,
 }
 
 impl Event {
     pub fn new(action: &'static str, target: impl Into<String>) -> Self {
-        Self { action, target: target.into(), tenant: None, details: None }
+        Self { action, target: target.into(), tenant: None, details: None, outcome: SUCCESS }
     }
 
     pub fn tenant(mut self, tenant: &tenants::Model) -> Self {
@@ -51,6 +52,12 @@ impl Event {
             Some(t) => self.tenant(t),
             None => self,
         }
+    }
+
+    /// A refusal's code instead of `success`.
+    pub fn outcome(mut self, outcome: &'static str) -> Self {
+        self.outcome = outcome;
+        self
     }
 
     pub fn details(mut self, details: impl Into<Option<Value>>) -> Self {
@@ -70,7 +77,7 @@ pub async fn record(db: &impl ConnectionTrait, actor: &Actor, event: Event, now:
         actor: Set(actor.subject.clone()),
         action: Set(event.action.to_owned()),
         target: Set(event.target),
-        outcome: Set(SUCCESS.to_owned()),
+        outcome: Set(event.outcome.to_owned()),
         request_id: Set(actor.request_id.clone()),
         details: Set(event.details),
         ..Default::default()

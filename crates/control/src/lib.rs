@@ -11,6 +11,8 @@ pub mod policy;
 
 pub mod audit;
 pub mod caller;
+pub mod identity;
+pub mod invitations;
 pub mod legacy_sse;
 pub mod members;
 pub mod outbound;

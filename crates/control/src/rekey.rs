@@ -11,8 +11,8 @@ use sea_orm::{
 use crate::auth::seal::{Place, Sealer};
 use crate::outbound::AuthData;
 use crate::store::entities::{
-    access_tokens, auth_overrides, servers, signing_keys, upstream_auth_states, upstream_clients, upstream_grants,
-    virtual_members,
+    access_tokens, auth_overrides, identity_providers, servers, signing_keys, upstream_auth_states, upstream_clients,
+    upstream_grants, virtual_members,
 };
 
 fn reseal(value: &str, place: &Place, old: &Sealer, new: &Sealer) -> anyhow::Result<String> {
@@ -112,6 +112,15 @@ pub async fn reseal_all<C: TransactionTrait>(db: &C, old: &Sealer, new: &Sealer)
     for row in upstream_clients::Entity::find().all(&txn).await? {
         if row.client_secret.is_some() {
             let sealed = reseal_opt(row.client_secret.clone(), &Place::upstream_client(row.server_id), old, new)?;
+            let mut active = row.into_active_model();
+            active.client_secret = Set(sealed);
+            active.update(&txn).await?;
+            moved += 1;
+        }
+    }
+    for row in identity_providers::Entity::find().all(&txn).await? {
+        if row.client_secret.is_some() {
+            let sealed = reseal_opt(row.client_secret.clone(), &Place::idp_secret(row.id), old, new)?;
             let mut active = row.into_active_model();
             active.client_secret = Set(sealed);
             active.update(&txn).await?;

@@ -14,10 +14,12 @@ use crate::page::{self, PageRequest, Paged};
 use crate::store::entities::{teams, tenant_members, tenants, virtual_members};
 use crate::teams::EVERYONE;
 
-/// Creates a tenant with its built-in `everyone` team, atomically.
+/// Creates a tenant with its built-in `everyone` team and, when a person creates it, that
+/// person as its first admin member, atomically.
 pub async fn create<C: TransactionTrait>(
     db: &C,
     actor: &Actor,
+    creator: Option<i64>,
     slug: Slug,
     display_name: DisplayName,
     now: DateTime<Utc>,
@@ -45,8 +47,26 @@ pub async fn create<C: TransactionTrait>(
     }
     .insert(txn)
     .await?;
-    change.commit(Event::new("tenant.create", format!("tenant:{slug}")).tenant(&tenant)).await?;
+    if let Some(user_id) = creator {
+        tenant_members::ActiveModel {
+            tenant_id: Set(tenant.id),
+            user_id: Set(user_id),
+            role: Set(TenantRole::Admin.as_str().to_owned()),
+            created_at: Set(now),
+            ..Default::default()
+        }
+        .insert(txn)
+        .await?;
+    }
+    let details = serde_json::json!({"creator_is_admin": creator.is_some()});
+    change.commit(Event::new("tenant.create", format!("tenant:{slug}")).tenant(&tenant).details(details)).await?;
     Ok(tenant)
+}
+
+/// Slugs of tenants by id.
+pub async fn slugs_of(db: &impl ConnectionTrait, ids: Vec<i64>) -> Result<HashMap<i64, String>> {
+    let rows = tenants::Entity::find().filter(tenants::Column::Id.is_in(ids)).all(db).await?;
+    Ok(rows.into_iter().map(|t| (t.id, t.slug)).collect())
 }
 
 pub async fn find_by_slug(db: &impl ConnectionTrait, slug: &str) -> Result<Option<tenants::Model>> {

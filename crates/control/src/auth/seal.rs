@@ -66,6 +66,15 @@ impl Place {
     }
 
     /// A rotated virtual-account token waiting to be claimed, by the token's public id.
+    pub fn idp_secret(idp_id: i64) -> Self {
+        Self::new("identity_providers", "client_secret", idp_id)
+    }
+
+    /// A sign-in at an identity provider in progress, kept in the browser's cookie.
+    pub fn sso_flow() -> Self {
+        Self::new("browser", "sso_flow", "-")
+    }
+
     pub fn pending_token(public_id: &str) -> Self {
         Self::new("access_tokens", "pending_secret", public_id)
     }

@@ -2,6 +2,8 @@ pub mod access_tokens;
 pub mod audit_events;
 pub mod auth_overrides;
 pub mod collaborators;
+pub mod identity_providers;
+pub mod invitations;
 pub mod oauth_clients;
 pub mod oauth_codes;
 pub mod oauth_consents;
