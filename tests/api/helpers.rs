@@ -183,14 +183,25 @@ impl TestApp {
         self.signed_in(email, &password).await
     }
 
-    /// Creates a tenant with `admin` (a platform admin) and adds members with roles.
+    /// Creates a tenant with `admin` (a platform admin, who becomes its first admin member) and
+    /// adds members with roles. When one of them is an admin, the platform admin then steps
+    /// back out of the membership (keeping platform rights), so the tenant's members are exactly
+    /// those named.
     pub async fn tenant(&self, admin: &Client, slug: &str, members: &[(&str, &str)]) {
-        admin.post("/api/v1/tenants", json!({"slug": slug, "display_name": slug})).await.expect(201);
+        let created = admin.post("/api/v1/tenants", json!({"slug": slug, "display_name": slug})).await.expect(201);
+        assert_eq!(created["role"], "admin", "the creator is the tenant's first admin");
         for (email, role) in members {
             admin
                 .post(&format!("/api/v1/tenants/{slug}/members"), json!({"email": email, "role": role}))
                 .await
                 .expect(201);
+        }
+        if members.iter().any(|(_, role)| *role == "admin") {
+            let me = admin.get("/api/v1/me").await.expect(200);
+            let email = me["user"]["email"].as_str().unwrap().to_owned();
+            if !members.iter().any(|(e, _)| *e == email) {
+                admin.delete(&format!("/api/v1/tenants/{slug}/members/{email}")).await.expect(204);
+            }
         }
     }
 }

@@ -119,6 +119,23 @@ fn every_operation_documents_its_errors() {
         "GET /api/v1/me/connections",
         "POST /api/v1/me/connections/{tenant}/{server}",
         "DELETE /api/v1/me/connections/{tenant}/{server}",
+        "GET /api/v1/auth/providers",
+        "POST /api/v1/me/invitations/accept",
+        "GET /api/v1/identity-providers",
+        "POST /api/v1/identity-providers",
+        "GET /api/v1/identity-providers/{idp}",
+        "PATCH /api/v1/identity-providers/{idp}",
+        "DELETE /api/v1/identity-providers/{idp}",
+        "POST /api/v1/identity-providers/{idp}/test",
+        "GET /api/v1/tenants/{tenant}/identity-providers",
+        "POST /api/v1/tenants/{tenant}/identity-providers",
+        "GET /api/v1/tenants/{tenant}/identity-providers/{idp}",
+        "PATCH /api/v1/tenants/{tenant}/identity-providers/{idp}",
+        "DELETE /api/v1/tenants/{tenant}/identity-providers/{idp}",
+        "POST /api/v1/tenants/{tenant}/identity-providers/{idp}/test",
+        "POST /api/v1/tenants/{tenant}/invitations",
+        "GET /api/v1/tenants/{tenant}/invitations",
+        "DELETE /api/v1/tenants/{tenant}/invitations/{id}",
     ];
     assert_eq!(routes, expected.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>());
 }

@@ -571,7 +571,8 @@ async fn binary_with_tenant(
     let mut admin = Client::new(&server.base);
     admin.login("ops@example.com", "ops-password-123").await.expect(200);
     admin.post("/api/v1/tenants", json!({"slug": "acme", "display_name": "Acme"})).await.expect(201);
-    admin.post("/api/v1/tenants/acme/members", json!({"email": "ops@example.com", "role": "admin"})).await.expect(201);
+    let members = admin.get("/api/v1/tenants/acme/members").await.expect(200);
+    assert_eq!(members["items"][0]["email"], "ops@example.com", "the creator is the tenant's first admin");
     let token =
         admin.post("/api/v1/me/tokens", json!({"name": "ide"})).await.expect(201)["token"].as_str().unwrap().to_owned();
     (server, admin, token)

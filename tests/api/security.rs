@@ -738,6 +738,14 @@ async fn the_consent_page_offers_only_what_the_proxy_allows() {
     let admin = app.admin().await;
     // A platform admin creates a tenant and a server without being a member of the tenant.
     admin.post("/api/v1/tenants", json!({"slug": "solo", "display_name": "Solo"})).await.expect(201);
+    // The creator hands the tenant to someone else and steps out of its membership: a platform
+    // admin who is not a member.
+    app.user(&admin, "keeper@example.com").await;
+    admin
+        .post("/api/v1/tenants/solo/members", json!({"email": "keeper@example.com", "role": "admin"}))
+        .await
+        .expect(201);
+    admin.delete(&format!("/api/v1/tenants/solo/members/{ADMIN_EMAIL}")).await.expect(204);
     admin
         .post(
             "/api/v1/tenants/solo/servers",
