@@ -59,6 +59,7 @@ pub struct ChangePasswordRequest {
     request_body = LoginRequest,
     responses(
         (status = 200, description = "Signed in; `Set-Cookie` carries the session", body = LoginResponse),
+        (status = 403, description = "This email's organisation requires SSO (`sso_required`); `detail` names the provider's start URL", body = crate::error::Problem, content_type = "application/problem+json"),
         BadRequest, Unauthorized, UnsupportedMediaType, Unprocessable, TooManyRequests, Internal
     )
 )]

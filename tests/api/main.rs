@@ -11,6 +11,7 @@ mod gateway;
 #[path = "../fixture/guarded.rs"]
 mod guarded;
 mod helpers;
+mod identity;
 mod members;
 mod oauth;
 mod openapi;

@@ -167,7 +167,7 @@ async fn token_request(app: &TestApp, form: &[(&str, &str)]) -> (u16, Value) {
 }
 
 /// `grant_type=authorization_code` for a public client: (status, body).
-async fn exchange(app: &TestApp, client_id: &str, redirect: &str, code: &str, verifier: &str) -> (u16, Value) {
+pub async fn exchange(app: &TestApp, client_id: &str, redirect: &str, code: &str, verifier: &str) -> (u16, Value) {
     let form = [
         ("grant_type", "authorization_code"),
         ("code", code),

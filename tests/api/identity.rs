@@ -1,0 +1,410 @@
+//! Identity providers against a real OpenID Provider (`oidc-provider`, npm, on loopback): SSO on
+//! the authorize page and for the platform, just-in-time users, domains, verified emails,
+//! groups to teams, invitations, SSO-mandatory domains.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+
+use reqwest::header::LOCATION;
+use serde_json::{json, Value};
+
+use crate::helpers::{spawn_app, Client, TestApp, ADMIN_EMAIL, ADMIN_PASSWORD};
+use crate::oauth::{authorize_url, pkce, public_client, query_of, unescape, Browser, Decision};
+use crate::peers;
+
+const SECRET: &str = "corp-client-secret-0123456789";
+
+/// A running OpenID Provider, killed on drop.
+pub struct Op {
+    child: Child,
+    pub issuer: String,
+    accounts: tempfile::NamedTempFile,
+}
+
+impl Op {
+    /// Changes what the provider says about people from their next sign-in on.
+    pub fn set_accounts(&self, accounts: &Value) {
+        std::fs::write(self.accounts.path(), accounts.to_string()).unwrap();
+    }
+}
+
+impl Drop for Op {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts the provider with one confidential client `gw` whose redirect URI is the gateway's,
+/// and the given accounts (login -> claims).
+pub fn op(app: &TestApp, accounts: Value) -> Op {
+    let entry = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/peers/oidc-provider.mjs");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let clients = json!([{
+        "client_id": "gw",
+        "client_secret": SECRET,
+        "redirect_uris": [format!("{}/oauth/sso/callback", app.base)],
+        "grant_types": ["authorization_code"],
+        "response_types": ["code"],
+    }]);
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), accounts.to_string()).unwrap();
+    #[allow(clippy::zombie_processes)] // Op's Drop kills and waits for it
+    let mut child = Command::new("node")
+        .arg(entry)
+        .env("PORT", port.to_string())
+        .env("CLIENTS", clients.to_string())
+        .env("ACCOUNTS_FILE", file.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("node is installed");
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert!(line.starts_with("listening"), "oidc-provider did not start: {line}");
+    // Keep reading: a closed pipe would stop the provider at its next line of output.
+    std::thread::spawn(move || for _ in out.lines() {});
+    Op { child, issuer: format!("http://127.0.0.1:{port}"), accounts: file }
+}
+
+fn accounts() -> Value {
+    json!({
+        "alice": {"email": "alice@corp.example", "email_verified": true, "name": "Alice", "groups": ["eng", "staff"]},
+        "bob": {"email": "bob@corp.example", "email_verified": false},
+        "eve": {"email": "eve@elsewhere.example", "email_verified": true},
+        "carol": {"email": "carol@corp.example", "email_verified": true},
+        "frank": {"email": "frank@partner.example", "email_verified": true},
+        "root": {"email": ADMIN_EMAIL, "email_verified": true},
+    })
+}
+
+fn corp_idp(op: &Op) -> Value {
+    json!({
+        "slug": "corp",
+        "display_name": "Corp SSO",
+        "issuer": op.issuer,
+        "client_id": "gw",
+        "client_secret": SECRET,
+        "scopes": ["openid", "email", "profile", "groups"],
+        "allowed_domains": ["corp.example"],
+        "groups_claim": "groups",
+        "group_teams": {"eng": "engineers"},
+    })
+}
+
+/// Follows a gateway link through the provider's login (as `login`) and consent until the
+/// gateway's callback answers: its redirect (status, location), or the page it shows
+/// (status, the URL, the body).
+async fn through_provider(
+    browser: &Browser,
+    app: &TestApp,
+    op: &Op,
+    start: &str,
+    login: &str,
+) -> (u16, String, String) {
+    let mut current = url::Url::parse(&app.base).unwrap().join(start).unwrap();
+    let mut res = browser.http.get(current.clone()).send().await.unwrap();
+    for _ in 0..30 {
+        let status = res.status().as_u16();
+        let at_callback = current.path() == "/oauth/sso/callback";
+        if res.status().is_redirection() {
+            let location = current.join(res.headers()[LOCATION].to_str().unwrap()).unwrap();
+            if at_callback {
+                return (status, location.to_string(), String::new());
+            }
+            current = location;
+            res = browser.http.get(current.clone()).send().await.unwrap();
+            continue;
+        }
+        let body = res.text().await.unwrap();
+        if !current.as_str().starts_with(&op.issuer) {
+            return (status, current.to_string(), body);
+        }
+        // The provider's own pages: its login form, then its consent form.
+        let start = body.find("action=\"").unwrap_or_else(|| panic!("{status} {current}: {body}")) + 8;
+        let action = current.join(&unescape(&body[start..start + body[start..].find('"').unwrap()])).unwrap();
+        let form: Vec<(&str, &str)> = if body.contains("name=\"login\"") {
+            vec![("prompt", "login"), ("login", login), ("password", "any-password")]
+        } else {
+            vec![("prompt", "consent")]
+        };
+        res = browser.http.post(action.clone()).form(&form).send().await.unwrap();
+        current = action;
+    }
+    panic!("the sign-in did not end");
+}
+
+/// The first "Continue with" link of a page.
+fn continue_link(page: &str) -> String {
+    let marker = page.find("Continue with").unwrap_or_else(|| panic!("no SSO button: {page}"));
+    let href = page[..marker].rfind("href=\"").unwrap() + 6;
+    unescape(&page[href..href + page[href..].find('"').unwrap()])
+}
+
+async fn acme_with_engineers(app: &TestApp, admin: &Client) {
+    admin.post("/api/v1/tenants", json!({"slug": "acme", "display_name": "Acme"})).await.expect(201);
+    admin
+        .post("/api/v1/tenants/acme/teams", json!({"slug": "engineers", "display_name": "Engineers"}))
+        .await
+        .expect(201);
+    admin
+        .post(
+            "/api/v1/tenants/acme/servers",
+            json!({"slug": "fixture", "display_name": "F", "kind": "remote", "url": peers::rmcp_upstream().await}),
+        )
+        .await
+        .expect(201);
+    admin
+        .send(
+            reqwest::Method::PUT,
+            "/api/v1/tenants/acme/servers/fixture/collaborators",
+            Some(json!({"subject": "team:engineers", "role": "user"})),
+        )
+        .await
+        .expect(201);
+    let _ = app;
+}
+
+fn emails(list: &Value) -> Vec<String> {
+    list["items"].as_array().unwrap().iter().map(|m| m["email"].as_str().unwrap().to_owned()).collect()
+}
+
+#[tokio::test]
+async fn sso_on_the_authorize_page_creates_people_just_in_time_with_teams_from_groups() {
+    let app = spawn_app().await;
+    let admin = app.admin().await;
+    acme_with_engineers(&app, &admin).await;
+    let op = op(&app, accounts());
+
+    // Registration: the secret is write-only, the redirect URI to register is given.
+    let idp = admin.post("/api/v1/tenants/acme/identity-providers", corp_idp(&op)).await.expect(201);
+    assert_eq!(idp["redirect_uri"], format!("{}/oauth/sso/callback", app.base));
+    assert_eq!(idp["has_client_secret"], true);
+    assert!(!idp.to_string().contains(SECRET));
+    let tested = admin.post("/api/v1/tenants/acme/identity-providers/corp/test", json!({})).await.expect(200);
+    assert_eq!(tested["issuer"], op.issuer);
+    assert!(tested["keys"].as_u64().unwrap() >= 1);
+
+    // An MCP client asks to connect; the sign-in page offers the tenant's provider.
+    let client_id = public_client(&app).await;
+    let (verifier, challenge) = pkce();
+    let resource = format!("{}/acme/mcp/fixture/server", app.base);
+    let redirect = "http://127.0.0.1:40000/callback";
+    let authorize = authorize_url(&app, &client_id, redirect, &challenge, &resource);
+    let browser = Browser::new(&app.base);
+    let page = browser.http.get(&authorize).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("Continue with Corp SSO"), "{page}");
+    let (status, location, _) = through_provider(&browser, &app, &op, &continue_link(&page), "alice").await;
+    // Back at the gateway, signed in: the same consent page a password sign-in leads to.
+    assert_eq!(status, 303);
+    assert_eq!(location, authorize);
+    let consent = browser.http.get(&location).send().await.unwrap().text().await.unwrap();
+    assert!(consent.contains("action=\"/oauth/authorize/decision\""), "{consent}");
+    let back = browser.authorize(&authorize, ("unused", "unused"), Decision::Approve, &[]).await;
+    let code = query_of(&back)["code"].clone();
+    let (status, tokens) = crate::oauth::exchange(&app, &client_id, redirect, &code, &verifier).await;
+    assert_eq!(status, 200, "{tokens}");
+    // The token works at the proxy: alice is in `engineers` through her `eng` group.
+    let mcp = reqwest::Client::new()
+        .post(&resource)
+        .bearer_auth(tokens["access_token"].as_str().unwrap())
+        .header("accept", "application/json, text/event-stream")
+        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(mcp.status(), 200);
+
+    let members = admin.get("/api/v1/tenants/acme/members").await.expect(200);
+    assert!(emails(&members).contains(&"alice@corp.example".to_owned()));
+    let team = admin.get("/api/v1/tenants/acme/teams/engineers/members").await.expect(200);
+    assert_eq!(emails(&team), ["alice@corp.example"]);
+    let audit = admin.get("/api/v1/tenants/acme/audit-events?action=user.create").await.expect(200);
+    assert_eq!(audit["items"][0]["details"]["just_in_time"], true);
+
+    // Groups are followed at every sign-in: without `eng`, alice leaves `engineers`.
+    let mut moved = accounts();
+    moved["alice"]["groups"] = json!(["staff"]);
+    op.set_accounts(&moved);
+    let again = Browser::new(&app.base);
+    let start = "/oauth/sso/start?tenant=acme&idp=corp&return_to=%2F";
+    let (status, location, _) = through_provider(&again, &app, &op, start, "alice").await;
+    assert_eq!((status, location), (303, format!("{}/", app.base)));
+    let team = admin.get("/api/v1/tenants/acme/teams/engineers/members").await.expect(200);
+    assert!(emails(&team).is_empty(), "{team}");
+}
+
+#[tokio::test]
+async fn sso_refusals_have_their_own_codes_in_the_page_and_the_audit_trail() {
+    let app = spawn_app().await;
+    let admin = app.admin().await;
+    acme_with_engineers(&app, &admin).await;
+    let op = op(&app, accounts());
+    admin.post("/api/v1/tenants/acme/identity-providers", corp_idp(&op)).await.expect(201);
+    // carol has a password account the provider did not create: the tenant's provider cannot
+    // take it over, whatever email it asserts.
+    app.user(&admin, "carol@corp.example").await;
+    let start = "/oauth/sso/start?tenant=acme&idp=corp&return_to=%2F";
+    for (login, code) in
+        [("bob", "unverified_email"), ("eve", "domain_not_allowed"), ("carol", "not_vouched"), ("root", "not_vouched")]
+    {
+        let (status, _, page) = through_provider(&Browser::new(&app.base), &app, &op, start, login).await;
+        assert_eq!(status, 403, "{login}: {page}");
+        assert!(page.contains(&format!("<code>{code}</code>")), "{login}: {page}");
+    }
+    let audit = admin.get("/api/v1/tenants/acme/audit-events?action=user.sign_in").await.expect(200);
+    let outcomes: Vec<&str> =
+        audit["items"].as_array().unwrap().iter().map(|e| e["outcome"].as_str().unwrap()).collect();
+    assert_eq!(outcomes, ["not_vouched", "not_vouched", "domain_not_allowed", "unverified_email"]);
+    // Nobody was created or added.
+    let members = admin.get("/api/v1/tenants/acme/members").await.expect(200);
+    assert_eq!(emails(&members), [ADMIN_EMAIL]);
+    // A flow not started in this browser is refused.
+    let stray = Browser::new(&app.base);
+    let res = stray.http.get(format!("{}/oauth/sso/callback?code=x&state=y", app.base)).send().await.unwrap();
+    assert_eq!(res.status(), 400);
+}
+
+#[tokio::test]
+async fn providers_are_validated_and_only_tenant_admins_manage_them() {
+    let app = spawn_app().await;
+    let admin = app.admin().await;
+    acme_with_engineers(&app, &admin).await;
+    let member = app.user(&admin, "m@example.com").await;
+    admin.post("/api/v1/tenants/acme/members", json!({"email": "m@example.com", "role": "member"})).await.expect(201);
+    let bad = json!({"slug": "x", "display_name": "X", "issuer": "not a url", "client_id": "gw",
+        "scopes": ["email"], "group_teams": {"eng": "nope"}, "allowed_domains": ["not a domain"]});
+    let reply = admin.post("/api/v1/tenants/acme/identity-providers", bad).await;
+    let mut fields = reply.error_fields();
+    fields.sort();
+    assert_eq!(fields, ["allowed_domains[0]", "group_teams.eng", "issuer", "scopes"]);
+    reply.problem(422, "validation_failed");
+    let ok = json!({"slug": "corp", "display_name": "Corp", "issuer": "https://idp.corp.example", "client_id": "gw"});
+    member.post("/api/v1/tenants/acme/identity-providers", ok.clone()).await.problem(403, "forbidden");
+    admin.post("/api/v1/tenants/acme/identity-providers", ok.clone()).await.expect(201);
+    admin.post("/api/v1/tenants/acme/identity-providers", ok).await.problem(409, "already_exists");
+    let changed =
+        admin.patch("/api/v1/tenants/acme/identity-providers/corp", json!({"accept_jwt": true})).await.expect(200);
+    assert_eq!((changed["accept_jwt"].as_bool(), changed["login"].as_bool()), (Some(true), Some(true)));
+    // The test names what failed: here the egress policy of a default gateway would let it
+    // through, but the name does not resolve.
+    admin.post("/api/v1/tenants/acme/identity-providers/corp/test", json!({})).await.problem(503, "unavailable");
+    admin.delete("/api/v1/tenants/acme/identity-providers/corp").await.expect(204);
+    admin.get("/api/v1/tenants/acme/identity-providers/corp").await.problem(404, "not_found");
+}
+
+#[tokio::test]
+async fn an_sso_mandatory_domain_refuses_passwords_and_points_to_its_provider() {
+    let app = spawn_app().await;
+    let admin = app.admin().await;
+    acme_with_engineers(&app, &admin).await;
+    let op = op(&app, accounts());
+    let mut body = corp_idp(&op);
+    body["sso_required"] = json!(true);
+    admin.post("/api/v1/tenants/acme/identity-providers", body).await.expect(201);
+    let dora = json!({"email": "dora@corp.example", "display_name": "Dora", "password": "pw-dora@corp.example-secret"});
+    admin.post("/api/v1/users", dora).await.expect(201);
+    let refused = Client::new(&app.base)
+        .post("/api/v1/auth/login", json!({"email": "dora@corp.example", "password": "pw-dora@corp.example-secret"}))
+        .await
+        .problem(403, "sso_required");
+    assert!(refused["detail"].as_str().unwrap().contains("/oauth/sso/start?tenant=acme&idp=corp"), "{refused}");
+    // Other domains keep their passwords.
+    let mut root = Client::new(&app.base);
+    root.login(ADMIN_EMAIL, ADMIN_PASSWORD).await.expect(200);
+    // Home-realm discovery names the provider, and that it is required.
+    let found = Client::new(&app.base).get("/api/v1/auth/providers?email=dora%40corp.example").await.expect(200);
+    assert_eq!(found["items"][0]["slug"], "corp");
+    assert_eq!(found["items"][0]["required"], true);
+}
+
+#[tokio::test]
+async fn invitations_are_accepted_by_password_and_by_sso_once() {
+    let app = spawn_app().await;
+    let admin = app.admin().await;
+    acme_with_engineers(&app, &admin).await;
+    let op = op(&app, accounts());
+    admin.post("/api/v1/tenants/acme/identity-providers", corp_idp(&op)).await.expect(201);
+
+    // By password: an existing account.
+    app.user(&admin, "dan@example.com").await;
+    let invited = admin
+        .post("/api/v1/tenants/acme/invitations", json!({"email": "dan@example.com", "role": "member"}))
+        .await
+        .expect(201);
+    let url = invited["url"].as_str().unwrap().to_owned();
+    assert_eq!(invited["status"], "pending");
+    let listed = admin.get("/api/v1/tenants/acme/invitations").await.expect(200);
+    assert!(listed["items"][0].get("url").is_none(), "the link is shown once");
+    let browser = Browser::new(&app.base);
+    let page = browser.http.get(&url).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("dan@example.com") && page.contains("Continue with Corp SSO"), "{page}");
+    let form = [
+        ("token", crate::oauth::hidden(&page, "token")),
+        ("form_token", crate::oauth::hidden(&page, "form_token")),
+        ("email", "dan@example.com".to_owned()),
+        ("password", "pw-dan@example.com-secret".to_owned()),
+    ];
+    let done = browser.http.post(format!("{}/invitations/accept", app.base)).form(&form).send().await.unwrap();
+    assert_eq!(done.status(), 200);
+    // The link works once.
+    let again = browser.http.get(&url).send().await.unwrap();
+    assert_eq!(again.status(), 404);
+
+    // By SSO: someone outside the provider's domains, invited as admin, created on acceptance.
+    let invited = admin
+        .post("/api/v1/tenants/acme/invitations", json!({"email": "frank@partner.example", "role": "admin"}))
+        .await
+        .expect(201);
+    let url = invited["url"].as_str().unwrap().to_owned();
+    let browser = Browser::new(&app.base);
+    let page = browser.http.get(&url).send().await.unwrap().text().await.unwrap();
+    let (status, location, _) = through_provider(&browser, &app, &op, &continue_link(&page), "frank").await;
+    assert_eq!((status, location), (303, format!("{}/", app.base)));
+    let members = admin.get("/api/v1/tenants/acme/members").await.expect(200);
+    let roles: Vec<(String, String)> = members["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["email"].as_str().unwrap().to_owned(), m["role"].as_str().unwrap().to_owned()))
+        .collect();
+    assert!(roles.contains(&("dan@example.com".into(), "member".into())), "{roles:?}");
+    assert!(roles.contains(&("frank@partner.example".into(), "admin".into())), "{roles:?}");
+    // A revoked invitation's link stops working.
+    let third = admin
+        .post("/api/v1/tenants/acme/invitations", json!({"email": "gina@example.com", "role": "member"}))
+        .await
+        .expect(201);
+    admin.delete(&format!("/api/v1/tenants/acme/invitations/{}", third["id"].as_str().unwrap())).await.expect(204);
+    let res = Browser::new(&app.base).http.get(third["url"].as_str().unwrap()).send().await.unwrap();
+    assert_eq!(res.status(), 404);
+    let listed = admin.get("/api/v1/tenants/acme/invitations").await.expect(200);
+    let statuses: Vec<&str> =
+        listed["items"].as_array().unwrap().iter().map(|i| i["status"].as_str().unwrap()).collect();
+    assert_eq!(statuses, ["revoked", "accepted", "accepted"]);
+}
+
+#[tokio::test]
+async fn the_platform_provider_signs_admins_in_to_the_console() {
+    let app = spawn_app().await;
+    let admin = app.admin().await;
+    let op = op(&app, accounts());
+    let body = json!({"slug": "staff", "display_name": "Staff SSO", "issuer": op.issuer, "client_id": "gw",
+        "client_secret": SECRET, "allowed_domains": ["example.com"]});
+    admin.post("/api/v1/identity-providers", body).await.expect(201);
+    let offered = Client::new(&app.base).get("/api/v1/auth/providers?return_to=%2F").await.expect(200);
+    assert_eq!(offered["items"][0]["display_name"], "Staff SSO");
+    let start = offered["items"][0]["start_url"].as_str().unwrap().to_owned();
+    let browser = Browser::new(&app.base);
+    let (status, location, _) = through_provider(&browser, &app, &op, &start, "root").await;
+    assert_eq!((status, location), (303, format!("{}/", app.base)));
+    // The browser now holds a session of the platform admin.
+    let me = browser.http.get(format!("{}/api/v1/me", app.base)).send().await.unwrap();
+    assert_eq!(me.status(), 200);
+    let me: Value = me.json().await.unwrap();
+    assert_eq!(me["user"]["email"], ADMIN_EMAIL);
+}
