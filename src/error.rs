@@ -27,6 +27,8 @@ pub enum ApiError {
     InvalidCredentials,
     #[error("the bearer token is malformed, unknown, expired or revoked")]
     InvalidToken,
+    #[error("{0}")]
+    IdpTokenRejected(mcpgate_policy::idp::Rejection),
     #[error("this request needs the x-csrf-token header returned at sign-in")]
     CsrfFailed,
     #[error("{0}")]
@@ -77,6 +79,7 @@ impl ApiError {
             Self::Unauthenticated => (StatusCode::UNAUTHORIZED, "unauthenticated", "Authentication required"),
             Self::InvalidCredentials => (StatusCode::UNAUTHORIZED, "invalid_credentials", "Invalid credentials"),
             Self::InvalidToken => (StatusCode::UNAUTHORIZED, "invalid_token", "Invalid token"),
+            Self::IdpTokenRejected(r) => (StatusCode::UNAUTHORIZED, r.code(), "Identity-provider token not accepted"),
             Self::CsrfFailed => (StatusCode::FORBIDDEN, "csrf_failed", "CSRF check failed"),
             Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", "Forbidden"),
             Self::SsoRequired { .. } => (StatusCode::FORBIDDEN, "sso_required", "Sign in with your organisation"),
@@ -150,6 +153,12 @@ impl ApiError {
             }
             Self::InvalidToken => {
                 response.insert_header((header::WWW_AUTHENTICATE, "Bearer error=\"invalid_token\""));
+            }
+            Self::IdpTokenRejected(r) => {
+                let challenge = format!("Bearer error=\"invalid_token\", error_description=\"{}\"", r.code());
+                if let Ok(value) = HeaderValue::from_str(&challenge) {
+                    response.insert_header((header::WWW_AUTHENTICATE, value));
+                }
             }
             _ => {}
         }

@@ -101,8 +101,10 @@ impl Application {
             allow_private_documents: settings.oauth_cimd_allow_private,
         };
         let oidc = crate::control::identity::Oidc::new(egress.clone())?;
+        let idp_keys = Arc::new(crate::proxy::idp::IdpKeys::new(egress.clone())?);
         let state = web::Data::new(AppState {
             oidc,
+            idp_keys: idp_keys.clone(),
             oauth,
             registrations: governor::RateLimiter::keyed(crate::api::oauth::REGISTRATION_QUOTA),
             db,
@@ -126,6 +128,7 @@ impl Application {
                 allowed_origins: state.settings.allowed_origins.clone(),
                 rate_limit_per_minute: state.settings.proxy_rate_limit_per_minute,
                 egress: state.egress.clone(),
+                idp_keys,
             },
             state.clock.clone(),
             SessionSealer::from_proxy_key(&state.proxy_key),
@@ -245,6 +248,11 @@ fn spawn_background_jobs(state: web::Data<AppState>) {
                 Ok(0) => {}
                 Ok(n) => tracing::debug!(purged = n, "ended sign-ins and spent OAuth records removed"),
                 Err(e) => tracing::warn!(error = %e, "purging OAuth records failed"),
+            }
+            match crate::control::identity::refresh_keys(&state.db, &state.oidc, state.clock.now()).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(changed = n, "identity provider keys refreshed"),
+                Err(e) => tracing::warn!(error = %e, "refreshing identity provider keys failed"),
             }
             match sessions::purge_expired(&state.db, state.clock.now()).await {
                 Ok(0) => {}

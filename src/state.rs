@@ -37,6 +37,8 @@ pub struct AppState {
     pub egress: Arc<crate::egress::Egress>,
     /// Organisations' identity providers (SSO, JWT keys).
     pub oidc: crate::control::identity::Oidc,
+    /// Identity providers' keys for their JWTs, shared with the in-process proxy.
+    pub idp_keys: Arc<crate::proxy::idp::IdpKeys>,
     /// The gateway's own authorization server.
     pub oauth: ServerConfig,
     /// Client registrations per client address (registration is open to anyone).

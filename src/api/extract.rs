@@ -28,6 +28,8 @@ pub enum Credential {
     Session { id: i64, csrf_token: String },
     /// `Authorization: Bearer` with a personal access or virtual-account token.
     Token { id: i64 },
+    /// `Authorization: Bearer` with a JWT of an identity provider that has `accept_jwt`.
+    IdpToken { provider: String },
 }
 
 /// An authenticated caller: an enabled user, or a live virtual account.
@@ -48,14 +50,14 @@ impl Principal {
     pub fn session_id(&self) -> Option<i64> {
         match &self.credential {
             Credential::Session { id, .. } => Some(*id),
-            Credential::Token { .. } => None,
+            Credential::Token { .. } | Credential::IdpToken { .. } => None,
         }
     }
 
     pub fn csrf_token(&self) -> Option<&str> {
         match &self.credential {
             Credential::Session { csrf_token, .. } => Some(csrf_token),
-            Credential::Token { .. } => None,
+            Credential::Token { .. } | Credential::IdpToken { .. } => None,
         }
     }
 
@@ -90,6 +92,9 @@ async fn authenticate(req: &HttpRequest) -> Result<(Caller, Credential), ApiErro
     let state = state(req)?;
     let now = state.clock.now();
     if let Some(presented) = bearer(req) {
+        if crate::auth::access_token::looks_like_jwt(&presented) {
+            return idp_caller(&state, &presented, now).await;
+        }
         // Tokens are not sent by browsers on their own, so they need no CSRF token.
         let (row, caller) = tokens::authenticate(&state.db, &presented, now).await?.ok_or(ApiError::InvalidToken)?;
         state.token_usage.record(row.id, now);
@@ -106,6 +111,46 @@ async fn authenticate(req: &HttpRequest) -> Result<(Caller, Credential), ApiErro
         }
     }
     Ok((Caller::User(user), Credential::Session { id: session.id, csrf_token: csrf_token(&secret) }))
+}
+
+/// A caller by an identity provider's JWT: verified like the proxy verifies it (same snapshot,
+/// same keys), then loaded from the store, which has the last word on disabled accounts.
+async fn idp_caller(
+    state: &AppState,
+    token: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(Caller, Credential), ApiError> {
+    let policy = state.policy.current().ok_or(ApiError::InvalidToken)?;
+    let found = state.idp_keys.authenticate(&policy, token, None, now).await;
+    let caller = match found {
+        Ok(caller) => caller,
+        Err(rejection) => {
+            tracing::info!(reason = rejection.code(), "identity-provider token refused");
+            let event = crate::control::audit::Event::new("auth.jwt_rejected", "api").outcome(rejection.code());
+            let actor = crate::control::audit::Actor { subject: "anonymous".into(), request_id: None };
+            if let Err(e) = crate::control::audit::record(&state.db, &actor, event, now).await {
+                tracing::warn!(error = %e, "recording a refused token failed");
+            }
+            return Err(ApiError::IdpTokenRejected(rejection));
+        }
+    };
+    let who = match caller.subject {
+        crate::proxy::index::Subject::User(id) => {
+            let user = crate::control::users::get(&state.db, id).await.map_err(|_| ApiError::InvalidToken)?;
+            if user.disabled {
+                return Err(ApiError::IdpTokenRejected(crate::policy::idp::Rejection::DisabledUser));
+            }
+            Caller::User(user)
+        }
+        crate::proxy::index::Subject::VirtualAccount(id) => {
+            let va = <crate::store::entities::virtual_accounts::Entity as sea_orm::EntityTrait>::find_by_id(id)
+                .one(&state.db)
+                .await?
+                .ok_or(ApiError::InvalidToken)?;
+            Caller::VirtualAccount(va)
+        }
+    };
+    Ok((who, Credential::IdpToken { provider: caller.provider }))
 }
 
 impl FromRequest for Principal {

@@ -14,6 +14,8 @@ use crate::oauth::{authorize_url, pkce, public_client, query_of, unescape, Brows
 use crate::peers;
 
 const SECRET: &str = "corp-client-secret-0123456789";
+/// Where the provider sends `cli`'s codes: never contacted, the test reads the redirect.
+const CLI_REDIRECT: &str = "http://127.0.0.1:9/cb";
 
 /// A running OpenID Provider, killed on drop.
 pub struct Op {
@@ -39,14 +41,33 @@ impl Drop for Op {
 /// Starts the provider with one confidential client `gw` whose redirect URI is the gateway's,
 /// and the given accounts (login -> claims).
 pub fn op(app: &TestApp, accounts: Value) -> Op {
-    let entry = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/peers/oidc-provider.mjs");
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    op_on(app, accounts, port, "k1")
+}
+
+/// The provider on `port`, signing with a new key `key_id`. Besides `gw` it knows `cli` (a
+/// client that gets ID tokens for people, audience `cli`) and `ci-bot` (client credentials,
+/// JWT access tokens).
+pub fn op_on(app: &TestApp, accounts: Value, port: u16, key_id: &str) -> Op {
+    let entry = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/peers/oidc-provider.mjs");
     let clients = json!([{
         "client_id": "gw",
         "client_secret": SECRET,
         "redirect_uris": [format!("{}/oauth/sso/callback", app.base)],
         "grant_types": ["authorization_code"],
         "response_types": ["code"],
+    }, {
+        "client_id": "cli",
+        "client_secret": SECRET,
+        "redirect_uris": [CLI_REDIRECT],
+        "grant_types": ["authorization_code"],
+        "response_types": ["code"],
+    }, {
+        "client_id": "ci-bot",
+        "client_secret": SECRET,
+        "redirect_uris": [],
+        "grant_types": ["client_credentials"],
+        "response_types": [],
     }]);
     let file = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(file.path(), accounts.to_string()).unwrap();
@@ -56,6 +77,7 @@ pub fn op(app: &TestApp, accounts: Value) -> Op {
         .env("PORT", port.to_string())
         .env("CLIENTS", clients.to_string())
         .env("ACCOUNTS_FILE", file.path())
+        .env("KEY_ID", key_id)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -407,4 +429,219 @@ async fn the_platform_provider_signs_admins_in_to_the_console() {
     assert_eq!(me.status(), 200);
     let me: Value = me.json().await.unwrap();
     assert_eq!(me["user"]["email"], ADMIN_EMAIL);
+}
+
+/// An ID token of the provider for `login`, issued to `cli` (code flow with PKCE).
+async fn id_token(op: &Op, login: &str) -> String {
+    let browser = Browser::new(&op.issuer);
+    let (verifier, challenge) = pkce();
+    let mut current = url::Url::parse(&format!(
+        "{}/auth?client_id=cli&response_type=code&scope=openid%20email&redirect_uri={}&state=s&nonce=n&code_challenge={challenge}&code_challenge_method=S256",
+        op.issuer,
+        crate::oauth::urlencode(CLI_REDIRECT)
+    ))
+    .unwrap();
+    let mut res = browser.http.get(current.clone()).send().await.unwrap();
+    let code = loop {
+        if res.status().is_redirection() {
+            let location = current.join(res.headers()[LOCATION].to_str().unwrap()).unwrap();
+            if location.as_str().starts_with(CLI_REDIRECT) {
+                break query_of(location.as_str())["code"].clone();
+            }
+            current = location;
+            res = browser.http.get(current.clone()).send().await.unwrap();
+            continue;
+        }
+        let body = res.text().await.unwrap();
+        let start = body.find("action=\"").unwrap_or_else(|| panic!("{current}: {body}")) + 8;
+        let action = current.join(&unescape(&body[start..start + body[start..].find('"').unwrap()])).unwrap();
+        let form: Vec<(&str, &str)> = if body.contains("name=\"login\"") {
+            vec![("prompt", "login"), ("login", login), ("password", "any-password")]
+        } else {
+            vec![("prompt", "consent")]
+        };
+        res = browser.http.post(action.clone()).form(&form).send().await.unwrap();
+        current = action;
+    };
+    let tokens: Value = reqwest::Client::new()
+        .post(format!("{}/token", op.issuer))
+        .basic_auth("cli", Some(SECRET))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", code.as_str()),
+            ("redirect_uri", CLI_REDIRECT),
+            ("code_verifier", verifier.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    tokens["id_token"].as_str().unwrap_or_else(|| panic!("{tokens}")).to_owned()
+}
+
+/// A JWT access token of the provider for the machine client `ci-bot`.
+async fn machine_token(op: &Op) -> String {
+    let tokens: Value = reqwest::Client::new()
+        .post(format!("{}/token", op.issuer))
+        .basic_auth("ci-bot", Some(SECRET))
+        .form(&[("grant_type", "client_credentials"), ("scope", "mcp")])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    tokens["access_token"].as_str().unwrap_or_else(|| panic!("{tokens}")).to_owned()
+}
+
+/// `initialize` at an MCP URL with a bearer token: the status and the body.
+async fn initialize(url: &str, token: &str) -> (u16, String) {
+    let res = reqwest::Client::new()
+        .post(url)
+        .bearer_auth(token)
+        .header("accept", "application/json, text/event-stream")
+        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}))
+        .send()
+        .await
+        .unwrap();
+    (res.status().as_u16(), res.text().await.unwrap())
+}
+
+/// The API's answer to `GET /api/v1/me` with a bearer token.
+async fn me(app: &TestApp, token: &str) -> (u16, Value) {
+    let res = reqwest::Client::new().get(format!("{}/api/v1/me", app.base)).bearer_auth(token).send().await.unwrap();
+    (res.status().as_u16(), res.json().await.unwrap_or(Value::Null))
+}
+
+/// Tenant `acme` with the provider `corp` accepting JWTs for audience `cli` and mapping
+/// `ci-bot` to the virtual account `ci`; alice signed up through it once (so it vouches for
+/// her) and may use `fixture`.
+async fn jwt_setup(app: &TestApp, admin: &Client, op: &Op) {
+    acme_with_engineers(app, admin).await;
+    admin
+        .post(
+            "/api/v1/tenants/acme/virtual-accounts",
+            json!({"name": "ci", "permissions": [{"server": "fixture", "role": "user"}]}),
+        )
+        .await
+        .expect(201);
+    let mut body = corp_idp(op);
+    body["accept_jwt"] = json!(true);
+    body["audiences"] = json!(["cli", "https://mcp.example.test/"]);
+    body["virtual_accounts"] = json!([{"claims": {"client_id": "ci-bot"}, "virtual_account": "ci"}]);
+    admin.post("/api/v1/tenants/acme/identity-providers", body).await.expect(201);
+    let start = "/oauth/sso/start?tenant=acme&idp=corp&return_to=%2F";
+    let (status, _, _) = through_provider(&Browser::new(&app.base), app, op, start, "alice").await;
+    assert_eq!(status, 303);
+    admin.post("/api/v1/tenants/acme/identity-providers/corp/test", json!({})).await.expect(200);
+}
+
+#[tokio::test]
+async fn idp_jwts_are_accepted_by_the_api_and_the_proxy_and_each_refusal_says_why() {
+    let app = spawn_app().await;
+    let admin = app.admin().await;
+    let op = op(&app, accounts());
+    jwt_setup(&app, &admin, &op).await;
+    let url = format!("{}/acme/mcp/fixture/server", app.base);
+
+    let alice = id_token(&op, "alice").await;
+    let (status, body) = me(&app, &alice).await;
+    assert_eq!((status, body["user"]["email"].as_str()), (200, Some("alice@corp.example")), "{body}");
+    assert_eq!(initialize(&url, &alice).await.0, 200);
+    // A machine token maps to the virtual account by its claims.
+    let bot = machine_token(&op).await;
+    let servers = Client::with_token(&app.base, &bot).get("/api/v1/tenants/acme/servers").await.expect(200);
+    assert_eq!(servers["items"][0]["slug"], "fixture");
+    assert_eq!(initialize(&url, &bot).await.0, 200);
+
+    // Each refusal, distinct on the API and at the proxy.
+    let refused = |code: &'static str| {
+        move |(status, body): (u16, Value)| {
+            assert_eq!((status, body["code"].as_str()), (401, Some(code)), "{body}");
+        }
+    };
+    // Not this gateway's audience: `gw`'s ID tokens are for the gateway's SSO only.
+    let other_op = self::op(&app, accounts());
+    let stranger = id_token(&other_op, "alice").await;
+    refused("jwt_unknown_issuer")(me(&app, &stranger).await);
+    let (status, body) = initialize(&url, &stranger).await;
+    assert_eq!(status, 401);
+    assert!(body.contains("jwt_unknown_issuer"), "{body}");
+    // Someone the provider did not sign up through the gateway (and no account at all).
+    let eve = id_token(&op, "eve").await;
+    refused("jwt_unmapped_subject")(me(&app, &eve).await);
+    assert!(initialize(&url, &eve).await.1.contains("jwt_unmapped_subject"));
+    // A tampered token.
+    let mut parts: Vec<String> = alice.split('.').map(str::to_owned).collect();
+    parts[2] = parts[2].chars().rev().collect();
+    refused("jwt_invalid")(me(&app, &parts.join(".")).await);
+    // Later than its expiry (and its leeway).
+    app.clock.advance(chrono::Duration::hours(2));
+    refused("jwt_expired")(me(&app, &alice).await);
+    assert!(initialize(&url, &alice).await.1.contains("jwt_expired"));
+    app.clock.advance(chrono::Duration::hours(-4));
+    refused("jwt_not_yet_valid")(me(&app, &alice).await);
+    app.clock.advance(chrono::Duration::hours(2));
+    // A disabled user stops at once on the API and with the next snapshot at the proxy.
+    let users = admin.get("/api/v1/users?limit=200").await.expect(200);
+    let id =
+        users["items"].as_array().unwrap().iter().find(|u| u["email"] == "alice@corp.example").unwrap()["id"].clone();
+    admin.patch(&format!("/api/v1/users/{id}"), json!({"disabled": true})).await.expect(200);
+    refused("jwt_user_disabled")(me(&app, &alice).await);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !initialize(&url, &alice).await.1.contains("jwt_user_disabled") {
+        assert!(std::time::Instant::now() < deadline, "the proxy still took a disabled user's token");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // The proxy's refusals are in the audit trail with their reasons.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let audit = admin.get("/api/v1/tenants/acme/audit-events?action=mcp.request&limit=200").await.expect(200);
+    let reasons: std::collections::BTreeSet<String> = audit["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["details"]["reason"].as_str().map(str::to_owned))
+        .collect();
+    for reason in ["jwt_expired", "jwt_unmapped_subject", "jwt_user_disabled"] {
+        assert!(reasons.contains(reason), "{reason} not in {reasons:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_replica_verifies_idp_jwts_follows_key_rotation_and_outlives_the_provider() {
+    let app = spawn_app().await;
+    let admin = app.admin().await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let first = op_on(&app, accounts(), port, "k1");
+    jwt_setup(&app, &admin, &first).await;
+    let (replica, _) = crate::gateway::running_replica(&app).await;
+    let url = format!("{replica}/acme/mcp/fixture/server");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let alice = id_token(&first, "alice").await;
+    while initialize(&url, &alice).await.0 != 200 {
+        assert!(std::time::Instant::now() < deadline, "the replica did not take the provider's token");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // The provider rotates to a new key: the replica fetches it on the first token that
+    // names it, with no change at the control plane.
+    drop(first);
+    let second = op_on(&app, accounts(), port, "k2");
+    let rotated = id_token(&second, "alice").await;
+    assert_eq!(mcpgate::policy::idp::peek(&rotated).unwrap().1.as_deref(), Some("k2"));
+    let (status, body) = initialize(&url, &rotated).await;
+    assert_eq!(status, 200, "{body}");
+    // The provider goes away: keys already fetched keep valid tokens working.
+    drop(second);
+    let (status, body) = initialize(&url, &rotated).await;
+    assert_eq!(status, 200, "{body}");
+    // A token signed with a key nobody published is refused as such.
+    let third = op_on(&app, accounts(), port, "k3");
+    let unknown = id_token(&third, "alice").await;
+    drop(third);
+    let (status, body) = initialize(&url, &unknown).await;
+    assert_eq!(status, 401);
+    assert!(body.contains("jwt_unknown_key"), "{body}");
 }

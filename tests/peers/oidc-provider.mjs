@@ -3,12 +3,15 @@
 //
 // Environment:
 //   PORT       the port to listen on
+//   KEY_ID     the `kid` of the RSA signing key generated at start (a restart with another
+//              KEY_ID is a key rotation)
 //   CLIENTS    JSON array of client metadata (client_id, client_secret, redirect_uris, ...)
 //   ACCOUNTS_FILE  a JSON file: login -> claims ({email, email_verified, name, groups}), read
 //              at every sign-in so a test can change someone's claims; a login not listed
 //              gets {email: <login>, email_verified: true}
 //
 // Prints "listening <issuer>" once it accepts connections.
+import { generateKeyPairSync } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import Provider from 'oidc-provider';
 
@@ -22,8 +25,14 @@ function claimsOf(login) {
   return known ? { ...known } : { email: login, email_verified: true };
 }
 
+// Access tokens for this audience are JWTs (machine clients use client credentials).
+const API_AUDIENCE = 'https://mcp.example.test/';
+const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+const signingKey = { ...privateKey.export({ format: 'jwk' }), kid: process.env.KEY_ID || 'k1', alg: 'RS256', use: 'sig' };
+
 const provider = new Provider(issuer, {
   clients,
+  jwks: { keys: [signingKey] },
   // ID tokens carry the claims of the scopes granted, so the gateway reads them there.
   conformIdTokenClaims: false,
   claims: {
@@ -39,9 +48,15 @@ const provider = new Provider(issuer, {
   }),
   features: {
     devInteractions: { enabled: true },
+    clientCredentials: { enabled: true },
+    resourceIndicators: {
+      enabled: true,
+      defaultResource: () => API_AUDIENCE,
+      useGrantedResource: () => true,
+      getResourceServerInfo: () => ({ scope: 'mcp', audience: API_AUDIENCE, accessTokenFormat: 'jwt' }),
+    },
   },
   pkce: { required: () => true },
-  // Quiet, fast keys for tests: the provider generates its own signing keys at start.
 });
 provider.proxy = false;
 

@@ -429,19 +429,51 @@ pub async fn delete<C: TransactionTrait>(
     Ok(())
 }
 
-/// Remembers the keys and their URL found at discovery: the snapshot carries them to replicas.
-async fn remember_keys(
-    db: &impl ConnectionTrait,
+/// Remembers the keys and their URL found at discovery: the snapshot carries them to the
+/// proxies, so a change of keys is a change of policy. Returns whether they changed.
+async fn remember_keys<C: TransactionTrait>(
+    db: &C,
     row: &idps::Model,
     metadata: &CoreProviderMetadata,
     now: DateTime<Utc>,
-) -> Result<()> {
+) -> Result<bool> {
+    let keys = serde_json::to_value(metadata.jwks()).map_err(anyhow::Error::from)?;
+    let uri = metadata.jwks_uri().url().to_string();
+    let changed = row.jwks.as_ref() != Some(&keys) || row.jwks_uri.as_deref() != Some(uri.as_str());
+    let txn = db.begin().await?;
     let mut active = row.clone().into_active_model();
-    active.jwks_uri = Set(Some(metadata.jwks_uri().url().to_string()));
-    active.jwks = Set(Some(serde_json::to_value(metadata.jwks()).map_err(anyhow::Error::from)?));
+    active.jwks_uri = Set(Some(uri));
+    active.jwks = Set(Some(keys));
     active.jwks_fetched_at = Set(Some(now));
-    active.update(db).await?;
-    Ok(())
+    active.update(&txn).await?;
+    if changed && row.accept_jwt {
+        crate::policy::publish::bump(&txn).await?;
+    }
+    sea_orm::TransactionSession::commit(txn).await?;
+    Ok(changed)
+}
+
+/// Fetches the keys of every provider whose JWTs are accepted; a provider that cannot be
+/// reached keeps the keys it had. Returns how many changed.
+pub async fn refresh_keys<C: TransactionTrait + ConnectionTrait>(
+    db: &C,
+    oidc: &Oidc,
+    now: DateTime<Utc>,
+) -> Result<usize> {
+    let rows = idps::Entity::find().filter(idps::Column::AcceptJwt.eq(true)).all(db).await?;
+    let mut changed = 0;
+    for row in rows {
+        match oidc.discover(&row.issuer).await {
+            Ok(metadata) => {
+                if remember_keys(db, &row, &metadata, now).await? {
+                    tracing::info!(provider = %row.slug, "identity provider keys changed");
+                    changed += 1;
+                }
+            }
+            Err(e) => tracing::warn!(provider = %row.slug, error = %e, "refreshing identity provider keys failed"),
+        }
+    }
+    Ok(changed)
 }
 
 /// Talks to identity providers: discovery, keys, the code exchange. Every request goes
@@ -526,7 +558,7 @@ impl Oidc {
     }
 
     /// `POST …/test`: discovery and the key set, remembered on success.
-    pub async fn test(&self, db: &impl ConnectionTrait, row: &idps::Model, now: DateTime<Utc>) -> Result<TestResult> {
+    pub async fn test<C: TransactionTrait>(&self, db: &C, row: &idps::Model, now: DateTime<Utc>) -> Result<TestResult> {
         let metadata = self.discover(&row.issuer).await?;
         remember_keys(db, row, &metadata, now).await?;
         Ok(TestResult {

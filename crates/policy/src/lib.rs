@@ -9,6 +9,7 @@
 
 pub mod access_token;
 pub mod clock;
+pub mod idp;
 pub mod kinds;
 pub mod outbound;
 pub mod sign;
@@ -44,8 +45,8 @@ pub struct Snapshot {
     pub tokens: Vec<TokenEntry>,
     /// Gateway-issued OAuth token ids revoked before their expiry (the OAuth server adds them).
     pub revoked_gateway_tokens: Vec<String>,
-    /// Tenant identity providers (the IdP issue adds them).
-    pub identity_providers: Vec<Value>,
+    /// Identity providers whose JWTs are accepted (`accept_jwt`), with their keys.
+    pub identity_providers: Vec<idp::IdpEntry>,
     /// Keys that verify gateway-issued tokens and snapshots.
     pub gateway_keys: Jwks,
 }
@@ -83,6 +84,14 @@ pub struct UserEntry {
     pub id: i64,
     pub email: String,
     pub disabled: bool,
+    /// The provider that vouches for this person (a tenant's, by tenant id and issuer), and
+    /// the subject it knows them by: a tenant's provider's tokens map only to these people.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity_tenant: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity_issuer: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity_subject: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

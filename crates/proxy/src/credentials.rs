@@ -151,6 +151,21 @@ impl Credentials {
         }
     }
 
+    /// The headers for one call: the caller's own identity-provider token for a `passthrough`
+    /// server (and nothing else ever travels that way), else [`Self::headers`].
+    pub async fn for_call(
+        &self,
+        target: Target<'_>,
+        subject: &str,
+        version: i64,
+        idp_token: Option<&str>,
+    ) -> Result<Headers, CredentialError> {
+        match (target.passthrough(), idp_token) {
+            (true, Some(token)) => Ok(vec![("authorization".to_owned(), format!("Bearer {token}"))]),
+            _ => self.headers(target, subject, version, None).await,
+        }
+    }
+
     /// The headers for `subject` on `target` under snapshot `version`; empty when it needs
     /// none. `stale` forces a fresh credential in place of the one the upstream refused.
     pub async fn headers(

@@ -35,6 +35,9 @@ pub enum ProxyError {
     /// No usable bearer token; `presented` says whether one was sent at all.
     #[error("{}", if *presented { "the bearer token is invalid, expired or revoked" } else { "a valid bearer token is required" })]
     Unauthenticated { presented: bool, resource_metadata: String },
+    /// An identity provider's JWT that is not accepted, and why.
+    #[error("{rejection}")]
+    IdpToken { rejection: mcpgate_policy::idp::Rejection, resource_metadata: String },
     #[error("too many requests from this identity; retry in {retry_after} s")]
     RateLimited { retry_after: u64 },
     #[error("the gateway is at capacity; retry shortly")]
@@ -88,6 +91,7 @@ impl ProxyError {
             Self::ForbiddenOrigin(_) => "forbidden_origin",
             Self::NoPolicy => "no_policy",
             Self::Unauthenticated { .. } => "unauthenticated",
+            Self::IdpToken { rejection, .. } => rejection.code(),
             Self::RateLimited { .. } => "rate_limited",
             Self::AtCapacity => "at_capacity",
             Self::BodyTimeout(_) => "body_timeout",
@@ -115,7 +119,7 @@ impl ProxyError {
         match self {
             Self::ForbiddenOrigin(_) | Self::NotCollaborator { .. } => StatusCode::FORBIDDEN,
             Self::NoPolicy | Self::AtCapacity => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Unauthenticated { .. } => StatusCode::UNAUTHORIZED,
+            Self::Unauthenticated { .. } | Self::IdpToken { .. } => StatusCode::UNAUTHORIZED,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -198,6 +202,15 @@ impl ProxyError {
                 HttpResponse::Unauthorized()
                     .insert_header((header::WWW_AUTHENTICATE, challenge))
                     .json(json!({"error": "unauthenticated", "message": self.to_string()}))
+            }
+            Self::IdpToken { rejection, resource_metadata } => {
+                let challenge = format!(
+                    "Bearer error=\"invalid_token\", error_description=\"{}\", resource_metadata=\"{resource_metadata}\"",
+                    rejection.code()
+                );
+                HttpResponse::Unauthorized()
+                    .insert_header((header::WWW_AUTHENTICATE, challenge))
+                    .json(json!({"error": rejection.code(), "message": self.to_string()}))
             }
             Self::RateLimited { retry_after } => HttpResponse::TooManyRequests()
                 .insert_header((header::RETRY_AFTER, retry_after.to_string()))

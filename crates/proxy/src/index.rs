@@ -5,8 +5,10 @@ use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 
+use mcpgate_policy::idp::{self, IdpEntry, Rejection};
 use mcpgate_policy::{access_token, token};
 use mcpgate_policy::{ServerEntry, ServerRole, Snapshot, SubjectKind, TenantRole, TokenOwner};
+use serde_json::{Map, Value};
 
 /// The grant id of an access token minted from a virtual-account token (client credentials):
 /// `vat:` and the token's digest.
@@ -37,6 +39,7 @@ pub struct Policy {
     server_ids: HashMap<i64, usize>,
     tenant_ids: HashMap<String, i64>,
     emails: HashMap<i64, usize>,
+    by_email: HashMap<String, usize>,
     tokens: HashMap<[u8; 32], usize>,
     tenant_roles: HashMap<(i64, i64), TenantRole>,
     user_teams: HashMap<i64, HashSet<i64>>,
@@ -62,6 +65,7 @@ impl Policy {
         let server_ids = snapshot.servers.iter().enumerate().map(|(i, s)| (s.id, i)).collect();
         let tenant_ids = snapshot.tenants.iter().map(|t| (t.slug.clone(), t.id)).collect();
         let emails = snapshot.users.iter().enumerate().map(|(i, u)| (u.id, i)).collect();
+        let by_email = snapshot.users.iter().enumerate().map(|(i, u)| (u.email.clone(), i)).collect();
         let tokens = snapshot.tokens.iter().enumerate().map(|(i, t)| (t.digest, i)).collect();
         let tenant_roles = snapshot.members.iter().map(|m| ((m.tenant, m.user), m.role)).collect();
         let mut user_teams: HashMap<i64, HashSet<i64>> = HashMap::new();
@@ -88,6 +92,7 @@ impl Policy {
             server_ids,
             tenant_ids,
             emails,
+            by_email,
             tokens,
             tenant_roles,
             user_teams,
@@ -182,6 +187,52 @@ impl Policy {
         self.live(subject, now)
     }
 
+    /// Providers that may have issued a token from `issuer`: for a call into a tenant, that
+    /// tenant's and the platform's; for the API (`None`), any.
+    pub fn identity_providers(&self, issuer: &str, tenant: Option<i64>) -> Vec<&IdpEntry> {
+        let issuer = issuer.trim_end_matches('/');
+        self.snapshot
+            .identity_providers
+            .iter()
+            .filter(|p| p.issuer.trim_end_matches('/') == issuer)
+            .filter(|p| tenant.is_none() || p.tenant.is_none() || p.tenant == tenant)
+            .collect()
+    }
+
+    /// Who a provider's verified claims name: a virtual account by its rules, else the user
+    /// its user claim (a verified email) names, if the provider vouches for them — the
+    /// platform's provider for anyone, a tenant's only for the people it signed up.
+    pub fn idp_subject(
+        &self,
+        entry: &IdpEntry,
+        claims: &Map<String, Value>,
+        now: DateTime<Utc>,
+    ) -> Result<Subject, Rejection> {
+        for rule in &entry.virtual_accounts {
+            if rule.claims.iter().all(|(name, want)| idp::claim_has(claims, name, want)) {
+                return self.live(Subject::VirtualAccount(rule.account), now).ok_or(Rejection::UnmappedSubject);
+            }
+        }
+        let email = claims.get(&entry.user_claim).and_then(Value::as_str).ok_or(Rejection::UnmappedSubject)?;
+        if entry.user_claim == "email" && claims.get("email_verified").is_some_and(|v| v != &Value::Bool(true)) {
+            return Err(Rejection::UnmappedSubject);
+        }
+        let user =
+            &self.snapshot.users[*self.by_email.get(&email.trim().to_lowercase()).ok_or(Rejection::UnmappedSubject)?];
+        let sub = claims.get("sub").and_then(Value::as_str);
+        let vouched = entry.tenant.is_none()
+            || (user.identity_tenant == entry.tenant
+                && user.identity_issuer.as_deref() == Some(entry.issuer.as_str())
+                && user.identity_subject.as_deref().is_none_or(|s| Some(s) == sub));
+        if !vouched {
+            return Err(Rejection::UnmappedSubject);
+        }
+        if user.disabled {
+            return Err(Rejection::DisabledUser);
+        }
+        self.live(Subject::User(user.id), now).ok_or(Rejection::UnmappedSubject)
+    }
+
     /// Whether the subject belongs to the tenant at all (members, the tenant's own accounts).
     pub fn in_tenant(&self, subject: Subject, tenant: i64) -> bool {
         match subject {
@@ -272,7 +323,14 @@ mod tests {
         };
         let mut snapshot = Snapshot::empty(1, &key.kid, now);
         snapshot.gateway_keys = Jwks { keys: vec![key.jwk()] };
-        snapshot.users = vec![UserEntry { id: 1, email: "ann@example.com".into(), disabled: false }];
+        snapshot.users = vec![UserEntry {
+            id: 1,
+            email: "ann@example.com".into(),
+            disabled: false,
+            identity_tenant: None,
+            identity_issuer: None,
+            identity_subject: None,
+        }];
         snapshot.revoked_gateway_tokens = vec!["jti-revoked".into(), "grant-revoked".into()];
         let policy = Policy::build(snapshot.clone());
         let check = |t: &str| policy.authenticate_jwt(t, "https://gw.example", url, now);

@@ -10,6 +10,7 @@ pub mod error;
 pub mod guard;
 pub mod holder;
 pub mod http_client;
+pub mod idp;
 pub mod index;
 pub mod legacy;
 pub mod replica;

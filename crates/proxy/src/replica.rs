@@ -87,6 +87,7 @@ impl Replica {
                 max_concurrent: settings.max_concurrent,
                 allowed_origins: settings.allowed_origins.clone(),
                 rate_limit_per_minute: settings.rate_limit_per_minute,
+                idp_keys: Arc::new(crate::idp::IdpKeys::new(Arc::new(settings.egress.clone()))?),
                 egress: Arc::new(settings.egress.clone()),
             },
             clock,

@@ -50,6 +50,8 @@ pub struct ProxyState {
     pub credentials: Credentials,
     /// Per-identity request budget; `None` when turned off.
     pub rate: Option<IdentityLimiter>,
+    /// Identity providers' keys, for their JWTs.
+    pub idp_keys: Arc<crate::idp::IdpKeys>,
 }
 
 /// Requests per identity (`u<id>` / `v<id>`).
@@ -65,6 +67,8 @@ pub struct ProxyConfig {
     pub allowed_origins: Vec<String>,
     /// Requests per identity per minute; 0 for no limit.
     pub rate_limit_per_minute: u32,
+    /// Identity providers' keys (shared with the API in `serve`).
+    pub idp_keys: Arc<crate::idp::IdpKeys>,
     /// Where upstream requests may go.
     pub egress: Arc<crate::egress::Egress>,
 }
@@ -92,6 +96,7 @@ impl ProxyState {
             credentials: Credentials::new(resolver),
             rate: std::num::NonZeroU32::new(config.rate_limit_per_minute)
                 .map(|n| governor::RateLimiter::keyed(governor::Quota::per_minute(n))),
+            idp_keys: config.idp_keys,
         })
     }
 }
@@ -372,7 +377,7 @@ async fn serve(
     state: &ProxyState,
     ctx: &mut Ctx,
 ) -> Result<HttpResponse, ProxyError> {
-    let subject = authenticate(req, state, ctx)?;
+    let (subject, idp_token) = authenticate(req, state, ctx).await?;
     ctx.actor = ctx.policy.subject_name(subject);
     within_budget(state, subject)?;
     let _permit = state.limit.clone().try_acquire_owned().map_err(|_| ProxyError::AtCapacity)?;
@@ -401,6 +406,7 @@ async fn serve(
         session,
         subject,
         entry,
+        idp_token,
     };
     if entry.kind == ServerKind::Virtual {
         return Ok(virtual_server::handle(state, ctx, call).await);
@@ -409,9 +415,26 @@ async fn serve(
 }
 
 /// Who is calling, from the headers alone: nothing of an unauthenticated request's body is
-/// read, and it holds no capacity.
-fn authenticate(req: &HttpRequest, state: &ProxyState, ctx: &Ctx) -> Result<Subject, ProxyError> {
+/// read, and it holds no capacity. A JWT is the gateway's own access token when its issuer is
+/// this gateway, else an identity provider's (returned too, for `passthrough`).
+async fn authenticate(
+    req: &HttpRequest,
+    state: &ProxyState,
+    ctx: &Ctx,
+) -> Result<(Subject, Option<String>), ProxyError> {
     let bearer = header(req, header::AUTHORIZATION.as_str()).and_then(mcpgate_policy::token::from_bearer_header);
+    if let Some(token) = bearer.filter(|t| mcpgate_policy::access_token::looks_like_jwt(t)) {
+        let issuer = mcpgate_policy::idp::peek(token).map(|(iss, _)| iss);
+        if issuer.as_deref().is_some_and(|iss| iss.trim_end_matches('/') != state.public_base) {
+            return match state.idp_keys.authenticate(&ctx.policy, token, ctx.tenant_id, ctx.now).await {
+                Ok(caller) => Ok((caller.subject, Some(token.to_owned()))),
+                Err(rejection) => Err(ProxyError::IdpToken {
+                    rejection,
+                    resource_metadata: resource_metadata_url(&state.public_base, &ctx.tenant, &ctx.server),
+                }),
+            };
+        }
+    }
     let subject = bearer.and_then(|t| match mcpgate_policy::access_token::looks_like_jwt(t) {
         // A gateway access token is for exactly this MCP URL.
         true => {
@@ -420,7 +443,7 @@ fn authenticate(req: &HttpRequest, state: &ProxyState, ctx: &Ctx) -> Result<Subj
         }
         false => ctx.policy.authenticate(t, ctx.now),
     });
-    subject.ok_or_else(|| ProxyError::Unauthenticated {
+    subject.map(|s| (s, None)).ok_or_else(|| ProxyError::Unauthenticated {
         presented: bearer.is_some(),
         resource_metadata: resource_metadata_url(&state.public_base, &ctx.tenant, &ctx.server),
     })
@@ -508,6 +531,9 @@ pub struct Call<'a> {
     pub session: Option<(String, GatewaySession)>,
     pub subject: Subject,
     pub entry: &'a ServerEntry,
+    /// The caller's identity-provider token, when that is what authenticated the call: the
+    /// only credential a `passthrough` server may receive.
+    pub idp_token: Option<String>,
 }
 
 fn reqwest_method(method: &Method) -> reqwest::Method {
@@ -578,15 +604,16 @@ async fn relay(state: &ProxyState, ctx: &Ctx, call: Call<'_>) -> HttpResponse {
         return ctx.refuse(refusal);
     }
     let target = Target::own(entry);
-    if target.passthrough() {
+    if target.passthrough() && call.idp_token.is_none() {
         // Only an identity-provider token may travel on; gateway tokens and PATs never leave.
         return ctx.refuse(ProxyError::PassthroughNeedsIdpToken(ctx.tenant.clone(), ctx.server.clone()));
     }
     let subject = subject_tag(call.subject);
-    let mut auth = match state.credentials.headers(target, &subject, ctx.policy.version(), None).await {
-        Ok(h) => h,
-        Err(e) => return ctx.upstream_failed(&call.id, &e.into()),
-    };
+    let mut auth =
+        match state.credentials.for_call(target, &subject, ctx.policy.version(), call.idp_token.as_deref()).await {
+            Ok(h) => h,
+            Err(e) => return ctx.upstream_failed(&call.id, &e.into()),
+        };
     if entry.transport == Some(Transport::Sse) {
         return crate::legacy::handle(state, ctx, call, auth).await;
     }

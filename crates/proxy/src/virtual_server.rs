@@ -143,8 +143,12 @@ async fn members<'a>(state: &ProxyState, ctx: &'a Ctx, call: &Call<'a>) -> Resul
     };
     let subject = subject_tag(call.subject);
     let policy_version = ctx.policy.version();
-    let auth =
-        join_all(targets.iter().map(|target| state.credentials.headers(*target, &subject, policy_version, None))).await;
+    let auth = join_all(
+        targets
+            .iter()
+            .map(|target| state.credentials.for_call(*target, &subject, policy_version, call.idp_token.as_deref())),
+    )
+    .await;
     Ok(Members { entries, sessions, failed, auth, subject, targets, policy_version })
 }
 

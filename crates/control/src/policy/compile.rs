@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use sea_orm::{ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter, QueryOrder, Statement};
 
+use crate::policy::idp::{IdpEntry, VirtualAccountRule};
 use crate::policy::{
     AccessEntry, Jwks, MemberEntry, ServerEntry, Snapshot, TeamEntry, TenantEntry, TokenEntry, TokenOwner, UserEntry,
     VirtualAccountEntry, VirtualMemberEntry,
@@ -12,7 +13,8 @@ use crate::policy::{
 use crate::policy::{ServerKind, ServerRole, SubjectKind, TenantRole, Transport, UnknownValue};
 use crate::servers::{enabled_tools_of, tool_settings_of, EnabledTools};
 use crate::store::entities::{
-    collaborators, servers, team_members, teams, tenant_members, tenants, users, virtual_accounts, virtual_members,
+    collaborators, identity_providers, servers, team_members, teams, tenant_members, tenants, users, virtual_accounts,
+    virtual_members,
 };
 
 /// The live tokens, oldest first. They are most of the rows of a large installation (100,000
@@ -87,13 +89,55 @@ pub async fn compile(
     let access = collaborators::Entity::find().order_by_asc(collaborators::Column::Id).all(db).await?;
     let tokens = read_tokens(db, now).await?;
     let revoked_gateway_tokens = revoked_ids(db, now).await?;
+    let providers = identity_providers::Entity::find()
+        .filter(identity_providers::Column::AcceptJwt.eq(true))
+        .order_by_asc(identity_providers::Column::Id)
+        .all(db)
+        .await?;
+    let identity_providers = providers
+        .into_iter()
+        .map(|p| {
+            let rules: Vec<crate::identity::VirtualAccountMapping> =
+                serde_json::from_value(p.virtual_account_claims.clone()).unwrap_or_default();
+            // A rule naming an account of another tenant (or none) maps nothing.
+            let virtual_accounts = rules
+                .into_iter()
+                .filter_map(|r| {
+                    let account =
+                        accounts.iter().find(|a| Some(a.tenant_id) == p.tenant_id && a.name == r.virtual_account)?;
+                    Some(VirtualAccountRule { claims: r.claims, account: account.id })
+                })
+                .collect();
+            IdpEntry {
+                id: p.id,
+                tenant: p.tenant_id,
+                slug: p.slug,
+                issuer: p.issuer,
+                audiences: serde_json::from_value(p.audiences).unwrap_or_default(),
+                jwks_uri: p.jwks_uri,
+                keys: p.jwks.unwrap_or_else(|| serde_json::json!({"keys": []})),
+                user_claim: p.user_claim,
+                virtual_accounts,
+            }
+        })
+        .collect();
 
     Ok(Snapshot {
         version,
         issued_at: now,
         kid: kid.to_owned(),
         tenants: tenants.into_iter().map(|t| TenantEntry { id: t.id, slug: t.slug }).collect(),
-        users: users.into_iter().map(|u| UserEntry { id: u.id, email: u.email, disabled: u.disabled }).collect(),
+        users: users
+            .into_iter()
+            .map(|u| UserEntry {
+                id: u.id,
+                email: u.email,
+                disabled: u.disabled,
+                identity_tenant: u.identity_tenant_id,
+                identity_issuer: u.identity_issuer,
+                identity_subject: u.identity_subject,
+            })
+            .collect(),
         members: members
             .into_iter()
             .map(|m| Ok(MemberEntry { tenant: m.tenant_id, user: m.user_id, role: TenantRole::parse(&m.role)? }))
@@ -168,7 +212,7 @@ pub async fn compile(
             .map_err(corrupt)?,
         tokens,
         revoked_gateway_tokens,
-        identity_providers: Vec::new(),
+        identity_providers,
         gateway_keys,
     })
 }
