@@ -23,6 +23,21 @@ pub fn sso_callback_url(state: &AppState) -> String {
     format!("{}/oauth/sso/callback", state.oauth.issuer)
 }
 
+/// A provider whose JWTs are now accepted has its keys fetched at once, so the proxies can
+/// verify its tokens without waiting for the next refresh; a failure is logged, and the
+/// provider's test says more.
+fn fetch_keys_soon(state: &AppState, row: &idps::Model) {
+    if !row.accept_jwt {
+        return;
+    }
+    let (db, oidc, row, now) = (state.db.clone(), state.oidc.clone(), row.clone(), state.clock.now());
+    tokio::spawn(async move {
+        if let Err(e) = oidc.test(&db, &row, now).await {
+            tracing::warn!(provider = %row.slug, error = %e, "fetching an identity provider's keys failed");
+        }
+    });
+}
+
 fn view(state: &AppState, row: &idps::Model) -> ApiResult<IdpView> {
     Ok(IdpView::of(row, &sso_callback_url(state))?)
 }
@@ -34,6 +49,7 @@ async fn create(
     req: IdpRequest,
 ) -> ApiResult<HttpResponse> {
     let row = identity::create(&state.db, &state.sealer, &p.actor(), tenant, req, state.clock.now()).await?;
+    fetch_keys_soon(state, &row);
     Ok(HttpResponse::Created().json(view(state, &row)?))
 }
 
@@ -46,6 +62,7 @@ async fn update(
 ) -> ApiResult<web::Json<IdpView>> {
     let row = identity::get(&state.db, tenant, slug).await?;
     let row = identity::update(&state.db, &state.sealer, &p.actor(), tenant, row, req, state.clock.now()).await?;
+    fetch_keys_soon(state, &row);
     Ok(web::Json(view(state, &row)?))
 }
 

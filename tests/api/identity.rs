@@ -537,6 +537,8 @@ async fn jwt_setup(app: &TestApp, admin: &Client, op: &Op) {
     let (status, _, _) = through_provider(&Browser::new(&app.base), app, op, start, "alice").await;
     assert_eq!(status, 303);
     admin.post("/api/v1/tenants/acme/identity-providers/corp/test", json!({})).await.expect(200);
+    // The in-process proxy holds the snapshot with the provider's keys from here on.
+    app.state.current_policy().await.unwrap();
 }
 
 #[tokio::test]
@@ -644,4 +646,82 @@ async fn a_replica_verifies_idp_jwts_follows_key_rotation_and_outlives_the_provi
     let (status, body) = initialize(&url, &unknown).await;
     assert_eq!(status, 401);
     assert!(body.contains("jwt_unknown_key"), "{body}");
+}
+
+#[tokio::test]
+async fn passthrough_forwards_the_callers_idp_jwt_and_nothing_else() {
+    let app = spawn_app().await;
+    let admin = app.admin().await;
+    let op = op(&app, accounts());
+    jwt_setup(&app, &admin, &op).await;
+    // An upstream that trusts the organisation's provider and checks the token itself.
+    let upstream = peers::jwt_guarded_upstream(op.issuer.clone(), "cli".into()).await;
+    admin
+        .post(
+            "/api/v1/tenants/acme/servers",
+            json!({"slug": "private", "display_name": "P", "kind": "remote", "url": upstream, "auth_data": {"type": "passthrough"}}),
+        )
+        .await
+        .expect(201);
+    admin
+        .send(
+            reqwest::Method::PUT,
+            "/api/v1/tenants/acme/servers/private/collaborators",
+            Some(json!({"subject": "team:everyone", "role": "user"})),
+        )
+        .await
+        .expect(201);
+    app.state.current_policy().await.unwrap();
+    let url = format!("{}/acme/mcp/private/server", app.base);
+    let alice = id_token(&op, "alice").await;
+    let http = reqwest::Client::new();
+    let post = |body: Value, session: Option<&str>| {
+        let mut request = http
+            .post(&url)
+            .bearer_auth(&alice)
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-protocol-version", "2025-06-18")
+            .json(&body);
+        if let Some(session) = session {
+            request = request.header("mcp-session-id", session);
+        }
+        request.send()
+    };
+    let init = post(
+        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}),
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(init.status(), 200, "{:?}", init.headers());
+    let session = init.headers()["mcp-session-id"].to_str().unwrap().to_owned();
+    post(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}), Some(&session)).await.unwrap();
+    // A call with the same token reaches the tool through the upstream's own check.
+    let call = http
+        .post(&url)
+        .bearer_auth(&alice)
+        .header("mcp-session-id", &session)
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2025-06-18")
+        .json(&json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "echo", "arguments": {"message": "through"}}}))
+        .send()
+        .await
+        .unwrap();
+    let text = call.text().await.unwrap();
+    assert!(text.contains("through"), "{text}");
+    // The gateway's own tokens are never forwarded: the gateway says what the server needs.
+    admin
+        .send(
+            reqwest::Method::PUT,
+            "/api/v1/tenants/acme/servers/private/collaborators",
+            Some(json!({"subject": "virtualaccount:ci", "role": "user"})),
+        )
+        .await
+        .expect(201);
+    let token = admin.post("/api/v1/tenants/acme/virtual-accounts/ci/tokens", json!({})).await.expect(201);
+    app.state.current_policy().await.unwrap();
+    let (status, body) = initialize(&url, token["token"].as_str().unwrap()).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("identity-provider token"), "{body}");
 }

@@ -54,6 +54,56 @@ pub async fn rmcp_upstream() -> String {
     format!("http://127.0.0.1:{port}/mcp")
 }
 
+/// The rmcp fixture behind a check of its own: every request must carry a JWT of `issuer` for
+/// `audience`, verified against the provider's published keys (as an upstream that trusts the
+/// organisation's identity provider does). Returns its MCP endpoint URL.
+pub async fn jwt_guarded_upstream(issuer: String, audience: String) -> String {
+    let service = StreamableHttpService::new(
+        || Ok(Fixture),
+        LocalSessionManager::default().into(),
+        StreamableHttpServerConfig::default(),
+    );
+    let guard = move |request: axum::extract::Request, next: axum::middleware::Next| {
+        let (issuer, audience) = (issuer.clone(), audience.clone());
+        async move {
+            let token = request
+                .headers()
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .map(str::to_owned);
+            let verified = match token {
+                Some(token) => {
+                    let keys: jsonwebtoken::jwk::JwkSet =
+                        reqwest::get(format!("{issuer}/jwks")).await.unwrap().json().await.unwrap();
+                    let header = jsonwebtoken::decode_header(&token).ok();
+                    let key = header.as_ref().and_then(|h| keys.find(h.kid.as_deref()?));
+                    key.and_then(|k| jsonwebtoken::DecodingKey::from_jwk(k).ok()).is_some_and(|key| {
+                        let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+                        validation.set_issuer(&[issuer.as_str()]);
+                        validation.set_audience(&[audience.as_str()]);
+                        jsonwebtoken::decode::<serde_json::Value>(&token, &key, &validation).is_ok()
+                    })
+                }
+                None => false,
+            };
+            if verified {
+                next.run(request).await
+            } else {
+                axum::response::IntoResponse::into_response((
+                    axum::http::StatusCode::UNAUTHORIZED,
+                    "a valid JWT is required",
+                ))
+            }
+        }
+    };
+    let router = axum::Router::new().nest_service("/mcp", service).layer(axum::middleware::from_fn(guard));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    format!("http://127.0.0.1:{port}/mcp")
+}
+
 /// A running `server-everything`, killed on drop.
 pub struct Everything {
     child: Child,
