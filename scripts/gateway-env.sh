@@ -52,7 +52,6 @@ start_stack() {
         python3 -c 'import json,sys; print(json.load(sys.stdin)["csrf_token"])')
     api_call() { curl -sf -b "$jar" -H "x-csrf-token: $csrf" -H 'content-type: application/json' "$@"; }
     api_call -d '{"slug":"acme","display_name":"Acme"}' "$api/tenants" >/dev/null
-    api_call -d '{"email":"admin@example.com","role":"admin"}' "$api/tenants/acme/members" >/dev/null
     api_call -d "{\"slug\":\"fixture\",\"display_name\":\"Fixture\",\"kind\":\"remote\",\"url\":\"$FIXTURE_URL\"}" \
         "$api/tenants/acme/servers" >/dev/null
     TOKEN=$(api_call -d '{"name":"stack"}' "$api/me/tokens" | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')

@@ -136,8 +136,9 @@ async fn sign_in_page(req: &HttpRequest, state: &AppState, return_to: &str, prob
             @if let Some(problem) = problem { p.error { (problem) } }
             @for p in &providers {
                 @let slug = p.tenant_id.and(tenant.as_ref()).map(|t| t.slug.as_str());
-                p { a.sso href=(crate::web::sso_start_url(slug, &p.slug, return_to, &[])) { "Continue with " (p.display_name) } }
+                a.sso href=(crate::web::sso_start_url(slug, &p.slug, return_to, &[])) { "Continue with " (p.display_name) }
             }
+            @if !providers.is_empty() { p.or { "or with your email and password" } }
             form method="post" action="/oauth/authorize/sign-in" {
                 (token.field())
                 input type="hidden" name="return_to" value=(return_to);

@@ -121,7 +121,9 @@ pub fn check_form_post(req: &HttpRequest, state: &AppState, form_token: Option<&
 const STYLE: &str = "body{font-family:system-ui,sans-serif;max-width:34rem;margin:3rem auto;padding:0 1rem;color:#1d232b}\
 h1{font-size:1.4rem}label{display:block;margin:.8rem 0 .2rem;font-weight:600}\
 input{width:100%;padding:.5rem;box-sizing:border-box;font:inherit}button{margin-top:1rem;padding:.5rem 1.2rem;font:inherit}\
-.muted{color:#5b6672}.error{color:#a8071a}code{background:#f1f3f5;padding:0 .2rem}";
+.muted{color:#5b6672}.error{color:#a8071a}code{background:#f1f3f5;padding:0 .2rem}\
+a.sso{display:block;text-align:center;padding:.6rem;margin:.8rem 0;border:1px solid #8a939c;border-radius:4px;color:inherit;text-decoration:none;font-weight:600}\
+a.sso:focus,a.sso:hover{background:#f1f3f5}.or{text-align:center;color:#5b6672;margin:1rem 0 0}";
 
 /// A value made safe for a URL's query string.
 pub fn url_encode(value: &str) -> String {

@@ -269,8 +269,9 @@ async fn invitation_view(req: &HttpRequest, state: &AppState, secret: &str, prob
             @for p in &providers {
                 @let tenant_slug = p.tenant_id.map(|_| tenant.slug.as_str());
                 @let url = crate::web::sso_start_url(tenant_slug, &p.slug, "/", &[("invitation", secret), ("login_hint", invitation.email.as_str())]);
-                p { a href=(url) { "Continue with " (p.display_name) } }
+                a.sso href=(url) { "Continue with " (p.display_name) }
             }
+            @if !providers.is_empty() { p.or { "or with your email and password" } }
             form method="post" action="/invitations/accept" {
                 (token.field())
                 input type="hidden" name="token" value=(secret);
