@@ -725,3 +725,84 @@ async fn passthrough_forwards_the_callers_idp_jwt_and_nothing_else() {
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("identity-provider token"), "{body}");
 }
+
+#[tokio::test]
+async fn a_tenants_provider_cannot_be_used_to_get_around_the_gateway() {
+    let app = spawn_app().await;
+    let admin = app.admin().await;
+    let op = op(&app, accounts());
+    jwt_setup(&app, &admin, &op).await;
+    // Another tenant whose admin points a provider at the same issuer cannot use it to act as
+    // the platform admin or as acme's people.
+    admin.post("/api/v1/tenants", json!({"slug": "evil", "display_name": "Evil"})).await.expect(201);
+    admin
+        .post(
+            "/api/v1/tenants/evil/servers",
+            json!({"slug": "mine", "display_name": "M", "kind": "remote", "url": peers::rmcp_upstream().await}),
+        )
+        .await
+        .expect(201);
+    let mut body = corp_idp(&op);
+    body["accept_jwt"] = json!(true);
+    body["audiences"] = json!(["cli"]);
+    body["group_teams"] = json!({});
+    body["allowed_domains"] = json!(["example.com", "corp.example"]);
+    admin.post("/api/v1/tenants/evil/identity-providers", body).await.expect(201);
+    admin.post("/api/v1/tenants/evil/identity-providers/corp/test", json!({})).await.expect(200);
+    app.state.current_policy().await.unwrap();
+    let root = id_token(&op, "root").await;
+    let (status, body) = me(&app, &root).await;
+    assert_eq!((status, body["code"].as_str()), (401, Some("jwt_unmapped_subject")), "{body}");
+    // alice's token (vouched for by acme's provider) reaches acme, not evil's servers.
+    let alice = id_token(&op, "alice").await;
+    assert_eq!(initialize(&format!("{}/acme/mcp/fixture/server", app.base), &alice).await.0, 200);
+    // At evil's servers only evil's providers (and the platform's) are asked: none vouches.
+    let (status, body) = initialize(&format!("{}/evil/mcp/mine/server", app.base), &alice).await;
+    assert_eq!(status, 401);
+    assert!(body.contains("jwt_unmapped_subject"), "{body}");
+    // A provider's JWT does not mint the gateway's own tokens.
+    Client::with_token(&app.base, &alice)
+        .post("/api/v1/me/tokens", json!({"name": "x"}))
+        .await
+        .problem(403, "forbidden");
+    // An HMAC-signed token naming the provider (algorithm confusion) is refused unread.
+    let forged = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &json!({"iss": op.issuer, "aud": "cli", "exp": 4_000_000_000u64, "email": "alice@corp.example", "email_verified": true, "sub": "alice"}),
+        &jsonwebtoken::EncodingKey::from_secret(b"anything").unwrap(),
+    )
+    .unwrap();
+    let (status, body) = me(&app, &forged).await;
+    assert_eq!((status, body["code"].as_str()), (401, Some("jwt_invalid")), "{body}");
+    // A provider's answer that names another issuer is a mix-up, refused before the code is used.
+    let browser = Browser::new(&app.base);
+    let started = browser
+        .http
+        .get(format!("{}/oauth/sso/start?tenant=acme&idp=corp&return_to=%2F", app.base))
+        .send()
+        .await
+        .unwrap();
+    let state = query_of(started.headers()[LOCATION].to_str().unwrap())["state"].clone();
+    let answer = browser
+        .http
+        .get(format!("{}/oauth/sso/callback?code=x&state={state}&iss=http%3A%2F%2Fevil.example", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 400);
+    assert!(answer.text().await.unwrap().contains("another issuer"));
+    // Teams a provider may fill are the tenant's own, never `everyone`.
+    let reply = admin
+        .patch("/api/v1/tenants/acme/identity-providers/corp", json!({"group_teams": {"staff": "everyone"}}))
+        .await;
+    assert_eq!(reply.error_fields(), ["group_teams.staff"]);
+    // An invitation is for its email only.
+    app.user(&admin, "mallory@example.com").await;
+    let invited = admin
+        .post("/api/v1/tenants/acme/invitations", json!({"email": "dan@example.com", "role": "admin"}))
+        .await
+        .expect(201);
+    let token = invited["url"].as_str().unwrap().split("token=").nth(1).unwrap().to_owned();
+    let mallory = app.signed_in("mallory@example.com", "pw-mallory@example.com-secret").await;
+    mallory.post("/api/v1/me/invitations/accept", json!({"token": token})).await.problem(404, "not_found");
+}
