@@ -21,6 +21,12 @@ enum Users {
 }
 
 #[derive(DeriveIden)]
+enum AuditEvents {
+    Table,
+    Outcome,
+}
+
+#[derive(DeriveIden)]
 enum IdentityProviders {
     Table,
     Id,
@@ -68,6 +74,18 @@ enum Invitations {
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        // Refusal codes (`domain_not_allowed`, `jwt_unmapped_subject`, …) are audit outcomes
+        // too. SQLite does not enforce lengths (nor can it alter a column); PostgreSQL does.
+        if manager.get_database_backend() == sea_orm_migration::sea_orm::DatabaseBackend::Postgres {
+            manager
+                .alter_table(
+                    Table::alter()
+                        .table(AuditEvents::Table)
+                        .modify_column(ColumnDef::new(AuditEvents::Outcome).string_len(64).not_null())
+                        .to_owned(),
+                )
+                .await?;
+        }
         // One column per statement: SQLite adds one at a time.
         for col in [
             ColumnDef::new(Users::IdentityTenantId).big_integer().null().to_owned(),

@@ -120,10 +120,29 @@ async fn idp_caller(
     token: &str,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<(Caller, Credential), ApiError> {
+    use crate::policy::idp::Rejection;
     let policy = state.policy.current().ok_or(ApiError::InvalidToken)?;
-    let found = state.idp_keys.authenticate(&policy, token, None, now).await;
-    let caller = match found {
-        Ok(caller) => caller,
+    let found = match state.idp_keys.authenticate(&policy, token, None, now).await {
+        Ok(caller) => match caller.subject {
+            crate::proxy::index::Subject::User(id) => match crate::control::users::get(&state.db, id).await {
+                Ok(user) if user.disabled => Err(Rejection::DisabledUser),
+                Ok(user) => Ok((Caller::User(user), caller.provider)),
+                Err(_) => Err(Rejection::UnmappedSubject),
+            },
+            crate::proxy::index::Subject::VirtualAccount(id) => {
+                match <crate::store::entities::virtual_accounts::Entity as sea_orm::EntityTrait>::find_by_id(id)
+                    .one(&state.db)
+                    .await?
+                {
+                    Some(va) => Ok((Caller::VirtualAccount(va), caller.provider)),
+                    None => Err(Rejection::UnmappedSubject),
+                }
+            }
+        },
+        Err(rejection) => Err(rejection),
+    };
+    match found {
+        Ok((caller, provider)) => Ok((caller, Credential::IdpToken { provider })),
         Err(rejection) => {
             tracing::info!(reason = rejection.code(), "identity-provider token refused");
             let event = crate::control::audit::Event::new("auth.jwt_rejected", "api").outcome(rejection.code());
@@ -131,26 +150,9 @@ async fn idp_caller(
             if let Err(e) = crate::control::audit::record(&state.db, &actor, event, now).await {
                 tracing::warn!(error = %e, "recording a refused token failed");
             }
-            return Err(ApiError::IdpTokenRejected(rejection));
+            Err(ApiError::IdpTokenRejected(rejection))
         }
-    };
-    let who = match caller.subject {
-        crate::proxy::index::Subject::User(id) => {
-            let user = crate::control::users::get(&state.db, id).await.map_err(|_| ApiError::InvalidToken)?;
-            if user.disabled {
-                return Err(ApiError::IdpTokenRejected(crate::policy::idp::Rejection::DisabledUser));
-            }
-            Caller::User(user)
-        }
-        crate::proxy::index::Subject::VirtualAccount(id) => {
-            let va = <crate::store::entities::virtual_accounts::Entity as sea_orm::EntityTrait>::find_by_id(id)
-                .one(&state.db)
-                .await?
-                .ok_or(ApiError::InvalidToken)?;
-            Caller::VirtualAccount(va)
-        }
-    };
-    Ok((who, Credential::IdpToken { provider: caller.provider }))
+    }
 }
 
 impl FromRequest for Principal {

@@ -610,6 +610,28 @@ async fn idp_jwts_are_accepted_by_the_api_and_the_proxy_and_each_refusal_says_wh
     for reason in ["jwt_expired", "jwt_unmapped_subject", "jwt_user_disabled"] {
         assert!(reasons.contains(reason), "{reason} not in {reasons:?}");
     }
+    // The API's refusals are platform events (no tenant is known yet), each with its code.
+    use mcpgate::store::entities::audit_events;
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+    let api_refusals: std::collections::BTreeSet<String> = audit_events::Entity::find()
+        .filter(audit_events::Column::Action.eq("auth.jwt_rejected"))
+        .all(&app.state.db)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.outcome)
+        .collect();
+    let want: std::collections::BTreeSet<String> = [
+        "jwt_unknown_issuer",
+        "jwt_unmapped_subject",
+        "jwt_invalid",
+        "jwt_expired",
+        "jwt_not_yet_valid",
+        "jwt_user_disabled",
+    ]
+    .map(String::from)
+    .into();
+    assert_eq!(api_refusals, want);
 }
 
 #[tokio::test]

@@ -771,7 +771,7 @@ pub struct Admitted {
 /// Turns a provider's verified claims into a person: finds or creates the user, checks the
 /// provider may vouch for them, makes them a member where the provider's tenant allows, and
 /// brings their teams in line with the groups claim. All in one change.
-pub async fn admit<C: TransactionTrait>(
+pub async fn admit<C: TransactionTrait + ConnectionTrait>(
     db: &C,
     row: &idps::Model,
     claims: &serde_json::Map<String, Value>,
@@ -789,21 +789,19 @@ pub async fn admit<C: TransactionTrait>(
     let subject = claims.get("sub").and_then(Value::as_str).unwrap_or_default().to_owned();
     let allowed: Vec<String> = list_of(&row.allowed_domains);
     let in_domain = allowed.iter().any(|d| d == domain_of(email.as_str()));
-    let actor = Actor { subject: format!("user:{email}"), request_id: None };
-    let change = Change::begin(db, &actor, now).await?;
-    let txn = change.db();
+    // Decide first, from reads alone; a refusal changes nothing.
     let tenant = match row.tenant_id {
-        Some(id) => tenants::Entity::find_by_id(id).one(txn).await?,
+        Some(id) => tenants::Entity::find_by_id(id).one(db).await?,
         None => None,
     };
     let invite = match invitation {
-        Some(secret) => match crate::invitations::find_open(txn, secret, now).await? {
+        Some(secret) => match crate::invitations::find_open(db, secret, now).await? {
             Some(inv) if inv.email == email.as_str() && Some(inv.tenant_id) == row.tenant_id => Some(inv),
             _ => return Ok(Err(Refusal::InvalidInvitation)),
         },
         None => None,
     };
-    let existing = users::Entity::find().filter(users::Column::Email.eq(email.as_str())).one(txn).await?;
+    let existing = users::Entity::find().filter(users::Column::Email.eq(email.as_str())).one(db).await?;
     let vouches = |u: &users::Model| {
         // The platform's provider is the platform admins' own choice: it may sign in anyone.
         row.tenant_id.is_none()
@@ -811,12 +809,28 @@ pub async fn admit<C: TransactionTrait>(
                 && u.identity_issuer.as_deref() == Some(row.issuer.as_str())
                 && u.identity_subject.as_deref().is_none_or(|s| s == subject))
     };
-    let (user, created) = match existing {
+    match &existing {
         Some(u) if u.disabled => return Ok(Err(Refusal::Disabled)),
-        Some(u) if vouches(&u) => {
+        Some(u) if vouches(u) => {
             if !allowed.is_empty() && !in_domain && row.tenant_id.is_some() && invite.is_none() {
                 return Ok(Err(Refusal::DomainNotAllowed(email.to_string())));
             }
+        }
+        Some(u) => return Ok(Err(Refusal::NotVouched(u.email.clone()))),
+        None if !in_domain && invite.is_none() => {
+            return Ok(Err(if allowed.is_empty() {
+                Refusal::NoAccount(email.to_string())
+            } else {
+                Refusal::DomainNotAllowed(email.to_string())
+            }));
+        }
+        None => {}
+    }
+    let actor = Actor { subject: format!("user:{email}"), request_id: None };
+    let change = Change::begin(db, &actor, now).await?;
+    let txn = change.db();
+    let (user, created) = match existing {
+        Some(u) => {
             let mut active = u.into_active_model();
             if row.tenant_id.is_none() {
                 // Remember who vouched, without taking the account from a tenant's provider.
@@ -830,15 +844,7 @@ pub async fn admit<C: TransactionTrait>(
             active.updated_at = Set(now);
             (active.update(txn).await?, false)
         }
-        Some(u) => return Ok(Err(Refusal::NotVouched(u.email))),
         None => {
-            if !in_domain && invite.is_none() {
-                return Ok(Err(if allowed.is_empty() {
-                    Refusal::NoAccount(email.to_string())
-                } else {
-                    Refusal::DomainNotAllowed(email.to_string())
-                }));
-            }
             let name = claims
                 .get("name")
                 .and_then(Value::as_str)
