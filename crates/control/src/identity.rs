@@ -811,11 +811,10 @@ pub async fn admit<C: TransactionTrait + ConnectionTrait>(
     };
     match &existing {
         Some(u) if u.disabled => return Ok(Err(Refusal::Disabled)),
-        Some(u) if vouches(u) => {
-            if !allowed.is_empty() && !in_domain && row.tenant_id.is_some() && invite.is_none() {
-                return Ok(Err(Refusal::DomainNotAllowed(email.to_string())));
-            }
+        Some(u) if vouches(u) && !allowed.is_empty() && !in_domain && row.tenant_id.is_some() && invite.is_none() => {
+            return Ok(Err(Refusal::DomainNotAllowed(email.to_string())));
         }
+        Some(u) if vouches(u) => {}
         Some(u) => return Ok(Err(Refusal::NotVouched(u.email.clone()))),
         None if !in_domain && invite.is_none() => {
             return Ok(Err(if allowed.is_empty() {
