@@ -55,6 +55,16 @@ enum IdentityProviders {
 }
 
 #[derive(DeriveIden)]
+enum IdpSessions {
+    Table,
+    Id,
+    UserId,
+    IdpId,
+    RefreshToken,
+    UpdatedAt,
+}
+
+#[derive(DeriveIden)]
 enum Invitations {
     Table,
     Id,
@@ -145,6 +155,39 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
+        // A person's session at the provider they signed in with (its refresh token, sealed):
+        // asked again when their gateway sign-in is refreshed, so that a person the provider
+        // no longer knows loses access.
+        manager
+            .create_table(
+                Table::create()
+                    .table(IdpSessions::Table)
+                    .col(id_col(IdpSessions::Id))
+                    .col(ColumnDef::new(IdpSessions::UserId).big_integer().not_null())
+                    .col(ColumnDef::new(IdpSessions::IdpId).big_integer().not_null())
+                    .col(ColumnDef::new(IdpSessions::RefreshToken).text().not_null())
+                    .col(ColumnDef::new(IdpSessions::UpdatedAt).timestamp_with_time_zone().not_null())
+                    .foreign_key(&mut cascade(IdpSessions::Table, IdpSessions::UserId, Users::Table, Users::Id))
+                    .foreign_key(&mut cascade(
+                        IdpSessions::Table,
+                        IdpSessions::IdpId,
+                        IdentityProviders::Table,
+                        IdentityProviders::Id,
+                    ))
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("idp_sessions_user_idp")
+                    .table(IdpSessions::Table)
+                    .col(IdpSessions::UserId)
+                    .col(IdpSessions::IdpId)
+                    .unique()
+                    .to_owned(),
+            )
+            .await?;
         // Invitations to a tenant by email: a single-use link, its secret kept as a digest.
         manager
             .create_table(
@@ -177,6 +220,7 @@ impl MigrationTrait for Migration {
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         manager.drop_table(Table::drop().table(Invitations::Table).to_owned()).await?;
+        manager.drop_table(Table::drop().table(IdpSessions::Table).to_owned()).await?;
         manager.drop_table(Table::drop().table(IdentityProviders::Table).to_owned()).await?;
         for col in [Users::IdentityTenantId, Users::IdentityIssuer, Users::IdentitySubject] {
             manager.alter_table(Table::alter().table(Users::Table).drop_column(col).to_owned()).await?;

@@ -244,6 +244,21 @@ async fn token(req: HttpRequest, payload: web::Payload, state: web::Data<AppStat
                 let client = grants::authenticate_client(&state.db, config, &client_id, secret.as_deref(), now).await?;
                 let presented = param(&pairs, "refresh_token")
                     .ok_or_else(|| OAuthError::new("invalid_request", "refresh_token is required"))?;
+                // Deprovisioning: a person whose identity provider no longer knows them (their
+                // session there revoked or gone) loses their gateway sign-ins here.
+                if let Some((grant, user)) = grants::owner_of_refresh_token(&state.db, presented).await? {
+                    let ended = crate::control::identity::session_ended(&state.db, &state.sealer, &state.oidc, user, now)
+                        .await
+                        .map_err(OAuthError::server)?;
+                    if let Some(provider) = ended {
+                        grants::end_for_identity_provider(&state.db, grant, now).await?;
+                        state.publisher.poke();
+                        tracing::info!(user, provider = %provider, "sign-in ended: the identity provider no longer knows the person");
+                        return Err(OAuthError::invalid_grant(format!(
+                            "your session at {provider} has ended; sign in again"
+                        )));
+                    }
+                }
                 let refreshed =
                     grants::refresh(&state.db, &state.sealer, config, &client, presented, param(&pairs, "resource"), now)
                         .await;

@@ -62,7 +62,7 @@ async fn visible_server(
     found.await.map_err(|_: Error| not_found())
 }
 
-fn sign_in_page(
+async fn sign_in_page(
     req: &HttpRequest,
     state: &AppState,
     tenant: &str,
@@ -72,12 +72,24 @@ fn sign_in_page(
 ) -> HttpResponse {
     let token = FormToken::of(req);
     let action = format!("/connect/{tenant}/{server}/sign-in");
+    // The tenant's identity providers (and the platform's), coming back to this page.
+    let tenant_row = tenants::find_by_slug(&state.db, tenant).await.ok().flatten();
+    let providers = crate::control::identity::login_providers(&state.db, tenant_row.as_ref()).await.unwrap_or_default();
+    let here = match return_to {
+        Some(back) => format!("/connect/{tenant}/{server}?return_to={}", super::url_encode(back)),
+        None => format!("/connect/{tenant}/{server}"),
+    };
     let html = page(
         if problem.is_none() { StatusCode::OK } else { StatusCode::UNAUTHORIZED },
         "Sign in",
         html! {
             h1 { "Sign in to connect " (tenant) "/" (server) }
             @if let Some(problem) = problem { p.error { (problem) } }
+            @for p in &providers {
+                @let slug = p.tenant_id.map(|_| tenant);
+                a.sso href=(crate::web::sso_start_url(slug, &p.slug, &here, &[])) { "Continue with " (p.display_name) }
+            }
+            @if !providers.is_empty() { p.or { "or with your email and password" } }
             form method="post" action=(action) {
                 (token.field())
                 // Within a sign-in's chained steps the way back to the client survives signing in again.
@@ -187,7 +199,7 @@ async fn show(
     let (tenant, server) = path.into_inner();
     let return_to = next.target(&state);
     let Some((user, secret)) = browser_user(&req, &state).await else {
-        return sign_in_page(&req, &state, &tenant, &server, None, return_to.as_deref());
+        return sign_in_page(&req, &state, &tenant, &server, None, return_to.as_deref()).await;
     };
     let (tenant_row, server_row) = match visible_server(&state, &user, &tenant, &server).await {
         Ok(found) => found,
@@ -249,7 +261,7 @@ async fn sign_in_form(
             HttpResponse::SeeOther().cookie(cookie).insert_header(("location", next)).finish()
         }
         FormSignIn::Retry(problem) => {
-            sign_in_page(&req, &state, &tenant, &server, Some(&problem), return_to.as_deref())
+            sign_in_page(&req, &state, &tenant, &server, Some(&problem), return_to.as_deref()).await
         }
         FormSignIn::Failed(page) => page,
     }
@@ -281,7 +293,8 @@ async fn save_key(
             &server,
             Some("Your session ended; sign in again."),
             return_to.as_deref(),
-        );
+        )
+        .await;
     };
     if !csrf_matches(&secret, &presented) {
         return error_page(

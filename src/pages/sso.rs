@@ -172,8 +172,8 @@ async fn callback(req: HttpRequest, state: web::Data<AppState>, query: web::Quer
         ));
     };
     let redirect_uri = crate::api::identity::sso_callback_url(&state);
-    let claims = match state.oidc.finish(&state.sealer, &row, &redirect_uri, &flow, code).await {
-        Ok(claims) => claims,
+    let (claims, provider_session) = match state.oidc.finish(&state.sealer, &row, &redirect_uri, &flow, code).await {
+        Ok(found) => found,
         Err(e) => return finish(domain_error_page(StatusCode::BAD_GATEWAY, "Sign-in failed", &e)),
     };
     let admitted = match identity::admit(&state.db, &row, &claims, flow.next.invitation.as_deref(), now).await {
@@ -181,6 +181,15 @@ async fn callback(req: HttpRequest, state: web::Data<AppState>, query: web::Quer
         Ok(Err(refusal)) => return finish(refused(&state, &row, &claims, &refusal).await),
         Err(e) => return finish(domain_error_page(StatusCode::INTERNAL_SERVER_ERROR, "Sign-in failed", &e)),
     };
+    // With `offline_access`, the provider's session is asked again at every refresh of the
+    // person's gateway sign-ins.
+    if let Some(refresh) = provider_session {
+        if let Err(e) =
+            identity::remember_session(&state.db, &state.sealer, admitted.user.id, row.id, &refresh, now).await
+        {
+            tracing::warn!(error = %e, "keeping the provider session failed");
+        }
+    }
     let (secret, ttl) = match crate::web::open_session(&state, &admitted.user).await {
         Ok(opened) => opened,
         Err(e) => return finish(failure_page("Sign-in failed", &e)),

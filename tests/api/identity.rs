@@ -54,7 +54,7 @@ pub fn op_on(app: &TestApp, accounts: Value, port: u16, key_id: &str) -> Op {
         "client_id": "gw",
         "client_secret": SECRET,
         "redirect_uris": [format!("{}/oauth/sso/callback", app.base)],
-        "grant_types": ["authorization_code"],
+        "grant_types": ["authorization_code", "refresh_token"],
         "response_types": ["code"],
     }, {
         "client_id": "cli",
@@ -827,4 +827,65 @@ async fn a_tenants_provider_cannot_be_used_to_get_around_the_gateway() {
     let token = invited["url"].as_str().unwrap().split("token=").nth(1).unwrap().to_owned();
     let mallory = app.signed_in("mallory@example.com", "pw-mallory@example.com-secret").await;
     mallory.post("/api/v1/me/invitations/accept", json!({"token": token})).await.problem(404, "not_found");
+}
+
+#[tokio::test]
+async fn a_person_the_provider_no_longer_knows_loses_their_sign_ins_at_the_next_refresh() {
+    let app = spawn_app().await;
+    let admin = app.admin().await;
+    acme_with_engineers(&app, &admin).await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let first = op_on(&app, accounts(), port, "k1");
+    let mut body = corp_idp(&first);
+    body["scopes"] = json!(["openid", "email", "profile", "groups", "offline_access"]);
+    admin.post("/api/v1/tenants/acme/identity-providers", body).await.expect(201);
+
+    // alice signs in to an MCP client through the provider.
+    let client_id = public_client(&app).await;
+    let (verifier, challenge) = pkce();
+    let resource = format!("{}/acme/mcp/fixture/server", app.base);
+    let redirect = "http://127.0.0.1:40000/callback";
+    let authorize = authorize_url(&app, &client_id, redirect, &challenge, &resource);
+    let browser = Browser::new(&app.base);
+    let page = browser.http.get(&authorize).send().await.unwrap().text().await.unwrap();
+    let (status, _, _) = through_provider(&browser, &app, &first, &continue_link(&page), "alice").await;
+    assert_eq!(status, 303);
+    let back = browser.authorize(&authorize, ("unused", "unused"), Decision::Approve, &[]).await;
+    let code = query_of(&back)["code"].clone();
+    let (status, tokens) = crate::oauth::exchange(&app, &client_id, redirect, &code, &verifier).await;
+    assert_eq!(status, 200, "{tokens}");
+    let refresh = |token: String| {
+        let (base, client_id) = (app.base.clone(), client_id.clone());
+        async move {
+            let res = reqwest::Client::new()
+                .post(format!("{base}/oauth/token"))
+                .form(&[
+                    ("grant_type", "refresh_token"),
+                    ("refresh_token", token.as_str()),
+                    ("client_id", client_id.as_str()),
+                ])
+                .send()
+                .await
+                .unwrap();
+            (res.status().as_u16(), res.json::<Value>().await.unwrap())
+        }
+    };
+    // While the provider still knows her, refreshes go through (and ask it each time).
+    let (status, renewed) = refresh(tokens["refresh_token"].as_str().unwrap().to_owned()).await;
+    assert_eq!(status, 200, "{renewed}");
+    let access = renewed["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(initialize(&resource, &access).await.0, 200);
+
+    // The provider forgets her session (a restart of this in-memory provider forgets them all).
+    drop(first);
+    let _second = op_on(&app, accounts(), port, "k1");
+    let (status, refused) = refresh(renewed["refresh_token"].as_str().unwrap().to_owned()).await;
+    assert_eq!((status, refused["error"].as_str()), (400, Some("invalid_grant")), "{refused}");
+    assert!(refused["error_description"].as_str().unwrap().contains("corp"), "{refused}");
+    // Her access token stops at the proxy with the next snapshot.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    while initialize(&resource, &access).await.0 != 401 {
+        assert!(std::time::Instant::now() < deadline, "the proxy still took the ended sign-in's token");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }

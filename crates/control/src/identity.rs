@@ -27,7 +27,9 @@ use crate::auth::seal::{Place, Sealer};
 use crate::domain::{DisplayName, Email, Slug, TenantRole};
 use crate::error::{Error, FieldError, Result};
 use crate::page::{self, PageRequest, Paged};
-use crate::store::entities::{identity_providers as idps, team_members, teams, tenant_members, tenants, users};
+use crate::store::entities::{
+    identity_providers as idps, idp_sessions, team_members, teams, tenant_members, tenants, users,
+};
 
 pub const DEFAULT_SCOPES: [&str; 3] = ["openid", "email", "profile"];
 const FLOW_TTL_MINUTES: i64 = 10;
@@ -38,7 +40,8 @@ const FLOW_TTL_MINUTES: i64 = 10;
 pub struct IdpRequest {
     pub slug: Option<String>,
     pub display_name: Option<String>,
-    /// The provider's issuer URL; its `/.well-known/openid-configuration` is read from there.
+    /// The provider's issuer URL, exactly as its discovery document spells it (with or without
+    /// a trailing slash); `/.well-known/openid-configuration` is read from there.
     pub issuer: Option<String>,
     pub client_id: Option<String>,
     /// Write-only; stored sealed. Send `""` to remove it.
@@ -172,7 +175,9 @@ async fn apply(
     let mut errors = Vec::new();
     if let Some(slug) = &req.slug {
         match Slug::parse("slug", slug) {
-            Ok(s) if creating => row.slug = Set(s.as_str().to_owned()),
+            Ok(s) if creating || current(&row.slug).as_deref() == Some(s.as_str()) => {
+                row.slug = Set(s.as_str().to_owned())
+            }
             Ok(_) => errors.push(FieldError::new("slug", "immutable", "the slug cannot change")),
             Err(e) => errors.push(e),
         }
@@ -188,7 +193,9 @@ async fn apply(
     match req.issuer.as_deref() {
         Some(issuer) => match url::Url::parse(issuer) {
             Ok(u) if matches!(u.scheme(), "https" | "http") && u.host().is_some() && u.query().is_none() => {
-                row.issuer = Set(issuer.trim_end_matches('/').to_owned());
+                // Exactly as given: discovery requires the provider's own spelling (some
+                // issuers end with a slash).
+                row.issuer = Set(issuer.trim().to_owned());
                 // A new issuer has new keys.
                 row.jwks_uri = Set(None);
                 row.jwks = Set(None);
@@ -604,6 +611,11 @@ impl Oidc {
         for scope in list_of(&row.scopes).into_iter().filter(|s| s != "openid") {
             request = request.add_scope(Scope::new(scope));
         }
+        // Providers hand out a refresh token for `offline_access` only with explicit consent
+        // (OpenID Connect Core §11).
+        if list_of(&row.scopes).iter().any(|s| s == "offline_access") {
+            request = request.add_extra_param("prompt", "consent");
+        }
         if let Some(email) = &next.login_hint {
             request = request.add_extra_param("login_hint", email.clone());
         }
@@ -628,7 +640,7 @@ impl Oidc {
         redirect_uri: &str,
         flow: &Flow,
         code: String,
-    ) -> Result<serde_json::Map<String, Value>> {
+    ) -> Result<(serde_json::Map<String, Value>, Option<String>)> {
         let metadata = self.discover(&row.issuer).await?;
         let client = CoreClient::from_provider_metadata(
             metadata,
@@ -643,7 +655,7 @@ impl Oidc {
             .request_async(self)
             .await
             .map_err(|e| ProviderError::Exchange(describe(&e)))?;
-        let _ = response.access_token();
+        let refresh = response.refresh_token().map(|r| r.secret().clone());
         let id_token =
             response.id_token().ok_or_else(|| ProviderError::IdToken("the provider sent no ID token".into()))?;
         id_token
@@ -659,8 +671,103 @@ impl Oidc {
             .map_err(|_| ProviderError::IdToken("malformed payload".into()))?;
         let claims: serde_json::Map<String, Value> =
             serde_json::from_slice(&bytes).map_err(|_| ProviderError::IdToken("malformed payload".into()))?;
-        Ok(claims)
+        Ok((claims, refresh))
     }
+
+    /// Asks the provider whether a person's session there still stands, by refreshing it.
+    /// `Ok(Some(token))`: it does (with the refresh token to keep); `Ok(None)`: the provider
+    /// says it does not (revoked, expired, unknown); `Err`: the provider could not be asked.
+    async fn still_signed_in(
+        &self,
+        sealer: &Sealer,
+        row: &idps::Model,
+        refresh: String,
+    ) -> std::result::Result<Option<String>, ProviderError> {
+        let metadata = self.discover(&row.issuer).await?;
+        let secret = Self::open_secret(sealer, row).map_err(|e| ProviderError::Exchange(e.to_string()))?;
+        let client = CoreClient::from_provider_metadata(metadata, ClientId::new(row.client_id.clone()), secret);
+        let token = openidconnect::RefreshToken::new(refresh.clone());
+        let request = client.exchange_refresh_token(&token).map_err(|e| ProviderError::Exchange(e.to_string()))?;
+        match request.request_async(self).await {
+            Ok(response) => Ok(Some(response.refresh_token().map(|r| r.secret().clone()).unwrap_or(refresh))),
+            Err(openidconnect::RequestTokenError::ServerResponse(e))
+                if matches!(e.error(), openidconnect::core::CoreErrorResponseType::InvalidGrant) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(ProviderError::Exchange(describe(&e))),
+        }
+    }
+}
+
+/// Keeps a person's provider session (its refresh token, sealed) to ask again later.
+pub async fn remember_session(
+    db: &impl ConnectionTrait,
+    sealer: &Sealer,
+    user_id: i64,
+    idp_id: i64,
+    refresh: &str,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let sealed = sealer.seal_at(refresh.as_bytes(), &Place::idp_session(user_id, idp_id))?;
+    let found = idp_sessions::Entity::find()
+        .filter(idp_sessions::Column::UserId.eq(user_id))
+        .filter(idp_sessions::Column::IdpId.eq(idp_id))
+        .one(db)
+        .await?;
+    match found {
+        Some(row) => {
+            let mut active = row.into_active_model();
+            active.refresh_token = Set(sealed);
+            active.updated_at = Set(now);
+            active.update(db).await?;
+        }
+        None => {
+            idp_sessions::ActiveModel {
+                user_id: Set(user_id),
+                idp_id: Set(idp_id),
+                refresh_token: Set(sealed),
+                updated_at: Set(now),
+                ..Default::default()
+            }
+            .insert(db)
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Whether a person still stands at the providers they signed in with, asked when their
+/// gateway sign-in is refreshed. `Some(provider)` names one that no longer knows them (its
+/// session is then forgotten); a provider that cannot be reached is not held against them.
+pub async fn session_ended(
+    db: &impl ConnectionTrait,
+    sealer: &Sealer,
+    oidc: &Oidc,
+    user_id: i64,
+    now: DateTime<Utc>,
+) -> Result<Option<String>> {
+    let sessions = idp_sessions::Entity::find().filter(idp_sessions::Column::UserId.eq(user_id)).all(db).await?;
+    for session in sessions {
+        let Some(row) = idps::Entity::find_by_id(session.idp_id).one(db).await? else { continue };
+        let place = Place::idp_session(user_id, row.id);
+        let Ok(refresh) =
+            sealer.open_at(&session.refresh_token, &place).map(|b| String::from_utf8_lossy(&b).into_owned())
+        else {
+            continue;
+        };
+        match oidc.still_signed_in(sealer, &row, refresh).await {
+            Ok(Some(fresh)) => remember_session(db, sealer, user_id, row.id, &fresh, now).await?,
+            Ok(None) => {
+                idp_sessions::Entity::delete_by_id(session.id).exec(db).await?;
+                return Ok(Some(row.slug));
+            }
+            Err(e) => {
+                tracing::warn!(provider = %row.slug, error = %e, "could not ask the identity provider about a session")
+            }
+        }
+    }
+    Ok(None)
 }
 
 impl<'c> openidconnect::AsyncHttpClient<'c> for Oidc {

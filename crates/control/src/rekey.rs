@@ -11,8 +11,8 @@ use sea_orm::{
 use crate::auth::seal::{Place, Sealer};
 use crate::outbound::AuthData;
 use crate::store::entities::{
-    access_tokens, auth_overrides, identity_providers, servers, signing_keys, upstream_auth_states, upstream_clients,
-    upstream_grants, virtual_members,
+    access_tokens, auth_overrides, identity_providers, idp_sessions, servers, signing_keys, upstream_auth_states,
+    upstream_clients, upstream_grants, virtual_members,
 };
 
 fn reseal(value: &str, place: &Place, old: &Sealer, new: &Sealer) -> anyhow::Result<String> {
@@ -126,6 +126,13 @@ pub async fn reseal_all<C: TransactionTrait>(db: &C, old: &Sealer, new: &Sealer)
             active.update(&txn).await?;
             moved += 1;
         }
+    }
+    for row in idp_sessions::Entity::find().all(&txn).await? {
+        let sealed = reseal(&row.refresh_token, &Place::idp_session(row.user_id, row.idp_id), old, new)?;
+        let mut active = row.into_active_model();
+        active.refresh_token = Set(sealed);
+        active.update(&txn).await?;
+        moved += 1;
     }
     txn.commit().await?;
     Ok(moved)

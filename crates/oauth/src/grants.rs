@@ -482,6 +482,31 @@ pub async fn refresh(
     Refreshed { result, revoked }
 }
 
+/// The sign-in (grant id) and person a refresh token belongs to, if it is a live one.
+pub async fn owner_of_refresh_token(db: &DatabaseConnection, token: &str) -> Result<Option<(i64, i64)>, OAuthError> {
+    let Some(row) = oauth_refresh_tokens::Entity::find()
+        .filter(oauth_refresh_tokens::Column::Digest.eq(digest(token)))
+        .one(db)
+        .await
+        .map_err(OAuthError::server)?
+    else {
+        return Ok(None);
+    };
+    let grant = oauth_grants::Entity::find_by_id(row.grant_id).one(db).await.map_err(OAuthError::server)?;
+    Ok(grant.filter(|g| g.revoked_at.is_none()).map(|g| (g.id, g.user_id)))
+}
+
+/// Ends a sign-in because the person's identity provider no longer knows them.
+pub async fn end_for_identity_provider(
+    db: &DatabaseConnection,
+    grant_id: i64,
+    now: DateTime<Utc>,
+) -> Result<(), OAuthError> {
+    let txn = db.begin().await.map_err(OAuthError::server)?;
+    revoke_grant(&txn, grant_id, "identity_provider", now).await?;
+    txn.commit().await.map_err(OAuthError::server)
+}
+
 /// `grant_type=client_credentials` for virtual accounts: the client id names the account
 /// (`<tenant>/<name>`), the secret is one of its tokens; the result is a short-lived JWT for one
 /// MCP URL it may use.

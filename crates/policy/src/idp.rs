@@ -110,7 +110,9 @@ pub fn verify(entry: &IdpEntry, key: &Jwk, token: &str, now: i64) -> Result<Map<
     }
     let decoding = DecodingKey::from_jwk(key).map_err(|_| Rejection::UnknownKey)?;
     let mut validation = Validation::new(header.alg);
-    validation.set_issuer(&[entry.issuer.as_str()]);
+    // The issuer as registered, with or without its trailing slash.
+    let bare = entry.issuer.trim_end_matches('/');
+    validation.set_issuer(&[bare.to_owned(), format!("{bare}/")]);
     if entry.audiences.is_empty() {
         return Err(Rejection::Audience);
     }

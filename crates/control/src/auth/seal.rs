@@ -70,6 +70,10 @@ impl Place {
         Self::new("identity_providers", "client_secret", idp_id)
     }
 
+    pub fn idp_session(user_id: i64, idp_id: i64) -> Self {
+        Self::new("idp_sessions", "refresh_token", format!("{user_id}/{idp_id}"))
+    }
+
     /// A sign-in at an identity provider in progress, kept in the browser's cookie.
     pub fn sso_flow() -> Self {
         Self::new("browser", "sso_flow", "-")

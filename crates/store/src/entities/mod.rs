@@ -3,6 +3,7 @@ pub mod audit_events;
 pub mod auth_overrides;
 pub mod collaborators;
 pub mod identity_providers;
+pub mod idp_sessions;
 pub mod invitations;
 pub mod oauth_clients;
 pub mod oauth_codes;
