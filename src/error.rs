@@ -179,28 +179,22 @@ impl ResponseError for ApiError {
     }
 }
 
+/// Database errors, stored values and invalid fields mean what the domain says they mean.
 impl From<DbErr> for ApiError {
     fn from(err: DbErr) -> Self {
-        match err {
-            DbErr::RecordNotFound(_) => Self::NotFound,
-            err if matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
-                Self::conflict("already_exists", None, "a resource with these values already exists")
-            }
-            err => Self::Internal(anyhow::Error::new(err).context("database error")),
-        }
+        Error::from(err).into()
     }
 }
 
-/// A stored value outside its vocabulary is a corrupt row, never a default.
 impl From<mcpgate_policy::UnknownValue> for ApiError {
     fn from(e: mcpgate_policy::UnknownValue) -> Self {
-        ApiError::Internal(anyhow::anyhow!("stored data: {e}"))
+        Error::from(e).into()
     }
 }
 
 impl From<FieldError> for ApiError {
     fn from(err: FieldError) -> Self {
-        Self::Validation(vec![err])
+        Error::from(err).into()
     }
 }
 

@@ -84,8 +84,7 @@ pub async fn list_tenant_idps(
     query: web::Query<PageQuery>,
 ) -> ApiResult<web::Json<Page<IdpView>>> {
     let paged = identity::list(&state.db, Some(&access.tenant), query.to_request()?).await?;
-    let items = paged.items.iter().map(|r| view(&state, r)).collect::<ApiResult<Vec<_>>>()?;
-    Ok(web::Json(Page::from_paged(crate::control::page::Paged { items, next_after: paged.next_after }, |v| v)))
+    Ok(web::Json(Page::try_from_paged(paged, |r| view(&state, &r))?))
 }
 
 /// Register an identity provider for the tenant (tenant admins). Send `slug`, `display_name`,
@@ -185,8 +184,7 @@ pub async fn list_platform_idps(
     query: web::Query<PageQuery>,
 ) -> ApiResult<web::Json<Page<IdpView>>> {
     let paged = identity::list(&state.db, None, query.to_request()?).await?;
-    let items = paged.items.iter().map(|r| view(&state, r)).collect::<ApiResult<Vec<_>>>()?;
-    Ok(web::Json(Page::from_paged(crate::control::page::Paged { items, next_after: paged.next_after }, |v| v)))
+    Ok(web::Json(Page::try_from_paged(paged, |r| view(&state, &r))?))
 }
 
 /// Register the platform's identity provider (platform admins): it signs in anyone whose
@@ -407,8 +405,7 @@ pub async fn list_invitations(
 ) -> ApiResult<web::Json<Page<InvitationView>>> {
     let now = state.clock.now();
     let paged = invitations::list(&state.db, &access.tenant, query.to_request()?).await?;
-    let items = paged.items.iter().map(|r| InvitationView::of(r, now)).collect::<Result<Vec<_>, _>>()?;
-    Ok(web::Json(Page::from_paged(crate::control::page::Paged { items, next_after: paged.next_after }, |v| v)))
+    Ok(web::Json(Page::try_from_paged(paged, |r| InvitationView::of(&r, now))?))
 }
 
 /// Revoke an invitation: its link stops working. An accepted one is left as it is.

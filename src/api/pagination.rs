@@ -62,6 +62,12 @@ impl<T: ToSchema> Page<T> {
     pub fn from_paged<U>(paged: Paged<U>, f: impl FnMut(U) -> T) -> Self {
         Self { next_cursor: paged.next_after.map(encode_cursor), items: paged.items.into_iter().map(f).collect() }
     }
+
+    /// As `from_paged`, for views that can fail (a stored value out of its vocabulary).
+    pub fn try_from_paged<U, E>(paged: Paged<U>, f: impl FnMut(U) -> Result<T, E>) -> Result<Self, E> {
+        let items = paged.items.into_iter().map(f).collect::<Result<_, E>>()?;
+        Ok(Self { next_cursor: paged.next_after.map(encode_cursor), items })
+    }
 }
 
 #[cfg(test)]

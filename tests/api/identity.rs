@@ -117,6 +117,24 @@ fn corp_idp(op: &Op) -> Value {
     })
 }
 
+/// Answers one of the provider's own pages at `current`: its login form (as `login`, any
+/// password), else its consent form. Returns the provider's answer and where it was sent.
+async fn answer_provider_page(
+    browser: &Browser,
+    current: &url::Url,
+    body: &str,
+    login: &str,
+) -> (reqwest::Response, url::Url) {
+    let start = body.find("action=\"").unwrap_or_else(|| panic!("{current}: {body}")) + 8;
+    let action = current.join(&unescape(&body[start..start + body[start..].find('"').unwrap()])).unwrap();
+    let form: Vec<(&str, &str)> = if body.contains("name=\"login\"") {
+        vec![("prompt", "login"), ("login", login), ("password", "any-password")]
+    } else {
+        vec![("prompt", "consent")]
+    };
+    (browser.http.post(action.clone()).form(&form).send().await.unwrap(), action)
+}
+
 /// Follows a gateway link through the provider's login (as `login`) and consent until the
 /// gateway's callback answers: its redirect (status, location), or the page it shows
 /// (status, the URL, the body).
@@ -145,16 +163,7 @@ async fn through_provider(
         if !current.as_str().starts_with(&op.issuer) {
             return (status, current.to_string(), body);
         }
-        // The provider's own pages: its login form, then its consent form.
-        let start = body.find("action=\"").unwrap_or_else(|| panic!("{status} {current}: {body}")) + 8;
-        let action = current.join(&unescape(&body[start..start + body[start..].find('"').unwrap()])).unwrap();
-        let form: Vec<(&str, &str)> = if body.contains("name=\"login\"") {
-            vec![("prompt", "login"), ("login", login), ("password", "any-password")]
-        } else {
-            vec![("prompt", "consent")]
-        };
-        res = browser.http.post(action.clone()).form(&form).send().await.unwrap();
-        current = action;
+        (res, current) = answer_provider_page(browser, &current, &body, login).await;
     }
     panic!("the sign-in did not end");
 }
@@ -453,15 +462,7 @@ async fn id_token(op: &Op, login: &str) -> String {
             continue;
         }
         let body = res.text().await.unwrap();
-        let start = body.find("action=\"").unwrap_or_else(|| panic!("{current}: {body}")) + 8;
-        let action = current.join(&unescape(&body[start..start + body[start..].find('"').unwrap()])).unwrap();
-        let form: Vec<(&str, &str)> = if body.contains("name=\"login\"") {
-            vec![("prompt", "login"), ("login", login), ("password", "any-password")]
-        } else {
-            vec![("prompt", "consent")]
-        };
-        res = browser.http.post(action.clone()).form(&form).send().await.unwrap();
-        current = action;
+        (res, current) = answer_provider_page(&browser, &current, &body, login).await;
     };
     let tokens: Value = reqwest::Client::new()
         .post(format!("{}/token", op.issuer))

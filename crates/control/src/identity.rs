@@ -663,14 +663,8 @@ impl Oidc {
             .map_err(|e| ProviderError::IdToken(describe(&e)))?;
         // Verified above; the raw payload carries the claims the core type does not name
         // (groups, custom user claims).
-        let payload = id_token.to_string();
-        let body = payload.split('.').nth(1).ok_or_else(|| ProviderError::IdToken("malformed".into()))?;
-        use base64::Engine;
-        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(body.trim_end_matches('='))
-            .map_err(|_| ProviderError::IdToken("malformed payload".into()))?;
-        let claims: serde_json::Map<String, Value> =
-            serde_json::from_slice(&bytes).map_err(|_| ProviderError::IdToken("malformed payload".into()))?;
+        let claims = crate::policy::idp::unverified_claims(&id_token.to_string())
+            .ok_or_else(|| ProviderError::IdToken("malformed payload".into()))?;
         Ok((claims, refresh))
     }
 

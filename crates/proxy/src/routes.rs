@@ -415,38 +415,39 @@ async fn serve(
 }
 
 /// Who is calling, from the headers alone: nothing of an unauthenticated request's body is
-/// read, and it holds no capacity. A JWT is the gateway's own access token when its issuer is
-/// this gateway, else an identity provider's (returned too, for `passthrough`).
+/// read, and it holds no capacity. A JWT the gateway's own keys do not accept, and that names
+/// another issuer than this gateway, is an identity provider's (returned too, for
+/// `passthrough`); gateway tokens, the common case, are not parsed twice.
 async fn authenticate(
     req: &HttpRequest,
     state: &ProxyState,
     ctx: &Ctx,
 ) -> Result<(Subject, Option<String>), ProxyError> {
     let bearer = header(req, header::AUTHORIZATION.as_str()).and_then(mcpgate_policy::token::from_bearer_header);
-    if let Some(token) = bearer.filter(|t| mcpgate_policy::access_token::looks_like_jwt(t)) {
-        let issuer = mcpgate_policy::idp::peek(token).map(|(iss, _)| iss);
-        if issuer.as_deref().is_some_and(|iss| iss.trim_end_matches('/') != state.public_base) {
-            return match state.idp_keys.authenticate(&ctx.policy, token, ctx.tenant_id, ctx.now).await {
-                Ok(caller) => Ok((caller.subject, Some(token.to_owned()))),
-                Err(rejection) => Err(ProxyError::IdpToken {
-                    rejection,
-                    resource_metadata: resource_metadata_url(&state.public_base, &ctx.tenant, &ctx.server),
-                }),
-            };
-        }
-    }
-    let subject = bearer.and_then(|t| match mcpgate_policy::access_token::looks_like_jwt(t) {
-        // A gateway access token is for exactly this MCP URL.
-        true => {
-            let audience = mcp_url(&state.public_base, &ctx.tenant, &ctx.server);
-            ctx.policy.authenticate_jwt(t, &state.public_base, &audience, ctx.now)
-        }
-        false => ctx.policy.authenticate(t, ctx.now),
-    });
-    subject.map(|s| (s, None)).ok_or_else(|| ProxyError::Unauthenticated {
+    let unauthenticated = || ProxyError::Unauthenticated {
         presented: bearer.is_some(),
         resource_metadata: resource_metadata_url(&state.public_base, &ctx.tenant, &ctx.server),
-    })
+    };
+    let Some(token) = bearer else { return Err(unauthenticated()) };
+    if !mcpgate_policy::access_token::looks_like_jwt(token) {
+        return ctx.policy.authenticate(token, ctx.now).map(|s| (s, None)).ok_or_else(unauthenticated);
+    }
+    // A gateway access token is for exactly this MCP URL.
+    let audience = mcp_url(&state.public_base, &ctx.tenant, &ctx.server);
+    if let Some(subject) = ctx.policy.authenticate_jwt(token, &state.public_base, &audience, ctx.now) {
+        return Ok((subject, None));
+    }
+    let issuer = mcpgate_policy::idp::peek(token).map(|(iss, _)| iss);
+    if issuer.as_deref().is_none_or(|iss| iss.trim_end_matches('/') == state.public_base) {
+        return Err(unauthenticated());
+    }
+    match state.idp_keys.authenticate(&ctx.policy, token, ctx.tenant_id, ctx.now).await {
+        Ok(caller) => Ok((caller.subject, Some(token.to_owned()))),
+        Err(rejection) => Err(ProxyError::IdpToken {
+            rejection,
+            resource_metadata: resource_metadata_url(&state.public_base, &ctx.tenant, &ctx.server),
+        }),
+    }
 }
 
 /// A POST's message(s), read within the deadline, and the protocol headers checked against
