@@ -154,6 +154,7 @@ impl Application {
                 .configure(crate::pages::authorize::configure)
                 .configure(crate::pages::sso::configure)
                 .configure(api::oauth::configure)
+                .configure(crate::console::configure)
                 .service(Scalar::with_url("/api/docs", spec.clone()))
                 .default_service(web::to(|| async { Err::<HttpResponse, _>(ApiError::NotFound) }))
                 .wrap(from_fn(api::middleware::request_id))

@@ -20,6 +20,14 @@ pub struct AuditQuery {
     pub action: Option<String>,
     /// Only events by this actor, e.g. `user:ann@example.com`.
     pub actor: Option<String>,
+    /// Only events about this server (its changes and the calls made through it).
+    pub server: Option<String>,
+    /// Only events with this outcome, e.g. `success`, `denied`.
+    pub outcome: Option<String>,
+    /// Only events at or after this instant (RFC 3339).
+    pub since: Option<DateTime<Utc>>,
+    /// Only events before this instant (RFC 3339).
+    pub until: Option<DateTime<Utc>>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -67,7 +75,14 @@ pub async fn list_audit_events(
     let paged = audit::list(
         &state.db,
         &access.tenant,
-        Filter { action: filter.action, actor: filter.actor },
+        Filter {
+            action: filter.action,
+            actor: filter.actor,
+            target: filter.server.map(|s| format!("server:{s}")),
+            outcome: filter.outcome,
+            since: filter.since,
+            until: filter.until,
+        },
         query.to_request()?,
     )
     .await?;

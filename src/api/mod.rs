@@ -174,6 +174,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
             .service(servers::update_server)
             .service(servers::delete_server)
             .service(servers::get_how_to_use)
+            .service(servers::create_try_token)
             .service(servers::probe_server)
             .service(servers::list_collaborators)
             .service(servers::put_collaborator)

@@ -7,7 +7,7 @@ use actix_web::http::header::HeaderName;
 use actix_web::{delete, get, patch, post, put, web, HttpResponse};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
 use crate::api::extract::{ServerAccess, ServerManager, TenantAccess};
 use crate::api::how_to_use::{self, HowToUse};
@@ -401,21 +401,36 @@ fn check_members(specs: &[MemberSpec]) -> Result<(), FieldError> {
     Ok(())
 }
 
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ServerSearch {
+    /// Only servers whose slug or display name contains this text (any case).
+    pub q: Option<String>,
+}
+
 /// List the servers you can see in a tenant (all of them for tenant admins).
 #[utoipa::path(
     tag = "servers",
-    params(("tenant" = String, Path, description = "Tenant slug"), PageQuery),
+    params(("tenant" = String, Path, description = "Tenant slug"), ServerSearch, PageQuery),
     responses((status = 200, description = "A page of servers", body = Page<ServerView>), Unauthorized, NotFound, Unprocessable, Internal)
 )]
 #[get("/tenants/{tenant}/servers")]
 pub async fn list_servers(
     state: web::Data<AppState>,
     access: TenantAccess,
+    search: web::Query<ServerSearch>,
     query: web::Query<PageQuery>,
 ) -> ApiResult<web::Json<Page<ServerView>>> {
     let caller = &access.principal.caller;
-    let paged =
-        servers::list_visible(&state.db, &access.tenant, caller, access.is_admin(), query.to_request()?).await?;
+    let paged = servers::list_visible(
+        &state.db,
+        &access.tenant,
+        caller,
+        access.is_admin(),
+        search.q.as_deref(),
+        query.to_request()?,
+    )
+    .await?;
     let mut items = Vec::with_capacity(paged.items.len());
     for server in paged.items {
         let role = servers::role_of(&state.db, &access.tenant, caller, access.is_admin(), &server)
@@ -622,6 +637,55 @@ pub async fn get_how_to_use(state: web::Data<AppState>, access: ServerAccess) ->
         });
     }
     Ok(web::Json(how))
+}
+
+/// A five-minute access token for the console's tool tester.
+#[derive(Serialize, ToSchema)]
+pub struct TryToken {
+    /// Send as `Authorization: Bearer` to `mcp_url`; valid for that URL only.
+    pub access_token: String,
+    pub expires_at: DateTime<Utc>,
+    pub mcp_url: String,
+}
+
+/// A short-lived token with which the signed-in person calls this server through the proxy,
+/// with their own access (the console's "Try a tool"). Console sessions only: a token or an
+/// IdP JWT already reaches the proxy itself.
+#[utoipa::path(
+    tag = "servers",
+    params(("tenant" = String, Path, description = "Tenant slug"), ("server" = String, Path, description = "Server slug")),
+    responses((status = 201, description = "Issued", body = TryToken), Unauthorized, Forbidden, NotFound, Internal)
+)]
+#[post("/tenants/{tenant}/servers/{server}/try-token")]
+pub async fn create_try_token(state: web::Data<AppState>, access: ServerAccess) -> ApiResult<HttpResponse> {
+    let principal = &access.tenant.principal;
+    let Caller::User(user) = &principal.caller else {
+        return Err(ApiError::Forbidden("the tool tester is for people signed in to the console".into()));
+    };
+    if principal.session_id().is_none() {
+        return Err(ApiError::Forbidden("the tool tester is for people signed in to the console".into()));
+    }
+    let now = state.clock.now();
+    let tenant = &access.tenant.tenant;
+    let mcp_url = how_to_use::mcp_url(&state.settings.public_base_url(), &tenant.slug, &access.server.slug);
+    let (access_token, expires_at) = crate::auth::oauth_server::grants::console_token(
+        &state.db,
+        &state.sealer,
+        &state.oauth,
+        user.id,
+        &mcp_url,
+        now,
+    )
+    .await
+    .map_err(|e| ApiError::Internal(anyhow::anyhow!("{}: {}", e.error, e.description)))?;
+    crate::control::audit::record(
+        &state.db,
+        &principal.actor(),
+        crate::control::audit::Event::new("server.try_token", format!("server:{}", access.server.slug)).tenant(tenant),
+        now,
+    )
+    .await?;
+    Ok(HttpResponse::Created().json(TryToken { access_token, expires_at, mcp_url }))
 }
 
 /// Probe a remote server's upstream (managers): initialize and tools/list, within the probe

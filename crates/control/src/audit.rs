@@ -127,6 +127,13 @@ impl<'a, T: ConnectionTrait + TransactionSession> Change<'a, T> {
 pub struct Filter {
     pub action: Option<String>,
     pub actor: Option<String>,
+    /// A target, e.g. `server:github` (a server's changes and its proxied calls).
+    pub target: Option<String>,
+    pub outcome: Option<String>,
+    /// Events at or after this instant.
+    pub since: Option<DateTime<Utc>>,
+    /// Events before this instant.
+    pub until: Option<DateTime<Utc>>,
 }
 
 /// A tenant's events, newest first.
@@ -142,6 +149,18 @@ pub async fn list(
     }
     if let Some(actor) = filter.actor {
         select = select.filter(audit_events::Column::Actor.eq(actor));
+    }
+    if let Some(target) = filter.target {
+        select = select.filter(audit_events::Column::Target.eq(target));
+    }
+    if let Some(outcome) = filter.outcome {
+        select = select.filter(audit_events::Column::Outcome.eq(outcome));
+    }
+    if let Some(since) = filter.since {
+        select = select.filter(audit_events::Column::At.gte(since));
+    }
+    if let Some(until) = filter.until {
+        select = select.filter(audit_events::Column::At.lt(until));
     }
     page::fetch(db, select, audit_events::Column::Id, |e| e.id, page.newest_first()).await
 }

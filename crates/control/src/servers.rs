@@ -632,9 +632,28 @@ pub async fn list_visible(
     tenant: &tenants::Model,
     caller: &Caller,
     tenant_admin: bool,
+    search: Option<&str>,
     page: PageRequest,
 ) -> Result<Paged<servers::Model>> {
     let mut select = servers::Entity::find().filter(servers::Column::TenantId.eq(tenant.id));
+    if let Some(text) = search.map(str::trim).filter(|t| !t.is_empty()) {
+        // Case-insensitive on both databases (PostgreSQL's LIKE is not), and the LIKE wildcards
+        // in what a person typed are matched as themselves.
+        use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr};
+        let escaped: String = text.to_lowercase().chars().fold(String::new(), |mut out, c| {
+            if matches!(c, '%' | '_' | '\\') {
+                out.push('\\');
+            }
+            out.push(c);
+            out
+        });
+        let pattern = || LikeExpr::new(format!("%{escaped}%")).escape('\\');
+        select = select.filter(
+            sea_orm::Condition::any()
+                .add(Expr::expr(Func::lower(Expr::col(servers::Column::Slug))).like(pattern()))
+                .add(Expr::expr(Func::lower(Expr::col(servers::Column::DisplayName))).like(pattern())),
+        );
+    }
     if !tenant_admin {
         let condition = caller_condition(db, tenant, caller).await?;
         let ids: Vec<i64> =
