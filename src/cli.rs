@@ -482,10 +482,10 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
             println!("Created the first platform admin.");
             println!("  email:    {email}");
             println!("  password: {}", password.expose_secret());
-            println!("  This password is shown only now; change it with POST /api/v1/me/password.");
+            println!("  This password is shown only now: sign in to the console at {base}/ and change it.");
         }
     }
-    println!("mcpgate is listening on port {} — open {base}/api/docs for the API explorer.", app.port());
+    println!("mcpgate is listening on port {} — open {base}/ for the console, {base}/api/docs for the API explorer.", app.port());
     tracing::info!(port = app.port(), "listening");
     app.run_until_stopped().await.context("server error")
 }

@@ -1,6 +1,8 @@
 //! The admin web console: the files under `web/` (ES modules, CSS, no build step), embedded in
-//! the binary at compile time and served at `/` (the shell) and `/console/…` (its files). The
-//! console is a client of `/api/v1` like any other; this module only hands out its files.
+//! the release binary at compile time and served at `/` (the shell) and `/console/…` (its
+//! files). Debug builds read them from `web/` as they are, so editing the console needs no
+//! rebuild. The console is a client of `/api/v1` like any other; this module only hands out
+//! its files.
 
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{web, HttpRequest, HttpResponse};

@@ -136,6 +136,7 @@ fn every_operation_documents_its_errors() {
         "POST /api/v1/tenants/{tenant}/invitations",
         "GET /api/v1/tenants/{tenant}/invitations",
         "DELETE /api/v1/tenants/{tenant}/invitations/{id}",
+        "POST /api/v1/tenants/{tenant}/servers/{server}/try-token",
     ];
     assert_eq!(routes, expected.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>());
 }
