@@ -13,6 +13,7 @@ mod m20261127_200000_create_policy;
 mod m20261128_100000_create_outbound_auth;
 mod m20261128_200000_create_oauth_server;
 mod m20261202_100000_create_identity;
+mod m20261202_200000_tenant_logo;
 
 pub struct Migrator;
 
@@ -28,6 +29,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_100000_create_outbound_auth::Migration),
             Box::new(m20261128_200000_create_oauth_server::Migration),
             Box::new(m20261202_100000_create_identity::Migration),
+            Box::new(m20261202_200000_tenant_logo::Migration),
         ]
     }
 }

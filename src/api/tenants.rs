@@ -28,6 +28,8 @@ pub struct CreateTenantRequest {
 #[serde(deny_unknown_fields)]
 pub struct UpdateTenantRequest {
     pub display_name: Option<String>,
+    /// An https URL of the tenant's logo (at most 2048 characters); `""` removes it.
+    pub logo_url: Option<String>,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -123,14 +125,30 @@ pub async fn update_tenant(
 ) -> ApiResult<web::Json<TenantView>> {
     validate! {
         display_name = body.display_name.as_deref().map(|n| DisplayName::parse("display_name", n)).transpose(),
+        logo_url = body.logo_url.as_deref().map(logo_url).transpose(),
     }
-    let tenant = match display_name {
-        Some(name) => {
-            tenants::rename(&state.db, &access.principal.actor(), access.tenant, name, state.clock.now()).await?
-        }
-        None => access.tenant,
+    let tenant = if display_name.is_some() || logo_url.is_some() {
+        let actor = access.principal.actor();
+        tenants::update(&state.db, &actor, access.tenant, display_name, logo_url, state.clock.now()).await?
+    } else {
+        access.tenant
     };
     Ok(web::Json(TenantView::new(tenant, access.membership)))
+}
+
+/// A logo must be an https URL: the pages that show it load nothing over plain HTTP, and a
+/// `javascript:` or `data:` URL is no image address. `""` removes the logo.
+fn logo_url(text: &str) -> Result<Option<String>, crate::error::FieldError> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    let invalid = || crate::error::FieldError::new("logo_url", "invalid_url", "must be an https URL of at most 2048 characters");
+    let url = url::Url::parse(text).map_err(|_| invalid())?;
+    if url.scheme() != "https" || url.host_str().is_none() || text.len() > 2048 {
+        return Err(invalid());
+    }
+    Ok(Some(url.to_string()))
 }
 
 /// Delete a tenant and everything in it (platform admins).

@@ -39,6 +39,8 @@ impl From<users::Model> for UserView {
 pub struct TenantView {
     pub slug: String,
     pub display_name: String,
+    /// The tenant's logo (https), shown on its sign-in, consent and connect pages.
+    pub logo_url: Option<String>,
     /// The caller's own role in this tenant; `null` for a platform admin who is not a member.
     pub role: Option<TenantRole>,
     pub created_at: DateTime<Utc>,
@@ -47,7 +49,14 @@ pub struct TenantView {
 
 impl TenantView {
     pub fn new(t: tenants::Model, role: Option<TenantRole>) -> Self {
-        Self { slug: t.slug, display_name: t.display_name, role, created_at: t.created_at, updated_at: t.updated_at }
+        Self {
+            slug: t.slug,
+            display_name: t.display_name,
+            logo_url: t.logo_url,
+            role,
+            created_at: t.created_at,
+            updated_at: t.updated_at,
+        }
     }
 }
 

@@ -17,11 +17,11 @@ use crate::control::error::Error;
 use crate::control::{servers, tenants};
 use crate::pages::connect::browser_user;
 use crate::pages::{
-    check_form_post, error_page, failure_page, page, sign_in_from_form, url_encode, FormSignIn, FormToken,
+    check_form_post, error_page, failure_page, page, sign_in_from_form, tenant_page, url_encode, FormSignIn, FormToken,
 };
 use crate::proxy::index::Subject;
 use crate::state::AppState;
-use crate::store::entities::{servers as server_rows, users, virtual_members};
+use crate::store::entities::{servers as server_rows, tenants as tenant_rows, users, virtual_members};
 use crate::web::ended_session_cookie;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -123,9 +123,10 @@ async fn sign_in_page(req: &HttpRequest, state: &AppState, return_to: &str, prob
         None => None,
     };
     let providers = crate::control::identity::login_providers(&state.db, tenant.as_ref()).await.unwrap_or_default();
-    let html = page(
+    let html = tenant_page(
         if problem.is_none() { StatusCode::OK } else { StatusCode::UNAUTHORIZED },
         "Sign in",
+        tenant.as_ref(),
         html! {
             h1 { "Sign in to mcpgate" }
             p.muted {
@@ -146,7 +147,7 @@ async fn sign_in_page(req: &HttpRequest, state: &AppState, return_to: &str, prob
                 input id="email" name="email" type="email" autocomplete="username" required autofocus;
                 label for="password" { "Password" }
                 input id="password" name="password" type="password" autocomplete="current-password" required;
-                button type="submit" { "Sign in" }
+                div.buttons { button.primary type="submit" { "Sign in" } }
             }
         },
     );
@@ -154,6 +155,7 @@ async fn sign_in_page(req: &HttpRequest, state: &AppState, return_to: &str, prob
 }
 
 fn consent_page(
+    tenant: Option<&tenant_rows::Model>,
     client: &Client,
     pending: &Pending,
     sealed: &str,
@@ -170,9 +172,10 @@ fn consent_page(
             span.muted { "(the name is the application's own claim)" }
         }
     };
-    page(
+    tenant_page(
         StatusCode::OK,
         "Allow access?",
+        tenant,
         html! {
             h1 { "Allow access?" }
             p { (who) " wants to use the MCP server" }
@@ -187,8 +190,10 @@ fn consent_page(
             form method="post" action="/oauth/authorize/decision" {
                 input type="hidden" name="csrf_token" value=(csrf);
                 input type="hidden" name="request" value=(sealed);
-                button type="submit" name="decision" value="approve" { "Approve" } " "
-                button type="submit" name="decision" value="deny" { "Deny" }
+                div.buttons {
+                    button.primary type="submit" name="decision" value="approve" { "Approve" }
+                    button.secondary type="submit" name="decision" value="deny" { "Deny" }
+                }
             }
             (switch_account_form(&user.email, csrf, here))
         },
@@ -201,7 +206,7 @@ fn switch_account_form(email: &str, csrf: &str, here: &str) -> Markup {
         form method="post" action="/oauth/authorize/switch-account" {
             input type="hidden" name="csrf_token" value=(csrf);
             input type="hidden" name="return_to" value=(here);
-            p.muted { "Not " (email) "? " button type="submit" { "Use another account" } }
+            p.muted { "Not " (email) "? " button.link type="submit" { "Use another account" } }
         }
     }
 }
@@ -290,7 +295,8 @@ async fn authorize(req: HttpRequest, query: web::Query<AuthorizeQuery>, state: w
         Ok(false) => match pending.seal(&state.sealer) {
             Ok(sealed) => {
                 let here = format!("/oauth/authorize?{}", req.query_string());
-                consent_page(&client, &pending, &sealed, &csrf_token(&secret), &user, &here)
+                let tenant_row = tenants::find_by_slug(&state.db, &tenant).await.ok().flatten();
+                consent_page(tenant_row.as_ref(), &client, &pending, &sealed, &csrf_token(&secret), &user, &here)
             }
             Err(e) => failure_page("Sign-in failed", &e),
         },

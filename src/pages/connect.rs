@@ -18,7 +18,7 @@ use crate::control::outbound::{AuthData, GrantType};
 use crate::control::servers::{self, SubjectKind};
 use crate::control::{overrides, sessions, tenants};
 use crate::pages::{
-    check_form_post, domain_error_page, error_page, page, sign_in_from_form, url_encode, FormSignIn, FormToken,
+    check_form_post, domain_error_page, error_page, page, sign_in_from_form, tenant_page, url_encode, FormSignIn, FormToken,
 };
 use crate::proxy::index::Subject;
 use crate::state::AppState;
@@ -79,9 +79,10 @@ async fn sign_in_page(
         Some(back) => format!("/connect/{tenant}/{server}?return_to={}", super::url_encode(back)),
         None => format!("/connect/{tenant}/{server}"),
     };
-    let html = page(
+    let html = tenant_page(
         if problem.is_none() { StatusCode::OK } else { StatusCode::UNAUTHORIZED },
         "Sign in",
+        tenant_row.as_ref(),
         html! {
             h1 { "Sign in to connect " (tenant) "/" (server) }
             @if let Some(problem) = problem { p.error { (problem) } }
@@ -98,7 +99,7 @@ async fn sign_in_page(
                 input id="email" name="email" type="email" autocomplete="username" required;
                 label for="password" { "Password" }
                 input id="password" name="password" type="password" autocomplete="current-password" required;
-                button type="submit" { "Sign in" }
+                div.buttons { button.primary type="submit" { "Sign in" } }
             }
         },
     );
@@ -129,7 +130,7 @@ impl Next {
 #[allow(clippy::too_many_arguments)] // one page, many facts to show
 fn key_form(
     account: &str,
-    tenant: &str,
+    tenant_row: &tenant_rows::Model,
     server: &server_rows::Model,
     csrf: &str,
     placeholders: &[String],
@@ -153,10 +154,12 @@ fn key_form(
             }
         }
     });
+    let tenant = &tenant_row.slug;
     let action = format!("/connect/{tenant}/{}", server.slug);
-    page(
+    tenant_page(
         if problem.is_none() { StatusCode::OK } else { StatusCode::UNPROCESSABLE_ENTITY },
         "Your credential",
+        Some(tenant_row),
         html! {
             h1 { "Your credential for " (server.display_name) }
             @if let Some(problem) = problem { p.error { (problem) } }
@@ -173,7 +176,7 @@ fn key_form(
                     label for=(id) { (name) }
                     input id=(id) name=(name) type="password" autocomplete="off" required;
                 }
-                button type="submit" { "Save" }
+                div.buttons { button.primary type="submit" { "Save" } }
             }
         },
     )
@@ -215,7 +218,7 @@ async fn show(
         }
         Some(auth) if !auth.placeholder_names().is_empty() => key_form(
             &user.email,
-            &tenant_row.slug,
+            &tenant_row,
             &server_row,
             &csrf_token(&secret),
             &auth.placeholder_names(),
@@ -323,7 +326,7 @@ async fn save_key(
             let problem = errors.iter().map(|e| format!("{}: {}", e.field, e.message)).collect::<Vec<_>>().join("; ");
             key_form(
                 &user.email,
-                &tenant_row.slug,
+                &tenant_row,
                 &server_row,
                 &csrf_token(&secret),
                 &placeholders,

@@ -118,13 +118,6 @@ pub fn check_form_post(req: &HttpRequest, state: &AppState, form_token: Option<&
     None
 }
 
-const STYLE: &str = "body{font-family:system-ui,sans-serif;max-width:34rem;margin:3rem auto;padding:0 1rem;color:#1d232b}\
-h1{font-size:1.4rem}label{display:block;margin:.8rem 0 .2rem;font-weight:600}\
-input{width:100%;padding:.5rem;box-sizing:border-box;font:inherit}button{margin-top:1rem;padding:.5rem 1.2rem;font:inherit}\
-.muted{color:#5b6672}.error{color:#a8071a}code{background:#f1f3f5;padding:0 .2rem}\
-a.sso{display:block;text-align:center;padding:.6rem;margin:.8rem 0;border:1px solid #8a939c;border-radius:4px;color:inherit;text-decoration:none;font-weight:600}\
-a.sso:focus,a.sso:hover{background:#f1f3f5}.or{text-align:center;color:#5b6672;margin:1rem 0 0}";
-
 /// A value made safe for a URL's query string.
 pub fn url_encode(value: &str) -> String {
     url::form_urlencoded::byte_serialize(value.as_bytes()).collect()
@@ -132,16 +125,44 @@ pub fn url_encode(value: &str) -> String {
 
 /// A complete page around `body`.
 pub fn page(status: StatusCode, title: &str, body: Markup) -> HttpResponse {
+    tenant_page(status, title, None, body)
+}
+
+/// A complete page around `body`, in the console's stylesheet, headed by the tenant whose
+/// gateway is asking (its display name, and its logo when it has one).
+pub fn tenant_page(
+    status: StatusCode,
+    title: &str,
+    tenant: Option<&crate::store::entities::tenants::Model>,
+    body: Markup,
+) -> HttpResponse {
     let document = html! {
         (DOCTYPE)
         html lang="en" {
             head {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width,initial-scale=1";
+                meta name="color-scheme" content="light dark";
                 title { (title) " · mcpgate" }
-                style { (maud::PreEscaped(STYLE)) }
+                link rel="icon" href="/console/img/mark.svg" type="image/svg+xml";
+                link rel="stylesheet" href="/console/app.css";
             }
-            body { (body) }
+            body.page {
+                main {
+                    p.brand {
+                        @if let Some(logo) = tenant.and_then(|t| t.logo_url.as_deref()) {
+                            img.tenant-logo src=(logo) alt="";
+                        } @else {
+                            img src="/console/img/mark.svg" alt="" width="28" height="28";
+                        }
+                        @match tenant {
+                            Some(t) => span { strong { (t.display_name) } " · mcpgate" },
+                            None => strong { "mcpgate" },
+                        }
+                    }
+                    (body)
+                }
+            }
         }
     };
     HttpResponse::build(status)
@@ -150,7 +171,7 @@ pub fn page(status: StatusCode, title: &str, body: Markup) -> HttpResponse {
         // sign-in's forms lead on to the client's redirect URI or a provider's own page.
         .insert_header((
             "content-security-policy",
-            "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'",
+            "default-src 'none'; style-src 'self'; img-src 'self' https:; frame-ancestors 'none'; base-uri 'none'",
         ))
         .insert_header(("x-frame-options", "DENY"))
         // Not `no-referrer`: browsers then send `Origin: null` on the page's own form posts.

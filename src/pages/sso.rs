@@ -289,7 +289,7 @@ async fn invitation_view(req: &HttpRequest, state: &AppState, secret: &str, prob
                 input id="email" name="email" type="email" autocomplete="username" value=(invitation.email) required;
                 label for="password" { "Password" }
                 input id="password" name="password" type="password" autocomplete="current-password" required;
-                button type="submit" { "Sign in and accept" }
+                div.buttons { button.primary type="submit" { "Sign in and accept" } }
             }
         },
     );

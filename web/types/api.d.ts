@@ -1809,6 +1809,8 @@ export interface components {
             items: {
                 slug: string;
                 display_name: string;
+                /** @description The tenant's logo (https), shown on its sign-in, consent and connect pages. */
+                logo_url?: string | null;
                 role?: null | components["schemas"]["TenantRole"];
                 /** Format: date-time */
                 created_at: string;
@@ -2058,6 +2060,8 @@ export interface components {
         TenantView: {
             slug: string;
             display_name: string;
+            /** @description The tenant's logo (https), shown on its sign-in, consent and connect pages. */
+            logo_url?: string | null;
             role?: null | components["schemas"]["TenantRole"];
             /** Format: date-time */
             created_at: string;
@@ -2170,6 +2174,8 @@ export interface components {
         };
         UpdateTenantRequest: {
             display_name?: string | null;
+            /** @description An https URL of the tenant's logo (at most 2048 characters); `""` removes it. */
+            logo_url?: string | null;
         };
         UpdateUserRequest: {
             display_name?: string | null;

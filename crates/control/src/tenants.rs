@@ -96,20 +96,26 @@ pub async fn list_visible(
     Ok(page::fetch(db, select, tenants::Column::Id, |t| t.id, page).await?)
 }
 
-pub async fn rename<C: TransactionTrait>(
+pub async fn update<C: TransactionTrait>(
     db: &C,
     actor: &Actor,
     tenant: tenants::Model,
-    display_name: DisplayName,
+    display_name: Option<DisplayName>,
+    logo_url: Option<Option<String>>,
     now: DateTime<Utc>,
 ) -> Result<tenants::Model> {
     let change = Change::begin(db, actor, now).await?;
     let txn = change.db();
     let mut active: tenants::ActiveModel = tenant.into();
-    active.display_name = Set(display_name.into_inner());
+    if let Some(name) = display_name {
+        active.display_name = Set(name.into_inner());
+    }
+    if let Some(logo) = logo_url {
+        active.logo_url = Set(logo);
+    }
     active.updated_at = Set(now);
     let tenant = active.update(txn).await?;
-    let details = serde_json::json!({"display_name": tenant.display_name});
+    let details = serde_json::json!({"display_name": tenant.display_name, "logo_url": tenant.logo_url});
     change
         .commit(Event::new("tenant.update", format!("tenant:{}", tenant.slug)).tenant(&tenant).details(details))
         .await?;

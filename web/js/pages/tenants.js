@@ -33,15 +33,17 @@ export async function tenantSettingsPage(ctx) {
   const params = { tenant: ctx.tenant };
   const tenant = await call("get", "/api/v1/tenants/{tenant}", { params });
   const name = input("display_name", { value: tenant.display_name, required: true });
+  const logo = input("logo_url", { type: "url", value: tenant.logo_url || "", placeholder: "https://example.com/logo.svg" });
   return h(
     "div",
     { class: "stack" },
     header("Tenant settings", [], h("span", null, "Slug ", h("code", null, tenant.slug), " · created ", when(tenant.created_at))),
     form({ class: "stack card", "aria-label": "Tenant details" }, [
       field("Display name", name, "Shown to people on the sign-in and consent pages of this tenant's servers."),
+      field("Logo URL", logo, "Optional, https: shown beside the name on those pages so people know whose gateway is asking."),
       h("button", { type: "submit", class: "primary" }, "Save"),
     ], async () => {
-      await call("patch", "/api/v1/tenants/{tenant}", { params, body: { display_name: name.value } });
+      await call("patch", "/api/v1/tenants/{tenant}", { params, body: { display_name: name.value, logo_url: logo.value } });
       toast("Saved");
       await ctx.reload();
     }),
