@@ -1,7 +1,7 @@
 # The loops people run. CI runs .ci/run, which covers all of these.
 PG_URL ?= postgres://postgres@127.0.0.1:5432/test
 
-.PHONY: run fmt lint peers test test-pg conformance openapi ci
+.PHONY: run fmt lint peers test test-pg conformance openapi console ci
 
 run:
 	cargo run --release -- serve
@@ -27,9 +27,18 @@ test-pg: peers
 conformance:
 	bash .ci/conformance
 
-# Regenerate the committed OpenAPI document after changing the API.
+# Regenerate the committed OpenAPI document after changing the API, and the console's types.
 openapi:
 	UPDATE_OPENAPI=1 cargo test --test api openapi
+	npm ci --prefix web --no-audit --no-fund --loglevel=error
+	npm run --prefix web -s types
+
+# The console: tsc over its modules, then both journeys in chromium (screenshots in
+# target/screenshots).
+console:
+	npm ci --prefix web --no-audit --no-fund --loglevel=error
+	npm run --prefix web -s check
+	bash .ci/console
 
 ci:
 	bash .ci/run

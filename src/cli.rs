@@ -485,7 +485,10 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
             println!("  This password is shown only now: sign in to the console at {base}/ and change it.");
         }
     }
-    println!("mcpgate is listening on port {} — open {base}/ for the console, {base}/api/docs for the API explorer.", app.port());
+    println!(
+        "mcpgate is listening on port {} — open {base}/ for the console, {base}/api/docs for the API explorer.",
+        app.port()
+    );
     tracing::info!(port = app.port(), "listening");
     app.run_until_stopped().await.context("server error")
 }

@@ -16,7 +16,10 @@ impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         manager
             .alter_table(
-                Table::alter().table(Tenants::Table).add_column(ColumnDef::new(Tenants::LogoUrl).string_len(2048).null()).to_owned(),
+                Table::alter()
+                    .table(Tenants::Table)
+                    .add_column(ColumnDef::new(Tenants::LogoUrl).string_len(2048).null())
+                    .to_owned(),
             )
             .await
     }

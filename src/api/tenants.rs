@@ -143,7 +143,8 @@ fn logo_url(text: &str) -> Result<Option<String>, crate::error::FieldError> {
     if text.is_empty() {
         return Ok(None);
     }
-    let invalid = || crate::error::FieldError::new("logo_url", "invalid_url", "must be an https URL of at most 2048 characters");
+    let invalid =
+        || crate::error::FieldError::new("logo_url", "invalid_url", "must be an https URL of at most 2048 characters");
     let url = url::Url::parse(text).map_err(|_| invalid())?;
     if url.scheme() != "https" || url.host_str().is_none() || text.len() > 2048 {
         return Err(invalid());

@@ -18,7 +18,8 @@ use crate::control::outbound::{AuthData, GrantType};
 use crate::control::servers::{self, SubjectKind};
 use crate::control::{overrides, sessions, tenants};
 use crate::pages::{
-    check_form_post, domain_error_page, error_page, page, sign_in_from_form, tenant_page, url_encode, FormSignIn, FormToken,
+    check_form_post, domain_error_page, error_page, page, sign_in_from_form, tenant_page, url_encode, FormSignIn,
+    FormToken,
 };
 use crate::proxy::index::Subject;
 use crate::state::AppState;

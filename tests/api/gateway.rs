@@ -21,7 +21,7 @@ use crate::helpers::{spawn_app, Client, TestApp};
 use crate::proxy::wait_for_policy;
 use crate::{fixture, peers};
 
-async fn conformance_upstream() -> String {
+pub async fn conformance_upstream() -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     tokio::spawn(fixture::serve(listener));
@@ -29,7 +29,7 @@ async fn conformance_upstream() -> String {
 }
 
 /// Tenant `acme` with `ann` (member) holding a token; returns (admin, ann's token).
-async fn tenant_with_ann(app: &TestApp) -> (Client, String) {
+pub async fn tenant_with_ann(app: &TestApp) -> (Client, String) {
     let admin = app.admin().await;
     let ann = app.user(&admin, "ann@example.com").await;
     app.tenant(&admin, "acme", &[("ann@example.com", "member")]).await;
@@ -38,7 +38,7 @@ async fn tenant_with_ann(app: &TestApp) -> (Client, String) {
     (admin, token)
 }
 
-async fn remote(admin: &Client, slug: &str, url: &str) {
+pub async fn remote(admin: &Client, slug: &str, url: &str) {
     admin
         .post("/api/v1/tenants/acme/servers", json!({"slug": slug, "display_name": slug, "kind": "remote", "url": url}))
         .await
@@ -88,7 +88,7 @@ fn initialize(id: i64) -> Value {
         "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}}})
 }
 
-async fn open_session(url: &str, token: &str) -> String {
+pub async fn open_session(url: &str, token: &str) -> String {
     let (status, session, _) = post(url, token, None, initialize(1)).await;
     assert_eq!(status, 200);
     let session = session.expect("a gateway session id");

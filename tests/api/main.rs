@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
 mod auth;
+mod console;
 mod errors;
 #[path = "../fixture/mod.rs"]
 mod fixture;

@@ -13,13 +13,11 @@
 import fs from "node:fs";
 import path from "node:path";
 import { execFileSync } from "node:child_process";
-import { createRequire } from "node:module";
 import { chromium } from "playwright-core";
+import { accessible } from "./axe.mjs";
 
 const [base, gatewayLog, upstreamUrl, shots] = process.argv.slice(2);
 fs.mkdirSync(shots, { recursive: true });
-const require = createRequire(import.meta.url);
-const axeSource = fs.readFileSync(require.resolve("axe-core/axe.min.js"), "utf8");
 const peers = path.resolve(path.dirname(new URL(import.meta.url).pathname), "../peers");
 const check = (ok, what) => {
   if (!ok) throw new Error(what);
@@ -51,11 +49,7 @@ async function person(label) {
 /** axe-core on the page as it is now, then a screenshot named after it. */
 async function inspect(page, name) {
   await page.waitForLoadState("networkidle");
-  await page.evaluate(axeSource);
-  const result = await page.evaluate(() => globalThis.axe.run(document, { resultTypes: ["violations"] }));
-  const serious = result.violations.filter((v) => v.impact === "serious" || v.impact === "critical");
-  for (const v of serious) console.log(`  axe ${v.impact}: ${v.id} — ${v.help}: ${v.nodes.map((n) => n.target.join(" ")).slice(0, 3).join("; ")}`);
-  check(serious.length === 0, `${name}: axe finds no serious or critical accessibility violation`);
+  check(await accessible(page), `${name}: axe finds no serious or critical accessibility violation`);
   await page.screenshot({ path: path.join(shots, `console-${name}.png`), fullPage: true });
   audited.add(name);
 }

@@ -11,6 +11,7 @@ import crypto from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
 import { chromium } from "playwright-core";
+import { accessible } from "./axe.mjs";
 
 const [base, mcpUrl, email, password, shots] = process.argv.slice(2);
 fs.mkdirSync(shots, { recursive: true });
@@ -65,6 +66,7 @@ try {
   await page.goto(authorizeUrl(first.challenge, "first"));
   check(await page.getByRole("heading", { name: "Sign in to mcpgate" }).isVisible(), "the sign-in page is shown");
   await page.screenshot({ path: path.join(shots, "sign-in.png") });
+  check(await accessible(page), "sign-in page: axe finds no serious or critical accessibility violation");
   await page.getByLabel("Email").fill(email);
   await page.getByLabel("Password").fill(password);
   await page.getByRole("button", { name: "Sign in" }).click();
@@ -73,6 +75,7 @@ try {
   check(consent.includes("Browser Test IDE") && consent.includes(mcpUrl) && consent.includes("127.0.0.1"),
     "the consent page names the client, the MCP URL and where the answer goes");
   await page.screenshot({ path: path.join(shots, "consent.png") });
+  check(await accessible(page), "consent page: axe finds no serious or critical accessibility violation");
   await page.getByRole("button", { name: "Deny" }).click();
   await page.waitForURL((u) => u.toString().startsWith(redirectUri));
   const denied = received.at(-1);
@@ -87,6 +90,7 @@ try {
   check((await page.textContent("body")).includes("Step 1 of 1 of your sign-in"),
     "Approve leads on to the form for the user's own API key, which says where it is in the sign-in");
   await page.screenshot({ path: path.join(shots, "key-form.png") });
+  check(await accessible(page), "key-form page: axe finds no serious or critical accessibility violation");
   await page.getByLabel("API_KEY").fill("browser-test-key");
   await page.getByRole("button", { name: "Save" }).click();
   await page.waitForURL((u) => u.toString().startsWith(redirectUri));

@@ -8,6 +8,7 @@ import crypto from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
 import { chromium } from "playwright-core";
+import { accessible } from "./axe.mjs";
 
 const [base, mcpUrl, login, shots] = process.argv.slice(2);
 fs.mkdirSync(shots, { recursive: true });
@@ -48,6 +49,7 @@ try {
   const offer = page.getByRole("link", { name: "Continue with Corp SSO" });
   check(await offer.isVisible(), "the sign-in page offers the tenant's identity provider");
   await page.screenshot({ path: path.join(shots, "sso-offer.png") });
+  check(await accessible(page), "sso-offer page: axe finds no serious or critical accessibility violation");
   await offer.click();
   // The provider's own login and consent pages.
   await page.locator("input[name=login]").fill(login);
@@ -59,6 +61,7 @@ try {
   await page.getByRole("heading", { name: "Allow access?" }).waitFor();
   check((await page.textContent("body")).includes(login), "back at the gateway, signed in as the provider's user");
   await page.screenshot({ path: path.join(shots, "sso-consent.png") });
+  check(await accessible(page), "sso-consent page: axe finds no serious or critical accessibility violation");
   await page.getByRole("button", { name: "Approve" }).click();
   await page.waitForURL((u) => u.toString().startsWith(redirectUri));
   const back = received.at(-1);
