@@ -65,6 +65,7 @@ async fn populated_store(dir: &std::path::Path) -> sea_orm::DatabaseConnection {
         id: Set(i),
         slug: Set(format!("tenant-{i}")),
         display_name: Set(format!("Tenant {i}")),
+        logo_url: Set(None),
         created_at: Set(now),
         updated_at: Set(now),
     }))
