@@ -787,6 +787,24 @@ pub async fn authenticate_client(
     }
 }
 
+/// The client id the console's tool tester stands for in its tokens and the proxy's records.
+pub const CONSOLE_CLIENT_ID: &str = "mcpgate-console";
+
+/// A short-lived access token for the console's tool tester: the signed-in person calls one MCP
+/// URL through the proxy with exactly their own access, as any client they connect would.
+/// Five minutes at most, so a console tab left open holds nothing lasting.
+pub async fn console_token(
+    db: &DatabaseConnection,
+    sealer: &Sealer,
+    config: &ServerConfig,
+    user_id: i64,
+    audience: &str,
+    now: DateTime<Utc>,
+) -> Result<(String, DateTime<Utc>), OAuthError> {
+    let lifetime = config.access_ttl.min(chrono::Duration::minutes(5));
+    mint(db, sealer, config, format!("u{user_id}"), audience, CONSOLE_CLIENT_ID, None, None, lifetime, now).await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -811,22 +829,4 @@ mod tests {
         assert_eq!(granted_scope(Some("mcp offline_access")), Some("offline_access".into()));
         assert_eq!(granted_scope(None), None);
     }
-}
-
-/// The client id the console's tool tester stands for in its tokens and the proxy's records.
-pub const CONSOLE_CLIENT_ID: &str = "mcpgate-console";
-
-/// A short-lived access token for the console's tool tester: the signed-in person calls one MCP
-/// URL through the proxy with exactly their own access, as any client they connect would.
-/// Five minutes at most, so a console tab left open holds nothing lasting.
-pub async fn console_token(
-    db: &DatabaseConnection,
-    sealer: &Sealer,
-    config: &ServerConfig,
-    user_id: i64,
-    audience: &str,
-    now: DateTime<Utc>,
-) -> Result<(String, DateTime<Utc>), OAuthError> {
-    let lifetime = config.access_ttl.min(chrono::Duration::minutes(5));
-    mint(db, sealer, config, format!("u{user_id}"), audience, CONSOLE_CLIENT_ID, None, None, lifetime, now).await
 }
