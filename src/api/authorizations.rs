@@ -3,7 +3,7 @@
 
 use actix_web::{delete, get, web, HttpResponse};
 
-use crate::api::extract::Principal;
+use crate::api::extract::{PlatformAdmin, Principal};
 use crate::api::pagination::{Page, PageQuery};
 use crate::api::responses::*;
 use crate::auth::oauth_server::grants::{self, AuthorizationView};
@@ -42,7 +42,47 @@ pub async fn revoke_authorization(
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     let user = principal.user()?;
-    let revoked = grants::revoke_for_user(&state.db, user.id, &id, state.clock.now())
+    revoke(&state, &principal, user.id, &id).await
+}
+
+/// A person's sign-ins (platform admins): what `/me/authorizations` shows them.
+#[utoipa::path(
+    tag = "authorizations",
+    params(("id" = i64, Path, description = "User id"), PageQuery),
+    responses((status = 200, description = "A page of sign-ins", body = Page<AuthorizationView>), Unauthorized, Forbidden, NotFound, Unprocessable, Internal)
+)]
+#[get("/users/{id}/authorizations")]
+pub async fn list_user_authorizations(
+    state: web::Data<AppState>,
+    _admin: PlatformAdmin,
+    id: web::Path<i64>,
+    query: web::Query<PageQuery>,
+) -> ApiResult<web::Json<Page<AuthorizationView>>> {
+    let user = crate::control::users::get(&state.db, id.into_inner()).await?;
+    let paged = grants::list_for_user(&state.db, &state.oauth, user.id, query.to_request()?, state.clock.now()).await?;
+    Ok(web::Json(Page::from_paged(paged, |a| a)))
+}
+
+/// End a person's sign-in (platform admins), as they could themselves: a lost laptop, someone
+/// leaving.
+#[utoipa::path(
+    tag = "authorizations",
+    params(("id" = i64, Path, description = "User id"), ("authorization" = String, Path, description = "The sign-in's id")),
+    responses((status = 204, description = "Revoked"), Unauthorized, Forbidden, NotFound, Internal)
+)]
+#[delete("/users/{id}/authorizations/{authorization}")]
+pub async fn revoke_user_authorization(
+    state: web::Data<AppState>,
+    PlatformAdmin(admin): PlatformAdmin,
+    path: web::Path<(i64, String)>,
+) -> ApiResult<HttpResponse> {
+    let (id, authorization) = path.into_inner();
+    let user = crate::control::users::get(&state.db, id).await?;
+    revoke(&state, &admin, user.id, &authorization).await
+}
+
+async fn revoke(state: &AppState, principal: &Principal, user: i64, id: &str) -> ApiResult<HttpResponse> {
+    let revoked = grants::revoke_for_user(&state.db, user, id, state.clock.now())
         .await
         .map_err(|e| ApiError::Internal(anyhow::anyhow!(e.to_string())))?;
     if !revoked {

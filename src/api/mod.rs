@@ -185,6 +185,8 @@ pub fn configure(cfg: &mut ServiceConfig) {
             .service(overrides::delete_override)
             .service(authorizations::list_authorizations)
             .service(authorizations::revoke_authorization)
+            .service(authorizations::list_user_authorizations)
+            .service(authorizations::revoke_user_authorization)
             .service(connections::list_connections)
             .service(connections::start_connection)
             .service(connections::delete_connection)

@@ -565,6 +565,31 @@ async fn deny_sends_access_denied_and_a_retry_succeeds() {
 }
 
 #[tokio::test]
+async fn platform_admins_see_and_end_anyones_sign_ins() {
+    let app = spawn_app().await;
+    setup(&app).await;
+    let client_id = public_client(&app).await;
+    let browser = Browser::new(&app.base);
+    let (access, _) = sign_in(&app, &browser, &client_id).await;
+    let ann = app.signed_in(ANN.0, ANN.1).await;
+    let ann_id = ann.get("/api/v1/me").await.expect(200)["user"]["id"].as_i64().unwrap();
+    let path = format!("/api/v1/users/{ann_id}/authorizations");
+    // A person cannot look at anyone's sign-ins through the admin route, not even their own.
+    ann.get(&path).await.problem(403, "forbidden");
+    let admin = app.admin().await;
+    let list = admin.get(&path).await.expect(200);
+    assert_eq!(list["items"].as_array().unwrap().len(), 1);
+    assert_eq!(list["items"][0]["client_name"], "Test IDE");
+    let id = list["items"][0]["id"].as_str().unwrap();
+    ann.delete(&format!("{path}/{id}")).await.problem(403, "forbidden");
+    admin.delete(&format!("/api/v1/users/{}/authorizations/{id}", ann_id + 1000)).await.problem(404, "not_found");
+    admin.delete(&format!("{path}/{id}")).await.expect(204);
+    proxy_answers_within_a_second(&app, &access, 401).await;
+    assert_eq!(admin.get(&path).await.expect(200)["items"], json!([]));
+    admin.delete(&format!("{path}/{id}")).await.problem(404, "not_found");
+}
+
+#[tokio::test]
 async fn users_list_and_revoke_their_authorizations_and_clients_revoke_tokens() {
     let app = spawn_app().await;
     setup(&app).await;

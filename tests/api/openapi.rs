@@ -137,6 +137,8 @@ fn every_operation_documents_its_errors() {
         "GET /api/v1/tenants/{tenant}/invitations",
         "DELETE /api/v1/tenants/{tenant}/invitations/{id}",
         "POST /api/v1/tenants/{tenant}/servers/{server}/try-token",
+        "GET /api/v1/users/{id}/authorizations",
+        "DELETE /api/v1/users/{id}/authorizations/{authorization}",
     ];
     assert_eq!(routes, expected.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>());
 }

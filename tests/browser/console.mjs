@@ -214,7 +214,7 @@ try {
   await page.getByLabel("Server").fill("bundle");
   await page.getByLabel("Outcome").selectOption("allowed");
   await page.getByRole("button", { name: "Apply filters" }).click();
-  await page.waitForTimeout(300);
+  await page.locator(".paged .loading").waitFor({ state: "detached" });
   const rows = await page.locator("tbody tr").allInnerTexts();
   check(rows.length > 0 && rows.every((r) => r.includes("server:bundle") && r.includes("allowed")), `filtered to bundle's allowed calls: ${rows.length} events`);
   const [download] = await Promise.all([page.waitForEvent("download"), page.getByRole("button", { name: "Export JSON" }).click()]);
@@ -235,6 +235,7 @@ try {
     ["#/me/connections", "Connections", "connections"],
     ["#/me/sign-ins", "IDE sign-ins", "sign-ins"],
     ["#/admin/policy", "Policy snapshots", "policy"],
+    ["#/admin/users/2", "Dev Eloper", "user-access"],
   ]) {
     await page.goto(`${base}/${hash}`);
     await heading(page, title);
@@ -255,6 +256,7 @@ try {
   await dev.getByLabel("Password").fill("developer-password-1");
   await dev.getByRole("button", { name: "Sign in", exact: true }).click();
   await heading(dev, "Servers");
+  await dev.locator("tbody tr").first().waitFor();
   check((await dev.locator("tbody tr").count()) === 1, "the developer sees only the server shared with them");
   await dev.getByRole("link", { name: /Keyed/ }).click();
   await heading(dev, "Keyed");

@@ -14,7 +14,7 @@ import { identityPage } from "./pages/identity.js";
 import { auditPage } from "./pages/audit.js";
 import { tenantSettingsPage, tenantsPage } from "./pages/tenants.js";
 import { mePage, tokensPage, connectionsPage, signInsPage } from "./pages/me.js";
-import { usersPage, policyPage } from "./pages/admin.js";
+import { usersPage, userPage, policyPage } from "./pages/admin.js";
 
 /** @typedef {import('../types/client').Schemas} Schemas */
 
@@ -50,6 +50,7 @@ const routes = [
   [/^\/me\/connections$/, connectionsPage, "connections"],
   [/^\/me\/sign-ins$/, signInsPage, "sign-ins"],
   [/^\/admin\/users$/, usersPage, "users"],
+  [/^\/admin\/users\/(?<id>\d+)$/, userPage, "users"],
   [/^\/admin\/policy$/, policyPage, "policy"],
   [/^\/admin\/identity$/, identityPage, "platform-identity"],
 ];

@@ -9,7 +9,7 @@ export async function usersPage(ctx) {
   const show = () =>
     mount(list, paged((cursor) => call("get", "/api/v1/users", { query: { cursor } }), (items) =>
       table("Users", ["Person", "Roles", "Sign-in", "Created", ""], items.map((u) => [
-        h("span", null, u.display_name, h("span", { class: "hint block" }, u.email)),
+        h("a", { href: `#/admin/users/${u.id}` }, u.display_name, h("span", { class: "hint block" }, u.email)),
         h("span", null, u.is_platform_admin && badge("platform admin", "warn"), u.disabled && badge("disabled", "bad")),
         u.has_password ? "password" : "SSO",
         when(u.created_at),
@@ -40,6 +40,48 @@ export async function usersPage(ctx) {
       f.reset();
       show();
     }),
+  );
+}
+
+/**
+ * One person's access (platform admins): their tokens and the IDEs signed in as them, each
+ * revocable — a lost laptop, someone leaving.
+ * @param {import('../main.js').Context} ctx
+ */
+export async function userPage(ctx) {
+  const id = ctx.params.id;
+  const user = await call("get", "/api/v1/users/{id}", { params: { id } });
+  const tokens = h("div");
+  const signIns = h("div");
+  const showTokens = () =>
+    mount(tokens, paged((cursor) => call("get", "/api/v1/users/{id}/tokens", { params: { id }, query: { cursor } }), (items) =>
+      table(`Tokens of ${user.email}`, ["Name", "Prefix", "Status", "Created", "Last used", ""], items.map((t) => [
+        t.name, h("code", null, t.prefix), badge(t.status, t.status === "active" ? "ok" : "plain"), when(t.created_at), when(t.last_used_at),
+        t.status === "active" && button("Revoke", async () => {
+          if (!(await confirmAction(`Revoke ${user.email}'s token ${t.name}?`, "Revoke"))) return;
+          await call("delete", "/api/v1/users/{id}/tokens/{token}", { params: { id, token: t.id } }).then(showTokens, (e) => tokens.prepend(problem(e)));
+        }, "link", { "aria-label": `Revoke ${t.name}` }),
+      ]), "No personal access tokens.")));
+  const showSignIns = () =>
+    mount(signIns, paged((cursor) => call("get", "/api/v1/users/{id}/authorizations", { params: { id }, query: { cursor } }), (items) =>
+      table(`IDE sign-ins of ${user.email}`, ["Client", "Server", "Approved", "Last used", ""], items.map((a) => [
+        h("span", null, a.client_name || a.client_id, h("span", { class: "hint block" }, a.client_id)),
+        h("code", null, a.resource), when(a.created_at), when(a.last_used_at),
+        button("Revoke", async () => {
+          if (!(await confirmAction(`End ${a.client_name || a.client_id}'s sign-in as ${user.email}?`, "Revoke"))) return;
+          await call("delete", "/api/v1/users/{id}/authorizations/{authorization}", { params: { id, authorization: a.id } }).then(showSignIns, (e) => signIns.prepend(problem(e)));
+        }, "link"),
+      ]), "No IDE is signed in as this person.")));
+  showTokens();
+  showSignIns();
+  return h(
+    "div",
+    { class: "stack" },
+    header(user.display_name, [], user.email),
+    h("h2", null, "Personal access tokens"),
+    tokens,
+    h("h2", null, "IDE sign-ins"),
+    signIns,
   );
 }
 

@@ -1,7 +1,7 @@
 // The tenant's audit log: filters, pages, and a JSON export of what the filters select.
 
 import { call, all } from "../api.js";
-import { h, mount, field, input, select, form, header, table, when, paged, badge, download, toast } from "../ui.js";
+import { h, mount, field, input, select, form, header, table, when, paged, badge, download, toast, problem } from "../ui.js";
 
 /** @param {import('../main.js').Context} ctx */
 export async function auditPage(ctx) {
@@ -38,10 +38,20 @@ export async function auditPage(ctx) {
       field("Actor", actor), field("Action", action), field("Server", server), field("Outcome", outcome), field("From", since), field("Until", until),
       h("div", { class: "actions" },
         h("button", { type: "submit", class: "primary" }, "Apply filters"),
-        h("button", { type: "button", class: "secondary", onclick: async () => {
-          const items = await all("/api/v1/tenants/{tenant}/audit-events", { tenant }, /** @type {any} */ (filters()), 20000);
-          download(`audit-${tenant}-${new Date().toISOString().slice(0, 19)}.json`, items);
-          toast(`Exported ${items.length} events`);
+        h("button", { type: "button", class: "secondary", onclick: async (/** @type {Event} */ e) => {
+          const b = /** @type {HTMLButtonElement} */ (e.currentTarget);
+          b.disabled = true;
+          b.textContent = "Exporting…";
+          try {
+            const items = await all("/api/v1/tenants/{tenant}/audit-events", { tenant }, /** @type {any} */ (filters()), 20000);
+            download(`audit-${tenant}-${new Date().toISOString().slice(0, 19)}.json`, items);
+            toast(`Exported ${items.length} events`);
+          } catch (err) {
+            results.prepend(problem(err));
+          } finally {
+            b.disabled = false;
+            b.textContent = "Export JSON";
+          }
         } }, "Export JSON")),
     ], async () => show()),
     results,
