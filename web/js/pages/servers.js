@@ -42,7 +42,7 @@ export async function serversPage(ctx) {
               h("a", { href: `#/t/${t}/servers/${s.slug}` }, s.display_name, h("span", { class: "hint block" }, s.slug)),
               badge(s.kind, s.kind === "virtual" ? "info" : "plain"),
               authMode(s),
-              s.kind === "virtual" ? badge(`${(s.servers || []).length} members`, "info") : health(s),
+              s.kind === "virtual" ? badge(`${(s.servers || []).length} member${(s.servers || []).length === 1 ? "" : "s"}`, "info") : health(s),
               s.role,
             ]),
             search.value
