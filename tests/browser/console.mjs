@@ -131,6 +131,11 @@ try {
   await page.getByRole("button", { name: "Create virtual server" }).click();
   await heading(page, "Bundle");
   check((await page.getByText("echo, get-sum").count()) === 1, "the virtual server exposes exactly echo and get-sum");
+  // Its own description for one tool, set on its Settings tab.
+  await page.getByRole("tab", { name: "Settings" }).click();
+  await page.getByLabel("Description of echo").fill("Says it back, through the gateway");
+  await page.getByRole("button", { name: "Save changes" }).click();
+  await page.getByText("Saved").waitFor();
 
   // A developer: an account, a member of acme, a collaborator on Keyed.
   await page.getByRole("link", { name: "Users" }).click();
@@ -194,6 +199,7 @@ try {
   // Try a tool, as the admin.
   await page.getByRole("tab", { name: "Try a tool" }).click();
   await page.getByRole("button", { name: "get-sum" }).click();
+  check((await page.getByText("Says it back, through the gateway").count()) === 1, "Try a tool lists echo with the virtual server's own description");
   await page.getByLabel(/^a/).fill("2");
   await page.getByLabel(/^b/).fill("40");
   await page.getByRole("button", { name: "Call get-sum" }).click();

@@ -1,7 +1,7 @@
 // One server: overview and probe, settings, How To Use, Try a tool, collaborators, and the
 // per-user credentials (Auth Overrides).
 
-import { call } from "../api.js";
+import { call, all } from "../api.js";
 import { h, mount, field, input, select, form, header, table, badge, button, linkButton, when, toast, tabs, copyText, copy, problem, confirmAction } from "../ui.js";
 import { authMode, health, authEditor, memberPicker, pairs } from "./servers.js";
 import { tryTool } from "./try.js";
@@ -121,7 +121,17 @@ function settings(ctx, server) {
     const headers = pairs("Additional headers", server.additional_headers || {}, "Sent to the upstream on every request.");
     const auth = server.kind === "remote" ? authEditor(server.auth_data) : null;
     const members = server.kind === "virtual" ? await memberPicker(ctx.tenant, server.servers || []) : null;
-    const toolRows = toolSettings(server);
+    // A virtual server's tools are its members' probed tools that it exposes.
+    let offered = (server.probe?.tools || []).map((t) => t.name);
+    if (server.kind === "virtual") {
+      /** @type {Schemas['ServerView'][]} */
+      const remotes = await all("/api/v1/tenants/{tenant}/servers", { tenant: ctx.tenant });
+      offered = (server.servers || []).flatMap((m) => {
+        const tools = (remotes.find((r) => r.slug === m.server)?.probe?.tools || []).map((t) => t.name);
+        return m.enabled_tools === "all" ? tools : tools.filter((t) => m.enabled_tools.includes(t));
+      });
+    }
+    const toolRows = toolSettings(server, offered);
     const edit = form({ class: "stack", "aria-label": "Server settings" }, [
       field("Display name", name),
       field("Description", description),
@@ -159,10 +169,11 @@ function settings(ctx, server) {
 /**
  * Per tool: shown or hidden, and a description that replaces the upstream's.
  * @param {Schemas['ServerView']} server
+ * @param {string[]} offered  the tool names the server can offer
  */
-function toolSettings(server) {
+function toolSettings(server, offered) {
   const known = new Map(server.tool_settings.map((s) => [s.name, s]));
-  const names = [...new Set([...(server.probe?.tools || []).map((t) => t.name), ...known.keys()])];
+  const names = [...new Set([...offered, ...known.keys()])];
   const rows = names.map((name) => {
     const setting = known.get(name);
     const enabled = /** @type {HTMLInputElement} */ (h("input", { type: "checkbox", checked: !setting?.disabled, "aria-label": `Offer ${name}` }));
