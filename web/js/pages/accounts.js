@@ -85,15 +85,24 @@ function account(tenant, va, reload) {
           }, "link", { "aria-label": `Revoke ${t.name}` })),
       ]), "No tokens yet.")));
   const perms = permissionsEditor(va.permissions);
+  const interval = input("interval_days", { type: "number", min: 1, value: va.auto_rotate?.interval_days ?? "" });
+  const rotateGrace = input("rotate_grace_days", { type: "number", min: 0, value: va.auto_rotate?.grace_days ?? 7 });
   const tokenName = input("name", { placeholder: "e.g. github-actions" });
   const grace = input("grace_days", { type: "number", min: 0, value: va.auto_rotate?.grace_days ?? 7 });
   mount(
     body,
     va.description && h("p", null, va.description),
     h("p", { class: "hint" }, va.auto_rotate ? `Rotates every ${va.auto_rotate.interval_days} days, ${va.auto_rotate.grace_days} days of grace; last rotated ` : "No automatic rotation. ", va.auto_rotate && when(va.last_rotated_at)),
-    form({ class: "stack", "aria-label": `Permissions of ${va.name}` }, [perms.el, h("button", { type: "submit", class: "secondary" }, "Save permissions")], async () => {
-      await call("patch", "/api/v1/tenants/{tenant}/virtual-accounts/{name}", { params, body: { permissions: perms.value() } });
-      toast("Permissions saved");
+    form({ class: "stack", "aria-label": `Permissions and rotation of ${va.name}` }, [
+      perms.el,
+      h("div", { class: "grid-2" }, field("Rotate tokens every (days)", interval, "Empty: no automatic rotation."), field("Grace period (days)", rotateGrace)),
+      h("button", { type: "submit", class: "secondary" }, "Save"),
+    ], async () => {
+      await call("patch", "/api/v1/tenants/{tenant}/virtual-accounts/{name}", { params, body: {
+        permissions: perms.value(),
+        auto_rotate: interval.value ? { interval_days: Number(interval.value), grace_days: Number(rotateGrace.value || 0) } : null,
+      } });
+      toast("Saved");
     }),
     h("h3", null, "Tokens"),
     reveal,
