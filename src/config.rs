@@ -73,6 +73,9 @@ pub struct Settings {
     pub allowed_origins: Vec<String>,
     /// The control plane a standalone `mcpgate proxy` replica follows.
     pub control_plane: Option<String>,
+    /// Address for Prometheus `GET /metrics`, e.g. `127.0.0.1:9464`. Not served when unset,
+    /// and never on `listen`: the metrics name tenants and servers.
+    pub metrics_listen: Option<String>,
     /// `tracing` filter, e.g. `info` or `mcpgate=debug`.
     pub log: String,
     /// `text` or `json`.
@@ -163,6 +166,7 @@ const KNOWN_KEYS: &[&str] = &[
     "upstream_allowed_networks",
     "allowed_origins",
     "control_plane",
+    "metrics_listen",
     "log",
     "log_format",
 ];
@@ -280,6 +284,7 @@ impl Settings {
             rate_limit_per_minute: self.proxy_rate_limit_per_minute,
             egress: self.egress(),
             workers: self.workers,
+            metrics_listen: self.metrics_listen.clone(),
         }
     }
 

@@ -36,6 +36,7 @@ use crate::store;
 pub struct Application {
     port: u16,
     server: Server,
+    metrics_port: Option<u16>,
     pub bootstrap: users::Bootstrap,
     /// Shared state, for embedding and tests (e.g. to run a background job on demand).
     pub state: web::Data<AppState>,
@@ -170,7 +171,21 @@ impl Application {
         let server = server.run();
 
         spawn_background_jobs(state.clone());
-        Ok(Self { port, server, bootstrap, state })
+        let metrics_port = match &state.settings.metrics_listen {
+            Some(listen) => {
+                let (port, metrics) = crate::proxy::metrics::serve(listen)?;
+                tokio::spawn(metrics);
+                spawn_gauges(state.clone());
+                Some(port)
+            }
+            None => None,
+        };
+        Ok(Self { port, server, metrics_port, bootstrap, state })
+    }
+
+    /// The port `/metrics` is served on, when `metrics_listen` is set.
+    pub fn metrics_port(&self) -> Option<u16> {
+        self.metrics_port
     }
 
     pub fn port(&self) -> u16 {
@@ -224,6 +239,19 @@ async fn spawn_policy_subscriber(publisher: &Publisher, holder: Arc<PolicyHolder
 }
 
 /// Housekeeping on timers: token usage flushes, scheduled token rotation, expired sessions.
+/// The control plane's gauges (counts of rows) are read every 15 seconds, and at once.
+fn spawn_gauges(state: web::Data<AppState>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(15));
+        loop {
+            tick.tick().await;
+            if let Err(e) = crate::control::gauges::refresh(&state.db, state.clock.now()).await {
+                tracing::warn!(error = %e, "reading the gauges failed");
+            }
+        }
+    });
+}
+
 fn spawn_background_jobs(state: web::Data<AppState>) {
     let usage = state.clone();
     tokio::spawn(async move {

@@ -14,6 +14,8 @@ pub struct TestApp {
     pub base: String,
     pub clock: Clock,
     pub state: actix_web::web::Data<mcpgate::startup::AppState>,
+    /// Where `/metrics` is served, when the test asked for it (`metrics_listen`).
+    pub metrics: Option<String>,
     _dir: tempfile::TempDir,
 }
 
@@ -56,8 +58,9 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
     let app = Application::build(settings, clock.clone()).await.expect("build application");
     let base = format!("http://127.0.0.1:{}", app.port());
     let state = app.state.clone();
+    let metrics = app.metrics_port().map(|port| format!("http://127.0.0.1:{port}/metrics"));
     tokio::spawn(app.run_until_stopped());
-    TestApp { base, clock, state, _dir: dir }
+    TestApp { base, clock, state, metrics, _dir: dir }
 }
 
 /// An HTTP client with its own cookie jar, which sends the CSRF token once it has one.

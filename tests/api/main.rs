@@ -14,6 +14,7 @@ mod guarded;
 mod helpers;
 mod identity;
 mod members;
+mod metrics;
 mod oauth;
 mod openapi;
 mod outbound;

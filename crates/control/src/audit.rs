@@ -94,6 +94,8 @@ pub struct Change<'a, T> {
     txn: T,
     actor: &'a Actor,
     now: DateTime<Utc>,
+    /// For the transaction-latency metric (the clock above may be a test's).
+    began: std::time::Instant,
 }
 
 impl<'a, T: ConnectionTrait + TransactionSession> Change<'a, T> {
@@ -101,7 +103,8 @@ impl<'a, T: ConnectionTrait + TransactionSession> Change<'a, T> {
     where
         C: TransactionTrait<Transaction = T>,
     {
-        Ok(Self { txn: db.begin().await?, actor, now })
+        let began = std::time::Instant::now();
+        Ok(Self { txn: db.begin().await?, actor, now, began })
     }
 
     /// The transaction every read and write of the change goes through.
@@ -119,7 +122,9 @@ impl<'a, T: ConnectionTrait + TransactionSession> Change<'a, T> {
     pub async fn commit(self, event: Event) -> Result<(), DbErr> {
         self.record(event).await?;
         crate::policy::publish::bump(&self.txn).await?;
-        self.txn.commit().await
+        self.txn.commit().await?;
+        crate::proxy::metrics::get().db_transaction_seconds.observe(self.began.elapsed().as_secs_f64());
+        Ok(())
     }
 }
 

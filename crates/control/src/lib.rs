@@ -11,6 +11,7 @@ pub mod policy;
 
 pub mod audit;
 pub mod caller;
+pub mod gauges;
 pub mod identity;
 pub mod invitations;
 pub mod legacy_sse;

@@ -39,6 +39,22 @@ impl PolicyHolder {
     /// Verifies `document` against `trusted` and, if it is newer, makes it current. Offering
     /// the current version again is accepted and changes nothing.
     pub fn offer(&self, document: &str, trusted: &Jwks) -> Result<i64, Rejected> {
+        let result = self.offer_checked(document, trusted);
+        let m = crate::metrics::get();
+        match (&result, self.current()) {
+            (Ok(_), Some(policy)) => {
+                m.snapshot_version.set(policy.version());
+                m.snapshot_issued.set(policy.snapshot.issued_at.timestamp() as f64);
+            }
+            (Err(_), _) => {
+                m.snapshot_rejected.inc();
+            }
+            _ => {}
+        }
+        result
+    }
+
+    fn offer_checked(&self, document: &str, trusted: &Jwks) -> Result<i64, Rejected> {
         let snapshot = sign::verify(document, trusted)?;
         let offered = snapshot.version;
         if let Some(current) = self.version().filter(|v| *v >= offered) {

@@ -13,6 +13,7 @@ pub mod http_client;
 pub mod idp;
 pub mod index;
 pub mod legacy;
+pub mod metrics;
 pub mod replica;
 pub mod rewrite;
 pub mod routes;

@@ -41,6 +41,8 @@ pub struct ReplicaConfig {
     pub egress: crate::egress::Egress,
     /// HTTP workers; 0 for one per core.
     pub workers: usize,
+    /// Where to serve Prometheus `/metrics`; not served when unset.
+    pub metrics_listen: Option<String>,
 }
 
 /// The URL of a bound address (a wildcard bind is reached on loopback).
@@ -53,6 +55,7 @@ pub struct Replica {
     port: u16,
     server: Server,
     pub policy: Arc<PolicyHolder>,
+    metrics_port: Option<u16>,
 }
 
 impl Replica {
@@ -117,11 +120,24 @@ impl Replica {
         if settings.workers > 0 {
             server = server.workers(settings.workers);
         }
-        Ok(Self { port: bound.port(), server: server.run(), policy })
+        let metrics_port = match &settings.metrics_listen {
+            Some(listen) => {
+                let (port, metrics) = crate::metrics::serve(listen)?;
+                tokio::spawn(metrics);
+                Some(port)
+            }
+            None => None,
+        };
+        Ok(Self { port: bound.port(), server: server.run(), policy, metrics_port })
     }
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The port `/metrics` is served on, when it is.
+    pub fn metrics_port(&self) -> Option<u16> {
+        self.metrics_port
     }
 
     pub async fn run_until_stopped(self) -> std::io::Result<()> {

@@ -165,6 +165,7 @@ impl Ctx {
         reason: Option<&str>,
         upstream_status: Option<u16>,
     ) {
+        self.count(method.as_deref(), outcome, reason);
         self.log.emit(Decision {
             at: self.now,
             tenant_id: self.tenant_id,
@@ -180,6 +181,29 @@ impl Ctx {
             latency_ms: upstream_status.map(|_| self.started.elapsed().as_secs_f64() * 1000.0),
             request_id: self.request_id.clone(),
         });
+    }
+
+    /// Counts a decision. A server the snapshot does not have is counted as `-`, so
+    /// made-up URLs cannot grow the label set.
+    fn count(&self, method: Option<&str>, outcome: &str, reason: Option<&str>) {
+        let m = crate::metrics::get();
+        let known = self.policy.server(&self.tenant, &self.server).is_some();
+        let method = crate::metrics::method_label(method);
+        m.requests
+            .get_or_create(&crate::metrics::RequestLabels {
+                tenant: if self.tenant_id.is_some() { self.tenant.clone() } else { "-".into() },
+                server: if known { self.server.clone() } else { "-".into() },
+                method: method.into(),
+                outcome: outcome.into(),
+                reason: reason.unwrap_or_default().into(),
+            })
+            .inc();
+        m.request_seconds
+            .get_or_create(&crate::metrics::MethodLabels { method: method.into() })
+            .observe(self.started.elapsed().as_secs_f64());
+        if reason == Some("rate_limited") {
+            m.rate_limited.inc();
+        }
     }
 
     /// The same decision for every message of a batch, each recorded on its own.
@@ -339,6 +363,7 @@ pub async fn handle(
     state: web::Data<ProxyState>,
 ) -> HttpResponse {
     let started = Instant::now();
+    let _in_flight = crate::metrics::Tracked::request();
     let (tenant, server) = path.into_inner();
     // Refused before anyone is known: nothing to record.
     if let Err(why) = state.origins.check(header(&req, "origin"), header(&req, "host")) {
@@ -664,6 +689,7 @@ async fn relay(state: &ProxyState, ctx: &Ctx, call: Call<'_>) -> HttpResponse {
             out.insert_header((SESSION_HEADER, presented.as_str()));
         }
         (None, Some(upstream)) => {
+            crate::metrics::get().sessions_opened.inc();
             let sealed = state.sessions.seal(&GatewaySession {
                 server: entry.id,
                 subject: subject_tag(call.subject),
@@ -697,8 +723,16 @@ async fn relay(state: &ProxyState, ctx: &Ctx, call: Call<'_>) -> HttpResponse {
             message
         }));
     }
+    // An event stream is counted as open for as long as it is relayed.
+    let stream = response
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("text/event-stream"))
+        .then(crate::metrics::Tracked::stream);
     // Chunks that are already there go out in one write; nothing waits for more.
-    out.streaming(response.bytes_stream().ready_chunks(16).map(|chunks| {
+    out.streaming(response.bytes_stream().ready_chunks(16).map(move |chunks| {
+        let _open = &stream;
         let mut chunks =
             chunks.into_iter().collect::<Result<Vec<_>, _>>().map_err(actix_web::error::ErrorBadGateway)?;
         Ok::<_, actix_web::Error>(if chunks.len() == 1 { chunks.remove(0) } else { chunks.concat().into() })

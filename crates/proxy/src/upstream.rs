@@ -149,6 +149,20 @@ impl Clients {
     /// Sends, waiting at most the configured timeout for the response headers. The body may
     /// then stream for as long as it likes.
     pub async fn send(&self, request: reqwest::RequestBuilder) -> Result<reqwest::Response, UpstreamError> {
+        let started = std::time::Instant::now();
+        let result = self.send_timed(request).await;
+        let m = crate::metrics::get();
+        match &result {
+            Ok(_) => m.upstream_seconds.observe(started.elapsed().as_secs_f64()),
+            Err(e) => {
+                let kind = e.reason().trim_start_matches("upstream_");
+                m.upstream_errors.get_or_create(&crate::metrics::KindLabels { kind: kind.into() }).inc();
+            }
+        }
+        result
+    }
+
+    async fn send_timed(&self, request: reqwest::RequestBuilder) -> Result<reqwest::Response, UpstreamError> {
         match tokio::time::timeout(self.timeout, request.send()).await {
             Err(_) => Err(UpstreamError::Timeout(self.timeout.as_secs())),
             Ok(Err(e)) if e.is_timeout() => Err(UpstreamError::Timeout(self.timeout.as_secs())),

@@ -391,6 +391,7 @@ async fn initialize(
     }
     let requested = message["params"]["protocolVersion"].clone();
     let version = results.first().map(|r| r["protocolVersion"].clone()).unwrap_or(requested);
+    crate::metrics::get().sessions_opened.inc();
     let session = state.sessions.seal(&GatewaySession {
         server: call.entry.id,
         subject: subject_tag(call.subject),
