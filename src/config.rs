@@ -73,6 +73,9 @@ pub struct Settings {
     pub allowed_origins: Vec<String>,
     /// The control plane a standalone `mcpgate proxy` replica follows.
     pub control_plane: Option<String>,
+    /// On SIGTERM: how long requests and streams in flight may take to finish before they are
+    /// cut, in seconds.
+    pub shutdown_timeout_seconds: u32,
     /// Address for Prometheus `GET /metrics`, e.g. `127.0.0.1:9464`. Not served when unset,
     /// and never on `listen`: the metrics name tenants and servers.
     pub metrics_listen: Option<String>,
@@ -110,6 +113,7 @@ struct Defaults {
     oauth_sign_in_max_hours: u32,
     oauth_cimd_allow_private: bool,
     upstream_allow_private: bool,
+    shutdown_timeout_seconds: u32,
     log: &'static str,
     log_format: LogFormat,
 }
@@ -133,6 +137,7 @@ const DEFAULTS: Defaults = Defaults {
     oauth_sign_in_max_hours: 90 * 24,
     oauth_cimd_allow_private: false,
     upstream_allow_private: false,
+    shutdown_timeout_seconds: 30,
     log: "info",
     log_format: LogFormat::Text,
 };
@@ -167,6 +172,7 @@ const KNOWN_KEYS: &[&str] = &[
     "allowed_origins",
     "control_plane",
     "metrics_listen",
+    "shutdown_timeout_seconds",
     "log",
     "log_format",
 ];
@@ -285,6 +291,7 @@ impl Settings {
             egress: self.egress(),
             workers: self.workers,
             metrics_listen: self.metrics_listen.clone(),
+            shutdown_timeout_seconds: self.shutdown_timeout_seconds,
         }
     }
 

@@ -37,6 +37,7 @@ pub struct Application {
     port: u16,
     server: Server,
     metrics_port: Option<u16>,
+    decisions: DecisionLog,
     pub bootstrap: users::Bootstrap,
     /// Shared state, for embedding and tests (e.g. to run a background job on demand).
     pub state: web::Data<AppState>,
@@ -120,6 +121,8 @@ impl Application {
             vault,
             egress,
         });
+        let decisions =
+            DecisionLog::spawn(Destination::Sink(Arc::new(crate::control::audit::StoreDecisions(state.db.clone()))));
         let proxy = web::Data::new(ProxyState::new(
             state.policy.clone(),
             ProxyConfig {
@@ -133,7 +136,7 @@ impl Application {
             },
             state.clock.clone(),
             SessionSealer::from_proxy_key(&state.proxy_key),
-            DecisionLog::spawn(Destination::Sink(Arc::new(crate::control::audit::StoreDecisions(state.db.clone())))),
+            decisions.clone(),
             state.vault.clone(),
         )?);
         let doc = web::Data::new(api::openapi_json());
@@ -164,7 +167,7 @@ impl Application {
         })
         .on_connect(crate::http_client::no_delay)
         .listen(listener)?
-        .shutdown_timeout(10);
+        .shutdown_timeout(u64::from(state.settings.shutdown_timeout_seconds));
         if workers > 0 {
             server = server.workers(workers);
         }
@@ -180,7 +183,7 @@ impl Application {
             }
             None => None,
         };
-        Ok(Self { port, server, metrics_port, bootstrap, state })
+        Ok(Self { port, server, metrics_port, decisions, bootstrap, state })
     }
 
     /// The port `/metrics` is served on, when `metrics_listen` is set.
@@ -192,8 +195,14 @@ impl Application {
         self.port
     }
 
+    /// Serves until a signal stops the server: on SIGTERM (or SIGINT) it stops accepting,
+    /// lets requests and streams in flight finish within `shutdown_timeout_seconds`, then
+    /// writes the proxy decisions it still holds before returning.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let result = self.server.await;
+        self.decisions.flush().await;
+        tracing::info!("stopped");
+        result
     }
 }
 

@@ -12,7 +12,7 @@ use serde_json::json;
 use crate::helpers::{fresh_database, Client};
 
 pub struct Server {
-    child: Child,
+    pub child: Child,
     pub base: String,
     stdout: Vec<String>,
 }
@@ -205,4 +205,102 @@ async fn cli_token_round_trip_in_a_shell_script() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "script failed:\n{stdout}\n{stderr}");
     assert!(stdout.contains("cli round trip: ok"), "{stdout}");
+}
+
+/// An upstream whose `tools/list` takes two seconds (anything else is answered at once).
+async fn slow_upstream() -> String {
+    async fn answer(body: String) -> ([(&'static str, &'static str); 1], String) {
+        let message: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        if message["method"] == "tools/list" {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+        let result = match message["method"].as_str() {
+            Some("tools/list") => json!({"tools": [{"name": "slow", "inputSchema": {"type": "object"}}]}),
+            _ => json!({}),
+        };
+        (
+            [("content-type", "application/json")],
+            json!({"jsonrpc": "2.0", "id": message["id"], "result": result}).to_string(),
+        )
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        axum::serve(listener, axum::Router::new().route("/mcp", axum::routing::post(answer))).await.unwrap();
+    });
+    format!("http://127.0.0.1:{port}/mcp")
+}
+
+#[tokio::test]
+async fn sigterm_finishes_requests_in_flight_and_writes_their_decisions() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = fresh_database(dir.path()).await;
+    let log = dir.path().join("stderr.log");
+    let env = [("MCPGATE_ADMIN_EMAIL", "ops@example.com"), ("MCPGATE_ADMIN_PASSWORD", "ops-password-123")];
+    let mut server = start(dir.path(), &db, &env, &log);
+    let mut client = Client::new(&server.base);
+    client.login("ops@example.com", "ops-password-123").await.expect(200);
+    client.post("/api/v1/tenants", json!({"slug": "acme", "display_name": "Acme"})).await.expect(201);
+    client
+        .post(
+            "/api/v1/tenants/acme/servers",
+            json!({"slug": "slow", "display_name": "Slow", "kind": "remote", "url": slow_upstream().await}),
+        )
+        .await
+        .expect(201);
+    let token =
+        client.post("/api/v1/me/tokens", json!({"name": "t"})).await.expect(201)["token"].as_str().unwrap().to_owned();
+    let url = format!("{}/acme/mcp/slow/server", server.base);
+    let rpc = |method: &'static str| {
+        let (url, token) = (url.clone(), token.clone());
+        async move {
+            reqwest::Client::new()
+                .post(&url)
+                .bearer_auth(&token)
+                .header("accept", "application/json, text/event-stream")
+                .json(&json!({"jsonrpc": "2.0", "id": 1, "method": method}))
+                .send()
+                .await
+        }
+    };
+    // The proxy serves the token once the snapshot that has it is in force.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while rpc("ping").await.unwrap().status() != 200 {
+        assert!(std::time::Instant::now() < deadline, "the token was never accepted");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let in_flight = tokio::spawn(rpc("tools/list"));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let pid = server.child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    // The request that was being served when the signal came is answered in full.
+    let answer = in_flight.await.unwrap().expect("the request in flight is not cut");
+    assert_eq!(answer.status(), 200);
+    let body: serde_json::Value = answer.json().await.unwrap();
+    assert_eq!(body["result"]["tools"][0]["name"], "slow", "{body}");
+    // Then the process exits by itself, cleanly.
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(std::time::Instant::now() < deadline, "mcpgate did not exit after SIGTERM");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(status.success(), "exit status {status}");
+    assert!(reqwest::get(format!("{}/healthz", server.base)).await.is_err(), "nothing listens any more");
+
+    // Its decision was written before the exit: the audit trail has the tools/list.
+    let store = mcpgate::store::connect(&db, 1).await.unwrap();
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+    let calls = mcpgate::store::entities::audit_events::Entity::find()
+        .filter(mcpgate::store::entities::audit_events::Column::Action.eq("mcp.request"))
+        .all(&store)
+        .await
+        .unwrap();
+    assert!(
+        calls.iter().any(|e| e.details.as_ref().is_some_and(|d| d["method"] == "tools/list")),
+        "the decision of the request served during shutdown was lost: {calls:?}"
+    );
 }

@@ -80,12 +80,15 @@ impl Destination {
 pub struct DecisionLog {
     tx: mpsc::Sender<Decision>,
     dropped: Arc<AtomicU64>,
+    /// Asks the writer to write what it holds now, and to say when it has.
+    flushes: mpsc::Sender<tokio::sync::oneshot::Sender<()>>,
 }
 
 impl DecisionLog {
     /// Starts the writer task.
     pub fn spawn(destination: Destination) -> Self {
         let (tx, mut rx) = mpsc::channel::<Decision>(CHANNEL);
+        let (flushes, mut asked) = mpsc::channel::<tokio::sync::oneshot::Sender<()>>(8);
         let dropped = Arc::new(AtomicU64::new(0));
         let lost = dropped.clone();
         tokio::spawn(async move {
@@ -94,8 +97,15 @@ impl DecisionLog {
             let mut tick = tokio::time::interval(FLUSH_EVERY);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut open = true;
+            let mut flushable = true;
             while open {
-                tick.tick().await;
+                let ack = tokio::select! {
+                    _ = tick.tick() => None,
+                    ack = asked.recv(), if flushable => {
+                        flushable = ack.is_some();
+                        ack
+                    }
+                };
                 let mut batch = Vec::new();
                 loop {
                     match rx.try_recv() {
@@ -116,9 +126,21 @@ impl DecisionLog {
                 if missed > 0 {
                     tracing::warn!(missed, "proxy audit events dropped: the writer could not keep up");
                 }
+                if let Some(ack) = ack {
+                    let _ = ack.send(());
+                }
             }
         });
-        Self { tx, dropped }
+        Self { tx, dropped, flushes }
+    }
+
+    /// Writes every decision emitted so far and returns once they are written (or the
+    /// destination refused them): the last step of a graceful shutdown.
+    pub async fn flush(&self) {
+        let (ack, done) = tokio::sync::oneshot::channel();
+        if self.flushes.send(ack).await.is_ok() {
+            let _ = done.await;
+        }
     }
 
     /// Never blocks the request: when the writer is far behind the event is counted and dropped.

@@ -43,6 +43,8 @@ pub struct ReplicaConfig {
     pub workers: usize,
     /// Where to serve Prometheus `/metrics`; not served when unset.
     pub metrics_listen: Option<String>,
+    /// How long requests and streams in flight may take to finish on SIGTERM, in seconds.
+    pub shutdown_timeout_seconds: u32,
 }
 
 /// The URL of a bound address (a wildcard bind is reached on loopback).
@@ -56,6 +58,7 @@ pub struct Replica {
     server: Server,
     pub policy: Arc<PolicyHolder>,
     metrics_port: Option<u16>,
+    decisions: DecisionLog,
 }
 
 impl Replica {
@@ -82,6 +85,7 @@ impl Replica {
             url: format!("{control}/api/v1/policy/decisions"),
             proxy_key: proxy_key.clone(),
         });
+        let flush = decisions.clone();
         let proxy = web::Data::new(ProxyState::new(
             policy.clone(),
             ProxyConfig {
@@ -116,7 +120,7 @@ impl Replica {
         })
         .on_connect(crate::http_client::no_delay)
         .listen(listener)?
-        .shutdown_timeout(10);
+        .shutdown_timeout(u64::from(settings.shutdown_timeout_seconds));
         if settings.workers > 0 {
             server = server.workers(settings.workers);
         }
@@ -128,7 +132,7 @@ impl Replica {
             }
             None => None,
         };
-        Ok(Self { port: bound.port(), server: server.run(), policy, metrics_port })
+        Ok(Self { port: bound.port(), server: server.run(), policy, metrics_port, decisions: flush })
     }
 
     pub fn port(&self) -> u16 {
@@ -140,8 +144,12 @@ impl Replica {
         self.metrics_port
     }
 
+    /// Serves until a signal stops it; then sends the control plane the decisions it still
+    /// holds (graceful shutdown, as `mcpgate serve`).
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let result = self.server.await;
+        self.decisions.flush().await;
+        result
     }
 }
 
