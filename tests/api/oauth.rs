@@ -1045,11 +1045,21 @@ async fn a_replica_accepts_gateway_tokens_and_drops_revoked_ones_within_a_second
 async fn one_address_cannot_fill_the_client_table() {
     let app = spawn_app().await;
     let body = json!({"redirect_uris": ["http://127.0.0.1/cb"], "token_endpoint_auth_method": "none"});
-    for _ in 0..30 {
-        assert_eq!(register(&app, body.clone()).await.0, 201);
-    }
-    let res = reqwest::Client::new().post(format!("{}/oauth/register", app.base)).json(&body).send().await.unwrap();
-    assert_eq!(res.status(), 429);
+    // 30 at once, then one more every 2 s: on a loaded machine the burst itself may take long
+    // enough to earn one or two more.
+    let started = Instant::now();
+    let mut accepted = 0u64;
+    let res = loop {
+        let res = reqwest::Client::new().post(format!("{}/oauth/register", app.base)).json(&body).send().await.unwrap();
+        if res.status() == 429 {
+            break res;
+        }
+        assert_eq!(res.status(), 201);
+        accepted += 1;
+        assert!(accepted <= 60, "one address registered 60 clients without being refused");
+    };
+    let earned = started.elapsed().as_secs() / 2 + 1;
+    assert!((30..=30 + earned).contains(&accepted), "{accepted} registrations before the first refusal");
     let wait: u64 = res.headers()["retry-after"].to_str().unwrap().parse().unwrap();
     assert!((1..=3).contains(&wait), "30 a minute: the next one comes within 2 s, got {wait}");
 }
