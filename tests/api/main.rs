@@ -13,6 +13,7 @@ mod gateway;
 mod guarded;
 mod helpers;
 mod identity;
+mod isolation;
 mod members;
 mod metrics;
 mod oauth;
