@@ -247,6 +247,14 @@ try {
     await heading(page, title);
     await inspect(page, name);
   }
+  // The server-rendered error pages share the look and pass axe too.
+  await page.goto(`${base}/connect/acme/no-such-server`);
+  await page.getByRole("heading", { level: 1 }).waitFor();
+  check((await page.locator('link[href="/console/app.css"]').count()) === 1, "an error page uses the console's stylesheet");
+  await inspect(page, "error-page");
+  await page.goto(`${base}/invitations/accept?token=not-a-real-invitation`);
+  await page.getByRole("heading", { level: 1 }).waitFor();
+  await inspect(page, "invitation-error-page");
   // Dark mode and a half-screen laptop window.
   await page.emulateMedia({ colorScheme: "dark" });
   await page.setViewportSize({ width: 720, height: 860 });
