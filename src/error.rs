@@ -35,6 +35,8 @@ pub enum ApiError {
     Forbidden(String),
     #[error("the resource does not exist or you cannot see it")]
     NotFound,
+    #[error("this path does not take {method}; it takes {allow}")]
+    MethodNotAllowed { method: String, allow: String },
     #[error("{detail}")]
     Conflict { code: &'static str, field: Option<&'static str>, detail: String },
     #[error("{provider} requires signing in through it for this email: open {start_url}")]
@@ -84,6 +86,9 @@ impl ApiError {
             Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", "Forbidden"),
             Self::SsoRequired { .. } => (StatusCode::FORBIDDEN, "sso_required", "Sign in with your organisation"),
             Self::NotFound => (StatusCode::NOT_FOUND, "not_found", "Not found"),
+            Self::MethodNotAllowed { .. } => {
+                (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "Method not allowed")
+            }
             Self::Conflict { code, .. } => (StatusCode::CONFLICT, code, "Conflict"),
             Self::TooManyAttempts { .. } => (StatusCode::TOO_MANY_REQUESTS, "too_many_attempts", "Too many attempts"),
             Self::PayloadTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "Payload too large"),
@@ -150,6 +155,11 @@ impl ApiError {
             }
             Self::Unauthenticated => {
                 response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+            }
+            Self::MethodNotAllowed { allow, .. } => {
+                if let Ok(value) = HeaderValue::from_str(allow) {
+                    response.insert_header((header::ALLOW, value));
+                }
             }
             Self::InvalidToken => {
                 response.insert_header((header::WWW_AUTHENTICATE, "Bearer error=\"invalid_token\""));

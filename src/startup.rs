@@ -140,6 +140,7 @@ impl Application {
             state.vault.clone(),
         )?);
         let doc = web::Data::new(api::openapi_json());
+        let routes = web::Data::new(RouteTable::new(&api::openapi()));
         let spec = api::openapi();
 
         let server_state = state.clone();
@@ -160,7 +161,8 @@ impl Application {
                 .configure(api::oauth::configure)
                 .configure(crate::console::configure)
                 .service(Scalar::with_url("/api/docs", spec.clone()))
-                .default_service(web::to(|| async { Err::<HttpResponse, _>(ApiError::NotFound) }))
+                .app_data(routes.clone())
+                .default_service(web::to(unmatched))
                 .wrap(from_fn(api::middleware::request_id))
                 .wrap(security_headers())
                 .wrap(TracingLogger::default())
@@ -213,6 +215,66 @@ pub fn security_headers() -> actix_web::middleware::DefaultHeaders {
         .add(("x-content-type-options", "nosniff"))
         .add(("x-frame-options", "DENY"))
         .add(("content-security-policy", "frame-ancestors 'none'"))
+}
+
+/// The API's paths and their methods, from the OpenAPI document: a request for a path that
+/// exists with a method it does not take is answered 405 with `Allow`, not 404.
+pub struct RouteTable(Vec<(Vec<String>, Vec<&'static str>)>);
+
+impl RouteTable {
+    fn new(doc: &utoipa::openapi::OpenApi) -> Self {
+        use utoipa::openapi::HttpMethod;
+        let all = [
+            (HttpMethod::Get, "GET"),
+            (HttpMethod::Post, "POST"),
+            (HttpMethod::Put, "PUT"),
+            (HttpMethod::Patch, "PATCH"),
+            (HttpMethod::Delete, "DELETE"),
+        ];
+        let table = doc
+            .paths
+            .paths
+            .iter()
+            .map(|(path, item)| {
+                let segments = path.split('/').map(str::to_owned).collect();
+                let methods = all
+                    .iter()
+                    .filter(|(m, _)| match m {
+                        HttpMethod::Get => item.get.is_some(),
+                        HttpMethod::Post => item.post.is_some(),
+                        HttpMethod::Put => item.put.is_some(),
+                        HttpMethod::Patch => item.patch.is_some(),
+                        HttpMethod::Delete => item.delete.is_some(),
+                        _ => false,
+                    })
+                    .map(|(_, name)| *name)
+                    .collect();
+                (segments, methods)
+            })
+            .collect();
+        Self(table)
+    }
+
+    /// The methods of the documented path `path` matches (`{param}` matches one segment).
+    fn methods(&self, path: &str) -> Option<&[&'static str]> {
+        let wanted: Vec<&str> = path.split('/').collect();
+        self.0
+            .iter()
+            .find(|(segments, _)| {
+                segments.len() == wanted.len()
+                    && segments.iter().zip(&wanted).all(|(s, w)| s == w || (s.starts_with('{') && !w.is_empty()))
+            })
+            .map(|(_, methods)| methods.as_slice())
+    }
+}
+
+async fn unmatched(req: actix_web::HttpRequest, routes: web::Data<RouteTable>) -> Result<HttpResponse, ApiError> {
+    match routes.methods(req.path()) {
+        Some(methods) if !methods.is_empty() => {
+            Err(ApiError::MethodNotAllowed { method: req.method().to_string(), allow: methods.join(", ") })
+        }
+        _ => Err(ApiError::NotFound),
+    }
 }
 
 async fn serve_openapi(doc: web::Data<String>) -> HttpResponse {

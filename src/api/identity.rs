@@ -441,7 +441,7 @@ pub struct AcceptedInvitation {
 #[utoipa::path(
     tag = "auth",
     request_body = AcceptInvitationRequest,
-    responses((status = 200, description = "You are a member", body = AcceptedInvitation), BadRequest, Unauthorized, Forbidden, NotFound, UnsupportedMediaType, Internal)
+    responses((status = 200, description = "You are a member", body = AcceptedInvitation), BadRequest, Unauthorized, Forbidden, NotFound, UnsupportedMediaType, Unprocessable, Internal)
 )]
 #[post("/me/invitations/accept")]
 pub async fn accept_invitation(

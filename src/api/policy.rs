@@ -100,7 +100,7 @@ fn document(published: &Published) -> HttpResponse {
         (status = 200, description = "The snapshot (compact JWS)", content_type = "application/jose", body = String,
          headers(("etag" = String, description = "\"v<version>\""), ("x-mcpgate-policy-version" = i64))),
         (status = 304, description = "No newer snapshot"),
-        Unauthorized, Forbidden, Unavailable, Internal
+        Unauthorized, Forbidden, Unprocessable, Unavailable, Internal
     )
 )]
 #[get("/policy/snapshot")]

@@ -86,3 +86,23 @@ async fn health_and_readiness() {
     assert_eq!(client.get("/healthz").await.expect(200)["status"], "ok");
     assert_eq!(client.get("/readyz").await.expect(200)["status"], "ok");
 }
+
+#[tokio::test]
+async fn a_method_a_path_does_not_take_is_405_with_allow() {
+    let app = spawn_app().await;
+    let admin = app.admin().await;
+    for (method, path, allow) in [
+        (reqwest::Method::PUT, "/api/v1/me", "GET"),
+        (reqwest::Method::DELETE, "/api/v1/tenants", "GET, POST"),
+        (reqwest::Method::PATCH, "/api/v1/tenants/acme/servers/github/probe", "POST"),
+    ] {
+        let reply = admin.send(method.clone(), path, Some(json!({}))).await;
+        assert_eq!(reply.status, 405, "{method} {path}: {}", reply.body);
+        assert_eq!(reply.headers["allow"], allow);
+        assert_eq!(reply.body["code"], "method_not_allowed");
+        assert!(!reply.body["request_id"].as_str().unwrap_or_default().is_empty());
+    }
+    // A path the API does not have stays 404, whatever the method.
+    admin.send(reqwest::Method::PUT, "/api/v1/nothing-here", Some(json!({}))).await.problem(404, "not_found");
+    admin.get("/api/v1/tenants/acme/servers/github/probe/extra").await.problem(404, "not_found");
+}

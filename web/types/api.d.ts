@@ -3299,6 +3299,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description Invalid fields, each named in `errors` (`validation_failed`) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Internal error (`internal`) */
             500: {
                 headers: {
@@ -3829,6 +3838,15 @@ export interface operations {
             };
             /** @description Not allowed for this caller, or missing `x-csrf-token` (`forbidden`, `csrf_failed`) */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Invalid fields, each named in `errors` (`validation_failed`) */
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };
