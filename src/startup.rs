@@ -140,8 +140,8 @@ impl Application {
             state.vault.clone(),
         )?);
         let doc = web::Data::new(api::openapi_json());
-        let routes = web::Data::new(RouteTable::new(&api::openapi()));
         let spec = api::openapi();
+        let routes = web::Data::new(RouteTable::new(&spec));
 
         let server_state = state.clone();
         let mut server = HttpServer::new(move || {

@@ -122,15 +122,17 @@ async fn servers_are_searched_by_name_and_audit_events_filtered() {
     assert!(events("outcome=denied").await.as_array().unwrap().is_empty());
     assert_eq!(events("outcome=success&action=server.create").await.as_array().unwrap().len(), 3);
     let later = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
-    let since = admin.get(&format!("/api/v1/tenants/acme/audit-events?since={}", urlencode(&later))).await.expect(200);
+    let since = admin
+        .get(&format!("/api/v1/tenants/acme/audit-events?since={}", mcpgate::pages::url_encode(&later)))
+        .await
+        .expect(200);
     assert!(since["items"].as_array().unwrap().is_empty(), "nothing happened after an hour from now");
-    let until = admin.get(&format!("/api/v1/tenants/acme/audit-events?until={}", urlencode(&later))).await.expect(200);
+    let until = admin
+        .get(&format!("/api/v1/tenants/acme/audit-events?until={}", mcpgate::pages::url_encode(&later)))
+        .await
+        .expect(200);
     assert!(until["items"].as_array().unwrap().len() >= 4);
     admin.get("/api/v1/tenants/acme/audit-events?since=yesterday").await.problem(422, "validation_failed");
-}
-
-fn urlencode(text: &str) -> String {
-    url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
 }
 
 #[tokio::test]

@@ -85,10 +85,7 @@ async fn another_tenants_credentials_reach_nothing_in_a_tenant() {
         }
         let mut url = path.clone();
         for (name, value) in &values {
-            url = url.replace(
-                &format!("{{{name}}}"),
-                &url::form_urlencoded::byte_serialize(value.as_bytes()).collect::<String>(),
-            );
+            url = url.replace(&format!("{{{name}}}"), &mcpgate::pages::url_encode(value));
         }
         // `{id}` is the invitation's or the token's, whichever the route is about.
         let id = if path.contains("/invitations/") { &invitation["id"] } else { &va_token["id"] };

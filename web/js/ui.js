@@ -77,6 +77,18 @@ export function field(label, input, hint) {
 }
 
 /**
+ * Proposes a slug from a display name as it is typed, until the person edits the slug.
+ * @param {HTMLInputElement} name
+ * @param {HTMLInputElement} slug
+ */
+export function proposeSlug(name, slug) {
+  name.addEventListener("input", () => {
+    if (!slug.dataset.edited) slug.value = name.value.toLowerCase().replace(/[^a-z0-9]+/g, "-").replace(/^-+|-+$/g, "");
+  });
+  slug.addEventListener("input", () => (slug.dataset.edited = "1"));
+}
+
+/**
  * @param {string} name
  * @param {Attrs} [attrs]
  */

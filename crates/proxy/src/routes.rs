@@ -137,6 +137,8 @@ pub struct Ctx {
     pub policy: Arc<Policy>,
     pub tenant: String,
     pub tenant_id: Option<i64>,
+    /// The snapshot has this server (looked up once, for the metrics' labels).
+    pub server_known: bool,
     pub server: String,
     pub actor: String,
     pub method: Option<String>,
@@ -187,12 +189,11 @@ impl Ctx {
     /// made-up URLs cannot grow the label set.
     fn count(&self, method: Option<&str>, outcome: &str, reason: Option<&str>) {
         let m = crate::metrics::get();
-        let known = self.policy.server(&self.tenant, &self.server).is_some();
         let method = crate::metrics::method_label(method);
         m.requests
             .get_or_create(&crate::metrics::RequestLabels {
                 tenant: if self.tenant_id.is_some() { self.tenant.clone() } else { "-".into() },
-                server: if known { self.server.clone() } else { "-".into() },
+                server: if self.server_known { self.server.clone() } else { "-".into() },
                 method: method.into(),
                 outcome: outcome.into(),
                 reason: reason.unwrap_or_default().into(),
@@ -375,6 +376,7 @@ pub async fn handle(
     };
     let mut ctx = Ctx {
         tenant_id: policy.tenant(&tenant),
+        server_known: policy.server(&tenant, &server).is_some(),
         policy,
         tenant,
         server,

@@ -2,7 +2,7 @@
 // that register a remote or a virtual server.
 
 import { call, all } from "../api.js";
-import { h, mount, field, input, select, form, header, table, badge, paged, linkButton, button, when, toast } from "../ui.js";
+import { h, mount, field, input, select, form, header, table, badge, paged, linkButton, button, when, toast, proposeSlug } from "../ui.js";
 
 /** @typedef {import('../../types/client').Schemas} Schemas */
 
@@ -216,10 +216,7 @@ export async function newServerPage(ctx) {
   const kind = ctx.query.get("kind") === "virtual" ? "virtual" : "remote";
   const name = input("display_name", { required: true });
   const slug = input("slug", { required: true, pattern: "[a-z0-9][a-z0-9\\-]*" });
-  name.addEventListener("input", () => {
-    if (!slug.dataset.edited) slug.value = name.value.toLowerCase().replace(/[^a-z0-9]+/g, "-").replace(/^-+|-+$/g, "");
-  });
-  slug.addEventListener("input", () => (slug.dataset.edited = "1"));
+  proposeSlug(name, slug);
   const description = input("description");
   const url = input("url", { type: "url", required: true, placeholder: "https://mcp.example.com/mcp" });
   const transport = select("transport", [["streamable_http", "Streamable HTTP"], ["sse", "HTTP+SSE (legacy)"]], "streamable_http");

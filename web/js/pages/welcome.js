@@ -2,7 +2,7 @@
 // printed in a terminal) and creates the first tenant.
 
 import { call } from "../api.js";
-import { h, field, input, form, header, toast } from "../ui.js";
+import { h, field, input, form, header, toast, proposeSlug } from "../ui.js";
 
 /** @param {import('../main.js').Context} ctx */
 export async function welcomePage(ctx) {
@@ -34,10 +34,7 @@ export async function welcomePage(ctx) {
     await ctx.reload();
     ctx.go(`#/t/${created.slug}/servers`);
   });
-  name.addEventListener("input", () => {
-    if (!slug.dataset.edited) slug.value = name.value.toLowerCase().replace(/[^a-z0-9]+/g, "-").replace(/^-+|-+$/g, "");
-  });
-  slug.addEventListener("input", () => (slug.dataset.edited = "1"));
+  proposeSlug(name, slug);
   return h(
     "div",
     null,
