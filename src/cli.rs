@@ -35,7 +35,9 @@ enum Command {
     /// Run a standalone proxy replica that follows a control plane and serves only the MCP
     /// routes. Replicas share nothing; give them all the control plane's proxy key.
     Proxy {
-        /// The control plane's base URL, e.g. https://gw.example.com (env MCPGATE_CONTROL_PLANE).
+        /// The control plane's base URL, e.g. https://gw.example.com, or several comma-separated
+        /// (highly available control planes), used in turn when one fails (env
+        /// MCPGATE_CONTROL_PLANE).
         #[arg(long)]
         control_plane: Option<String>,
         /// The control plane's proxy key (env MCPGATE_PROXY_KEY, which keeps it out of `ps`).
@@ -199,7 +201,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Proxy { control_plane, proxy_key, listen } => {
             let settings = load(config, Overrides { listen, control_plane, proxy_key, ..Default::default() })?;
             let replica = crate::proxy::replica::Replica::build(settings.replica_config(), Clock::system()).await?;
-            tracing::info!(port = replica.port(), "proxy replica listening on port {}", replica.port());
+            // On stdout like `serve`'s line, so scripts find the port the same way.
+            println!("mcpgate proxy replica is listening on port {}.", replica.port());
+            tracing::info!(port = replica.port(), "listening");
             replica.run_until_stopped().await?;
             Ok(())
         }

@@ -71,7 +71,8 @@ pub struct Settings {
     /// Browser origins allowed besides the public URL's own (comma-separated in the env).
     #[serde(default, deserialize_with = "comma_list")]
     pub allowed_origins: Vec<String>,
-    /// The control plane a standalone `mcpgate proxy` replica follows.
+    /// The control plane a standalone `mcpgate proxy` replica follows: one base URL, or
+    /// several comma-separated (control planes on one database), tried in turn when one fails.
     pub control_plane: Option<String>,
     /// On SIGTERM: how long requests and streams in flight may take to finish before they are
     /// cut, in seconds.

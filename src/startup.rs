@@ -21,6 +21,7 @@ use crate::auth::seal::{load_proxy_key, Sealer};
 use crate::auth::throttle::LoginThrottle;
 use crate::clock::Clock;
 use crate::config::Settings;
+use crate::control::lease::{self, Leadership};
 use crate::control::tokens::UsageRecorder;
 use crate::control::vault::Vault;
 use crate::control::{sessions, users, virtual_accounts};
@@ -51,16 +52,22 @@ pub async fn open_database(settings: &Settings) -> anyhow::Result<DatabaseConnec
             .with_context(|| format!("creating data directory {}", settings.data_dir.display()))?;
     }
     let db = store::connect(&url, settings.db_max_connections).await.context("connecting to the database")?;
+    // Control planes starting together on one PostgreSQL database migrate one at a time.
+    let guard = lease::startup_lock(&db, &url).await.context("taking the start-up lock")?;
     store::migrate(&db).await.context("applying database migrations")?;
+    guard.release().await;
     Ok(db)
 }
 
 impl Application {
     pub async fn build(settings: Settings, clock: Clock) -> anyhow::Result<Self> {
         let db = open_database(&settings).await?;
+        let guard = lease::startup_lock(&db, &settings.database_url()).await.context("taking the start-up lock")?;
         let bootstrap =
             users::bootstrap_admin(&db, settings.admin_email.as_deref(), settings.admin_password.as_ref(), clock.now())
-                .await?;
+                .await;
+        guard.release().await;
+        let bootstrap = bootstrap?;
         // Computed now so the first sign-in costs the same as the rest.
         tokio::task::spawn_blocking(password::init).await.context("warming the password hasher")?;
 
@@ -78,10 +85,14 @@ impl Application {
         let workers = settings.workers;
         let sealer = Sealer::load(settings.master_key.as_ref(), &settings.data_dir)?;
         let proxy_key = load_proxy_key(settings.proxy_key.as_ref(), &settings.data_dir)?;
-        // The first snapshot exists before the first request is served.
+        // One control plane publishes (on PostgreSQL, whoever holds the lease); the first
+        // snapshot exists before the first request is served.
+        let leadership = Leadership::new(&db, &settings.database_url());
+        let holder = leadership.acquire_now().await;
+        tokio::spawn(leadership.clone().run(holder));
         let publisher = Arc::new(Publisher::default());
-        publisher.publish_now(&db, &sealer, clock.now()).await.context("publishing the policy snapshot")?;
-        tokio::spawn(publisher.clone().run(db.clone(), sealer.clone(), clock.clone()));
+        publisher.start(&db, &sealer, &clock, &leadership).await.context("publishing the policy snapshot")?;
+        tokio::spawn(publisher.clone().run(db.clone(), sealer.clone(), clock.clone(), leadership.clone()));
         let policy = Arc::new(PolicyHolder::default());
         spawn_policy_subscriber(&publisher, policy.clone(), db.clone()).await;
         let egress = Arc::new(settings.egress());
@@ -116,6 +127,7 @@ impl Application {
             token_usage: UsageRecorder::default(),
             sealer,
             publisher,
+            leadership,
             proxy_key,
             policy,
             vault,
@@ -309,7 +321,6 @@ async fn spawn_policy_subscriber(publisher: &Publisher, holder: Arc<PolicyHolder
     });
 }
 
-/// Housekeeping on timers: token usage flushes, scheduled token rotation, expired sessions.
 /// The control plane's gauges (counts of rows) are read every 15 seconds, and at once.
 fn spawn_gauges(state: web::Data<AppState>) {
     tokio::spawn(async move {
@@ -323,6 +334,8 @@ fn spawn_gauges(state: web::Data<AppState>) {
     });
 }
 
+/// Housekeeping on timers: token usage flushes (every process its own), and on the publisher
+/// only, scheduled token rotation, purges of spent records and identity providers' keys.
 fn spawn_background_jobs(state: web::Data<AppState>) {
     let usage = state.clone();
     tokio::spawn(async move {
@@ -339,6 +352,10 @@ fn spawn_background_jobs(state: web::Data<AppState>) {
         let mut tick = tokio::time::interval(Duration::from_secs(300));
         loop {
             tick.tick().await;
+            // One control plane runs these at a time: the publisher.
+            if !state.leadership.is_publisher() {
+                continue;
+            }
             match virtual_accounts::rotate_due(&state.db, &state.sealer, state.clock.now()).await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(rotated = n, "virtual-account tokens rotated on schedule"),

@@ -27,6 +27,9 @@ pub struct AppState {
     pub token_usage: UsageRecorder,
     pub sealer: Sealer,
     pub publisher: Arc<Publisher>,
+    /// Whether this process publishes snapshots and runs the background jobs (one control
+    /// plane at a time on PostgreSQL).
+    pub leadership: Arc<crate::control::lease::Leadership>,
     pub proxy_key: SecretString,
     /// The in-process proxy's verified policy, fed through the same verification a remote
     /// replica uses.
@@ -50,7 +53,9 @@ impl AppState {
     /// change: pages that decide who may use a server (consent, connect) decide from the same
     /// snapshot, with the same function, as the proxy will.
     pub async fn current_policy(&self) -> anyhow::Result<Arc<crate::proxy::index::Policy>> {
-        if let Err(e) = self.publisher.publish_now(&self.db, &self.sealer, self.clock.now()).await {
+        let patience = Duration::from_secs(3);
+        let caught_up = self.publisher.catch_up(&self.db, &self.sealer, self.clock.now(), &self.leadership, patience);
+        if let Err(e) = caught_up.await {
             // Another publication of the same version may have won; the wait below covers it.
             tracing::debug!(error = format!("{e:#}"), "publishing before a decision");
         }

@@ -64,6 +64,7 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
 }
 
 /// An HTTP client with its own cookie jar, which sends the CSRF token once it has one.
+#[derive(Clone)]
 pub struct Client {
     pub base: String,
     pub http: reqwest::Client,
@@ -127,6 +128,19 @@ impl Client {
         let body =
             if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
         Reply { status, headers, body }
+    }
+
+    /// A POST whose answer counts only when it arrived whole: its status, or `None` when the
+    /// connection failed (the server was killed).
+    pub async fn try_post(&self, path: &str, body: Value) -> Option<u16> {
+        let mut req = self.http.post(format!("{}{}", self.base, path)).json(&body);
+        if let Some(csrf) = &self.csrf {
+            req = req.header("x-csrf-token", csrf);
+        }
+        let res = req.send().await.ok()?;
+        let status = res.status().as_u16();
+        res.bytes().await.ok()?;
+        Some(status)
     }
 
     pub async fn get(&self, path: &str) -> Reply {

@@ -11,6 +11,7 @@ mod fixture;
 mod gateway;
 #[path = "../fixture/guarded.rs"]
 mod guarded;
+mod ha;
 mod helpers;
 mod identity;
 mod isolation;

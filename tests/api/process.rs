@@ -19,12 +19,18 @@ pub struct Server {
 
 /// Starts `mcpgate serve` on a free port and waits until it says where it listens.
 pub fn start(data_dir: &Path, database_url: &str, env: &[(&str, &str)], stderr_file: &Path) -> Server {
+    let data_dir = data_dir.to_str().unwrap();
+    let mut env = env.to_vec();
+    env.push(("DATABASE_URL", database_url));
+    spawn(&["serve", "--listen", "127.0.0.1:0", "--data-dir", data_dir], &env, stderr_file)
+}
+
+/// Runs `mcpgate` with `args` and waits until it says which port it listens on.
+pub fn spawn(args: &[&str], env: &[(&str, &str)], stderr_file: &Path) -> Server {
     let stderr = std::fs::OpenOptions::new().create(true).append(true).open(stderr_file).unwrap();
     let mut command = Command::new(env!("CARGO_BIN_EXE_mcpgate"));
     command
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(data_dir)
-        .env("DATABASE_URL", database_url)
+        .args(args)
         .env("MCPGATE_LOG_FORMAT", "text")
         .env("MCPGATE_UPSTREAM_ALLOW_PRIVATE", "true")
         .env_remove("RUST_LOG")
@@ -50,7 +56,7 @@ pub fn start(data_dir: &Path, database_url: &str, env: &[(&str, &str)], stderr_f
         let line = rx.recv_timeout(Duration::from_secs(60)).expect("mcpgate did not report its port");
         stdout.push(line.clone());
         if let Some(rest) = line.split("listening on port ").nth(1) {
-            let port: u16 = rest.split_whitespace().next().unwrap().parse().unwrap();
+            let port: u16 = rest.chars().take_while(char::is_ascii_digit).collect::<String>().parse().unwrap();
             return Server { child, base: format!("http://127.0.0.1:{port}"), stdout };
         }
     }
@@ -99,7 +105,7 @@ async fn first_start_prints_a_generated_admin_password_once() {
 }
 
 #[tokio::test]
-async fn sigkill_after_acknowledged_writes_loses_nothing() {
+async fn sigkill_during_concurrent_writes_loses_no_acknowledged_write() {
     let dir = tempfile::tempdir().unwrap();
     let db = fresh_database(dir.path()).await;
     let log = dir.path().join("stderr.log");
@@ -107,24 +113,57 @@ async fn sigkill_after_acknowledged_writes_loses_nothing() {
     let server = start(dir.path(), &db, &env, &log);
     let mut client = Client::new(&server.base);
     client.login("ops@example.com", "ops-password-123").await.expect(200);
-    for i in 0..20 {
-        client.post("/api/v1/tenants", json!({"slug": format!("t{i}"), "display_name": "x"})).await.expect(201);
+    client.post("/api/v1/tenants", json!({"slug": "acme", "display_name": "Acme"})).await.expect(201);
+
+    // Eight writers create teams and tokens as fast as they are answered; each remembers
+    // what was acknowledged (a 201 reached it) until the process is killed under them.
+    let acknowledged = std::sync::Arc::new(std::sync::Mutex::new(Vec::<(&str, String)>::new()));
+    let mut writers = Vec::new();
+    for w in 0..8 {
+        let (client, acknowledged) = (client.clone(), acknowledged.clone());
+        writers.push(tokio::spawn(async move {
+            for i in 0.. {
+                let (kind, path, body) = if i % 2 == 0 {
+                    ("team", "/api/v1/tenants/acme/teams", json!({"slug": format!("w{w}-{i}"), "display_name": "T"}))
+                } else {
+                    ("token", "/api/v1/me/tokens", json!({"name": format!("w{w}-{i}")}))
+                };
+                match client.try_post(path, body).await {
+                    Some(201) => acknowledged.lock().unwrap().push((kind, format!("w{w}-{i}"))),
+                    Some(status) => panic!("a write was refused with {status}"),
+                    None => return, // the process is gone
+                }
+            }
+        }));
     }
-    client
-        .post("/api/v1/users", json!({"email": "ann@example.com", "display_name": "Ann", "password": "ann-password-1"}))
-        .await
-        .expect(201);
-    client.post("/api/v1/tenants/t19/members", json!({"email": "ann@example.com", "role": "admin"})).await.expect(201);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
     server.kill();
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    let acknowledged = acknowledged.lock().unwrap().clone();
+    assert!(acknowledged.len() > 20, "the writers got going: {}", acknowledged.len());
 
     let server = start(dir.path(), &db, &env, &log);
     let mut client = Client::new(&server.base);
     client.login("ops@example.com", "ops-password-123").await.expect(200);
-    let tenants = client.get("/api/v1/tenants?limit=200").await.expect(200);
-    assert_eq!(tenants["items"].as_array().unwrap().len(), 20);
-    let mut ann = Client::new(&server.base);
-    ann.login("ann@example.com", "ann-password-1").await.expect(200);
-    assert_eq!(ann.get("/api/v1/tenants/t19").await.expect(200)["role"], "admin");
+    let teams = client.get("/api/v1/tenants/acme/teams?limit=200").await.expect(200);
+    let mut stored: Vec<String> =
+        teams["items"].as_array().unwrap().iter().map(|t| t["slug"].as_str().unwrap().to_owned()).collect();
+    let mut cursor = None::<String>;
+    loop {
+        let page = match &cursor {
+            Some(c) => client.get(&format!("/api/v1/me/tokens?limit=200&cursor={c}")).await.expect(200),
+            None => client.get("/api/v1/me/tokens?limit=200").await.expect(200),
+        };
+        stored.extend(page["items"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap().to_owned()));
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => break,
+        }
+    }
+    let lost: Vec<_> = acknowledged.iter().filter(|(_, name)| !stored.contains(name)).collect();
+    assert!(lost.is_empty(), "acknowledged writes lost after SIGKILL: {lost:?} (of {})", acknowledged.len());
     server.kill();
 }
 

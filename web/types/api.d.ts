@@ -1111,7 +1111,7 @@ export interface paths {
         };
         /**
          * Readiness: the database answers, every migration is applied, and a verified policy
-         *     snapshot is in force.
+         *     snapshot is in force. Says which snapshot, and whether this process publishes them.
          */
         get: operations["readyz"];
         put?: never;
@@ -1990,6 +1990,20 @@ export interface components {
             values: {
                 [key: string]: string;
             };
+        };
+        Readiness: {
+            /** @description `ok` */
+            status: string;
+            /**
+             * Format: int64
+             * @description The version of the policy snapshot this process's proxy enforces.
+             */
+            policy_version: number;
+            /**
+             * @description `publisher` on the control plane that publishes snapshots and runs the background
+             *     jobs, `follower` on the others (several control planes on one PostgreSQL database).
+             */
+            role: string;
         };
         RegenerateRequest: {
             /**
@@ -8528,7 +8542,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Health"];
+                    "application/json": components["schemas"]["Readiness"];
                 };
             };
             /** @description Not ready (`unavailable`) */

@@ -14,6 +14,7 @@ pub mod caller;
 pub mod gauges;
 pub mod identity;
 pub mod invitations;
+pub mod lease;
 pub mod legacy_sse;
 pub mod members;
 pub mod outbound;

@@ -54,23 +54,34 @@ pub trait DecisionSink: Send + Sync {
 /// Where batches go.
 pub enum Destination {
     Sink(Arc<dyn DecisionSink>),
-    ControlPlane { client: reqwest::Client, url: String, proxy_key: SecretString },
+    /// The control planes' decision endpoint, on the first of them that takes the batch.
+    ControlPlane {
+        client: reqwest::Client,
+        planes: Arc<crate::failover::ControlPlanes>,
+        proxy_key: SecretString,
+    },
 }
 
 impl Destination {
     async fn write(&self, batch: Vec<Decision>) -> anyhow::Result<()> {
         match self {
             Self::Sink(sink) => sink.write(batch).await,
-            Self::ControlPlane { client, url, proxy_key } => {
-                let res = client
-                    .post(url)
-                    .bearer_auth(proxy_key.expose_secret())
-                    .json(&json!({ "items": batch }))
-                    .timeout(Duration::from_secs(10))
-                    .send()
-                    .await?;
-                anyhow::ensure!(res.status().is_success(), "the control plane answered {}", res.status());
-                Ok(())
+            Self::ControlPlane { client, planes, proxy_key } => {
+                let body = json!({ "items": batch });
+                planes
+                    .try_each(|base| {
+                        let request = client
+                            .post(format!("{base}/api/v1/policy/decisions"))
+                            .bearer_auth(proxy_key.expose_secret())
+                            .json(&body)
+                            .timeout(Duration::from_secs(10));
+                        async move {
+                            let res = request.send().await?;
+                            anyhow::ensure!(res.status().is_success(), "the control plane answered {}", res.status());
+                            Ok(())
+                        }
+                    })
+                    .await
             }
         }
     }

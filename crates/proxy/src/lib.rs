@@ -7,6 +7,7 @@ pub mod credentials;
 pub mod decisions;
 pub mod egress;
 pub mod error;
+pub mod failover;
 pub mod guard;
 pub mod holder;
 pub mod http_client;

@@ -69,6 +69,8 @@ pub struct Metrics {
     pub oauth_grants: Gauge,
     pub db_connections: Family<StateLabels, Gauge>,
     pub db_transaction_seconds: Histogram,
+    /// 1 on the control plane that holds the publishing lease, 0 on the others.
+    pub publisher: Gauge,
 }
 
 impl Metrics {
@@ -92,6 +94,7 @@ impl Metrics {
             oauth_grants: Gauge::default(),
             db_connections: Family::default(),
             db_transaction_seconds: latency(),
+            publisher: Gauge::default(),
         };
         let mut families = Vec::new();
         // Registered and listed together, so the list is what is exported.
@@ -150,6 +153,12 @@ impl Metrics {
             "histogram",
             "Time from beginning an audited change to its commit",
             m.db_transaction_seconds
+        );
+        register!(
+            "control_publisher",
+            "gauge",
+            "1 on the control plane that publishes snapshots and runs background jobs, 0 on the others",
+            m.publisher
         );
         Self { registry, families, ..m }
     }

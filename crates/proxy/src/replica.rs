@@ -15,6 +15,7 @@ use tracing_actix_web::TracingLogger;
 
 use crate::credentials::{CredentialError, CredentialRequest, CredentialResolver, Resolved};
 use crate::decisions::{DecisionLog, Destination};
+use crate::failover::ControlPlanes;
 use crate::holder::{PolicyHolder, Rejected};
 use crate::routes::{ProxyConfig, ProxyState};
 use crate::session::SessionSealer;
@@ -30,7 +31,7 @@ pub struct ReplicaConfig {
     pub listen: String,
     /// The gateway's public base URL (as the control plane's): gateway tokens name it.
     pub public_url: Option<String>,
-    /// The control plane to follow.
+    /// The control planes to follow, comma-separated; the next is used when one fails.
     pub control_plane: Option<String>,
     /// The key that reads snapshots and credentials from the control plane.
     pub proxy_key: Option<SecretString>,
@@ -67,7 +68,7 @@ impl Replica {
             .control_plane
             .clone()
             .context("a replica needs the control plane's URL: --control-plane or MCPGATE_CONTROL_PLANE")?;
-        let control = control.trim_end_matches('/').to_owned();
+        let planes = Arc::new(ControlPlanes::parse(&control)?);
         let proxy_key: SecretString = settings.proxy_key.clone().context(
             "a replica needs the proxy key: --proxy-key or MCPGATE_PROXY_KEY (`mcpgate proxy-key` prints it)",
         )?;
@@ -79,10 +80,10 @@ impl Replica {
         };
         let policy = Arc::new(PolicyHolder::default());
         let client = crate::http_client::builder().connect_timeout(Duration::from_secs(10)).build()?;
-        tokio::spawn(follow(client.clone(), control.clone(), proxy_key.clone(), policy.clone()));
+        tokio::spawn(follow(client.clone(), planes.clone(), proxy_key.clone(), policy.clone()));
         let decisions = DecisionLog::spawn(Destination::ControlPlane {
             client,
-            url: format!("{control}/api/v1/policy/decisions"),
+            planes: planes.clone(),
             proxy_key: proxy_key.clone(),
         });
         let flush = decisions.clone();
@@ -102,7 +103,7 @@ impl Replica {
             decisions,
             Arc::new(RemoteResolver {
                 client: crate::http_client::builder().timeout(Duration::from_secs(30)).build()?,
-                url: format!("{control}/api/v1/policy/credentials"),
+                planes,
                 proxy_key: proxy_key.clone(),
             }),
         )?);
@@ -156,7 +157,7 @@ impl Replica {
 /// Credentials from the control plane's credential endpoint, authenticated by the proxy key.
 struct RemoteResolver {
     client: reqwest::Client,
-    url: String,
+    planes: Arc<ControlPlanes>,
     proxy_key: SecretString,
 }
 
@@ -173,17 +174,25 @@ impl CredentialResolver for RemoteResolver {
         let failed = |why: String| CredentialError::Unavailable {
             message: format!("the gateway could not fetch the upstream credential: {why}"),
         };
+        // A control plane that is down or failing is skipped for the next.
         let response = self
-            .client
-            .post(&self.url)
-            .bearer_auth(self.proxy_key.expose_secret())
-            .json(request)
-            .send()
-            .await
-            .map_err(|e| failed(e.without_url().to_string()))?;
-        if !response.status().is_success() {
-            return Err(failed(format!("the control plane answered {}", response.status())));
-        }
+            .planes
+            .try_each(|base| {
+                let sent = self
+                    .client
+                    .post(format!("{base}/api/v1/policy/credentials"))
+                    .bearer_auth(self.proxy_key.expose_secret())
+                    .json(request)
+                    .send();
+                async move {
+                    let response = sent.await.map_err(|e| failed(e.without_url().to_string()))?;
+                    if !response.status().is_success() {
+                        return Err(failed(format!("the control plane answered {}", response.status())));
+                    }
+                    Ok(response)
+                }
+            })
+            .await?;
         match response.json::<Answer>().await.map_err(|e| failed(e.without_url().to_string()))? {
             Answer::Resolved(resolved) => Ok(resolved),
             Answer::Failed { error } => Err(error),
@@ -207,16 +216,31 @@ async fn fetch_keys(client: &reqwest::Client, control: &str) -> anyhow::Result<J
 
 /// Follows the control plane forever: long-poll, verify, install; back off on failure. The last
 /// good snapshot keeps serving whatever happens here.
-async fn follow(client: reqwest::Client, control: String, proxy_key: SecretString, holder: Arc<PolicyHolder>) {
+async fn follow(
+    client: reqwest::Client,
+    planes: Arc<ControlPlanes>,
+    proxy_key: SecretString,
+    holder: Arc<PolicyHolder>,
+) {
     let mut keys: Option<Jwks> = None;
     let mut backoff = Duration::from_millis(250);
+    let mut failures = 0;
     loop {
-        match poll_once(&client, &control, &proxy_key, &holder, &mut keys).await {
-            Ok(()) => backoff = Duration::from_millis(250),
+        let (index, control) = planes.current();
+        match poll_once(&client, control, &proxy_key, &holder, &mut keys).await {
+            Ok(()) => {
+                backoff = Duration::from_millis(250);
+                failures = 0;
+            }
             Err(e) => {
-                tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "following the control plane failed");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(10));
+                tracing::warn!(error = %e, control_plane = control, retry_in_ms = backoff.as_millis() as u64, "following the control plane failed");
+                planes.failed(index);
+                // The next control plane is tried at once; a full round of failures backs off.
+                failures += 1;
+                if failures % planes.len() == 0 {
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                }
             }
         }
     }

@@ -17,6 +17,7 @@ use serde_json::json;
 use tokio::sync::{watch, Notify};
 
 use crate::auth::seal::{Place, Sealer};
+use crate::lease::Leadership;
 use crate::policy::compile::compile;
 use crate::policy::sign::{self, KeyMaterial};
 use crate::policy::Jwks;
@@ -30,6 +31,8 @@ pub const KEY_RETIRED: &str = "retired";
 const COALESCE: Duration = Duration::from_millis(100);
 /// Fallback interval, for changes made by another process (the CLI).
 const RECHECK: Duration = Duration::from_millis(500);
+/// How often a control plane that does not publish looks for a newer stored snapshot.
+const FOLLOW: Duration = Duration::from_millis(250);
 
 /// A stored, signed snapshot.
 #[derive(Clone, Debug)]
@@ -249,14 +252,99 @@ impl Publisher {
         Ok(())
     }
 
-    /// The publishing loop: wakes on a poke (or every half second), waits briefly so a burst
-    /// of changes becomes one snapshot, and publishes.
-    pub async fn run(self: Arc<Self>, db: DatabaseConnection, sealer: Sealer, clock: crate::clock::Clock) {
+    /// Brings the latest snapshot up to every committed change: the publisher publishes now;
+    /// a follower waits (up to `patience`) for the publisher to store that version.
+    pub async fn catch_up(
+        &self,
+        db: &DatabaseConnection,
+        sealer: &Sealer,
+        now: DateTime<Utc>,
+        leadership: &Leadership,
+        patience: Duration,
+    ) -> anyhow::Result<()> {
+        if leadership.is_publisher() {
+            return self.publish_now(db, sealer, now).await;
+        }
+        let wanted = policy_state::Entity::find_by_id(1).one(db).await?.map(|s| s.version).unwrap_or(0);
+        let deadline = tokio::time::Instant::now() + patience;
         loop {
-            let _ = tokio::time::timeout(RECHECK, self.wake.notified()).await;
-            tokio::time::sleep(COALESCE).await;
-            if let Err(e) = self.publish_now(&db, &sealer, clock.now()).await {
-                tracing::error!(error = format!("{e:#}"), "publishing the policy snapshot failed");
+            self.follow_stored(db).await?;
+            if self.latest().is_some_and(|p| p.version >= wanted) || tokio::time::Instant::now() > deadline {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Loads the newest snapshot another control plane stored, if it is newer than ours.
+    pub async fn follow_stored(&self, db: &DatabaseConnection) -> Result<(), DbErr> {
+        let ours = self.latest().map(|p| p.version);
+        let newest: Option<i64> = policy_snapshots::Entity::find()
+            .select_only()
+            .column(policy_snapshots::Column::Version)
+            .order_by_desc(policy_snapshots::Column::Version)
+            .into_tuple()
+            .one(db)
+            .await?;
+        if newest.is_some_and(|n| ours.is_none_or(|o| n > o)) {
+            if let Some(stored) = latest_stored(db).await? {
+                self.set(stored);
+            }
+        }
+        Ok(())
+    }
+
+    /// The first snapshot, before serving: the publisher makes it (or finds it); a follower
+    /// waits for the publisher to store one, or for the lease to come its way.
+    pub async fn start(
+        &self,
+        db: &DatabaseConnection,
+        sealer: &Sealer,
+        clock: &crate::clock::Clock,
+        leadership: &Leadership,
+    ) -> anyhow::Result<()> {
+        let mut tries: u32 = 0;
+        loop {
+            if leadership.is_publisher() {
+                return self.publish_now(db, sealer, clock.now()).await;
+            }
+            self.follow_stored(db).await?;
+            if self.latest().is_some() {
+                return Ok(());
+            }
+            // Said at once, then every ten seconds.
+            if tries.is_multiple_of(40) {
+                tracing::info!("waiting for the publishing control plane's first policy snapshot");
+            }
+            tokio::time::sleep(FOLLOW).await;
+            tries += 1;
+        }
+    }
+
+    /// The publishing loop. The publisher wakes on a poke (or every half second), waits
+    /// briefly so a burst of changes becomes one snapshot, and publishes; a follower reads
+    /// what the publisher stored.
+    pub async fn run(
+        self: Arc<Self>,
+        db: DatabaseConnection,
+        sealer: Sealer,
+        clock: crate::clock::Clock,
+        leadership: Arc<Leadership>,
+    ) {
+        loop {
+            if leadership.is_publisher() {
+                let _ = tokio::time::timeout(RECHECK, self.wake.notified()).await;
+                tokio::time::sleep(COALESCE).await;
+                if let Err(e) = self.publish_now(&db, &sealer, clock.now()).await {
+                    tracing::error!(error = format!("{e:#}"), "publishing the policy snapshot failed");
+                    // Perhaps another process published this version while the lease moved.
+                    self.follow_stored(&db).await.ok();
+                }
+            } else {
+                tokio::time::sleep(FOLLOW).await;
+                if let Err(e) = self.follow_stored(&db).await {
+                    tracing::warn!(error = %e, "reading the published policy snapshot failed");
+                }
             }
         }
     }
