@@ -9,7 +9,7 @@ use crate::api::json::ApiJson;
 use crate::api::pagination::{Page, PageQuery};
 use crate::api::responses::*;
 use crate::api::validate;
-use crate::api::views::{MemberView, TenantView};
+use crate::api::views::{TenantMemberView, TenantView};
 use crate::control::{members, tenants};
 use crate::domain::{DisplayName, Email, Slug, TenantRole};
 use crate::error::ApiError;
@@ -171,16 +171,16 @@ pub async fn delete_tenant(state: web::Data<AppState>, access: TenantAccess) -> 
 #[utoipa::path(
     tag = "members",
     params(("tenant" = String, Path, description = "Tenant slug"), PageQuery),
-    responses((status = 200, description = "A page of members", body = Page<MemberView>), Unauthorized, NotFound, Unprocessable, Internal)
+    responses((status = 200, description = "A page of members", body = Page<TenantMemberView>), Unauthorized, NotFound, Unprocessable, Internal)
 )]
 #[get("/tenants/{tenant}/members")]
 pub async fn list_members(
     state: web::Data<AppState>,
     access: TenantAccess,
     query: web::Query<PageQuery>,
-) -> ApiResult<web::Json<Page<MemberView>>> {
+) -> ApiResult<web::Json<Page<TenantMemberView>>> {
     let paged = members::list(&state.db, &access.tenant, query.to_request()?).await?;
-    Ok(web::Json(Page::from_paged(paged, MemberView::from)))
+    Ok(web::Json(Page::from_paged(paged, TenantMemberView::from)))
 }
 
 /// Add an existing user to the tenant (platform admins).
@@ -193,7 +193,7 @@ pub async fn list_members(
     params(("tenant" = String, Path, description = "Tenant slug")),
     request_body = AddMemberRequest,
     responses(
-        (status = 201, description = "Added", body = MemberView),
+        (status = 201, description = "Added", body = TenantMemberView),
         BadRequest, Unauthorized, Forbidden, NotFound, Conflict, UnsupportedMediaType, Unprocessable, Internal
     )
 )]
@@ -212,7 +212,7 @@ pub async fn add_member(
     let member =
         members::add(&state.db, &access.principal.actor(), &access.tenant, &email, body.role, state.clock.now())
             .await?;
-    Ok(HttpResponse::Created().json(MemberView::from(member)))
+    Ok(HttpResponse::Created().json(TenantMemberView::from(member)))
 }
 
 /// Change a member's role (tenant admins). The last admin cannot be demoted.
@@ -221,7 +221,7 @@ pub async fn add_member(
     params(("tenant" = String, Path, description = "Tenant slug"), ("email" = String, Path, description = "Member email")),
     request_body = UpdateMemberRequest,
     responses(
-        (status = 200, description = "Updated", body = MemberView),
+        (status = 200, description = "Updated", body = TenantMemberView),
         BadRequest, Unauthorized, Forbidden, NotFound, Conflict, UnsupportedMediaType, Unprocessable, Internal
     )
 )]
@@ -231,7 +231,7 @@ pub async fn update_member(
     TenantAdmin(access): TenantAdmin,
     path: web::Path<(String, String)>,
     ApiJson(body): ApiJson<UpdateMemberRequest>,
-) -> ApiResult<web::Json<MemberView>> {
+) -> ApiResult<web::Json<TenantMemberView>> {
     let email = Email::parse("email", &path.1).map_err(|_| crate::error::ApiError::NotFound)?;
     let member =
         members::set_role(&state.db, &access.principal.actor(), &access.tenant, &email, body.role, state.clock.now())

@@ -61,14 +61,14 @@ impl TenantView {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-pub struct MemberView {
+pub struct TenantMemberView {
     pub email: String,
     pub display_name: String,
     pub role: TenantRole,
     pub added_at: DateTime<Utc>,
 }
 
-impl From<crate::control::members::Member> for MemberView {
+impl From<crate::control::members::Member> for TenantMemberView {
     fn from(m: crate::control::members::Member) -> Self {
         Self { email: m.user.email, display_name: m.user.display_name, role: m.role, added_at: m.membership.created_at }
     }

@@ -154,3 +154,44 @@ async fn document_and_explorer_are_served() {
     assert!(docs.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
     assert!(docs.text().await.unwrap().contains("mcpgate API"), "the explorer embeds the document");
 }
+
+/// utoipa names a schema after its type, and two types of one name silently become one
+/// schema in the document (one of them then documented wrongly): every name is used once.
+#[test]
+fn no_two_types_share_a_schema_name() {
+    fn scan(dir: &std::path::Path, found: &mut Vec<(String, String)>) {
+        for entry in std::fs::read_dir(dir).unwrap().map(Result::unwrap) {
+            let path = entry.path();
+            if path.is_dir() {
+                scan(&path, found);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                let text = std::fs::read_to_string(&path).unwrap();
+                let mut derives_schema = false;
+                for line in text.lines().map(str::trim) {
+                    if line.starts_with("#[derive(") || line.starts_with("#[cfg_attr(") {
+                        derives_schema |= line.contains("ToSchema");
+                    } else if line.starts_with("#[") || line.starts_with("///") {
+                    } else if let Some(rest) =
+                        line.strip_prefix("pub struct ").or_else(|| line.strip_prefix("pub enum "))
+                    {
+                        if derives_schema && !text.contains("#[schema(as") {
+                            let name: String = rest.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
+                            found.push((name, path.display().to_string()));
+                        }
+                        derives_schema = false;
+                    } else {
+                        derives_schema = false;
+                    }
+                }
+            }
+        }
+    }
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let mut found = Vec::new();
+    scan(&root.join("src"), &mut found);
+    scan(&root.join("crates"), &mut found);
+    assert!(found.len() > 50, "the scan finds the API's types: {}", found.len());
+    found.sort();
+    let doubles: Vec<_> = found.windows(2).filter(|w| w[0].0 == w[1].0).map(|w| (&w[0], &w[1])).collect();
+    assert!(doubles.is_empty(), "schema names used by two types: {doubles:?}");
+}

@@ -1777,18 +1777,6 @@ export interface components {
             next_cursor?: string | null;
         };
         /** @description One page of a list. */
-        Page_MemberView: {
-            items: {
-                email: string;
-                display_name: string;
-                role: components["schemas"]["TenantRole"];
-                /** Format: date-time */
-                added_at: string;
-            }[];
-            /** @description Pass as `cursor` to get the next page; `null` on the last page. */
-            next_cursor?: string | null;
-        };
-        /** @description One page of a list. */
         Page_ServerView: {
             items: {
                 slug: string;
@@ -1837,6 +1825,18 @@ export interface components {
                 builtin: boolean;
                 /** Format: date-time */
                 created_at: string;
+            }[];
+            /** @description Pass as `cursor` to get the next page; `null` on the last page. */
+            next_cursor?: string | null;
+        };
+        /** @description One page of a list. */
+        Page_TenantMemberView: {
+            items: {
+                email: string;
+                display_name: string;
+                role: components["schemas"]["TenantRole"];
+                /** Format: date-time */
+                added_at: string;
             }[];
             /** @description Pass as `cursor` to get the next page; `null` on the last page. */
             next_cursor?: string | null;
@@ -2102,6 +2102,13 @@ export interface components {
             builtin: boolean;
             /** Format: date-time */
             created_at: string;
+        };
+        TenantMemberView: {
+            email: string;
+            display_name: string;
+            role: components["schemas"]["TenantRole"];
+            /** Format: date-time */
+            added_at: string;
         };
         /**
          * @description Tenant membership role.
@@ -5078,7 +5085,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Page_MemberView"];
+                    "application/json": components["schemas"]["Page_TenantMemberView"];
                 };
             };
             /** @description Not signed in, session expired, or wrong credentials (`unauthenticated`, `invalid_credentials`) */
@@ -5141,7 +5148,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["MemberView"];
+                    "application/json": components["schemas"]["TenantMemberView"];
                 };
             };
             /** @description Malformed body (`invalid_body`) */
@@ -5310,7 +5317,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["MemberView"];
+                    "application/json": components["schemas"]["TenantMemberView"];
                 };
             };
             /** @description Malformed body (`invalid_body`) */
