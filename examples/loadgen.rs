@@ -4,6 +4,11 @@
 //!
 //! `loadgen call URL [--token T] [--concurrency N] [--seconds S] [--warmup S]`
 //! `loadgen sessions URL [--token T] [--count N]` opens N sessions and leaves them idle.
+//! `loadgen soak URL,URL… [--token T] [--streams N] [--concurrency C] [--seconds S]` holds N
+//! server-to-client SSE streams open across the URLs (one session each) while C workers call a
+//! tool, for S seconds. Like a load balancer, a call that cannot reach one URL (refused,
+//! reset) is sent to the next, and a stream that ends is reopened on the next URL; what
+//! happened is reported per URL.
 
 #![allow(clippy::expect_used, clippy::unwrap_used)] // a benchmark tool fails loudly
 
@@ -19,13 +24,15 @@ struct Args {
     seconds: f64,
     warmup: f64,
     count: usize,
+    streams: usize,
 }
 
 fn args() -> Args {
     let mut raw = std::env::args().skip(1);
     let mode = raw.next().unwrap_or_default();
     let url = raw.next().unwrap_or_default();
-    let mut parsed = Args { mode, url, token: None, concurrency: 1, seconds: 5.0, warmup: 1.0, count: 1000 };
+    let mut parsed =
+        Args { mode, url, token: None, concurrency: 1, seconds: 5.0, warmup: 1.0, count: 1000, streams: 1000 };
     while let Some(flag) = raw.next() {
         let value = raw.next().unwrap_or_default();
         match flag.as_str() {
@@ -34,10 +41,11 @@ fn args() -> Args {
             "--seconds" => parsed.seconds = value.parse().unwrap_or(5.0),
             "--warmup" => parsed.warmup = value.parse().unwrap_or(1.0),
             "--count" => parsed.count = value.parse().unwrap_or(1000),
+            "--streams" => parsed.streams = value.parse().unwrap_or(1000),
             other => panic!("unknown flag {other}"),
         }
     }
-    assert!(!parsed.url.is_empty(), "usage: loadgen call|sessions URL [flags]");
+    assert!(!parsed.url.is_empty(), "usage: loadgen call|sessions|soak URL [flags]");
     parsed
 }
 
@@ -63,12 +71,32 @@ impl Session {
         if let Some(id) = &self.id {
             req = req.header("mcp-session-id", id);
         }
-        let res = req.send().await.map_err(|e| e.to_string())?;
+        let res = req.send().await.map_err(|e| format!("transport: {e}"))?;
         if !res.status().is_success() {
             return Err(format!("HTTP {}", res.status()));
         }
         let id = res.headers().get("mcp-session-id").and_then(|v| v.to_str().ok()).map(str::to_owned);
-        Ok((id, res.text().await.map_err(|e| e.to_string())?))
+        Ok((id, res.text().await.map_err(|e| format!("transport: {e}"))?))
+    }
+
+    /// The session's server-to-client SSE stream (GET), read until it ends.
+    async fn listen(&self) -> Result<reqwest::Response, String> {
+        let mut req = self
+            .http
+            .get(&self.url)
+            .header("accept", "text/event-stream")
+            .header("mcp-protocol-version", "2025-11-25");
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(id) = &self.id {
+            req = req.header("mcp-session-id", id);
+        }
+        let res = req.send().await.map_err(|e| format!("transport: {e}"))?;
+        if !res.status().is_success() {
+            return Err(format!("HTTP {}", res.status()));
+        }
+        Ok(res)
     }
 
     async fn open(url: &str, token: Option<String>) -> Result<Self, String> {
@@ -156,6 +184,151 @@ async fn sessions(a: &Args) {
     drop(open);
 }
 
+#[derive(Default, serde::Serialize)]
+struct PerUrl {
+    url: String,
+    calls_ok: u64,
+    /// Answers that came back wrong: an HTTP error status or a JSON-RPC error.
+    calls_failed: u64,
+    /// Calls that could not reach this URL and went to the next.
+    calls_moved: u64,
+    streams_opened: u64,
+    /// Streams that ended before the run did (a restart drains them).
+    streams_ended: u64,
+    stream_open_failures: u64,
+}
+
+async fn soak(a: &Args) {
+    use futures_util::StreamExt;
+    use std::sync::{Arc, Mutex};
+    let urls: Vec<String> = a.url.split(',').map(str::to_owned).collect();
+    let stats = Arc::new(Mutex::new(
+        urls.iter().map(|u| PerUrl { url: u.clone(), ..Default::default() }).collect::<Vec<_>>(),
+    ));
+    let stop_at = Instant::now() + Duration::from_secs_f64(a.seconds);
+    let transport = |e: &str| e.starts_with("transport:");
+
+    let mut tasks = Vec::new();
+    for i in 0..a.streams {
+        let (urls, token, stats) = (urls.clone(), a.token.clone(), stats.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut at = i % urls.len();
+            while Instant::now() < stop_at {
+                let opened = match Session::open(&urls[at], token.clone()).await {
+                    Ok(session) => session.listen().await.map(|res| (session, res)),
+                    Err(e) => Err(e),
+                };
+                match opened {
+                    Ok((_session, res)) => {
+                        stats.lock().unwrap()[at].streams_opened += 1;
+                        let mut body = res.bytes_stream();
+                        let ended = loop {
+                            match tokio::time::timeout_at(stop_at.into(), body.next()).await {
+                                Err(_) => break false, // the run is over, the stream still open
+                                Ok(Some(Ok(_))) => continue,
+                                Ok(_) => break true,
+                            }
+                        };
+                        if !ended {
+                            return;
+                        }
+                        stats.lock().unwrap()[at].streams_ended += 1;
+                    }
+                    Err(_) => {
+                        stats.lock().unwrap()[at].stream_open_failures += 1;
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                }
+                at = (at + 1) % urls.len();
+            }
+        }));
+        // Open them at a pace the upstream's session set-up keeps up with.
+        if i % 50 == 49 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    let mut workers = Vec::new();
+    for w in 0..a.concurrency {
+        let (urls, token, stats) = (urls.clone(), a.token.clone(), stats.clone());
+        workers.push(tokio::spawn(async move {
+            let mut sessions: Vec<Option<Session>> = (0..urls.len()).map(|_| None).collect();
+            let mut latencies = Vec::new();
+            let mut n = 0u64;
+            while Instant::now() < stop_at {
+                n += 1;
+                let mut at = (w + n as usize) % urls.len();
+                // Each call tries every URL at most once, like a load balancer's retry.
+                for _ in 0..urls.len() {
+                    if sessions[at].is_none() {
+                        match Session::open(&urls[at], token.clone()).await {
+                            Ok(s) => sessions[at] = Some(s),
+                            Err(e) if transport(&e) => {
+                                stats.lock().unwrap()[at].calls_moved += 1;
+                                at = (at + 1) % urls.len();
+                                continue;
+                            }
+                            Err(_) => {
+                                stats.lock().unwrap()[at].calls_failed += 1;
+                                break;
+                            }
+                        }
+                    }
+                    let body = json!({"jsonrpc": "2.0", "id": n, "method": "tools/call",
+                        "params": {"name": "echo", "arguments": {"message": format!("w{w} n{n}")}}});
+                    let started = Instant::now();
+                    let result = sessions[at].as_ref().unwrap().post(&body).await;
+                    match result {
+                        Ok((_, text)) if text.contains("\"result\"") => {
+                            latencies.push(started.elapsed());
+                            stats.lock().unwrap()[at].calls_ok += 1;
+                            break;
+                        }
+                        Err(e) if transport(&e) => {
+                            // The connection is gone (a restart): a new session elsewhere.
+                            sessions[at] = None;
+                            stats.lock().unwrap()[at].calls_moved += 1;
+                            at = (at + 1) % urls.len();
+                        }
+                        Ok((_, text)) => {
+                            eprintln!("call failed at {}: {text}", urls[at]);
+                            stats.lock().unwrap()[at].calls_failed += 1;
+                            break;
+                        }
+                        Err(e) => {
+                            eprintln!("call failed at {}: {e}", urls[at]);
+                            sessions[at] = None;
+                            stats.lock().unwrap()[at].calls_failed += 1;
+                            break;
+                        }
+                    }
+                }
+            }
+            latencies
+        }));
+    }
+    let mut all = Vec::new();
+    for w in workers {
+        all.extend(w.await.expect("worker"));
+    }
+    for t in tasks {
+        t.await.expect("stream");
+    }
+    all.sort();
+    let per_url = std::mem::take(&mut *stats.lock().unwrap());
+    let report = json!({
+        "streams": a.streams,
+        "concurrency": a.concurrency,
+        "seconds": a.seconds,
+        "calls": all.len(),
+        "rps": all.len() as f64 / a.seconds,
+        "p50_ms": percentile(&all, 50.0),
+        "p99_ms": percentile(&all, 99.0),
+        "per_url": per_url,
+    });
+    println!("{report}");
+}
+
 #[tokio::main]
 async fn main() {
     mcpgate::http_client::install_crypto_provider();
@@ -163,6 +336,7 @@ async fn main() {
     match a.mode.as_str() {
         "call" => call(&a).await,
         "sessions" => sessions(&a).await,
-        other => panic!("unknown mode {other:?}; use call or sessions"),
+        "soak" => soak(&a).await,
+        other => panic!("unknown mode {other:?}; use call, sessions or soak"),
     }
 }

@@ -9,6 +9,7 @@ use actix_web::{FromRequest, HttpRequest};
 use futures_util::future::LocalBoxFuture;
 use serde::de::DeserializeOwned;
 
+use crate::api::extract::TenantAccess;
 use crate::error::{ApiError, FieldError};
 
 /// Upper bound for control-plane request bodies.
@@ -32,15 +33,31 @@ impl<T: DeserializeOwned + 'static> FromRequest for ApiJson<T> {
             })
             .unwrap_or(false);
         let body = Bytes::from_request(req, payload);
+        let req = req.clone();
         Box::pin(async move {
-            if !is_json {
-                return Err(ApiError::UnsupportedMediaType);
+            let parsed = async {
+                if !is_json {
+                    return Err(ApiError::UnsupportedMediaType);
+                }
+                let bytes = body.await.map_err(|e| match e.as_error::<PayloadError>() {
+                    Some(PayloadError::Overflow) => ApiError::PayloadTooLarge { limit: BODY_LIMIT },
+                    _ => ApiError::InvalidBody("the request body could not be read".into()),
+                })?;
+                parse(&bytes)
+            };
+            match parsed.await {
+                Ok(value) => Ok(ApiJson(value)),
+                // A handler's extractors run concurrently, so a bad body could answer before
+                // the caller's rights are checked and tell a stranger that a tenant exists.
+                // Under a tenant, the caller's refusal (401/404) comes first.
+                Err(invalid) if req.match_info().get("tenant").is_some() => {
+                    match TenantAccess::from_request(&req, &mut Payload::None).await {
+                        Ok(_) => Err(invalid),
+                        Err(refused) => Err(refused),
+                    }
+                }
+                Err(invalid) => Err(invalid),
             }
-            let bytes = body.await.map_err(|e| match e.as_error::<PayloadError>() {
-                Some(PayloadError::Overflow) => ApiError::PayloadTooLarge { limit: BODY_LIMIT },
-                _ => ApiError::InvalidBody("the request body could not be read".into()),
-            })?;
-            parse(&bytes).map(ApiJson)
         })
     }
 }

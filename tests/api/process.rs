@@ -147,19 +147,17 @@ async fn sigkill_during_concurrent_writes_loses_no_acknowledged_write() {
     let server = start(dir.path(), &db, &env, &log);
     let mut client = Client::new(&server.base);
     client.login("ops@example.com", "ops-password-123").await.expect(200);
-    let teams = client.get("/api/v1/tenants/acme/teams?limit=200").await.expect(200);
-    let mut stored: Vec<String> =
-        teams["items"].as_array().unwrap().iter().map(|t| t["slug"].as_str().unwrap().to_owned()).collect();
-    let mut cursor = None::<String>;
-    loop {
-        let page = match &cursor {
-            Some(c) => client.get(&format!("/api/v1/me/tokens?limit=200&cursor={c}")).await.expect(200),
-            None => client.get("/api/v1/me/tokens?limit=200").await.expect(200),
-        };
-        stored.extend(page["items"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap().to_owned()));
-        match page["next_cursor"].as_str() {
-            Some(c) => cursor = Some(c.to_owned()),
-            None => break,
+    // Every page of both lists.
+    let mut stored = Vec::new();
+    for (path, field) in [("/api/v1/tenants/acme/teams", "slug"), ("/api/v1/me/tokens", "name")] {
+        let mut cursor = String::new();
+        loop {
+            let page = client.get(&format!("{path}?limit=200{cursor}")).await.expect(200);
+            stored.extend(page["items"].as_array().unwrap().iter().map(|t| t[field].as_str().unwrap().to_owned()));
+            match page["next_cursor"].as_str() {
+                Some(c) => cursor = format!("&cursor={c}"),
+                None => break,
+            }
         }
     }
     let lost: Vec<_> = acknowledged.iter().filter(|(_, name)| !stored.contains(name)).collect();
