@@ -81,11 +81,8 @@ impl Session {
 
     /// The session's server-to-client SSE stream (GET), read until it ends.
     async fn listen(&self) -> Result<reqwest::Response, String> {
-        let mut req = self
-            .http
-            .get(&self.url)
-            .header("accept", "text/event-stream")
-            .header("mcp-protocol-version", "2025-11-25");
+        let mut req =
+            self.http.get(&self.url).header("accept", "text/event-stream").header("mcp-protocol-version", "2025-11-25");
         if let Some(t) = &self.token {
             req = req.bearer_auth(t);
         }
@@ -202,9 +199,8 @@ async fn soak(a: &Args) {
     use futures_util::StreamExt;
     use std::sync::{Arc, Mutex};
     let urls: Vec<String> = a.url.split(',').map(str::to_owned).collect();
-    let stats = Arc::new(Mutex::new(
-        urls.iter().map(|u| PerUrl { url: u.clone(), ..Default::default() }).collect::<Vec<_>>(),
-    ));
+    let stats =
+        Arc::new(Mutex::new(urls.iter().map(|u| PerUrl { url: u.clone(), ..Default::default() }).collect::<Vec<_>>()));
     let stop_at = Instant::now() + Duration::from_secs_f64(a.seconds);
     let transport = |e: &str| e.starts_with("transport:");
 
