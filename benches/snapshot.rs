@@ -36,6 +36,7 @@ fn snapshot(kid: &str) -> Snapshot {
                 tool_settings: vec![],
                 members: vec![],
                 outbound_auth: mcpgate::policy::OutboundAuth::None,
+                metrics_tools: vec![],
             })
             .collect(),
         access: vec![],
@@ -103,6 +104,7 @@ async fn populated_store(dir: &std::path::Path) -> sea_orm::DatabaseConnection {
             tls_reject_unauthorized: Set(true),
             tls_ca_certificate: Set(None),
             tool_settings: Set(json!([])),
+            metrics_tool_names: Set(false),
             tags: Set(json!([])),
             probed_tools: Set(None),
             probed_at: Set(None),

@@ -14,6 +14,7 @@ mod m20261128_100000_create_outbound_auth;
 mod m20261128_200000_create_oauth_server;
 mod m20261202_100000_create_identity;
 mod m20261202_200000_tenant_logo;
+mod m20261203_090000_server_metrics_tools;
 
 pub struct Migrator;
 
@@ -30,6 +31,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_200000_create_oauth_server::Migration),
             Box::new(m20261202_100000_create_identity::Migration),
             Box::new(m20261202_200000_tenant_logo::Migration),
+            Box::new(m20261203_090000_server_metrics_tools::Migration),
         ]
     }
 }

@@ -60,6 +60,10 @@ pub struct CreateServerRequest {
     pub tls: Option<TlsSettings>,
     pub tool_settings: Option<Vec<ToolSetting>>,
     pub tags: Option<Vec<String>>,
+    /// Count this server's `tools/call` requests by tool name in the metrics
+    /// (`mcpgate_mcp_tool_calls_total`); names the last probe did not see, and that have no
+    /// tool settings, are counted as `other`. Off by default.
+    pub metrics_tool_names: Option<bool>,
     /// Remote servers: how the gateway authenticates to the upstream. Secrets in it
     /// (`global` header values, `client_secret`) are write-only.
     pub auth_data: Option<AuthData>,
@@ -81,6 +85,10 @@ pub struct UpdateServerRequest {
     pub tls: Option<TlsSettings>,
     pub tool_settings: Option<Vec<ToolSetting>>,
     pub tags: Option<Vec<String>>,
+    /// Count this server's `tools/call` requests by tool name in the metrics
+    /// (`mcpgate_mcp_tool_calls_total`); names the last probe did not see, and that have no
+    /// tool settings, are counted as `other`. Off by default.
+    pub metrics_tool_names: Option<bool>,
     /// Replaces the outbound auth as a whole (secrets included); `null` removes it.
     #[serde(default, deserialize_with = "crate::api::json::present")]
     #[schema(value_type = Option<AuthData>)]
@@ -132,6 +140,8 @@ pub struct ServerView {
     pub servers: Option<Vec<MemberView>>,
     pub tool_settings: Vec<ToolSetting>,
     pub tags: Vec<String>,
+    /// Whether the metrics count this server's tool calls by tool name.
+    pub metrics_tool_names: bool,
     /// The last successful probe, if any.
     pub probe: Option<ProbeSummary>,
     /// The caller's role on this server.
@@ -201,6 +211,7 @@ fn view(state: &AppState, tenant: &str, detail: ServerDetail, role: ServerRole) 
         }),
         tool_settings: servers::tool_settings_of(&server),
         tags: servers::tags_of(&server),
+        metrics_tool_names: server.metrics_tool_names,
         probe,
         role,
         kind,
@@ -513,7 +524,8 @@ pub async fn create_server(
             NewKind::Virtual(seal_members(&state, Some(members), access.tenant.id, slug.as_str())?.unwrap_or_default())
         }
     };
-    let new = NewServer { slug, display_name, description, tags, tool_settings, kind };
+    let metrics_tool_names = body.metrics_tool_names.unwrap_or(false);
+    let new = NewServer { slug, display_name, description, tags, tool_settings, metrics_tool_names, kind };
     let actor = access.principal.actor();
     let detail = servers::create(
         &state.db,
@@ -574,6 +586,7 @@ pub async fn update_server(
         description,
         tags,
         tool_settings,
+        metrics_tool_names: body.metrics_tool_names,
         url,
         transport: body.transport,
         additional_headers: headers,

@@ -113,3 +113,75 @@ fn the_dashboard_uses_only_exported_metrics() {
     let missing: Vec<_> = used.difference(&exported).collect();
     assert!(missing.is_empty(), "the dashboard uses metrics nobody exports: {missing:?}\nexported: {exported:?}");
 }
+
+#[tokio::test]
+async fn tool_names_are_labels_only_where_a_server_opted_in_and_only_known_ones() {
+    let app = spawn_app_with(|s| s.metrics_listen = Some("127.0.0.1:0".into())).await;
+    let metrics = app.metrics.clone().unwrap();
+    let admin = app.admin().await;
+    admin.post("/api/v1/tenants", json!({"slug": "toolmetrics", "display_name": "T"})).await.expect(201);
+    let upstream = crate::peers::rmcp_upstream().await;
+    let counted = admin
+        .post(
+            "/api/v1/tenants/toolmetrics/servers",
+            json!({"slug": "counted", "display_name": "Counted", "kind": "remote", "url": upstream,
+                   "metrics_tool_names": true, "tool_settings": [{"name": "echo"}]}),
+        )
+        .await
+        .expect(201);
+    assert_eq!(counted["metrics_tool_names"], true);
+    let plain = admin
+        .post(
+            "/api/v1/tenants/toolmetrics/servers",
+            json!({"slug": "plain", "display_name": "Plain", "kind": "remote", "url": upstream}),
+        )
+        .await
+        .expect(201);
+    assert_eq!(plain["metrics_tool_names"], false, "off unless asked for");
+    let token =
+        admin.post("/api/v1/me/tokens", json!({"name": "m"})).await.expect(201)["token"].as_str().unwrap().to_owned();
+    wait_for_policy(&app).await;
+
+    let call = |tool: &str, id: i64| json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": tool, "arguments": {"message": "hi", "a": 1, "b": 2}}});
+    for server in ["counted", "plain"] {
+        let url = format!("{}/toolmetrics/mcp/{server}/server", app.base);
+        let session = open_session(&url, &token).await;
+        // `echo` has settings on `counted`; `add` is a real tool without; the third is made up.
+        for (id, tool) in [(2, "echo"), (3, "echo"), (4, "add"), (5, "made-up-tool")] {
+            let (status, _, _) = post(&url, &token, Some(&session), call(tool, id)).await;
+            assert_eq!(status, 200);
+        }
+    }
+
+    let text = reqwest::get(&metrics).await.unwrap().text().await.unwrap();
+    let calls = |tool: &str| {
+        sample(
+            &text,
+            &format!(
+                r#"mcpgate_mcp_tool_calls_total{{tenant="toolmetrics",server="counted",tool="{tool}",outcome="allowed"}}"#
+            ),
+        )
+    };
+    assert_eq!(calls("echo"), Some(2.0), "{text}");
+    assert_eq!(calls("other"), Some(2.0), "names the server did not choose are `other`");
+    assert!(!text.contains(r#"tool="made-up-tool""#) && !text.contains(r#"tool="add""#));
+    assert!(
+        !text.lines().any(|l| l.starts_with("mcpgate_mcp_tool_calls_total") && l.contains(r#"server="plain""#)),
+        "a server that did not opt in has no tool series"
+    );
+
+    // Turning it off stops the counting.
+    admin.patch("/api/v1/tenants/toolmetrics/servers/counted", json!({"metrics_tool_names": false})).await.expect(200);
+    wait_for_policy(&app).await;
+    let url = format!("{}/toolmetrics/mcp/counted/server", app.base);
+    let session = open_session(&url, &token).await;
+    post(&url, &token, Some(&session), call("echo", 9)).await;
+    let text = reqwest::get(&metrics).await.unwrap().text().await.unwrap();
+    assert_eq!(
+        sample(
+            &text,
+            r#"mcpgate_mcp_tool_calls_total{tenant="toolmetrics",server="counted",tool="echo",outcome="allowed"}"#
+        ),
+        Some(2.0)
+    );
+}

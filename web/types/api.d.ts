@@ -1303,6 +1303,12 @@ export interface components {
             tls?: null | components["schemas"]["TlsSettings"];
             tool_settings?: components["schemas"]["ToolSetting"][] | null;
             tags?: string[] | null;
+            /**
+             * @description Count this server's `tools/call` requests by tool name in the metrics
+             *     (`mcpgate_mcp_tool_calls_total`); names the last probe did not see, and that have no
+             *     tool settings, are counted as `other`. Off by default.
+             */
+            metrics_tool_names?: boolean | null;
             auth_data?: null | components["schemas"]["AuthData"];
             /** @description Virtual servers: the remote servers it combines, in order. */
             servers?: components["schemas"]["MemberSpec"][] | null;
@@ -1795,6 +1801,8 @@ export interface components {
                 servers?: components["schemas"]["MemberView"][] | null;
                 tool_settings: components["schemas"]["ToolSetting"][];
                 tags: string[];
+                /** @description Whether the metrics count this server's tool calls by tool name. */
+                metrics_tool_names: boolean;
                 probe?: null | components["schemas"]["ProbeSummary"];
                 /** @description The caller's role on this server. */
                 role: components["schemas"]["ServerRole"];
@@ -2047,6 +2055,8 @@ export interface components {
             servers?: components["schemas"]["MemberView"][] | null;
             tool_settings: components["schemas"]["ToolSetting"][];
             tags: string[];
+            /** @description Whether the metrics count this server's tool calls by tool name. */
+            metrics_tool_names: boolean;
             probe?: null | components["schemas"]["ProbeSummary"];
             /** @description The caller's role on this server. */
             role: components["schemas"]["ServerRole"];
@@ -2222,6 +2232,12 @@ export interface components {
             tls?: null | components["schemas"]["TlsSettings"];
             tool_settings?: components["schemas"]["ToolSetting"][] | null;
             tags?: string[] | null;
+            /**
+             * @description Count this server's `tools/call` requests by tool name in the metrics
+             *     (`mcpgate_mcp_tool_calls_total`); names the last probe did not see, and that have no
+             *     tool settings, are counted as `other`. Off by default.
+             */
+            metrics_tool_names?: boolean | null;
             auth_data?: null | components["schemas"]["AuthData"];
             servers?: components["schemas"]["MemberSpec"][] | null;
         };

@@ -92,6 +92,7 @@ pub struct NewServer {
     pub description: Option<String>,
     pub tags: Vec<String>,
     pub tool_settings: Vec<ToolSetting>,
+    pub metrics_tool_names: bool,
     pub kind: NewKind,
 }
 
@@ -101,6 +102,7 @@ pub struct ServerPatch {
     pub description: Option<Option<String>>,
     pub tags: Option<Vec<String>>,
     pub tool_settings: Option<Vec<ToolSetting>>,
+    pub metrics_tool_names: Option<bool>,
     pub url: Option<url::Url>,
     pub transport: Option<Transport>,
     pub additional_headers: Option<BTreeMap<String, String>>,
@@ -323,6 +325,7 @@ pub async fn create<C: TransactionTrait>(
         tls_ca_certificate: Set(upstream.as_ref().and_then(|u| u.tls_ca_certificate.clone())),
         auth_data: Set(upstream.and_then(|u| u.auth_data)),
         tool_settings: Set(json_of(&new.tool_settings)),
+        metrics_tool_names: Set(new.metrics_tool_names),
         tags: Set(json_of(&new.tags)),
         probed_tools: Set(None),
         probed_at: Set(None),
@@ -454,6 +457,9 @@ pub async fn update<C: TransactionTrait>(
     }
     if let Some(v) = patch.tool_settings {
         active.tool_settings = Set(json_of(&v));
+    }
+    if let Some(v) = patch.metrics_tool_names {
+        active.metrics_tool_names = Set(v);
     }
     if let Some(v) = patch.url {
         // A new upstream may have other tools: the cached probe no longer describes it.

@@ -136,6 +136,10 @@ pub struct ServerEntry {
     pub members: Vec<VirtualMemberEntry>,
     /// Outbound auth type and non-secret parameters.
     pub outbound_auth: OutboundAuth,
+    /// The tool names the metrics count this server's calls by, when it opted in (any other
+    /// name counts as `other`); empty when it did not.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub metrics_tools: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -28,6 +28,14 @@ pub struct RequestLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ToolLabels {
+    pub tenant: String,
+    pub server: String,
+    pub tool: String,
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct MethodLabels {
     pub method: String,
 }
@@ -52,6 +60,8 @@ pub struct Metrics {
     /// Every family's name (with the `mcpgate_` prefix) and type.
     families: Vec<(&'static str, &'static str)>,
     pub requests: Family<RequestLabels, Counter>,
+    /// `tools/call` by tool name, for servers that opted in.
+    pub tool_calls: Family<ToolLabels, Counter>,
     /// From the request's arrival to its decision (allowed: the upstream's response headers).
     pub request_seconds: Family<MethodLabels, Histogram, fn() -> Histogram>,
     /// From sending to an upstream to its response headers.
@@ -80,6 +90,7 @@ impl Metrics {
             registry: Registry::default(),
             families: Vec::new(),
             requests: Family::default(),
+            tool_calls: Family::default(),
             request_seconds: Family::new_with_constructor(latency),
             upstream_seconds: latency(),
             upstream_errors: Family::default(),
@@ -109,6 +120,12 @@ impl Metrics {
             "counter",
             "MCP messages decided by the proxy, by tenant, server, method, outcome and refusal reason",
             m.requests
+        );
+        register!(
+            "mcp_tool_calls",
+            "counter",
+            "tools/call decisions by tool name, for servers whose managers opted in (other names count as `other`)",
+            m.tool_calls
         );
         register!(
             "mcp_request_duration_seconds",

@@ -139,6 +139,8 @@ pub struct Ctx {
     pub tenant_id: Option<i64>,
     /// The snapshot has this server (looked up once, for the metrics' labels).
     pub server_known: bool,
+    /// The server's id when it opted in to counting its tool calls by name.
+    pub tool_metrics: Option<i64>,
     pub server: String,
     pub actor: String,
     pub method: Option<String>,
@@ -167,7 +169,7 @@ impl Ctx {
         reason: Option<&str>,
         upstream_status: Option<u16>,
     ) {
-        self.count(method.as_deref(), outcome, reason);
+        self.count(method.as_deref(), name.as_deref(), outcome, reason);
         self.log.emit(Decision {
             at: self.now,
             tenant_id: self.tenant_id,
@@ -187,8 +189,22 @@ impl Ctx {
 
     /// Counts a decision. A server the snapshot does not have is counted as `-`, so
     /// made-up URLs cannot grow the label set.
-    fn count(&self, method: Option<&str>, outcome: &str, reason: Option<&str>) {
+    fn count(&self, method: Option<&str>, name: Option<&str>, outcome: &str, reason: Option<&str>) {
         let m = crate::metrics::get();
+        if let (Some(id), Some("tools/call"), Some(name)) = (self.tool_metrics, method, name) {
+            if let Some(entry) = self.policy.server_by_id(id) {
+                // Only the names the server's managers chose; anything else a client sends is `other`.
+                let known = entry.metrics_tools.binary_search_by(|t| t.as_str().cmp(name)).is_ok();
+                m.tool_calls
+                    .get_or_create(&crate::metrics::ToolLabels {
+                        tenant: self.tenant.clone(),
+                        server: self.server.clone(),
+                        tool: if known { name.to_owned() } else { "other".into() },
+                        outcome: outcome.into(),
+                    })
+                    .inc();
+            }
+        }
         let method = crate::metrics::method_label(method);
         m.requests
             .get_or_create(&crate::metrics::RequestLabels {
@@ -374,9 +390,11 @@ pub async fn handle(
     let Some(policy) = state.policy.current() else {
         return ProxyError::NoPolicy.response(&Value::Null, false);
     };
+    let entry = policy.server(&tenant, &server);
     let mut ctx = Ctx {
         tenant_id: policy.tenant(&tenant),
-        server_known: policy.server(&tenant, &server).is_some(),
+        server_known: entry.is_some(),
+        tool_metrics: entry.filter(|s| !s.metrics_tools.is_empty()).map(|s| s.id),
         policy,
         tenant,
         server,

@@ -132,16 +132,24 @@ function settings(ctx, server) {
       });
     }
     const toolRows = toolSettings(server, offered);
+    const toolMetrics = input("metrics_tool_names", { type: "checkbox", checked: server.metrics_tool_names });
     const edit = form({ class: "stack", "aria-label": "Server settings" }, [
       field("Display name", name),
       field("Description", description),
       server.kind === "remote" && [field("Upstream URL", url), field("Transport", transport), headers.el, auth.el],
       members && members.el,
       toolRows.el,
+      field("Count tool calls by tool name in the metrics", toolMetrics,
+        "Only the tools the last probe saw or that have settings here are named; any other name counts as “other”."),
       h("div", { class: "actions" }, h("button", { type: "submit", class: "primary" }, "Save changes")),
     ], async () => {
       /** @type {Schemas['UpdateServerRequest']} */
-      const change = { display_name: name.value, description: description.value || null, tool_settings: toolRows.value() };
+      const change = {
+        display_name: name.value,
+        description: description.value || null,
+        tool_settings: toolRows.value(),
+        metrics_tool_names: toolMetrics.checked,
+      };
       if (server.kind === "remote") {
         Object.assign(change, { url: url.value, transport: transport.value, additional_headers: headers.value(), auth_data: auth.value() });
       } else {

@@ -170,6 +170,7 @@ pub async fn compile(
             .into_iter()
             .map(|s| {
                 Ok(ServerEntry {
+                    metrics_tools: metrics_tools_of(&s),
                     tool_settings: tool_settings_of(&s),
                     members: links
                         .remove(&s.id)
@@ -232,4 +233,17 @@ pub async fn revoked_ids(db: &impl ConnectionTrait, now: DateTime<Utc>) -> Resul
         .all(db)
         .await?;
     Ok(grants.into_iter().map(|g| g.public_id).chain(tokens.into_iter().map(|t| t.jti)).collect())
+}
+
+/// The tool names a server's calls are counted by, when it opted in: those its last probe saw
+/// and those it has settings for, sorted, each once. A bounded set the server's managers
+/// choose, so what clients send cannot grow the metrics.
+fn metrics_tools_of(server: &crate::store::entities::servers::Model) -> Vec<String> {
+    if !server.metrics_tool_names {
+        return Vec::new();
+    }
+    let probed = crate::servers::probed_tools_of(server).unwrap_or_default().into_iter().map(|t| t.name);
+    let set: std::collections::BTreeSet<String> =
+        probed.chain(tool_settings_of(server).into_iter().map(|t| t.name)).collect();
+    set.into_iter().collect()
 }

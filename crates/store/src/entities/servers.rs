@@ -30,6 +30,9 @@ pub struct Model {
     pub probe_protocol_version: Option<String>,
     /// Outbound auth (`control::outbound::StoredAuth`), secrets sealed; NULL for none.
     pub auth_data: Option<Json>,
+    /// Whether the proxy's metrics count this server's tool calls by tool name (the names the
+    /// last probe saw and those with settings; any other name is counted as `other`).
+    pub metrics_tool_names: bool,
     pub created_at: ChronoDateTimeUtc,
     pub updated_at: ChronoDateTimeUtc,
 }
