@@ -57,32 +57,10 @@ struct Session {
 }
 
 impl Session {
-    async fn post(&self, body: &Value) -> Result<(Option<String>, String), String> {
-        let mut req = self
-            .http
-            .post(&self.url)
-            .header("content-type", "application/json")
-            .header("accept", "application/json, text/event-stream")
-            .header("mcp-protocol-version", "2025-11-25")
-            .body(body.to_string());
-        if let Some(t) = &self.token {
-            req = req.bearer_auth(t);
-        }
-        if let Some(id) = &self.id {
-            req = req.header("mcp-session-id", id);
-        }
-        let res = req.send().await.map_err(|e| format!("transport: {e}"))?;
-        if !res.status().is_success() {
-            return Err(format!("HTTP {}", res.status()));
-        }
-        let id = res.headers().get("mcp-session-id").and_then(|v| v.to_str().ok()).map(str::to_owned);
-        Ok((id, res.text().await.map_err(|e| format!("transport: {e}"))?))
-    }
-
-    /// The session's server-to-client SSE stream (GET), read until it ends.
-    async fn listen(&self) -> Result<reqwest::Response, String> {
-        let mut req =
-            self.http.get(&self.url).header("accept", "text/event-stream").header("mcp-protocol-version", "2025-11-25");
+    /// Sends a request with the session's token, id and protocol version; a transport failure
+    /// (refused, reset) is told apart from an error answer.
+    async fn send(&self, req: reqwest::RequestBuilder) -> Result<reqwest::Response, String> {
+        let mut req = req.header("mcp-protocol-version", "2025-11-25");
         if let Some(t) = &self.token {
             req = req.bearer_auth(t);
         }
@@ -94,6 +72,23 @@ impl Session {
             return Err(format!("HTTP {}", res.status()));
         }
         Ok(res)
+    }
+
+    async fn post(&self, body: &Value) -> Result<(Option<String>, String), String> {
+        let req = self
+            .http
+            .post(&self.url)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .body(body.to_string());
+        let res = self.send(req).await?;
+        let id = res.headers().get("mcp-session-id").and_then(|v| v.to_str().ok()).map(str::to_owned);
+        Ok((id, res.text().await.map_err(|e| format!("transport: {e}"))?))
+    }
+
+    /// The session's server-to-client SSE stream (GET), read until it ends.
+    async fn listen(&self) -> Result<reqwest::Response, String> {
+        self.send(self.http.get(&self.url).header("accept", "text/event-stream")).await
     }
 
     async fn open(url: &str, token: Option<String>) -> Result<Self, String> {

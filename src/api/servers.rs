@@ -433,7 +433,7 @@ pub async fn list_servers(
     query: web::Query<PageQuery>,
 ) -> ApiResult<web::Json<Page<ServerView>>> {
     let caller = &access.principal.caller;
-    let paged = servers::list_visible(
+    let paged = servers::visible_page(
         &state.db,
         &access.tenant,
         caller,
@@ -443,11 +443,7 @@ pub async fn list_servers(
     )
     .await?;
     let mut items = Vec::with_capacity(paged.items.len());
-    for server in paged.items {
-        let role = servers::role_of(&state.db, &access.tenant, caller, access.is_admin(), &server)
-            .await?
-            .unwrap_or(ServerRole::User);
-        let detail = servers::detail(&state.db, server).await?;
+    for (detail, role) in paged.items {
         items.push(view(&state, &access.tenant.slug, detail, role)?);
     }
     Ok(web::Json(Page::from_paged(crate::control::page::Paged { items, next_after: paged.next_after }, |v| v)))

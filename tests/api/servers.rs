@@ -520,3 +520,60 @@ async fn mutations_are_audited_newest_first_and_filterable() {
     let next = boss.get(&format!("/api/v1/tenants/acme/audit-events?limit=2&cursor={cursor}")).await.expect(200);
     assert_eq!(next["items"][0]["action"], "server.update");
 }
+
+/// The server list reads roles and virtual members for a whole page at once: a page with one
+/// virtual server and one with four (11 and 14 servers) cost the same number of queries (it
+/// was 1 + 3 per server).
+#[tokio::test]
+async fn a_page_of_servers_costs_the_same_queries_whatever_its_size() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    let app = spawn_app().await;
+    let (_admin, boss, ann, _bob, _eve) = setup(&app).await;
+    for i in 0..10 {
+        let body =
+            json!({"slug": format!("r{i}"), "display_name": "R", "kind": "remote", "url": "http://127.0.0.1:9/mcp"});
+        ann.post("/api/v1/tenants/acme/servers", body).await.expect(201);
+    }
+    for i in 0..4 {
+        let members = json!([{"server": format!("r{}", 2 * i)}, {"server": format!("r{}", 2 * i + 1)}]);
+        let body = json!({"slug": format!("v{i}"), "display_name": "V", "kind": "virtual", "servers": members});
+        ann.post("/api/v1/tenants/acme/servers", body).await.expect(201);
+    }
+    // Through the API: ann (a plain member) manages what she registered; the virtual servers
+    // list their members.
+    let page = ann.get("/api/v1/tenants/acme/servers?limit=200").await.expect(200);
+    let items = page["items"].as_array().unwrap();
+    assert_eq!(items.len(), 14);
+    assert!(items.iter().all(|s| s["role"] == "manager"));
+    let v3 = items.iter().find(|s| s["slug"] == "v3").unwrap();
+    assert_eq!(v3["servers"][0]["server"], "r6");
+    assert_eq!(v3["servers"][1]["server"], "r7");
+    assert_eq!(
+        boss.get("/api/v1/tenants/acme/servers?limit=200").await.expect(200)["items"].as_array().unwrap().len(),
+        14
+    );
+
+    // Counted on a connection of the test's own (the callback is the clone's).
+    let queries = Arc::new(AtomicUsize::new(0));
+    let mut db = app.state.db.clone();
+    let counter = queries.clone();
+    db.set_metric_callback(move |_| {
+        counter.fetch_add(1, Ordering::Relaxed);
+    });
+    let tenant = mcpgate::control::tenants::find_by_slug(&db, "acme").await.unwrap().unwrap();
+    let email = mcpgate::domain::Email::parse("email", "ann@example.com").unwrap();
+    let ann_row = mcpgate::control::users::find_by_email(&db, &email).await.unwrap().unwrap();
+    let caller = mcpgate::control::caller::Caller::User(ann_row);
+    let mut cost = Vec::new();
+    for limit in [11, 14] {
+        queries.store(0, Ordering::Relaxed);
+        let request = mcpgate::control::page::PageRequest { after: None, limit, descending: false };
+        let page = mcpgate::control::servers::visible_page(&db, &tenant, &caller, false, None, request).await.unwrap();
+        assert_eq!(page.items.len() as u64, limit.min(14));
+        cost.push(queries.load(Ordering::Relaxed));
+    }
+    assert_eq!(cost[0], cost[1], "queries for a page of 11 and of 14: {cost:?}");
+    assert!(cost[1] <= 8, "a page costs a handful of queries: {}", cost[1]);
+}

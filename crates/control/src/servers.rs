@@ -172,18 +172,45 @@ pub async fn ids_in(db: &impl ConnectionTrait, tenant: &tenants::Model) -> Resul
 }
 
 pub async fn detail(db: &impl ConnectionTrait, server: servers::Model) -> Result<ServerDetail> {
+    Ok(details(db, vec![server]).await?.pop().unwrap_or_else(|| unreachable!("one server in, one detail out")))
+}
+
+/// The details of several servers in two queries, whatever their number: their member links,
+/// then the member servers.
+pub async fn details(db: &impl ConnectionTrait, servers_in: Vec<servers::Model>) -> Result<Vec<ServerDetail>> {
+    let virtual_ids: Vec<i64> =
+        servers_in.iter().filter(|s| s.kind == ServerKind::Virtual.as_str()).map(|s| s.id).collect();
+    if virtual_ids.is_empty() {
+        return Ok(servers_in.into_iter().map(|server| ServerDetail { server, members: Vec::new() }).collect());
+    }
     let links = virtual_members::Entity::find()
-        .filter(virtual_members::Column::VirtualServerId.eq(server.id))
+        .filter(virtual_members::Column::VirtualServerId.is_in(virtual_ids))
+        .order_by_asc(virtual_members::Column::VirtualServerId)
         .order_by_asc(virtual_members::Column::Position)
         .all(db)
         .await?;
-    let ids: Vec<i64> = links.iter().map(|l| l.member_server_id).collect();
-    let rows = servers::Entity::find().filter(servers::Column::Id.is_in(ids)).all(db).await?;
-    let members = links
+    let ids: HashSet<i64> = links.iter().map(|l| l.member_server_id).collect();
+    let rows: std::collections::HashMap<i64, servers::Model> = servers::Entity::find()
+        .filter(servers::Column::Id.is_in(ids))
+        .all(db)
+        .await?
         .into_iter()
-        .filter_map(|link| rows.iter().find(|s| s.id == link.member_server_id).cloned().map(|s| (link, s)))
+        .map(|s| (s.id, s))
         .collect();
-    Ok(ServerDetail { server, members })
+    let mut by_server: std::collections::HashMap<i64, Vec<(virtual_members::Model, servers::Model)>> =
+        std::collections::HashMap::new();
+    for link in links {
+        if let Some(member) = rows.get(&link.member_server_id) {
+            by_server.entry(link.virtual_server_id).or_default().push((link, member.clone()));
+        }
+    }
+    Ok(servers_in
+        .into_iter()
+        .map(|server| {
+            let members = by_server.remove(&server.id).unwrap_or_default();
+            ServerDetail { server, members }
+        })
+        .collect())
 }
 
 /// Who is composing a virtual server, for the check that they may use what they add.
@@ -608,16 +635,23 @@ pub async fn role_of(
         return Ok(Some(ServerRole::Manager));
     }
     let condition = caller_condition(db, tenant, caller).await?;
-    Ok(collaborators::Entity::find()
+    let grants = collaborators::Entity::find()
         .filter(collaborators::Column::ServerId.eq(server.id))
         .filter(condition)
         .all(db)
-        .await?
-        .iter()
-        .map(|c| ServerRole::parse(&c.role))
-        .collect::<Result<Vec<_>, _>>()?
-        .into_iter()
-        .max())
+        .await?;
+    Ok(best_roles(grants)?.remove(&server.id))
+}
+
+/// The highest role among grants, by server id.
+fn best_roles(grants: Vec<collaborators::Model>) -> Result<std::collections::HashMap<i64, ServerRole>> {
+    let mut roles = std::collections::HashMap::new();
+    for grant in grants {
+        let role = ServerRole::parse(&grant.role)?;
+        let best = roles.entry(grant.server_id).or_insert(role);
+        *best = (*best).max(role);
+    }
+    Ok(roles)
 }
 
 /// A person's role on a server: platform and tenant admins manage every server of the tenant.
@@ -632,15 +666,17 @@ pub async fn user_role(
     role_of(db, tenant, &Caller::User(user.clone()), admin, server).await
 }
 
-/// The servers of a tenant a user can see: all for tenant admins, else those they collaborate on.
-pub async fn list_visible(
+/// One page of the servers of a tenant a caller can see (all for tenant admins, else those
+/// they collaborate on), each with its members and the caller's role, in a constant number of
+/// queries whatever the page's size.
+pub async fn visible_page(
     db: &impl ConnectionTrait,
     tenant: &tenants::Model,
     caller: &Caller,
     tenant_admin: bool,
     search: Option<&str>,
     page: PageRequest,
-) -> Result<Paged<servers::Model>> {
+) -> Result<Paged<(ServerDetail, ServerRole)>> {
     let mut select = servers::Entity::find().filter(servers::Column::TenantId.eq(tenant.id));
     if let Some(text) = search.map(str::trim).filter(|t| !t.is_empty()) {
         // Case-insensitive on both databases (PostgreSQL's LIKE is not), and the LIKE wildcards
@@ -660,13 +696,27 @@ pub async fn list_visible(
                 .add(Expr::expr(Func::lower(Expr::col(servers::Column::DisplayName))).like(pattern())),
         );
     }
+    // The caller's grants decide both what they see and their role on it.
+    let mut roles = std::collections::HashMap::new();
     if !tenant_admin {
         let condition = caller_condition(db, tenant, caller).await?;
-        let ids: Vec<i64> =
-            collaborators::Entity::find().filter(condition).all(db).await?.into_iter().map(|c| c.server_id).collect();
-        select = select.filter(servers::Column::Id.is_in(ids));
+        roles = best_roles(collaborators::Entity::find().filter(condition).all(db).await?)?;
+        select = select.filter(servers::Column::Id.is_in(roles.keys().copied()));
     }
-    Ok(page::fetch(db, select, servers::Column::Id, |s| s.id, page).await?)
+    let paged = page::fetch(db, select, servers::Column::Id, |s| s.id, page).await?;
+    let items = details(db, paged.items)
+        .await?
+        .into_iter()
+        .map(|d| {
+            let role = if tenant_admin {
+                ServerRole::Manager
+            } else {
+                roles.get(&d.server.id).copied().unwrap_or(ServerRole::User)
+            };
+            (d, role)
+        })
+        .collect();
+    Ok(Paged { items, next_after: paged.next_after })
 }
 
 /// Records a successful probe's tool list and protocol version on the server.
@@ -755,19 +805,36 @@ pub async fn collaborators(db: &impl ConnectionTrait, server: &servers::Model) -
         .order_by_asc(collaborators::Column::Id)
         .all(db)
         .await?;
+    // One query per kind of subject, not one per collaborator.
+    let ids = |kind: &str| rows.iter().filter(|r| r.subject_kind == kind).map(|r| r.subject_id).collect::<Vec<_>>();
+    let people: std::collections::HashMap<i64, users::Model> = users::Entity::find()
+        .filter(users::Column::Id.is_in(ids(SubjectKind::User.as_str())))
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|u| (u.id, u))
+        .collect();
+    let groups: std::collections::HashMap<i64, teams::Model> = teams::Entity::find()
+        .filter(teams::Column::Id.is_in(ids(SubjectKind::Team.as_str())))
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|t| (t.id, t))
+        .collect();
+    let accounts = crate::virtual_accounts::names_of(db, ids(SubjectKind::VirtualAccount.as_str())).await?;
     let mut out = Vec::with_capacity(rows.len());
     for row in rows {
         let (subject, display_name) = match row.subject_kind.as_str() {
-            "user" => match users::Entity::find_by_id(row.subject_id).one(db).await? {
-                Some(u) => (format!("user:{}", u.email), u.display_name),
+            "user" => match people.get(&row.subject_id) {
+                Some(u) => (format!("user:{}", u.email), u.display_name.clone()),
                 None => continue,
             },
-            "team" => match teams::Entity::find_by_id(row.subject_id).one(db).await? {
-                Some(t) => (format!("team:{}", t.slug), t.display_name),
+            "team" => match groups.get(&row.subject_id) {
+                Some(t) => (format!("team:{}", t.slug), t.display_name.clone()),
                 None => continue,
             },
-            _ => match crate::virtual_accounts::name_of(db, row.subject_id).await? {
-                Some(name) => (format!("virtualaccount:{name}"), name),
+            _ => match accounts.get(&row.subject_id) {
+                Some(name) => (format!("virtualaccount:{name}"), name.clone()),
                 None => continue,
             },
         };

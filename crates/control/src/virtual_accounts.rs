@@ -88,6 +88,20 @@ pub async fn name_of(db: &impl ConnectionTrait, id: i64) -> Result<Option<String
     Ok(virtual_accounts::Entity::find_by_id(id).one(db).await?.map(|va| va.name))
 }
 
+/// The names of several accounts, by id, in one query.
+pub async fn names_of(db: &impl ConnectionTrait, ids: Vec<i64>) -> Result<std::collections::HashMap<i64, String>> {
+    if ids.is_empty() {
+        return Ok(std::collections::HashMap::new());
+    }
+    Ok(virtual_accounts::Entity::find()
+        .filter(virtual_accounts::Column::Id.is_in(ids))
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|va| (va.id, va.name))
+        .collect())
+}
+
 pub async fn get(db: &impl ConnectionTrait, tenant: &tenants::Model, name: &str) -> Result<virtual_accounts::Model> {
     resolve_subject(db, tenant, name).await?.ok_or(Error::NotFound)
 }
