@@ -35,7 +35,9 @@ pub enum Role {
 
 pub struct Policy {
     pub snapshot: Snapshot,
-    servers: HashMap<(String, String), usize>,
+    /// Tenant slug, then server slug: looked up by `&str` on every request, without building
+    /// an owned key.
+    servers: HashMap<String, HashMap<String, usize>>,
     server_ids: HashMap<i64, usize>,
     tenant_ids: HashMap<String, i64>,
     emails: HashMap<i64, usize>,
@@ -56,12 +58,12 @@ pub struct Policy {
 impl Policy {
     pub fn build(snapshot: Snapshot) -> Self {
         let slugs: HashMap<i64, &str> = snapshot.tenants.iter().map(|t| (t.id, t.slug.as_str())).collect();
-        let servers = snapshot
-            .servers
-            .iter()
-            .enumerate()
-            .filter_map(|(i, s)| Some(((slugs.get(&s.tenant)?.to_string(), s.slug.clone()), i)))
-            .collect();
+        let mut servers: HashMap<String, HashMap<String, usize>> = HashMap::new();
+        for (i, s) in snapshot.servers.iter().enumerate() {
+            if let Some(tenant) = slugs.get(&s.tenant) {
+                servers.entry((*tenant).to_owned()).or_default().insert(s.slug.clone(), i);
+            }
+        }
         let server_ids = snapshot.servers.iter().enumerate().map(|(i, s)| (s.id, i)).collect();
         let tenant_ids = snapshot.tenants.iter().map(|t| (t.slug.clone(), t.id)).collect();
         let emails = snapshot.users.iter().enumerate().map(|(i, u)| (u.id, i)).collect();
@@ -110,7 +112,7 @@ impl Policy {
     }
 
     pub fn server(&self, tenant: &str, server: &str) -> Option<&ServerEntry> {
-        self.servers.get(&(tenant.to_owned(), server.to_owned())).map(|&i| &self.snapshot.servers[i])
+        self.servers.get(tenant)?.get(server).map(|&i| &self.snapshot.servers[i])
     }
 
     pub fn server_by_id(&self, id: i64) -> Option<&ServerEntry> {
