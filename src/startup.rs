@@ -46,23 +46,30 @@ pub struct Application {
 
 /// Opens the database (creating the data directory for SQLite) and applies migrations.
 pub async fn open_database(settings: &Settings) -> anyhow::Result<DatabaseConnection> {
+    let (db, guard) = open_under_startup_lock(settings).await?;
+    guard.release().await;
+    Ok(db)
+}
+
+/// [`open_database`], still holding the start-up lock (control planes starting together on one
+/// PostgreSQL database migrate one at a time), so the caller's own start-up work runs under
+/// the same lock before it releases it.
+async fn open_under_startup_lock(settings: &Settings) -> anyhow::Result<(DatabaseConnection, lease::StartupGuard)> {
     let url = settings.database_url();
     if url.starts_with("sqlite:") {
         std::fs::create_dir_all(&settings.data_dir)
             .with_context(|| format!("creating data directory {}", settings.data_dir.display()))?;
     }
     let db = store::connect(&url, settings.db_max_connections).await.context("connecting to the database")?;
-    // Control planes starting together on one PostgreSQL database migrate one at a time.
     let guard = lease::startup_lock(&db, &url).await.context("taking the start-up lock")?;
     store::migrate(&db).await.context("applying database migrations")?;
-    guard.release().await;
-    Ok(db)
+    Ok((db, guard))
 }
 
 impl Application {
     pub async fn build(settings: Settings, clock: Clock) -> anyhow::Result<Self> {
-        let db = open_database(&settings).await?;
-        let guard = lease::startup_lock(&db, &settings.database_url()).await.context("taking the start-up lock")?;
+        // Migrations and the first administrator, one control plane at a time.
+        let (db, guard) = open_under_startup_lock(&settings).await?;
         let bootstrap =
             users::bootstrap_admin(&db, settings.admin_email.as_deref(), settings.admin_password.as_ref(), clock.now())
                 .await;

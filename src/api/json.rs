@@ -51,10 +51,7 @@ impl<T: DeserializeOwned + 'static> FromRequest for ApiJson<T> {
                 // the caller's rights are checked and tell a stranger that a tenant exists.
                 // Under a tenant, the caller's refusal (401/404) comes first.
                 Err(invalid) if req.match_info().get("tenant").is_some() => {
-                    match TenantAccess::from_request(&req, &mut Payload::None).await {
-                        Ok(_) => Err(invalid),
-                        Err(refused) => Err(refused),
-                    }
+                    Err(TenantAccess::from_request(&req, &mut Payload::None).await.err().unwrap_or(invalid))
                 }
                 Err(invalid) => Err(invalid),
             }
