@@ -9,6 +9,10 @@
 //! tool, for S seconds. Like a load balancer, a call that cannot reach one URL (refused,
 //! reset) is sent to the next, and a stream that ends is reopened on the next URL; what
 //! happened is reported per URL.
+//! `loadgen api BASE_URL --login EMAIL:PASSWORD --mix read|write [--concurrency N] [--seconds S]`
+//! drives the control plane's REST API as a signed-in admin (one session, shared): `read`
+//! lists and reads servers and tokens; `write` creates and revokes a token and renames a
+//! server, then lists the servers (three writes to one read). Requests, not iterations, count.
 
 #![allow(clippy::expect_used, clippy::unwrap_used)] // a benchmark tool fails loudly
 
@@ -25,14 +29,26 @@ struct Args {
     warmup: f64,
     count: usize,
     streams: usize,
+    login: Option<String>,
+    mix: String,
 }
 
 fn args() -> Args {
     let mut raw = std::env::args().skip(1);
     let mode = raw.next().unwrap_or_default();
     let url = raw.next().unwrap_or_default();
-    let mut parsed =
-        Args { mode, url, token: None, concurrency: 1, seconds: 5.0, warmup: 1.0, count: 1000, streams: 1000 };
+    let mut parsed = Args {
+        mode,
+        url,
+        token: None,
+        concurrency: 1,
+        seconds: 5.0,
+        warmup: 1.0,
+        count: 1000,
+        streams: 1000,
+        login: None,
+        mix: "read".into(),
+    };
     while let Some(flag) = raw.next() {
         let value = raw.next().unwrap_or_default();
         match flag.as_str() {
@@ -42,10 +58,12 @@ fn args() -> Args {
             "--warmup" => parsed.warmup = value.parse().unwrap_or(1.0),
             "--count" => parsed.count = value.parse().unwrap_or(1000),
             "--streams" => parsed.streams = value.parse().unwrap_or(1000),
+            "--login" => parsed.login = Some(value),
+            "--mix" => parsed.mix = value,
             other => panic!("unknown flag {other}"),
         }
     }
-    assert!(!parsed.url.is_empty(), "usage: loadgen call|sessions|soak URL [flags]");
+    assert!(!parsed.url.is_empty(), "usage: loadgen call|sessions|soak|api URL [flags]");
     parsed
 }
 
@@ -320,6 +338,153 @@ async fn soak(a: &Args) {
     println!("{report}");
 }
 
+/// A signed-in API session: its cookie and CSRF token.
+struct ApiSession {
+    cookie: String,
+    csrf: String,
+}
+
+async fn api_login(base: &str, login: &str) -> ApiSession {
+    let (email, password) = login.split_once(':').expect("--login EMAIL:PASSWORD");
+    let res = reqwest::Client::new()
+        .post(format!("{base}/api/v1/auth/login"))
+        .json(&json!({"email": email, "password": password}))
+        .send()
+        .await
+        .expect("login");
+    assert!(res.status().is_success(), "login: HTTP {}", res.status());
+    let cookie = res
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok()?.split(';').next().map(str::to_owned))
+        .collect::<Vec<_>>()
+        .join("; ");
+    let body: Value = res.json().await.expect("login body");
+    ApiSession { cookie, csrf: body["csrf_token"].as_str().expect("csrf_token").to_owned() }
+}
+
+/// One API request; `Ok` with the body when the status is the expected one.
+async fn api_request(
+    http: &reqwest::Client,
+    session: &ApiSession,
+    method: reqwest::Method,
+    url: String,
+    body: Option<Value>,
+) -> Result<Value, String> {
+    let mut req = http.request(method, url).header("cookie", &session.cookie).header("x-csrf-token", &session.csrf);
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let res = req.send().await.map_err(|e| e.to_string())?;
+    let status = res.status();
+    if !status.is_success() {
+        return Err(format!("HTTP {status}"));
+    }
+    if status == reqwest::StatusCode::NO_CONTENT {
+        return Ok(Value::Null);
+    }
+    res.json().await.map_err(|e| e.to_string())
+}
+
+async fn api(a: &Args) {
+    use reqwest::Method;
+    let base = a.url.trim_end_matches('/').to_owned();
+    let session = std::sync::Arc::new(api_login(&base, a.login.as_deref().expect("--login")).await);
+    let write = match a.mix.as_str() {
+        "read" => false,
+        "write" => true,
+        other => panic!("unknown mix {other:?}; use read or write"),
+    };
+    let start_at = Instant::now() + Duration::from_millis(200);
+    let measure_from = start_at + Duration::from_secs_f64(a.warmup);
+    let stop_at = measure_from + Duration::from_secs_f64(a.seconds);
+    let mut workers = Vec::new();
+    for worker in 0..a.concurrency {
+        let (base, session) = (base.clone(), session.clone());
+        workers.push(tokio::spawn(async move {
+            let http = reqwest::Client::builder().pool_max_idle_per_host(1).build().unwrap();
+            let api = format!("{base}/api/v1");
+            tokio::time::sleep_until(start_at.into()).await;
+            let (mut latencies, mut errors, mut n) = (Vec::new(), 0u64, 0u64);
+            let mut record = |started: Instant, ok: bool| {
+                if started >= measure_from {
+                    if ok {
+                        latencies.push(started.elapsed());
+                    } else {
+                        errors += 1;
+                    }
+                }
+            };
+            while Instant::now() < stop_at {
+                n += 1;
+                if write {
+                    let t = Instant::now();
+                    let created = api_request(
+                        &http,
+                        &session,
+                        Method::POST,
+                        format!("{api}/me/tokens"),
+                        Some(json!({"name": format!("bench w{worker} n{n}")})),
+                    )
+                    .await;
+                    record(t, created.is_ok());
+                    if let Ok(created) = created {
+                        let t = Instant::now();
+                        let id = created["id"].as_str().unwrap_or_default();
+                        let revoked =
+                            api_request(&http, &session, Method::DELETE, format!("{api}/me/tokens/{id}"), None).await;
+                        record(t, revoked.is_ok());
+                    }
+                    let t = Instant::now();
+                    let renamed = api_request(
+                        &http,
+                        &session,
+                        Method::PATCH,
+                        format!("{api}/tenants/acme/servers/s{}", worker % 20),
+                        Some(json!({"display_name": format!("Server w{worker} n{n}")})),
+                    )
+                    .await;
+                    record(t, renamed.is_ok());
+                    let t = Instant::now();
+                    let listed =
+                        api_request(&http, &session, Method::GET, format!("{api}/tenants/acme/servers"), None).await;
+                    record(t, listed.is_ok());
+                } else {
+                    for path in [
+                        "tenants/acme/servers".to_owned(),
+                        format!("tenants/acme/servers/s{}", (worker + n as usize) % 20),
+                        "me/tokens".to_owned(),
+                    ] {
+                        let t = Instant::now();
+                        let ok = api_request(&http, &session, Method::GET, format!("{api}/{path}"), None).await.is_ok();
+                        record(t, ok);
+                    }
+                }
+            }
+            (latencies, errors)
+        }));
+    }
+    let mut all = Vec::new();
+    let mut errors = 0;
+    for w in workers {
+        let (l, e) = w.await.expect("worker");
+        all.extend(l);
+        errors += e;
+    }
+    all.sort();
+    let report = json!({
+        "mix": a.mix,
+        "concurrency": a.concurrency,
+        "requests": all.len(),
+        "errors": errors,
+        "rps": all.len() as f64 / a.seconds,
+        "p50_ms": percentile(&all, 50.0),
+        "p99_ms": percentile(&all, 99.0),
+    });
+    println!("{report}");
+}
+
 #[tokio::main]
 async fn main() {
     mcpgate::http_client::install_crypto_provider();
@@ -328,6 +493,7 @@ async fn main() {
         "call" => call(&a).await,
         "sessions" => sessions(&a).await,
         "soak" => soak(&a).await,
-        other => panic!("unknown mode {other:?}; use call, sessions or soak"),
+        "api" => api(&a).await,
+        other => panic!("unknown mode {other:?}; use call, sessions, soak or api"),
     }
 }

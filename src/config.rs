@@ -77,6 +77,8 @@ pub struct Settings {
     /// On SIGTERM: how long requests and streams in flight may take to finish before they are
     /// cut, in seconds.
     pub shutdown_timeout_seconds: u32,
+    /// Whether a replica takes policy updates as signed deltas (default) or always in full.
+    pub snapshot_deltas: bool,
     /// Address for Prometheus `GET /metrics`, e.g. `127.0.0.1:9464`. Not served when unset,
     /// and never on `listen`: the metrics name tenants and servers.
     pub metrics_listen: Option<String>,
@@ -115,6 +117,7 @@ struct Defaults {
     oauth_cimd_allow_private: bool,
     upstream_allow_private: bool,
     shutdown_timeout_seconds: u32,
+    snapshot_deltas: bool,
     log: &'static str,
     log_format: LogFormat,
 }
@@ -139,6 +142,7 @@ const DEFAULTS: Defaults = Defaults {
     oauth_cimd_allow_private: false,
     upstream_allow_private: false,
     shutdown_timeout_seconds: 30,
+    snapshot_deltas: true,
     log: "info",
     log_format: LogFormat::Text,
 };
@@ -174,6 +178,7 @@ const KNOWN_KEYS: &[&str] = &[
     "control_plane",
     "metrics_listen",
     "shutdown_timeout_seconds",
+    "snapshot_deltas",
     "log",
     "log_format",
 ];
@@ -293,6 +298,7 @@ impl Settings {
             workers: self.workers,
             metrics_listen: self.metrics_listen.clone(),
             shutdown_timeout_seconds: self.shutdown_timeout_seconds,
+            snapshot_deltas: self.snapshot_deltas,
         }
     }
 

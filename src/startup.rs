@@ -75,6 +75,11 @@ impl Application {
                 .await;
         guard.release().await;
         let bootstrap = bootstrap?;
+        // Opened after the migrations: readers need the tables (and the file) to exist.
+        let reads = store::connect_readers(&settings.database_url(), &db, settings.db_max_connections)
+            .await
+            .context("connecting the database's readers")?;
+        let store = store::Db { write: db.clone(), read: reads.clone() };
         // Computed now so the first sign-in costs the same as the rest.
         tokio::task::spawn_blocking(password::init).await.context("warming the password hasher")?;
 
@@ -98,10 +103,10 @@ impl Application {
         let holder = leadership.acquire_now().await;
         tokio::spawn(leadership.clone().run(holder));
         let publisher = Arc::new(Publisher::default());
-        publisher.start(&db, &sealer, &clock, &leadership).await.context("publishing the policy snapshot")?;
-        tokio::spawn(publisher.clone().run(db.clone(), sealer.clone(), clock.clone(), leadership.clone()));
+        publisher.start(&store, &sealer, &clock, &leadership).await.context("publishing the policy snapshot")?;
+        tokio::spawn(publisher.clone().run(store, sealer.clone(), clock.clone(), leadership.clone()));
         let policy = Arc::new(PolicyHolder::default());
-        spawn_policy_subscriber(&publisher, policy.clone(), db.clone()).await;
+        spawn_policy_subscriber(&publisher, policy.clone(), reads.clone()).await;
         let egress = Arc::new(settings.egress());
         if settings.upstream_allow_private {
             tracing::warn!("MCPGATE_UPSTREAM_ALLOW_PRIVATE is on: upstreams may be on private and loopback addresses");
@@ -128,6 +133,7 @@ impl Application {
             oauth,
             registrations: governor::RateLimiter::keyed(crate::api::oauth::REGISTRATION_QUOTA),
             db,
+            reads,
             clock,
             settings: Arc::new(settings),
             throttle,
@@ -313,6 +319,16 @@ async fn spawn_policy_subscriber(publisher: &Publisher, holder: Arc<PolicyHolder
             Ok(keys) => keys,
             Err(e) => return tracing::warn!(error = %e, "reading the policy keys failed"),
         };
+        // The next snapshot after the one in force comes as its delta, like on a replica:
+        // applying it costs what changed, not a parse of the whole document.
+        if let Some((from, delta)) = &published.delta {
+            if holder.version() == Some(*from) {
+                match holder.offer_delta(delta, &keys) {
+                    Ok(version) => return tracing::debug!(version, "policy snapshot in force (delta)"),
+                    Err(e) => tracing::warn!(error = %e, "the in-process proxy refused a delta; taking the snapshot"),
+                }
+            }
+        }
         match holder.offer(&published.document, &keys) {
             Ok(version) => tracing::debug!(version, "policy snapshot in force"),
             Err(e) => tracing::error!(error = %e, "the in-process proxy refused a policy snapshot"),

@@ -20,7 +20,11 @@ use crate::proxy::holder::PolicyHolder;
 
 /// Shared by every request handler.
 pub struct AppState {
+    /// The connection that writes (on SQLite the only one; see `store::Db`).
     pub db: DatabaseConnection,
+    /// Read-only connections for what needs no transaction of its own: authentication,
+    /// access checks, lists and details. A write sent here fails.
+    pub reads: DatabaseConnection,
     pub clock: Clock,
     pub settings: Arc<Settings>,
     pub throttle: LoginThrottle,
@@ -54,7 +58,8 @@ impl AppState {
     /// snapshot, with the same function, as the proxy will.
     pub async fn current_policy(&self) -> anyhow::Result<Arc<crate::proxy::index::Policy>> {
         let patience = Duration::from_secs(3);
-        let caught_up = self.publisher.catch_up(&self.db, &self.sealer, self.clock.now(), &self.leadership, patience);
+        let store = crate::store::Db { write: self.db.clone(), read: self.reads.clone() };
+        let caught_up = self.publisher.catch_up(&store, &self.sealer, self.clock.now(), &self.leadership, patience);
         if let Err(e) = caught_up.await {
             // Another publication of the same version may have won; the wait below covers it.
             tracing::debug!(error = format!("{e:#}"), "publishing before a decision");

@@ -15,6 +15,7 @@ mod m20261128_200000_create_oauth_server;
 mod m20261202_100000_create_identity;
 mod m20261202_200000_tenant_logo;
 mod m20261203_090000_server_metrics_tools;
+mod m20261204_090000_snapshot_deltas;
 
 pub struct Migrator;
 
@@ -32,6 +33,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_100000_create_identity::Migration),
             Box::new(m20261202_200000_tenant_logo::Migration),
             Box::new(m20261203_090000_server_metrics_tools::Migration),
+            Box::new(m20261204_090000_snapshot_deltas::Migration),
         ]
     }
 }

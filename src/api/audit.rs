@@ -73,7 +73,7 @@ pub async fn list_audit_events(
 ) -> ApiResult<web::Json<Page<AuditEventView>>> {
     let filter = filter.into_inner();
     let paged = audit::list(
-        &state.db,
+        &state.reads,
         &access.tenant,
         Filter {
             action: filter.action,

@@ -24,7 +24,8 @@ pub async fn list_authorizations(
     query: web::Query<PageQuery>,
 ) -> ApiResult<web::Json<Page<AuthorizationView>>> {
     let user = principal.user()?;
-    let paged = grants::list_for_user(&state.db, &state.oauth, user.id, query.to_request()?, state.clock.now()).await?;
+    let paged =
+        grants::list_for_user(&state.reads, &state.oauth, user.id, query.to_request()?, state.clock.now()).await?;
     Ok(web::Json(Page::from_paged(paged, |a| a)))
 }
 
@@ -58,8 +59,9 @@ pub async fn list_user_authorizations(
     id: web::Path<i64>,
     query: web::Query<PageQuery>,
 ) -> ApiResult<web::Json<Page<AuthorizationView>>> {
-    let user = crate::control::users::get(&state.db, id.into_inner()).await?;
-    let paged = grants::list_for_user(&state.db, &state.oauth, user.id, query.to_request()?, state.clock.now()).await?;
+    let user = crate::control::users::get(&state.reads, id.into_inner()).await?;
+    let paged =
+        grants::list_for_user(&state.reads, &state.oauth, user.id, query.to_request()?, state.clock.now()).await?;
     Ok(web::Json(Page::from_paged(paged, |a| a)))
 }
 

@@ -96,12 +96,12 @@ async fn authenticate(req: &HttpRequest) -> Result<(Caller, Credential), ApiErro
             return idp_caller(&state, &presented, now).await;
         }
         // Tokens are not sent by browsers on their own, so they need no CSRF token.
-        let (row, caller) = tokens::authenticate(&state.db, &presented, now).await?.ok_or(ApiError::InvalidToken)?;
+        let (row, caller) = tokens::authenticate(&state.reads, &presented, now).await?.ok_or(ApiError::InvalidToken)?;
         state.token_usage.record(row.id, now);
         return Ok((caller, Credential::Token { id: row.id }));
     }
     let secret = req.cookie(SESSION_COOKIE).map(|c| c.value().to_owned()).ok_or(ApiError::Unauthenticated)?;
-    let (session, user) = sessions::lookup(&state.db, &secret, now).await?.ok_or(ApiError::Unauthenticated)?;
+    let (session, user) = sessions::lookup(&state.reads, &secret, now).await?.ok_or(ApiError::Unauthenticated)?;
     // Cookies ride along on cross-site requests; a state change must also prove it came from
     // a page that could read the CSRF token.
     if !is_safe(req.method()) {
@@ -124,14 +124,14 @@ async fn idp_caller(
     let policy = state.policy.current().ok_or(ApiError::InvalidToken)?;
     let found = match state.idp_keys.authenticate(&policy, token, None, now).await {
         Ok(caller) => match caller.subject {
-            crate::proxy::index::Subject::User(id) => match crate::control::users::get(&state.db, id).await {
+            crate::proxy::index::Subject::User(id) => match crate::control::users::get(&state.reads, id).await {
                 Ok(user) if user.disabled => Err(Rejection::DisabledUser),
                 Ok(user) => Ok((Caller::User(user), caller.provider)),
                 Err(_) => Err(Rejection::UnmappedSubject),
             },
             crate::proxy::index::Subject::VirtualAccount(id) => {
                 match <crate::store::entities::virtual_accounts::Entity as sea_orm::EntityTrait>::find_by_id(id)
-                    .one(&state.db)
+                    .one(&state.reads)
                     .await?
                 {
                     Some(va) => Ok((Caller::VirtualAccount(va), caller.provider)),
@@ -223,9 +223,9 @@ impl FromRequest for TenantAccess {
             let principal = principal.await?;
             let state = state(&req)?;
             let slug = req.match_info().get("tenant").ok_or(ApiError::NotFound)?;
-            let tenant = tenants::find_by_slug(&state.db, slug).await?.ok_or(ApiError::NotFound)?;
+            let tenant = tenants::find_by_slug(&state.reads, slug).await?.ok_or(ApiError::NotFound)?;
             let membership = match &principal.caller {
-                Caller::User(user) => tenants::role_of(&state.db, tenant.id, user.id).await?,
+                Caller::User(user) => tenants::role_of(&state.reads, tenant.id, user.id).await?,
                 // An account belongs to its tenant; the tenant `admin` role makes it an admin there.
                 Caller::VirtualAccount(va) if va.tenant_id == tenant.id => {
                     Some(if va.tenant_role.as_deref() == Some(TENANT_ADMIN) {
@@ -285,9 +285,9 @@ impl FromRequest for ServerAccess {
             let tenant = tenant.await?;
             let state = state(&req)?;
             let slug = req.match_info().get("server").ok_or(ApiError::NotFound)?;
-            let server = servers::get(&state.db, &tenant.tenant, slug).await?;
+            let server = servers::get(&state.reads, &tenant.tenant, slug).await?;
             let role =
-                servers::role_of(&state.db, &tenant.tenant, &tenant.principal.caller, tenant.is_admin(), &server)
+                servers::role_of(&state.reads, &tenant.tenant, &tenant.principal.caller, tenant.is_admin(), &server)
                     .await?
                     .ok_or(ApiError::NotFound)?;
             Ok(ServerAccess { tenant, server, role })

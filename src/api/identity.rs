@@ -83,7 +83,7 @@ pub async fn list_tenant_idps(
     TenantAdmin(access): TenantAdmin,
     query: web::Query<PageQuery>,
 ) -> ApiResult<web::Json<Page<IdpView>>> {
-    let paged = identity::list(&state.db, Some(&access.tenant), query.to_request()?).await?;
+    let paged = identity::list(&state.reads, Some(&access.tenant), query.to_request()?).await?;
     Ok(web::Json(Page::try_from_paged(paged, |r| view(&state, &r))?))
 }
 
@@ -116,7 +116,7 @@ pub async fn get_tenant_idp(
     TenantAdmin(access): TenantAdmin,
     path: web::Path<(String, String)>,
 ) -> ApiResult<web::Json<IdpView>> {
-    let row = identity::get(&state.db, Some(&access.tenant), &path.1).await?;
+    let row = identity::get(&state.reads, Some(&access.tenant), &path.1).await?;
     Ok(web::Json(view(&state, &row)?))
 }
 
@@ -183,7 +183,7 @@ pub async fn list_platform_idps(
     _admin: PlatformAdmin,
     query: web::Query<PageQuery>,
 ) -> ApiResult<web::Json<Page<IdpView>>> {
-    let paged = identity::list(&state.db, None, query.to_request()?).await?;
+    let paged = identity::list(&state.reads, None, query.to_request()?).await?;
     Ok(web::Json(Page::try_from_paged(paged, |r| view(&state, &r))?))
 }
 
@@ -215,7 +215,7 @@ pub async fn get_platform_idp(
     _admin: PlatformAdmin,
     slug: web::Path<String>,
 ) -> ApiResult<web::Json<IdpView>> {
-    let row = identity::get(&state.db, None, &slug).await?;
+    let row = identity::get(&state.reads, None, &slug).await?;
     Ok(web::Json(view(&state, &row)?))
 }
 
@@ -313,22 +313,22 @@ pub async fn login_providers(
         None => "/".to_owned(),
     };
     let tenant = match &query.tenant {
-        Some(slug) => tenants::find_by_slug(&state.db, slug).await?,
+        Some(slug) => tenants::find_by_slug(&state.reads, slug).await?,
         None => None,
     };
-    let mut rows = identity::login_providers(&state.db, tenant.as_ref()).await?;
+    let mut rows = identity::login_providers(&state.reads, tenant.as_ref()).await?;
     let email = match &query.email {
         Some(raw) => Some(Email::parse("email", raw)?),
         None => None,
     };
     if let Some(email) = &email {
-        for found in identity::providers_for_email(&state.db, email).await? {
+        for found in identity::providers_for_email(&state.reads, email).await? {
             if !rows.iter().any(|r| r.id == found.id) {
                 rows.push(found);
             }
         }
     }
-    let slugs = tenants::slugs_of(&state.db, rows.iter().filter_map(|r| r.tenant_id).collect()).await?;
+    let slugs = tenants::slugs_of(&state.reads, rows.iter().filter_map(|r| r.tenant_id).collect()).await?;
     let items = rows
         .iter()
         .map(|r| {
@@ -404,7 +404,7 @@ pub async fn list_invitations(
     query: web::Query<PageQuery>,
 ) -> ApiResult<web::Json<Page<InvitationView>>> {
     let now = state.clock.now();
-    let paged = invitations::list(&state.db, &access.tenant, query.to_request()?).await?;
+    let paged = invitations::list(&state.reads, &access.tenant, query.to_request()?).await?;
     Ok(web::Json(Page::try_from_paged(paged, |r| InvitationView::of(&r, now))?))
 }
 

@@ -62,7 +62,7 @@ async fn subject_of(state: &AppState, access: &ServerAccess, raw: &str) -> ApiRe
 #[get("/tenants/{tenant}/servers/{server}/auth-overrides")]
 pub async fn list_overrides(state: web::Data<AppState>, access: ServerAccess) -> ApiResult<web::Json<OverrideList>> {
     let only = (access.role != ServerRole::Manager).then(|| access.tenant.principal.caller.subject());
-    let items = overrides::list(&state.db, &state.sealer, &access.server, only).await?;
+    let items = overrides::list(&state.reads, &state.sealer, &access.server, only).await?;
     Ok(web::Json(OverrideList { items }))
 }
 

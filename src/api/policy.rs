@@ -65,6 +65,20 @@ pub struct SnapshotQuery {
     pub after: Option<i64>,
     /// …waiting up to this many seconds (at most 60) for one; `304` if none came.
     pub wait: Option<u64>,
+    /// With `after`: answer with the signed deltas from `after` to the newest snapshot
+    /// (`application/json`, [`SnapshotDeltas`]) when they chain and are smaller than the
+    /// snapshot; otherwise the full snapshot as usual.
+    pub deltas: Option<bool>,
+}
+
+/// The way from the caller's snapshot to the newest: signed deltas to apply in order.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct SnapshotDeltas {
+    /// The version the last delta produces.
+    pub version: i64,
+    /// Compact JWS documents (`typ` `mcpgate-policy-delta+jws`), oldest first; each applies
+    /// to the version the previous one produced, the first to `after`.
+    pub deltas: Vec<String>,
 }
 
 fn etag(version: i64) -> String {
@@ -92,12 +106,15 @@ fn document(published: &Published) -> HttpResponse {
 ///
 /// `If-None-Match` with the current ETag gives `304`. With `after=N&wait=S` the request waits
 /// up to S seconds for a version newer than N (long-poll) and gives `304` if none arrives.
+/// With `after=N&deltas=true` a newer version comes as the signed deltas from N when they are
+/// at hand and smaller (a replica applies them to the snapshot it verified), else in full.
 #[utoipa::path(
     tag = "policy",
     params(SnapshotQuery),
     security(("proxy_key" = []), ("session" = []), ("token" = [])),
     responses(
-        (status = 200, description = "The snapshot (compact JWS)", content_type = "application/jose", body = String,
+        (status = 200, description = "The snapshot (compact JWS), or with `deltas=true` the deltas to it",
+         content((String = "application/jose"), (SnapshotDeltas = "application/json")),
          headers(("etag" = String, description = "\"v<version>\""), ("x-mcpgate-policy-version" = i64))),
         (status = 304, description = "No newer snapshot"),
         Unauthorized, Forbidden, Unprocessable, Unavailable, Internal
@@ -140,6 +157,20 @@ pub async fn latest_snapshot(
         .is_some_and(|v| v.split(',').any(|tag| tag.trim() == etag(published.version)));
     if matches {
         return Ok(not_modified(Some(published.version)));
+    }
+    if let (Some(after), Some(true)) = (query.after, query.deltas) {
+        // The usual case without a query: a long-poll woken by the very next snapshot.
+        let chain = match &published.delta {
+            Some((from, delta)) if *from == after => Some((published.version, vec![delta.clone()])),
+            _ => crate::policy::publish::delta_chain(&state.reads, after).await?,
+        };
+        if let Some((version, deltas)) = chain {
+            return Ok(HttpResponse::Ok()
+                .insert_header((header::ETAG, etag(version)))
+                .insert_header((VERSION_HEADER, version.to_string()))
+                .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
+                .json(SnapshotDeltas { version, deltas: deltas.iter().map(|d| d.to_string()).collect() }));
+        }
     }
     Ok(document(&published))
 }
@@ -187,12 +218,13 @@ pub async fn snapshot_history(
             policy_snapshots::Column::Summary,
         ])
         .column_as(sea_orm::sea_query::Expr::val(""), "document")
+        .column_as(sea_orm::sea_query::Expr::cust("NULL"), "delta")
         .order_by_desc(policy_snapshots::Column::Version)
         .limit(page.limit + 1);
     if let Some(after) = page.after {
         select = select.filter(policy_snapshots::Column::Version.lt(after));
     }
-    let mut rows = select.all(&state.db).await?;
+    let mut rows = select.all(&state.reads).await?;
     let next = if rows.len() as u64 > page.limit {
         rows.truncate(page.limit as usize);
         rows.last().map(|r| r.version)
@@ -220,7 +252,7 @@ pub async fn snapshot_history(
 )]
 #[get("/policy/keys")]
 pub async fn keys(state: web::Data<AppState>) -> ApiResult<web::Json<Jwks>> {
-    Ok(web::Json(trusted_keys(&state.db).await?))
+    Ok(web::Json(trusted_keys(&state.reads).await?))
 }
 
 /// Only a proxy: the proxy key as a bearer token.

@@ -434,7 +434,7 @@ pub async fn list_servers(
 ) -> ApiResult<web::Json<Page<ServerView>>> {
     let caller = &access.principal.caller;
     let paged = servers::visible_page(
-        &state.db,
+        &state.reads,
         &access.tenant,
         caller,
         access.is_admin(),
@@ -544,7 +544,7 @@ pub async fn create_server(
 )]
 #[get("/tenants/{tenant}/servers/{server}")]
 pub async fn get_server(state: web::Data<AppState>, access: ServerAccess) -> ApiResult<web::Json<ServerView>> {
-    let detail = servers::detail(&state.db, access.server).await?;
+    let detail = servers::detail(&state.reads, access.server).await?;
     Ok(web::Json(view(&state, &access.tenant.tenant.slug, detail, access.role)?))
 }
 
@@ -628,7 +628,7 @@ pub async fn get_how_to_use(state: web::Data<AppState>, access: ServerAccess) ->
     let mut how = how_to_use::how_to_use(&base, tenant, &access.server.slug);
     // The servers whose upstream takes each caller's own credential: this one, or the members
     // a virtual server calls with their own auth.
-    let detail = servers::detail(&state.db, access.server).await?;
+    let detail = servers::detail(&state.reads, access.server).await?;
     let mut needing = vec![(&detail.server, detail.server.auth_data.as_ref())];
     needing.extend(
         detail.members.iter().map(|(link, member)| (member, link.auth_data.as_ref().or(member.auth_data.as_ref()))),
@@ -778,7 +778,7 @@ pub async fn list_collaborators(
     state: web::Data<AppState>,
     access: ServerAccess,
 ) -> ApiResult<web::Json<CollaboratorList>> {
-    let items = servers::collaborators(&state.db, &access.server).await?;
+    let items = servers::collaborators(&state.reads, &access.server).await?;
     Ok(web::Json(CollaboratorList { items: items.into_iter().map(CollaboratorView::from).collect() }))
 }
 

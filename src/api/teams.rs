@@ -52,7 +52,7 @@ pub async fn list_teams(
     access: TenantAccess,
     query: web::Query<PageQuery>,
 ) -> ApiResult<web::Json<Page<TeamView>>> {
-    let paged = teams::list(&state.db, &access.tenant, query.to_request()?).await?;
+    let paged = teams::list(&state.reads, &access.tenant, query.to_request()?).await?;
     Ok(web::Json(Page::from_paged(paged, TeamView::from)))
 }
 
@@ -102,7 +102,7 @@ pub async fn get_team(
     access: TenantAccess,
     path: web::Path<(String, String)>,
 ) -> ApiResult<web::Json<TeamView>> {
-    Ok(web::Json(teams::get(&state.db, &access.tenant, &path.1).await?.into()))
+    Ok(web::Json(teams::get(&state.reads, &access.tenant, &path.1).await?.into()))
 }
 
 /// Update a team (tenant admins). `everyone` cannot be changed.
@@ -169,8 +169,8 @@ pub async fn list_team_members(
     path: web::Path<(String, String)>,
     query: web::Query<PageQuery>,
 ) -> ApiResult<web::Json<Page<TeamMemberView>>> {
-    let team = teams::get(&state.db, &access.tenant, &path.1).await?;
-    let paged = teams::list_members(&state.db, &access.tenant, &team, query.to_request()?).await?;
+    let team = teams::get(&state.reads, &access.tenant, &path.1).await?;
+    let paged = teams::list_members(&state.reads, &access.tenant, &team, query.to_request()?).await?;
     Ok(web::Json(Page::from_paged(paged, TeamMemberView::from)))
 }
 

@@ -58,10 +58,10 @@ pub async fn list_tenants(
     principal: Principal,
     query: web::Query<PageQuery>,
 ) -> ApiResult<web::Json<Page<TenantView>>> {
-    let paged = tenants::list_visible(&state.db, &principal.caller, query.to_request()?).await?;
+    let paged = tenants::list_visible(&state.reads, &principal.caller, query.to_request()?).await?;
     let ids: Vec<i64> = paged.items.iter().map(|t| t.id).collect();
     let roles = match principal.caller.user() {
-        Some(user) => tenants::roles_in(&state.db, user.id, ids).await?,
+        Some(user) => tenants::roles_in(&state.reads, user.id, ids).await?,
         None => Default::default(),
     };
     Ok(web::Json(Page::from_paged(paged, |t| {
@@ -179,7 +179,7 @@ pub async fn list_members(
     access: TenantAccess,
     query: web::Query<PageQuery>,
 ) -> ApiResult<web::Json<Page<TenantMemberView>>> {
-    let paged = members::list(&state.db, &access.tenant, query.to_request()?).await?;
+    let paged = members::list(&state.reads, &access.tenant, query.to_request()?).await?;
     Ok(web::Json(Page::from_paged(paged, TenantMemberView::from)))
 }
 

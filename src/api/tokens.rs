@@ -171,7 +171,7 @@ pub async fn list_tokens(
     principal: Principal,
     query: web::Query<PageQuery>,
 ) -> ApiResult<web::Json<Page<TokenView>>> {
-    let paged = tokens::list_for_user(&state.db, principal.user()?.id, query.to_request()?).await?;
+    let paged = tokens::list_for_user(&state.reads, principal.user()?.id, query.to_request()?).await?;
     let now = state.clock.now();
     Ok(web::Json(Page::from_paged(paged, |t| TokenView::new(t, now))))
 }
@@ -226,8 +226,8 @@ pub async fn list_user_tokens(
     id: web::Path<i64>,
     query: web::Query<PageQuery>,
 ) -> ApiResult<web::Json<Page<TokenView>>> {
-    let user = users::get(&state.db, id.into_inner()).await?;
-    let paged = tokens::list_for_user(&state.db, user.id, query.to_request()?).await?;
+    let user = users::get(&state.reads, id.into_inner()).await?;
+    let paged = tokens::list_for_user(&state.reads, user.id, query.to_request()?).await?;
     let now = state.clock.now();
     Ok(web::Json(Page::from_paged(paged, |t| TokenView::new(t, now))))
 }

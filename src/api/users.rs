@@ -52,7 +52,7 @@ pub async fn list_users(
     _admin: PlatformAdmin,
     query: web::Query<PageQuery>,
 ) -> ApiResult<web::Json<Page<UserView>>> {
-    let paged = users::list(&state.db, query.to_request()?).await?;
+    let paged = users::list(&state.reads, query.to_request()?).await?;
     Ok(web::Json(Page::from_paged(paged, UserView::from)))
 }
 
@@ -93,7 +93,7 @@ pub async fn get_user(
     _admin: PlatformAdmin,
     id: web::Path<i64>,
 ) -> ApiResult<web::Json<UserView>> {
-    Ok(web::Json(users::get(&state.db, id.into_inner()).await?.into()))
+    Ok(web::Json(users::get(&state.reads, id.into_inner()).await?.into()))
 }
 
 /// Update a user: name, password, disabled flag, platform admin flag.

@@ -136,7 +136,7 @@ pub async fn list_accounts(
     TenantAdmin(access): TenantAdmin,
     query: web::Query<PageQuery>,
 ) -> ApiResult<web::Json<Page<VirtualAccountView>>> {
-    let paged = accounts::list(&state.db, &access.tenant, query.to_request()?).await?;
+    let paged = accounts::list(&state.reads, &access.tenant, query.to_request()?).await?;
     let mut items = Vec::with_capacity(paged.items.len());
     for va in paged.items {
         items.push(view(&state, va).await?);
@@ -191,7 +191,7 @@ pub async fn get_account(
     access: TenantAccess,
     path: web::Path<(String, String)>,
 ) -> ApiResult<web::Json<VirtualAccountView>> {
-    let va = accounts::get(&state.db, &access.tenant, &path.1).await?;
+    let va = accounts::get(&state.reads, &access.tenant, &path.1).await?;
     may_rotate(&access, &va)?;
     Ok(web::Json(view(&state, va).await?))
 }
@@ -319,9 +319,9 @@ pub async fn list_account_tokens(
     path: web::Path<(String, String)>,
     query: web::Query<PageQuery>,
 ) -> ApiResult<web::Json<Page<TokenView>>> {
-    let va = accounts::get(&state.db, &access.tenant, &path.1).await?;
+    let va = accounts::get(&state.reads, &access.tenant, &path.1).await?;
     may_rotate(&access, &va)?;
-    let paged = tokens::list_for_virtual_account(&state.db, va.id, query.to_request()?).await?;
+    let paged = tokens::list_for_virtual_account(&state.reads, va.id, query.to_request()?).await?;
     let now = state.clock.now();
     Ok(web::Json(Page::from_paged(paged, |t| TokenView::new(t, now))))
 }

@@ -759,6 +759,10 @@ async fn a_replica_gets_credentials_from_the_control_plane() {
     while policy.version() < wanted {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
+    // The replica loaded one full snapshot and took the change as a delta.
+    let (full, deltas) = policy.applied();
+    assert_eq!(full, 1, "no fall-back to the full snapshot");
+    assert!(deltas >= 1);
     assert_eq!(whoami(&url, &p.ann_token).await.unwrap(), "ann-upstream");
     assert_eq!(whoami(&format!("{base}/acme/mcp/machine/server"), &p.bob_token).await.unwrap(), "machine");
 

@@ -133,3 +133,66 @@ async fn rotated_keys_sign_new_snapshots_and_old_keys_stay_published() {
     let document = fetch(&admin, "").await.text().await.unwrap();
     assert!(matches!(sign::verify(&document, &old_only), Err(sign::VerifyError::UnknownKey(_))));
 }
+
+#[tokio::test]
+async fn a_replica_behind_gets_signed_deltas_that_rebuild_the_newest_snapshot() {
+    use mcpgate::policy::delta;
+    let app = spawn_app().await;
+    let admin = app.admin().await;
+    let proxy = proxy(&app);
+    let trusted = keys(&app).await;
+    let base = sign::verify(&fetch(&proxy, "").await.text().await.unwrap(), &trusted).unwrap();
+
+    app.tenant(&admin, "acme", &[]).await;
+    admin
+        .post(
+            "/api/v1/tenants/acme/servers",
+            json!({"slug": "github", "display_name": "GitHub", "kind": "remote", "url": "https://e.com/mcp"}),
+        )
+        .await
+        .expect(201);
+    let created = admin.post("/api/v1/me/tokens", json!({"name": "t"})).await.expect(201);
+    admin.delete(&format!("/api/v1/me/tokens/{}", created["id"].as_str().unwrap())).await.expect(204);
+    admin.post("/api/v1/me/tokens", json!({"name": "kept"})).await.expect(201);
+
+    // Wait until the newest snapshot has every change, then ask for the way there from `base`.
+    let mut newest = base.clone();
+    for _ in 0..50 {
+        let res = fetch(&proxy, &format!("?after={}&wait=2", newest.version)).await;
+        if res.status() == 200 {
+            newest = sign::verify(&res.text().await.unwrap(), &trusted).unwrap();
+        }
+        if newest.tokens.len() == 1 && newest.servers.len() == 1 {
+            break;
+        }
+    }
+    let full = fetch(&proxy, "").await.text().await.unwrap();
+    let res = fetch(&proxy, &format!("?after={}&deltas=true", base.version)).await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["content-type"], "application/json");
+    assert_eq!(res.headers()["x-mcpgate-policy-version"].to_str().unwrap(), newest.version.to_string());
+    let body: serde_json::Value = res.json().await.unwrap();
+    let deltas: Vec<String> = serde_json::from_value(body["deltas"].clone()).unwrap();
+    assert!(!deltas.is_empty());
+    let bytes: usize = deltas.iter().map(String::len).sum();
+    assert!(bytes < full.len(), "the deltas ({bytes} bytes) are smaller than the snapshot ({} bytes)", full.len());
+
+    // Applied in order to the verified base, they give exactly the newest snapshot's content.
+    let (mut held, mut digest) = (base.clone(), delta::content_digest(&base));
+    for d in &deltas {
+        let verified = sign::verify_delta(d, &trusted).expect("each delta verifies");
+        (held, digest) = delta::apply(&held, digest, &verified).expect("each delta applies to the one before");
+    }
+    assert_eq!(held.version, newest.version);
+    assert_eq!(digest, delta::content_digest(&newest));
+    assert_eq!(held.tokens, newest.tokens);
+    assert_eq!(held.servers[0].slug, "github");
+
+    // No chain from before the first snapshot, and none unless asked: the full document.
+    let res = fetch(&proxy, "?after=0&deltas=true").await;
+    assert_eq!(res.headers()["content-type"], "application/jose");
+    let res = fetch(&proxy, &format!("?after={}", base.version)).await;
+    assert_eq!(res.headers()["content-type"], "application/jose");
+    // Up to date: nothing to send.
+    assert_eq!(fetch(&proxy, &format!("?after={}&deltas=true&wait=1", newest.version)).await.status(), 304);
+}

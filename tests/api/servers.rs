@@ -577,3 +577,42 @@ async fn a_page_of_servers_costs_the_same_queries_whatever_its_size() {
     assert_eq!(cost[0], cost[1], "queries for a page of 11 and of 14: {cost:?}");
     assert!(cost[1] <= 8, "a page costs a handful of queries: {}", cost[1]);
 }
+
+#[tokio::test]
+async fn reads_are_served_while_a_write_transaction_holds_the_writer() {
+    use sea_orm::{ConnectionTrait, DatabaseBackend};
+    let app = spawn_app().await;
+    let admin = app.admin().await;
+    app.tenant(&admin, "acme", &[]).await;
+    admin
+        .post(
+            "/api/v1/tenants/acme/servers",
+            json!({"slug": "s", "display_name": "S", "kind": "remote", "url": "https://e.com/mcp"}),
+        )
+        .await
+        .expect(201);
+
+    // A long write (a big import, a key rotation) holds SQLite's one writer…
+    let txn = mcpgate::store::begin_write(&app.state.db).await.unwrap();
+    txn.execute_unprepared("UPDATE policy_state SET version = version WHERE id = 1").await.unwrap();
+    // …and sign-in checks, lists and details are still answered at once, from the readers.
+    let started = std::time::Instant::now();
+    let listed = tokio::time::timeout(std::time::Duration::from_secs(5), admin.get("/api/v1/tenants/acme/servers"))
+        .await
+        .expect("a read does not wait for the writer");
+    assert_eq!(listed.expect(200)["items"].as_array().unwrap().len(), 1);
+    admin.get("/api/v1/tenants/acme/servers/s").await.expect(200);
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+
+    if app.state.db.get_database_backend() == DatabaseBackend::Sqlite {
+        // Writes take their turn: this one waits for the transaction, then goes through.
+        let writer = admin.clone();
+        let write = tokio::spawn(async move { writer.post("/api/v1/me/tokens", json!({"name": "queued"})).await });
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        assert!(!write.is_finished(), "one writer at a time");
+        txn.commit().await.unwrap();
+        write.await.unwrap().expect(201);
+    } else {
+        txn.commit().await.unwrap();
+    }
+}

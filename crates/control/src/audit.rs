@@ -104,7 +104,7 @@ impl<'a, T: ConnectionTrait + TransactionSession> Change<'a, T> {
         C: TransactionTrait<Transaction = T>,
     {
         let began = std::time::Instant::now();
-        Ok(Self { txn: db.begin().await?, actor, now, began })
+        Ok(Self { txn: crate::store::begin_write(db).await?, actor, now, began })
     }
 
     /// The transaction every read and write of the change goes through.

@@ -447,7 +447,7 @@ async fn remember_keys<C: TransactionTrait>(
     let keys = serde_json::to_value(metadata.jwks()).map_err(anyhow::Error::from)?;
     let uri = metadata.jwks_uri().url().to_string();
     let changed = row.jwks.as_ref() != Some(&keys) || row.jwks_uri.as_deref() != Some(uri.as_str());
-    let txn = db.begin().await?;
+    let txn = crate::store::begin_write(db).await?;
     let mut active = row.clone().into_active_model();
     active.jwks_uri = Set(Some(uri));
     active.jwks = Set(Some(keys));

@@ -34,7 +34,7 @@ fn reseal_auth(
 
 /// Re-seals everything; returns how many values moved.
 pub async fn reseal_all<C: TransactionTrait>(db: &C, old: &Sealer, new: &Sealer) -> anyhow::Result<usize> {
-    let txn = db.begin().await?;
+    let txn = crate::store::begin_write(db).await?;
     let mut moved = 0;
     for row in signing_keys::Entity::find().all(&txn).await? {
         let sealed = reseal(&row.private_key, &Place::signing_key(&row.kid), old, new)?;

@@ -5,9 +5,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, Set, TransactionTrait,
-};
+use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, Set};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -338,7 +336,7 @@ pub async fn exchange_code(
     if claimed.rows_affected == 0 {
         // A code presented twice was stolen or replayed: what it bought stops working too.
         if let Some(grant) = row.grant_id {
-            let txn = db.begin().await.map_err(OAuthError::server)?;
+            let txn = mcpgate_store::begin_write(db).await.map_err(OAuthError::server)?;
             revoke_grant(&txn, grant, "code_reuse", now).await?;
             txn.commit().await.map_err(OAuthError::server)?;
         }
@@ -365,7 +363,7 @@ pub async fn exchange_code(
     if !user_live(db, row.user_id).await? {
         return Err(OAuthError::invalid_grant("the account that signed in is disabled"));
     }
-    let txn = db.begin().await.map_err(OAuthError::server)?;
+    let txn = mcpgate_store::begin_write(db).await.map_err(OAuthError::server)?;
     let grant = oauth_grants::ActiveModel {
         public_id: Set(uuid::Uuid::new_v4().simple().to_string()),
         user_id: Set(row.user_id),
@@ -427,7 +425,7 @@ pub async fn refresh(
 ) -> Refreshed {
     let mut revoked = false;
     let result = async {
-        let txn = db.begin().await.map_err(OAuthError::server)?;
+        let txn = mcpgate_store::begin_write(db).await.map_err(OAuthError::server)?;
         let unknown = || OAuthError::invalid_grant("the refresh token is not valid; sign in again");
         let row = oauth_refresh_tokens::Entity::find()
             .filter(oauth_refresh_tokens::Column::Digest.eq(digest(token)))
@@ -502,7 +500,7 @@ pub async fn end_for_identity_provider(
     grant_id: i64,
     now: DateTime<Utc>,
 ) -> Result<(), OAuthError> {
-    let txn = db.begin().await.map_err(OAuthError::server)?;
+    let txn = mcpgate_store::begin_write(db).await.map_err(OAuthError::server)?;
     revoke_grant(&txn, grant_id, "identity_provider", now).await?;
     txn.commit().await.map_err(OAuthError::server)
 }
@@ -596,7 +594,7 @@ pub async fn revoke(
         let grant = oauth_grants::Entity::find_by_id(row.grant_id).one(db).await.map_err(OAuthError::server)?;
         return match grant.filter(|g| g.client_id == client.row.id) {
             Some(grant) => {
-                let txn = db.begin().await.map_err(OAuthError::server)?;
+                let txn = mcpgate_store::begin_write(db).await.map_err(OAuthError::server)?;
                 let changed = revoke_grant(&txn, grant.id, "client", now).await?;
                 txn.commit().await.map_err(OAuthError::server)?;
                 Ok(changed)
@@ -613,7 +611,7 @@ pub async fn revoke(
     if claims.client_id != client.row.client_id {
         return Ok(false);
     }
-    let txn = db.begin().await.map_err(OAuthError::server)?;
+    let txn = mcpgate_store::begin_write(db).await.map_err(OAuthError::server)?;
     let exists = oauth_revoked_tokens::Entity::find()
         .filter(oauth_revoked_tokens::Column::Jti.eq(&claims.jti))
         .one(&txn)
@@ -741,7 +739,7 @@ pub async fn revoke_for_user(
     public_id: &str,
     now: DateTime<Utc>,
 ) -> Result<bool, OAuthError> {
-    let txn = db.begin().await.map_err(OAuthError::server)?;
+    let txn = mcpgate_store::begin_write(db).await.map_err(OAuthError::server)?;
     let Some(grant) = oauth_grants::Entity::find()
         .filter(oauth_grants::Column::PublicId.eq(public_id))
         .filter(oauth_grants::Column::UserId.eq(user))

@@ -9,6 +9,7 @@
 
 pub mod access_token;
 pub mod clock;
+pub mod delta;
 pub mod idp;
 pub mod kinds;
 pub mod outbound;
@@ -164,7 +165,7 @@ pub struct AccessEntry {
 /// One live token. Tokens dominate large snapshots (100,000 of them is most of the bytes), so
 /// each is one compact string, `<base64url digest>.<u|v><subject id>[.<expiry, unix seconds>]`,
 /// rather than an object: a third of the size, and much faster to hash and parse.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct TokenEntry {
     /// SHA-256 of the token.
     pub digest: [u8; 32],
@@ -174,7 +175,7 @@ pub struct TokenEntry {
 }
 
 /// Whose token it is: a user's personal access token or a virtual account's.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum TokenOwner {
     User,
     VirtualAccount,

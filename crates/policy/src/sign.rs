@@ -9,9 +9,11 @@ use ring::signature::{Ed25519KeyPair, KeyPair};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use crate::delta::Delta;
 use crate::{canonical_json, Snapshot};
 
 pub const JWS_TYPE: &str = "mcpgate-policy+jws";
+pub const DELTA_JWS_TYPE: &str = "mcpgate-policy-delta+jws";
 
 /// A signing key pair: PKCS#8 private key and raw public key.
 pub struct KeyMaterial {
@@ -95,8 +97,18 @@ pub enum VerifyError {
 /// Signs a snapshot; its `kid` must be the key's.
 pub fn sign(snapshot: &Snapshot, key: &KeyMaterial) -> anyhow::Result<String> {
     anyhow::ensure!(snapshot.kid == key.kid, "snapshot kid {} is not the signing key {}", snapshot.kid, key.kid);
-    let header = canonical_json(&json!({"alg": "EdDSA", "kid": key.kid, "typ": JWS_TYPE}));
-    let payload = canonical_json(&serde_json::to_value(snapshot)?);
+    sign_payload(&serde_json::to_value(snapshot)?, JWS_TYPE, key)
+}
+
+/// Signs a delta between snapshots; its `kid` must be the key's.
+pub fn sign_delta(delta: &Delta, key: &KeyMaterial) -> anyhow::Result<String> {
+    anyhow::ensure!(delta.kid == key.kid, "delta kid {} is not the signing key {}", delta.kid, key.kid);
+    sign_payload(&serde_json::to_value(delta)?, DELTA_JWS_TYPE, key)
+}
+
+fn sign_payload(payload: &serde_json::Value, typ: &str, key: &KeyMaterial) -> anyhow::Result<String> {
+    let header = canonical_json(&json!({"alg": "EdDSA", "kid": key.kid, "typ": typ}));
+    let payload = canonical_json(payload);
     let message = format!("{}.{}", URL_SAFE_NO_PAD.encode(header), URL_SAFE_NO_PAD.encode(payload));
     let signature =
         jsonwebtoken::crypto::sign(message.as_bytes(), &EncodingKey::from_ed_der(&key.pkcs8), Algorithm::EdDSA)?;
@@ -112,14 +124,37 @@ struct Header {
 
 /// Verifies a compact JWS against trusted keys and returns the snapshot it carries.
 pub fn verify(jws: &str, trusted: &Jwks) -> Result<Snapshot, VerifyError> {
+    let (snapshot, kid): (Snapshot, String) = verify_payload(jws, trusted, JWS_TYPE)?;
+    if snapshot.kid != kid {
+        return Err(VerifyError::KidMismatch { header: kid, payload: snapshot.kid });
+    }
+    Ok(snapshot)
+}
+
+/// Verifies a signed delta against trusted keys and returns it (not yet applied).
+pub fn verify_delta(jws: &str, trusted: &Jwks) -> Result<Delta, VerifyError> {
+    let (delta, kid): (Delta, String) = verify_payload(jws, trusted, DELTA_JWS_TYPE)?;
+    if delta.kid != kid {
+        return Err(VerifyError::KidMismatch { header: kid, payload: delta.kid });
+    }
+    Ok(delta)
+}
+
+/// The payload of a compact JWS of type `typ` signed by a trusted key, and that key's id.
+fn verify_payload<T: serde::de::DeserializeOwned>(
+    jws: &str,
+    trusted: &Jwks,
+    typ: &str,
+) -> Result<(T, String), VerifyError> {
     let mut parts = jws.trim().split('.');
     let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
         return Err(VerifyError::Malformed);
     };
     let header: Header =
         URL_SAFE_NO_PAD.decode(h).ok().and_then(|b| serde_json::from_slice(&b).ok()).ok_or(VerifyError::Malformed)?;
-    // The algorithm is pinned: a header asking for anything else is refused outright.
-    if header.alg != "EdDSA" || header.typ.as_deref() != Some(JWS_TYPE) {
+    // The algorithm is pinned, and a delta cannot pass for a snapshot or the other way round:
+    // a header asking for anything else is refused outright.
+    if header.alg != "EdDSA" || header.typ.as_deref() != Some(typ) {
         return Err(VerifyError::BadHeader);
     }
     let key = trusted
@@ -134,11 +169,8 @@ pub fn verify(jws: &str, trusted: &Jwks) -> Result<Snapshot, VerifyError> {
         _ => return Err(VerifyError::BadSignature),
     }
     let payload = URL_SAFE_NO_PAD.decode(p).map_err(|_| VerifyError::Malformed)?;
-    let snapshot: Snapshot = serde_json::from_slice(&payload).map_err(|e| VerifyError::BadPayload(e.to_string()))?;
-    if snapshot.kid != header.kid {
-        return Err(VerifyError::KidMismatch { header: header.kid, payload: snapshot.kid });
-    }
-    Ok(snapshot)
+    let value: T = serde_json::from_slice(&payload).map_err(|e| VerifyError::BadPayload(e.to_string()))?;
+    Ok((value, header.kid))
 }
 
 #[cfg(test)]
@@ -175,5 +207,21 @@ mod tests {
         let swapped = format!("{}.{}.{}", parts[0], parts[1], wrong.split('.').nth(2).unwrap());
         assert_eq!(verify(&swapped, &jwks), Err(VerifyError::BadSignature));
         assert_eq!(verify("not.a-jws", &jwks), Err(VerifyError::Malformed));
+    }
+
+    #[test]
+    fn a_delta_verifies_as_a_delta_and_never_as_a_snapshot() {
+        let key = KeyMaterial::generate().unwrap();
+        let jwks = Jwks { keys: vec![key.jwk()] };
+        let base = snapshot(&key.kid);
+        let mut next = base.clone();
+        next.version = 8;
+        next.revoked_gateway_tokens.push("jti-1".into());
+        let delta = crate::delta::diff(&base, crate::delta::content_digest(&base), &next);
+        let signed = sign_delta(&delta, &key).unwrap();
+        assert_eq!(verify_delta(&signed, &jwks).unwrap(), delta);
+        assert_eq!(verify(&signed, &jwks), Err(VerifyError::BadHeader));
+        let full = sign(&next, &key).unwrap();
+        assert_eq!(verify_delta(&full, &jwks), Err(VerifyError::BadHeader));
     }
 }

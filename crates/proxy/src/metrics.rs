@@ -75,6 +75,8 @@ pub struct Metrics {
     /// Unix seconds of the snapshot in force (its age is `time() - this`).
     pub snapshot_issued: Gauge<f64, AtomicU64>,
     pub snapshot_rejected: Counter,
+    /// Bytes of snapshot updates a replica received, by kind (`full`, `delta`).
+    pub snapshot_bytes: Family<KindLabels, Counter>,
     pub tokens: Family<KindLabels, Gauge>,
     pub oauth_grants: Gauge,
     pub db_connections: Family<StateLabels, Gauge>,
@@ -101,6 +103,7 @@ impl Metrics {
             snapshot_version: Gauge::default(),
             snapshot_issued: Gauge::default(),
             snapshot_rejected: Counter::default(),
+            snapshot_bytes: Family::default(),
             tokens: Family::default(),
             oauth_grants: Gauge::default(),
             db_connections: Family::default(),
@@ -161,6 +164,12 @@ impl Metrics {
             "counter",
             "Policy snapshots refused: bad signature, unknown key, older than the one in force",
             m.snapshot_rejected
+        );
+        register!(
+            "snapshot_received_bytes",
+            "counter",
+            "Bytes of policy updates a replica received from the control plane: full snapshots and deltas",
+            m.snapshot_bytes
         );
         register!("tokens", "gauge", "Live tokens by kind (personal, virtual_account)", m.tokens);
         register!("oauth_grants", "gauge", "Live sign-ins of MCP clients (refresh-token families)", m.oauth_grants);

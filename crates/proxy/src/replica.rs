@@ -46,6 +46,8 @@ pub struct ReplicaConfig {
     pub metrics_listen: Option<String>,
     /// How long requests and streams in flight may take to finish on SIGTERM, in seconds.
     pub shutdown_timeout_seconds: u32,
+    /// Ask for snapshot updates as signed deltas (full snapshots otherwise).
+    pub snapshot_deltas: bool,
 }
 
 /// The URL of a bound address (a wildcard bind is reached on loopback).
@@ -80,7 +82,13 @@ impl Replica {
         };
         let policy = Arc::new(PolicyHolder::default());
         let client = crate::http_client::builder().connect_timeout(Duration::from_secs(10)).build()?;
-        tokio::spawn(follow(client.clone(), planes.clone(), proxy_key.clone(), policy.clone()));
+        tokio::spawn(follow(
+            client.clone(),
+            planes.clone(),
+            proxy_key.clone(),
+            policy.clone(),
+            settings.snapshot_deltas,
+        ));
         let decisions = DecisionLog::spawn(Destination::ControlPlane {
             client,
             planes: planes.clone(),
@@ -221,13 +229,14 @@ async fn follow(
     planes: Arc<ControlPlanes>,
     proxy_key: SecretString,
     holder: Arc<PolicyHolder>,
+    use_deltas: bool,
 ) {
     let mut keys: Option<Jwks> = None;
     let mut backoff = Duration::from_millis(250);
     let mut failures = 0;
     loop {
         let (index, control) = planes.current();
-        match poll_once(&client, control, &proxy_key, &holder, &mut keys).await {
+        match poll_once(&client, control, &proxy_key, &holder, &mut keys, use_deltas).await {
             Ok(()) => {
                 backoff = Duration::from_millis(250);
                 failures = 0;
@@ -246,14 +255,25 @@ async fn follow(
     }
 }
 
+/// What the control plane sends with `deltas=true` (the control plane's `SnapshotDeltas`).
+#[derive(serde::Deserialize)]
+struct Deltas {
+    deltas: Vec<String>,
+}
+
 async fn poll_once(
     client: &reqwest::Client,
     control: &str,
     proxy_key: &SecretString,
     holder: &PolicyHolder,
     keys: &mut Option<Jwks>,
+    use_deltas: bool,
 ) -> anyhow::Result<()> {
-    let after = holder.version().map(|v| format!("?after={v}&wait={WAIT_SECONDS}")).unwrap_or_default();
+    let after = match holder.version() {
+        Some(v) if use_deltas => format!("?after={v}&wait={WAIT_SECONDS}&deltas=true"),
+        Some(v) => format!("?after={v}&wait={WAIT_SECONDS}"),
+        None => String::new(),
+    };
     let res = client
         .get(format!("{control}/api/v1/policy/snapshot{after}"))
         .bearer_auth(proxy_key.expose_secret())
@@ -266,15 +286,92 @@ async fn poll_once(
         401 | 403 => anyhow::bail!("the control plane refused the proxy key ({})", res.status()),
         other => anyhow::bail!("the control plane answered {other}"),
     }
-    let document = res.text().await?;
+    let is_deltas = res
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    let body = res.text().await?;
+    let metrics = crate::metrics::get();
+    let kind = if is_deltas { "delta" } else { "full" };
+    metrics.snapshot_bytes.get_or_create(&crate::metrics::KindLabels { kind: kind.into() }).inc_by(body.len() as u64);
     if keys.is_none() {
         *keys = Some(fetch_keys(client, control).await?);
     }
-    let mut result = holder.offer(&document, keys.as_ref().unwrap_or(&Jwks::default()));
+    if is_deltas {
+        let deltas: Deltas = serde_json::from_str(&body)?;
+        return match apply_deltas(holder, &deltas.deltas, client, control, keys).await {
+            Ok(version) => {
+                tracing::debug!(version, "policy snapshot in force (from deltas)");
+                Ok(())
+            }
+            Err(e) => {
+                // The snapshot in force keeps serving; the full document puts things right.
+                tracing::warn!(error = %e, "a policy snapshot delta was refused; fetching the full snapshot");
+                fetch_full(client, control, proxy_key, holder, keys).await
+            }
+        };
+    }
+    offer_full(holder, &body, client, control, keys).await
+}
+
+async fn apply_deltas(
+    holder: &PolicyHolder,
+    deltas: &[String],
+    client: &reqwest::Client,
+    control: &str,
+    keys: &mut Option<Jwks>,
+) -> Result<i64, Rejected> {
+    let mut version = holder.version().unwrap_or(0);
+    for delta in deltas {
+        let mut result = holder.offer_delta(delta, keys.as_ref().unwrap_or(&Jwks::default()));
+        if matches!(result, Err(Rejected::Invalid(_))) {
+            // Perhaps signed by a key rotated in since the keys were read: read them again once.
+            if let Ok(fresh) = fetch_keys(client, control).await {
+                *keys = Some(fresh);
+                result = holder.offer_delta(delta, keys.as_ref().unwrap_or(&Jwks::default()));
+            }
+        }
+        version = result?;
+    }
+    Ok(version)
+}
+
+/// The newest full snapshot, without waiting.
+async fn fetch_full(
+    client: &reqwest::Client,
+    control: &str,
+    proxy_key: &SecretString,
+    holder: &PolicyHolder,
+    keys: &mut Option<Jwks>,
+) -> anyhow::Result<()> {
+    let res = client
+        .get(format!("{control}/api/v1/policy/snapshot"))
+        .bearer_auth(proxy_key.expose_secret())
+        .timeout(Duration::from_secs(30))
+        .send()
+        .await?;
+    anyhow::ensure!(res.status().is_success(), "the control plane answered {} for the snapshot", res.status());
+    let body = res.text().await?;
+    crate::metrics::get()
+        .snapshot_bytes
+        .get_or_create(&crate::metrics::KindLabels { kind: "full".into() })
+        .inc_by(body.len() as u64);
+    offer_full(holder, &body, client, control, keys).await
+}
+
+async fn offer_full(
+    holder: &PolicyHolder,
+    document: &str,
+    client: &reqwest::Client,
+    control: &str,
+    keys: &mut Option<Jwks>,
+) -> anyhow::Result<()> {
+    let mut result = holder.offer(document, keys.as_ref().unwrap_or(&Jwks::default()));
     if matches!(result, Err(Rejected::Invalid(_))) {
         // Perhaps signed by a key rotated in since the keys were read: read them again once.
         *keys = Some(fetch_keys(client, control).await?);
-        result = holder.offer(&document, keys.as_ref().unwrap_or(&Jwks::default()));
+        result = holder.offer(document, keys.as_ref().unwrap_or(&Jwks::default()));
     }
     match result {
         Ok(version) => {

@@ -19,9 +19,11 @@ use tokio::sync::{watch, Notify};
 use crate::auth::seal::{Place, Sealer};
 use crate::lease::Leadership;
 use crate::policy::compile::compile;
+use crate::policy::delta::{self, ContentDigest};
 use crate::policy::sign::{self, KeyMaterial};
-use crate::policy::Jwks;
+use crate::policy::{Jwks, Snapshot};
 use crate::store::entities::{audit_events, policy_snapshots, policy_state, signing_keys};
+use crate::store::Db;
 
 pub const KEY_ACTIVE: &str = "active";
 pub const KEY_PUBLISHED: &str = "published";
@@ -41,12 +43,69 @@ pub struct Published {
     pub issued_at: DateTime<Utc>,
     pub kid: String,
     pub document: Arc<str>,
+    /// The signed delta from the snapshot stored before this one, and that one's version.
+    pub delta: Option<(i64, Arc<str>)>,
 }
 
 impl From<policy_snapshots::Model> for Published {
     fn from(m: policy_snapshots::Model) -> Self {
-        Self { version: m.version, issued_at: m.issued_at, kid: m.kid, document: m.document.into() }
+        let from = m.summary.get("previous_version").and_then(serde_json::Value::as_i64);
+        Self {
+            version: m.version,
+            issued_at: m.issued_at,
+            kid: m.kid,
+            document: m.document.into(),
+            delta: from.zip(m.delta).map(|(from, delta)| (from, delta.into())),
+        }
     }
+}
+
+/// The snapshot the publisher stored last, as compiled, with its content digest: the base of
+/// the next delta.
+struct Compiled {
+    snapshot: Snapshot,
+    digest: ContentDigest,
+}
+
+/// How many deltas a replica that is behind may be sent instead of the full snapshot.
+pub const MAX_DELTA_CHAIN: u64 = 64;
+
+/// The signed deltas that take a holder of version `after` to the newest stored snapshot, in
+/// order, with that snapshot's version; `None` when they do not chain all the way (a snapshot stored without one, a
+/// replica too far behind) or would be no smaller than the full document.
+pub async fn delta_chain(db: &impl ConnectionTrait, after: i64) -> Result<Option<(i64, Vec<Arc<str>>)>, DbErr> {
+    let rows: Vec<(i64, serde_json::Value, Option<String>, i64)> = policy_snapshots::Entity::find()
+        .select_only()
+        .columns([
+            policy_snapshots::Column::Version,
+            policy_snapshots::Column::Summary,
+            policy_snapshots::Column::Delta,
+            policy_snapshots::Column::Size,
+        ])
+        .filter(policy_snapshots::Column::Version.gt(after))
+        .order_by_asc(policy_snapshots::Column::Version)
+        .limit(MAX_DELTA_CHAIN + 1)
+        .into_tuple()
+        .all(db)
+        .await?;
+    if rows.is_empty() || rows.len() as u64 > MAX_DELTA_CHAIN {
+        return Ok(None);
+    }
+    let mut chain = Vec::with_capacity(rows.len());
+    let (mut at, mut bytes) = (after, 0usize);
+    for (version, summary, delta, _) in &rows {
+        let from = summary.get("previous_version").and_then(serde_json::Value::as_i64);
+        match delta {
+            Some(delta) if from == Some(at) => {
+                bytes += delta.len();
+                chain.push(Arc::from(delta.as_str()));
+                at = *version;
+            }
+            _ => return Ok(None),
+        }
+    }
+    let full = rows.last().map(|r| r.3).unwrap_or(0) as usize;
+    Ok((bytes < full).then_some((at, chain)))
 }
 
 /// Bumps the policy version; called inside the transaction of every policy-relevant change.
@@ -109,7 +168,7 @@ pub async fn active_key(db: &impl ConnectionTrait, sealer: &Sealer, now: DateTim
 /// tokens it signed still verify) until `retire`. Bumps the policy version so the new key
 /// reaches the proxies in the next snapshot.
 pub async fn rotate_key(db: &DatabaseConnection, sealer: &Sealer, now: DateTime<Utc>) -> anyhow::Result<String> {
-    let txn = db.begin().await?;
+    let txn = crate::store::begin_write(db).await?;
     signing_keys::Entity::update_many()
         .col_expr(signing_keys::Column::State, Expr::value(KEY_PUBLISHED))
         .filter(signing_keys::Column::State.eq(KEY_ACTIVE))
@@ -123,7 +182,7 @@ pub async fn rotate_key(db: &DatabaseConnection, sealer: &Sealer, now: DateTime<
 
 /// Stops publishing keys other than the active one.
 pub async fn retire_published_keys(db: &DatabaseConnection, now: DateTime<Utc>) -> anyhow::Result<u64> {
-    let txn = db.begin().await?;
+    let txn = crate::store::begin_write(db).await?;
     let retired = signing_keys::Entity::update_many()
         .col_expr(signing_keys::Column::State, Expr::value(KEY_RETIRED))
         .col_expr(signing_keys::Column::RetiredAt, Expr::value(now))
@@ -146,22 +205,28 @@ pub async fn latest_stored(db: &impl ConnectionTrait) -> Result<Option<Published
 
 /// A consistent read of the whole store: PostgreSQL needs REPEATABLE READ for that; a SQLite
 /// transaction already reads one snapshot of the database.
-async fn consistent_txn(db: &DatabaseConnection) -> Result<DatabaseTransaction, DbErr> {
+async fn consistent_read(db: &DatabaseConnection) -> Result<DatabaseTransaction, DbErr> {
     match db.get_database_backend() {
         DatabaseBackend::Postgres => {
-            db.begin_with_config(Some(IsolationLevel::RepeatableRead), Some(AccessMode::ReadWrite)).await
+            db.begin_with_config(Some(IsolationLevel::RepeatableRead), Some(AccessMode::ReadOnly)).await
         }
         _ => db.begin().await,
     }
 }
 
-/// Publishes a snapshot if the policy version moved past the newest stored one.
-pub async fn publish_if_changed(
-    db: &DatabaseConnection,
+/// Publishes a snapshot if the policy version moved past the newest stored one. The store is
+/// compiled on a reading connection, so writers keep going while a large snapshot compiles;
+/// only storing the result takes the writer. Callers serialise publications
+/// ([`Publisher::publish_now`]).
+async fn publish_if_changed(
+    db: &Db,
     sealer: &Sealer,
     now: DateTime<Utc>,
+    compiled: &mut Option<Compiled>,
 ) -> anyhow::Result<Option<Published>> {
-    let txn = consistent_txn(db).await?;
+    // Creating the first key is a write, which the reading side cannot do.
+    active_key(&db.write, sealer, now).await?;
+    let txn = consistent_read(&db.read).await?;
     let version = policy_state::Entity::find_by_id(1).one(&txn).await?.map(|s| s.version).unwrap_or(0);
     let previous = latest_stored(&txn).await?;
     if previous.as_ref().is_some_and(|p| p.version >= version) {
@@ -170,8 +235,24 @@ pub async fn publish_if_changed(
     }
     let key = active_key(&txn, sealer, now).await?;
     let keys = trusted_keys(&txn).await?;
-    let snapshot = compile(&txn, version, &key.kid, keys, now).await?;
+    let snapshot = compile(&txn, version, &key.kid, keys.clone(), now).await?;
     let document = sign::sign(&snapshot, &key)?;
+    // The delta from the previous stored snapshot: from the one compiled here last, or after a
+    // restart (or a change of publisher) from its stored document.
+    let base = match (compiled.take(), &previous) {
+        (Some(c), Some(p)) if c.snapshot.version == p.version => Some(c),
+        (_, Some(p)) => sign::verify(&p.document, &keys)
+            .ok()
+            .map(|snapshot| Compiled { digest: delta::content_digest(&snapshot), snapshot }),
+        (_, None) => None,
+    };
+    let (delta, digest) = match &base {
+        Some(base) => {
+            let delta = delta::diff(&base.snapshot, base.digest, &snapshot);
+            (Some(sign::sign_delta(&delta, &key)?), delta.digest)
+        }
+        None => (None, delta::content_digest(&snapshot)),
+    };
     // What changed: the audited actions since the previous snapshot.
     let mut changes = audit_events::Entity::find().order_by_desc(audit_events::Column::Id).limit(50);
     if let Some(p) = &previous {
@@ -179,6 +260,7 @@ pub async fn publish_if_changed(
     }
     let changes: Vec<String> =
         changes.all(&txn).await?.into_iter().map(|e| format!("{} {}", e.action, e.target)).collect();
+    txn.commit().await?;
     let row = policy_snapshots::ActiveModel {
         version: Set(version),
         issued_at: Set(now),
@@ -191,10 +273,11 @@ pub async fn publish_if_changed(
             "tokens": snapshot.tokens.len(),
         })),
         document: Set(document),
+        delta: Set(delta),
     }
-    .insert(&txn)
+    .insert(&db.write)
     .await?;
-    txn.commit().await?;
+    *compiled = Some(Compiled { snapshot, digest });
     Ok(Some(row.into()))
 }
 
@@ -202,11 +285,14 @@ pub async fn publish_if_changed(
 pub struct Publisher {
     latest: watch::Sender<Option<Published>>,
     wake: Notify,
+    /// One publication at a time (the loop, start-up and pages that catch up all publish),
+    /// holding the last compiled snapshot.
+    publishing: tokio::sync::Mutex<Option<Compiled>>,
 }
 
 impl Default for Publisher {
     fn default() -> Self {
-        Self { latest: watch::channel(None).0, wake: Notify::new() }
+        Self { latest: watch::channel(None).0, wake: Notify::new(), publishing: tokio::sync::Mutex::new(None) }
     }
 }
 
@@ -236,16 +322,12 @@ impl Publisher {
     }
 
     /// Publishes now if needed (startup, tests), then keeps publishing on every poke.
-    pub async fn publish_now(
-        &self,
-        db: &DatabaseConnection,
-        sealer: &Sealer,
-        now: DateTime<Utc>,
-    ) -> anyhow::Result<()> {
-        if let Some(published) = publish_if_changed(db, sealer, now).await? {
+    pub async fn publish_now(&self, db: &Db, sealer: &Sealer, now: DateTime<Utc>) -> anyhow::Result<()> {
+        let mut compiled = self.publishing.lock().await;
+        if let Some(published) = publish_if_changed(db, sealer, now, &mut compiled).await? {
             self.set(published);
         } else if self.latest().is_none() {
-            if let Some(stored) = latest_stored(db).await? {
+            if let Some(stored) = latest_stored(&db.read).await? {
                 self.set(stored);
             }
         }
@@ -256,7 +338,7 @@ impl Publisher {
     /// a follower waits (up to `patience`) for the publisher to store that version.
     pub async fn catch_up(
         &self,
-        db: &DatabaseConnection,
+        db: &Db,
         sealer: &Sealer,
         now: DateTime<Utc>,
         leadership: &Leadership,
@@ -265,10 +347,10 @@ impl Publisher {
         if leadership.is_publisher() {
             return self.publish_now(db, sealer, now).await;
         }
-        let wanted = policy_state::Entity::find_by_id(1).one(db).await?.map(|s| s.version).unwrap_or(0);
+        let wanted = policy_state::Entity::find_by_id(1).one(&db.read).await?.map(|s| s.version).unwrap_or(0);
         let deadline = tokio::time::Instant::now() + patience;
         loop {
-            self.follow_stored(db).await?;
+            self.follow_stored(&db.read).await?;
             if self.latest().is_some_and(|p| p.version >= wanted) || tokio::time::Instant::now() > deadline {
                 return Ok(());
             }
@@ -298,7 +380,7 @@ impl Publisher {
     /// waits for the publisher to store one, or for the lease to come its way.
     pub async fn start(
         &self,
-        db: &DatabaseConnection,
+        db: &Db,
         sealer: &Sealer,
         clock: &crate::clock::Clock,
         leadership: &Leadership,
@@ -308,7 +390,7 @@ impl Publisher {
             if leadership.is_publisher() {
                 return self.publish_now(db, sealer, clock.now()).await;
             }
-            self.follow_stored(db).await?;
+            self.follow_stored(&db.read).await?;
             if self.latest().is_some() {
                 return Ok(());
             }
@@ -324,13 +406,7 @@ impl Publisher {
     /// The publishing loop. The publisher wakes on a poke (or every half second), waits
     /// briefly so a burst of changes becomes one snapshot, and publishes; a follower reads
     /// what the publisher stored.
-    pub async fn run(
-        self: Arc<Self>,
-        db: DatabaseConnection,
-        sealer: Sealer,
-        clock: crate::clock::Clock,
-        leadership: Arc<Leadership>,
-    ) {
+    pub async fn run(self: Arc<Self>, db: Db, sealer: Sealer, clock: crate::clock::Clock, leadership: Arc<Leadership>) {
         loop {
             if leadership.is_publisher() {
                 let _ = tokio::time::timeout(RECHECK, self.wake.notified()).await;
@@ -338,11 +414,11 @@ impl Publisher {
                 if let Err(e) = self.publish_now(&db, &sealer, clock.now()).await {
                     tracing::error!(error = format!("{e:#}"), "publishing the policy snapshot failed");
                     // Perhaps another process published this version while the lease moved.
-                    self.follow_stored(&db).await.ok();
+                    self.follow_stored(&db.read).await.ok();
                 }
             } else {
                 tokio::time::sleep(FOLLOW).await;
-                if let Err(e) = self.follow_stored(&db).await {
+                if let Err(e) = self.follow_stored(&db.read).await {
                     tracing::warn!(error = %e, "reading the published policy snapshot failed");
                 }
             }

@@ -12,6 +12,9 @@ pub struct Model {
     pub summary: Json,
     /// Compact JWS.
     pub document: String,
+    /// The signed delta from the snapshot stored before this one (compact JWS), when the
+    /// publisher had that one at hand.
+    pub delta: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
