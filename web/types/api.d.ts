@@ -376,6 +376,8 @@ export interface paths {
          * The latest signed snapshot, as a compact JWS (`application/jose`).
          * @description `If-None-Match` with the current ETag gives `304`. With `after=N&wait=S` the request waits
          *     up to S seconds for a version newer than N (long-poll) and gives `304` if none arrives.
+         *     With `after=N&deltas=true` a newer version comes as the signed deltas from N when they are
+         *     at hand and smaller (a replica applies them to the snapshot it verified), else in full.
          */
         get: operations["latest_snapshot"];
         put?: never;
@@ -2064,6 +2066,19 @@ export interface components {
             created_at: string;
             /** Format: date-time */
             updated_at: string;
+        };
+        /** @description The way from the caller's snapshot to the newest: signed deltas to apply in order. */
+        SnapshotDeltas: {
+            /**
+             * Format: int64
+             * @description The version the last delta produces.
+             */
+            version: number;
+            /**
+             * @description Compact JWS documents (`typ` `mcpgate-policy-delta+jws`), oldest first; each applies
+             *     to the version the previous one produced, the first to `after`.
+             */
+            deltas: string[];
         };
         SnapshotHistory: {
             items: components["schemas"]["SnapshotInfo"][];
@@ -3838,6 +3853,12 @@ export interface operations {
                 after?: number;
                 /** @description …waiting up to this many seconds (at most 60) for one; `304` if none came. */
                 wait?: number;
+                /**
+                 * @description With `after`: answer with the signed deltas from `after` to the newest snapshot
+                 *     (`application/json`, [`SnapshotDeltas`]) when they chain and are smaller than the
+                 *     snapshot; otherwise the full snapshot as usual.
+                 */
+                deltas?: boolean;
             };
             header?: never;
             path?: never;
@@ -3845,7 +3866,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description The snapshot (compact JWS) */
+            /** @description The snapshot (compact JWS), or with `deltas=true` the deltas to it */
             200: {
                 headers: {
                     /** @description "v<version>" */
@@ -3855,6 +3876,7 @@ export interface operations {
                 };
                 content: {
                     "application/jose": string;
+                    "application/json": components["schemas"]["SnapshotDeltas"];
                 };
             };
             /** @description No newer snapshot */

@@ -67,6 +67,9 @@ struct Compiled {
     digest: ContentDigest,
 }
 
+/// How many versions back stored snapshots keep their full document.
+const KEEP_DOCUMENTS: i64 = 100;
+
 /// How many deltas a replica that is behind may be sent instead of the full snapshot.
 pub const MAX_DELTA_CHAIN: u64 = 64;
 
@@ -277,6 +280,15 @@ async fn publish_if_changed(
     }
     .insert(&db.write)
     .await?;
+    // Only the newest document is ever served (a replica behind gets deltas or the newest in
+    // full), so older ones are dropped rather than kept at full size for every change; their
+    // row (version, size, summary, delta) stays as history.
+    policy_snapshots::Entity::update_many()
+        .col_expr(policy_snapshots::Column::Document, Expr::value(""))
+        .filter(policy_snapshots::Column::Version.lte(version - KEEP_DOCUMENTS))
+        .filter(policy_snapshots::Column::Document.ne(""))
+        .exec(&db.write)
+        .await?;
     *compiled = Some(Compiled { snapshot, digest });
     Ok(Some(row.into()))
 }
