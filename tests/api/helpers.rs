@@ -109,7 +109,13 @@ impl Reply {
 impl Client {
     pub fn new(base: &str) -> Self {
         mcpgate::http_client::install_crypto_provider();
-        let http = reqwest::Client::builder().cookie_store(true).build().expect("client");
+        // Idle connections are dropped before the gateway's 5 s keep-alive closes them: a
+        // request sent on one the server is closing that instant fails with IncompleteMessage.
+        let http = reqwest::Client::builder()
+            .cookie_store(true)
+            .pool_idle_timeout(std::time::Duration::from_secs(3))
+            .build()
+            .expect("client");
         Self { base: base.to_owned(), http, csrf: None }
     }
 
@@ -161,7 +167,11 @@ impl Client {
         mcpgate::http_client::install_crypto_provider();
         let mut headers = reqwest::header::HeaderMap::new();
         headers.insert("authorization", format!("Bearer {token}").parse().expect("header value"));
-        let http = reqwest::Client::builder().default_headers(headers).build().expect("client");
+        let http = reqwest::Client::builder()
+            .default_headers(headers)
+            .pool_idle_timeout(std::time::Duration::from_secs(3))
+            .build()
+            .expect("client");
         Self { base: base.to_owned(), http, csrf: None }
     }
 

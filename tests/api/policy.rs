@@ -196,3 +196,28 @@ async fn a_replica_behind_gets_signed_deltas_that_rebuild_the_newest_snapshot() 
     // Up to date: nothing to send.
     assert_eq!(fetch(&proxy, &format!("?after={}&deltas=true&wait=1", newest.version)).await.status(), 304);
 }
+
+#[tokio::test]
+async fn old_snapshots_keep_their_history_but_not_their_full_documents() {
+    use mcpgate::store::entities::policy_snapshots;
+    use sea_orm::{EntityTrait, QueryOrder};
+    let app = spawn_app().await;
+    let first = mcpgate::policy::publish::latest_stored(&app.state.db).await.unwrap().unwrap();
+    for _ in 0..120 {
+        mcpgate::policy::publish::bump(&app.state.db).await.unwrap();
+    }
+    app.state.current_policy().await.unwrap();
+    let rows = policy_snapshots::Entity::find()
+        .order_by_asc(policy_snapshots::Column::Version)
+        .all(&app.state.db)
+        .await
+        .unwrap();
+    let (oldest, newest) = (rows.first().unwrap(), rows.last().unwrap());
+    assert_eq!(oldest.version, first.version);
+    assert!(newest.version >= first.version + 120);
+    assert_eq!(oldest.document, "", "an old document is not kept at full size");
+    assert!(oldest.size > 0, "its size stays in the history");
+    sign::verify(&newest.document, &keys(&app).await).expect("the newest document is whole");
+    let history = proxy(&app).get("/api/v1/policy/snapshots?limit=50").await.expect(200);
+    assert!(history["items"].as_array().unwrap().iter().any(|i| i["version"] == oldest.version));
+}
