@@ -127,25 +127,42 @@ pub fn everything(mode: &str) -> Everything {
     let entry = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("tests/peers/node_modules/@modelcontextprotocol/server-everything/dist/index.js");
     assert!(entry.exists(), "server-everything is not installed: run `npm ci --prefix tests/peers`");
-    let port = free_port();
-    #[allow(clippy::zombie_processes)] // Everything's Drop kills and waits for it
-    let child = Command::new("node")
-        .arg(entry)
-        .arg(mode)
-        .env("PORT", port.to_string())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("node is installed");
-    let path = if mode == "sse" { "sse" } else { "mcp" };
-    let server = Everything { child, url: format!("http://127.0.0.1:{port}/{path}") };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "server-everything did not start");
-        std::thread::sleep(Duration::from_millis(100));
+    // The port is free when picked but not held: another test may bind it before node does,
+    // and then node exits (EADDRINUSE) while the port answers for someone else. Such a start
+    // is seen by node having exited, and is retried on another port.
+    for _ in 0..5 {
+        let port = free_port();
+        #[allow(clippy::zombie_processes)] // Everything's Drop kills and waits for it
+        let child = Command::new("node")
+            .arg(&entry)
+            .arg(mode)
+            .env("PORT", port.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("node is installed");
+        let path = if mode == "sse" { "sse" } else { "mcp" };
+        let mut server = Everything { child, url: format!("http://127.0.0.1:{port}/{path}") };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut exited = false;
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "server-everything did not start");
+            exited = server.child.try_wait().ok().flatten().is_some();
+            if exited {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        if !exited {
+            std::thread::sleep(Duration::from_millis(200));
+            exited = server.child.try_wait().ok().flatten().is_some();
+        }
+        if !exited {
+            return server;
+        }
     }
-    server
+    panic!("server-everything did not start on any of five ports");
 }
 
 /// A TCP port that accepts connections and never answers: an upstream that hangs.
