@@ -71,7 +71,8 @@ pub async fn connect_readers(
     writer: &DatabaseConnection,
     max_connections: u32,
 ) -> Result<DatabaseConnection, DbErr> {
-    if !is_sqlite(url) {
+    // An in-memory SQLite database exists once per connection: its readers are the writer.
+    if !is_sqlite(url) || url.contains(":memory:") || url.contains("mode=memory") {
         return Ok(writer.clone());
     }
     let mut options = options(url, max_connections.max(2));

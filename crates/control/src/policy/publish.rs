@@ -74,8 +74,8 @@ const KEEP_DOCUMENTS: i64 = 100;
 pub const MAX_DELTA_CHAIN: u64 = 64;
 
 /// The signed deltas that take a holder of version `after` to the newest stored snapshot, in
-/// order, with that snapshot's version; `None` when they do not chain all the way (a snapshot stored without one, a
-/// replica too far behind) or would be no smaller than the full document.
+/// order, with that snapshot's version; `None` when they do not chain all the way (a snapshot
+/// stored without one, a replica too far behind) or would be no smaller than the full document.
 pub async fn delta_chain(db: &impl ConnectionTrait, after: i64) -> Result<Option<(i64, Vec<Arc<str>>)>, DbErr> {
     let rows: Vec<(i64, serde_json::Value, Option<String>, i64)> = policy_snapshots::Entity::find()
         .select_only()
