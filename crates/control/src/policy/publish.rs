@@ -231,8 +231,16 @@ async fn publish_if_changed(
     active_key(&db.write, sealer, now).await?;
     let txn = consistent_read(&db.read).await?;
     let version = policy_state::Entity::find_by_id(1).one(&txn).await?.map(|s| s.version).unwrap_or(0);
-    let previous = latest_stored(&txn).await?;
-    if previous.as_ref().is_some_and(|p| p.version >= version) {
+    // The newest stored snapshot's version and time; its document is read only when a delta
+    // needs it as a base (this runs every half second, and the document can be megabytes).
+    let previous: Option<(i64, DateTime<Utc>)> = policy_snapshots::Entity::find()
+        .select_only()
+        .columns([policy_snapshots::Column::Version, policy_snapshots::Column::IssuedAt])
+        .order_by_desc(policy_snapshots::Column::Version)
+        .into_tuple()
+        .one(&txn)
+        .await?;
+    if previous.is_some_and(|(stored, _)| stored >= version) {
         txn.commit().await?;
         return Ok(None);
     }
@@ -242,10 +250,11 @@ async fn publish_if_changed(
     let document = sign::sign(&snapshot, &key)?;
     // The delta from the previous stored snapshot: from the one compiled here last, or after a
     // restart (or a change of publisher) from its stored document.
-    let base = match (compiled.take(), &previous) {
-        (Some(c), Some(p)) if c.snapshot.version == p.version => Some(c),
-        (_, Some(p)) => sign::verify(&p.document, &keys)
-            .ok()
+    let base = match (compiled.take(), previous) {
+        (Some(c), Some((stored, _))) if c.snapshot.version == stored => Some(c),
+        (_, Some(_)) => latest_stored(&txn)
+            .await?
+            .and_then(|p| sign::verify(&p.document, &keys).ok())
             .map(|snapshot| Compiled { digest: delta::content_digest(&snapshot), snapshot }),
         (_, None) => None,
     };
@@ -258,8 +267,8 @@ async fn publish_if_changed(
     };
     // What changed: the audited actions since the previous snapshot.
     let mut changes = audit_events::Entity::find().order_by_desc(audit_events::Column::Id).limit(50);
-    if let Some(p) = &previous {
-        changes = changes.filter(audit_events::Column::At.gt(p.issued_at));
+    if let Some((_, issued_at)) = previous {
+        changes = changes.filter(audit_events::Column::At.gt(issued_at));
     }
     let changes: Vec<String> =
         changes.all(&txn).await?.into_iter().map(|e| format!("{} {}", e.action, e.target)).collect();
@@ -270,7 +279,7 @@ async fn publish_if_changed(
         kid: Set(key.kid.clone()),
         size: Set(document.len() as i64),
         summary: Set(json!({
-            "previous_version": previous.as_ref().map(|p| p.version),
+            "previous_version": previous.map(|(stored, _)| stored),
             "changes": changes,
             "servers": snapshot.servers.len(),
             "tokens": snapshot.tokens.len(),
