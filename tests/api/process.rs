@@ -341,3 +341,54 @@ async fn sigterm_finishes_requests_in_flight_and_writes_their_decisions() {
         "the decision of the request served during shutdown was lost: {calls:?}"
     );
 }
+
+/// The newest stored snapshot's version, once it is newer than `after`.
+async fn newest_snapshot_after(client: &Client, after: i64) -> i64 {
+    for _ in 0..100 {
+        let history = client.get("/api/v1/policy/snapshots?limit=1").await.expect(200);
+        let newest = history["items"][0]["version"].as_i64().unwrap();
+        if newest > after {
+            return newest;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("no snapshot newer than {after} was published");
+}
+
+#[tokio::test]
+async fn after_a_restart_the_next_snapshot_still_comes_as_a_delta() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = fresh_database(dir.path()).await;
+    let log = dir.path().join("stderr.log");
+    let env = [("MCPGATE_ADMIN_EMAIL", "ops@example.com"), ("MCPGATE_ADMIN_PASSWORD", "ops-password-123")];
+    let server = start(dir.path(), &db, &env, &log);
+    let mut client = Client::new(&server.base);
+    client.login("ops@example.com", "ops-password-123").await.expect(200);
+    let first = newest_snapshot_after(&client, 0).await;
+    client.post("/api/v1/tenants", json!({"slug": "acme", "display_name": "Acme"})).await.expect(201);
+    let before_restart = newest_snapshot_after(&client, first).await;
+    server.kill();
+
+    // The new process has compiled nothing yet: the base of its first delta is the stored
+    // document of the snapshot a replica holds.
+    let server = start(dir.path(), &db, &env, &log);
+    let mut client = Client::new(&server.base);
+    client.login("ops@example.com", "ops-password-123").await.expect(200);
+    client.post("/api/v1/tenants", json!({"slug": "globex", "display_name": "Globex"})).await.expect(201);
+    let newest = newest_snapshot_after(&client, before_restart).await;
+    let res = client
+        .http
+        .get(format!("{}/api/v1/policy/snapshot?after={before_restart}&deltas=true", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["content-type"], "application/json", "deltas, not the full snapshot");
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["version"], newest);
+    let keys: mcpgate::policy::Jwks =
+        reqwest::get(format!("{}/api/v1/policy/keys", server.base)).await.unwrap().json().await.unwrap();
+    let delta = mcpgate::policy::sign::verify_delta(body["deltas"][0].as_str().unwrap(), &keys).unwrap();
+    assert_eq!(delta.from, before_restart);
+    assert_eq!(delta.changes["tenants"].added[0]["slug"], "globex");
+    server.kill();
+}
