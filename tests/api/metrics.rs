@@ -89,7 +89,19 @@ async fn metrics_count_known_traffic_with_bounded_labels() {
     assert!(sample(&text, "mcpgate_sessions_opened_total").unwrap() >= 1.0);
     assert!(sample(&text, "mcpgate_snapshot_version").unwrap() >= 1.0);
     assert!(sample(&text, "mcpgate_snapshot_issued_timestamp_seconds").unwrap() > 1.7e9);
-    assert!(sample(&text, r#"mcpgate_tokens{kind="personal"}"#).unwrap() >= 2.0);
+    // The gauges are process-wide, and every test app sets them from its own store when it
+    // starts: read them right after this app's refresh, again if another app got in between.
+    let mut live = 0.0;
+    for _ in 0..20 {
+        mcpgate::control::gauges::refresh(&app.state.db, app.clock.now()).await.unwrap();
+        let text = reqwest::get(&metrics).await.unwrap().text().await.unwrap();
+        live = sample(&text, r#"mcpgate_tokens{kind="personal"}"#).unwrap_or(0.0);
+        if live >= 2.0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(live >= 2.0, "live personal tokens: {live}");
     assert!(sample(&text, r#"mcpgate_db_connections{state="idle"}"#).is_some());
     assert!(sample(&text, "mcpgate_db_transaction_duration_seconds_count").unwrap() >= 5.0);
 }
