@@ -268,32 +268,58 @@ fn apply_list<T: Serialize + DeserializeOwned>(
     change: &ListChange,
     digest: &mut ContentDigest,
 ) -> Result<(), DeltaError> {
-    if !change.removed.is_empty() {
-        let mut wanted: HashMap<String, usize> = HashMap::new();
-        for entry in &change.removed {
-            *wanted.entry(canonical_json(entry)).or_default() += 1;
-        }
-        let mut left = change.removed.len();
-        list.retain(|entry| {
-            if left == 0 {
-                return true;
-            }
-            let text = canonical(entry);
-            match wanted.get_mut(&text) {
-                Some(n) if *n > 0 => {
-                    *n -= 1;
-                    left -= 1;
-                    digest.remove(name, &text);
-                    false
-                }
-                _ => true,
-            }
-        });
-        if left > 0 {
-            return Err(DeltaError::NotInBase(name.to_owned()));
-        }
-    }
+    let wanted = change.removed.iter().map(|entry| Ok(canonical_json(entry)));
+    remove_entries(name, list, wanted, canonical, digest)?;
     add_entries(name, list, change, digest)
+}
+
+fn apply_list_by_value<T: Serialize + DeserializeOwned + Eq + std::hash::Hash + Clone>(
+    name: &str,
+    list: &mut Vec<T>,
+    change: &ListChange,
+    digest: &mut ContentDigest,
+) -> Result<(), DeltaError> {
+    let wanted = change.removed.iter().map(|entry| parse_entry::<T>(name, entry));
+    remove_entries(name, list, wanted, T::clone, digest)?;
+    add_entries(name, list, change, digest)
+}
+
+/// Removes from `list` one entry per key in `wanted` (an entry's key is `key(entry)`); every
+/// one must be found.
+fn remove_entries<T: Serialize, K: Eq + std::hash::Hash>(
+    name: &str,
+    list: &mut Vec<T>,
+    wanted: impl Iterator<Item = Result<K, DeltaError>>,
+    key: impl Fn(&T) -> K,
+    digest: &mut ContentDigest,
+) -> Result<(), DeltaError> {
+    let mut counts: HashMap<K, usize> = HashMap::new();
+    let mut left = 0usize;
+    for k in wanted {
+        *counts.entry(k?).or_default() += 1;
+        left += 1;
+    }
+    if left == 0 {
+        return Ok(());
+    }
+    list.retain(|entry| {
+        if left == 0 {
+            return true;
+        }
+        match counts.get_mut(&key(entry)) {
+            Some(n) if *n > 0 => {
+                *n -= 1;
+                left -= 1;
+                digest.remove(name, &canonical(entry));
+                false
+            }
+            _ => true,
+        }
+    });
+    if left > 0 {
+        return Err(DeltaError::NotInBase(name.to_owned()));
+    }
+    Ok(())
 }
 
 fn parse_entry<T: DeserializeOwned>(name: &str, entry: &Value) -> Result<T, DeltaError> {
@@ -313,39 +339,6 @@ fn add_entries<T: Serialize + DeserializeOwned>(
         list.push(parsed);
     }
     Ok(())
-}
-
-fn apply_list_by_value<T: Serialize + DeserializeOwned + Eq + std::hash::Hash>(
-    name: &str,
-    list: &mut Vec<T>,
-    change: &ListChange,
-    digest: &mut ContentDigest,
-) -> Result<(), DeltaError> {
-    if !change.removed.is_empty() {
-        let mut wanted: HashMap<T, usize> = HashMap::new();
-        for entry in &change.removed {
-            *wanted.entry(parse_entry(name, entry)?).or_default() += 1;
-        }
-        let mut left = change.removed.len();
-        list.retain(|entry| {
-            if left == 0 {
-                return true;
-            }
-            match wanted.get_mut(entry) {
-                Some(n) if *n > 0 => {
-                    *n -= 1;
-                    left -= 1;
-                    digest.remove(name, &canonical(entry));
-                    false
-                }
-                _ => true,
-            }
-        });
-        if left > 0 {
-            return Err(DeltaError::NotInBase(name.to_owned()));
-        }
-    }
-    add_entries(name, list, change, digest)
 }
 
 /// Applies a verified delta to the snapshot it is based on; the result's digest must be the
