@@ -25,6 +25,10 @@ pub const RATE_LIMITED: i64 = -32005;
 pub const CREDENTIAL_REQUIRED: i64 = -32003;
 /// MCP 2025-11-25: the client must open a URL (URL-mode elicitation) before retrying.
 pub const URL_ELICITATION_REQUIRED: i64 = -32042;
+/// MCP 2026-07-28: the protocol headers and the body disagree.
+pub const HEADER_MISMATCH: i64 = -32020;
+/// MCP 2026-07-28: a protocol version the server does not serve (`data` names those it does).
+pub const UNSUPPORTED_VERSION: i64 = -32022;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
@@ -72,6 +76,16 @@ pub enum ProxyError {
     InvalidParams(String),
     #[error("{0} is not supported by virtual servers")]
     MethodNotFound(String),
+    /// A stateless request whose `_meta` envelope lacks what the revision requires.
+    #[error("{0}")]
+    BadEnvelope(String),
+    #[error("{0}")]
+    HeaderMismatch(String),
+    #[error("protocol version {requested} is not supported; supported: {}", crate::bridge::SUPPORTED.join(", "))]
+    UnsupportedVersion { requested: String },
+    /// A method the stateless revision does not have (or removed), or this server cannot serve.
+    #[error("method not found: {0}")]
+    NoSuchMethod(String),
     #[error("{0}/{1} forwards your own identity-provider token to its upstream; connect with a token issued by your organisation's identity provider (personal access tokens, virtual-account tokens and gateway tokens are never forwarded)")]
     PassthroughNeedsIdpToken(String, String),
     #[error("no member server of this virtual server is reachable")]
@@ -107,7 +121,10 @@ impl ProxyError {
             Self::ToolDisabled(_) => "tool_disabled",
             Self::UnknownTool(_) => "unknown_tool",
             Self::InvalidParams(_) => "invalid_params",
-            Self::MethodNotFound(_) => "method_not_found",
+            Self::MethodNotFound(_) | Self::NoSuchMethod(_) => "method_not_found",
+            Self::BadEnvelope(_) => "invalid_params",
+            Self::HeaderMismatch(_) => "header_mismatch",
+            Self::UnsupportedVersion { .. } => "unsupported_version",
             Self::PassthroughNeedsIdpToken(..) => "passthrough_needs_idp_token",
             Self::MembersUnavailable => "members_unavailable",
             Self::NoResourceOwner => "not_found",
@@ -123,10 +140,16 @@ impl ProxyError {
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::BodyUnreadable | Self::Parse(_) | Self::InvalidRequest(_) | Self::BatchNotSupported(_) => {
-                StatusCode::BAD_REQUEST
+            Self::BodyUnreadable
+            | Self::Parse(_)
+            | Self::InvalidRequest(_)
+            | Self::BatchNotSupported(_)
+            | Self::BadEnvelope(_)
+            | Self::HeaderMismatch(_)
+            | Self::UnsupportedVersion { .. } => StatusCode::BAD_REQUEST,
+            Self::NotFound | Self::UnknownSession | Self::StaleSession | Self::NoSuchMethod(_) => {
+                StatusCode::NOT_FOUND
             }
-            Self::NotFound | Self::UnknownSession | Self::StaleSession => StatusCode::NOT_FOUND,
             // JSON-RPC level refusals of an accepted request.
             Self::ToolDisabled(_)
             | Self::UnknownTool(_)
@@ -144,8 +167,12 @@ impl ProxyError {
     pub fn rpc_code(&self) -> i64 {
         match self {
             Self::Parse(_) => PARSE_ERROR,
-            Self::ToolDisabled(_) | Self::UnknownTool(_) | Self::InvalidParams(_) => INVALID_PARAMS,
-            Self::MethodNotFound(_) => METHOD_NOT_FOUND,
+            Self::ToolDisabled(_) | Self::UnknownTool(_) | Self::InvalidParams(_) | Self::BadEnvelope(_) => {
+                INVALID_PARAMS
+            }
+            Self::MethodNotFound(_) | Self::NoSuchMethod(_) => METHOD_NOT_FOUND,
+            Self::HeaderMismatch(_) => HEADER_MISMATCH,
+            Self::UnsupportedVersion { .. } => UNSUPPORTED_VERSION,
             Self::RateLimited { .. } => RATE_LIMITED,
             Self::AtCapacity => INTERNAL,
             Self::PassthroughNeedsIdpToken(..) => CREDENTIAL_REQUIRED,
@@ -177,6 +204,9 @@ impl ProxyError {
                 | Self::Parse(_)
                 | Self::InvalidRequest(_)
                 | Self::InvalidParams(_)
+                | Self::BadEnvelope(_)
+                | Self::HeaderMismatch(_)
+                | Self::UnsupportedVersion { .. }
         )
     }
 
@@ -218,6 +248,15 @@ impl ProxyError {
             Self::Upstream(_, UpstreamError::Credential(CredentialError::ActionRequired { message, url })) => {
                 credential_required(id, message, url, url_elicitation)
             }
+            Self::UnsupportedVersion { requested } => HttpResponse::build(status).json(json!({
+                "jsonrpc": "2.0",
+                "id": id,
+                "error": {
+                    "code": UNSUPPORTED_VERSION,
+                    "message": self.to_string(),
+                    "data": {"supported": crate::bridge::SUPPORTED, "requested": requested},
+                },
+            })),
             _ => rpc_error(status, id, self.rpc_code(), self.to_string()),
         }
     }

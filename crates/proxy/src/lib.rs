@@ -2,6 +2,7 @@
 //! store; the only thing it hands back is its decisions, through `decisions::DecisionLog`
 //! (written to the store by `mcpgate serve`, posted to the control plane by replicas).
 
+pub mod bridge;
 pub mod challenge;
 pub mod credentials;
 pub mod decisions;

@@ -42,10 +42,13 @@ pub fn is_sse(response: &reqwest::Response) -> bool {
         .is_some_and(|v| v.starts_with("text/event-stream"))
 }
 
-/// A message through `map`, or each message of a batch.
-fn each(message: Value, map: &mut impl FnMut(Value) -> Value) -> Value {
+/// A message through `map`, or each message of a batch; `None` when nothing is left.
+fn each(message: Value, map: &mut impl FnMut(Value) -> Option<Value>) -> Option<Value> {
     match message {
-        Value::Array(items) => Value::Array(items.into_iter().map(map).collect()),
+        Value::Array(items) => {
+            let kept: Vec<Value> = items.into_iter().filter_map(map).collect();
+            (!kept.is_empty()).then_some(Value::Array(kept))
+        }
         one => map(one),
     }
 }
@@ -58,20 +61,38 @@ pub fn messages<F>(
 where
     F: FnMut(Value) -> Value + 'static,
 {
+    messages_filtered(response, move |message| Some(map(message)))
+}
+
+/// As [`messages`], where `map` may also drop a message: its event is left out of a stream
+/// (a JSON body whose only message is dropped becomes empty).
+pub fn messages_filtered<F>(
+    response: reqwest::Response,
+    mut map: F,
+) -> std::pin::Pin<Box<dyn Stream<Item = Result<Bytes, actix_web::Error>>>>
+where
+    F: FnMut(Value) -> Option<Value> + 'static,
+{
     if is_sse(&response) {
         let events = SseStream::from_bytes_stream(response.bytes_stream());
-        Box::pin(events.map(move |event| {
-            let mut event = event.map_err(actix_web::error::ErrorBadGateway)?;
-            if let Some(message) = event.data.as_deref().and_then(|d| serde_json::from_str::<Value>(d).ok()) {
-                event.data = Some(each(message, &mut map).to_string());
-            }
-            Ok(encode(&event))
+        Box::pin(events.filter_map(move |event| {
+            let out = match event {
+                Err(e) => Some(Err(actix_web::error::ErrorBadGateway(e))),
+                Ok(mut event) => match event.data.as_deref().and_then(|d| serde_json::from_str::<Value>(d).ok()) {
+                    Some(message) => each(message, &mut map).map(|kept| {
+                        event.data = Some(kept.to_string());
+                        Ok(encode(&event))
+                    }),
+                    None => Some(Ok(encode(&event))),
+                },
+            };
+            std::future::ready(out)
         }))
     } else {
         Box::pin(futures_util::stream::once(async move {
             let body = response.bytes().await.map_err(actix_web::error::ErrorBadGateway)?;
             Ok(match serde_json::from_slice::<Value>(&body) {
-                Ok(message) => Bytes::from(each(message, &mut map).to_string()),
+                Ok(message) => each(message, &mut map).map_or_else(Bytes::new, |kept| Bytes::from(kept.to_string())),
                 Err(_) => body,
             })
         }))

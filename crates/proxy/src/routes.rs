@@ -47,6 +47,8 @@ pub struct ProxyState {
     pub limit: Arc<Semaphore>,
     pub routes: virtual_server::RouteCache,
     pub bridges: crate::legacy::Bridges,
+    /// Upstream sessions opened for stateless (2026-07-28) callers.
+    pub bridge: crate::bridge::Bridge,
     pub credentials: Credentials,
     /// Per-identity request budget; `None` when turned off.
     pub rate: Option<IdentityLimiter>,
@@ -93,6 +95,7 @@ impl ProxyState {
             limit: Arc::new(Semaphore::new(config.max_concurrent.max(1))),
             routes: virtual_server::RouteCache::default(),
             bridges: crate::legacy::Bridges::default(),
+            bridge: crate::bridge::Bridge::default(),
             credentials: Credentials::new(resolver),
             rate: std::num::NonZeroU32::new(config.rate_limit_per_minute)
                 .map(|n| governor::RateLimiter::keyed(governor::Quota::per_minute(n))),
@@ -442,6 +445,13 @@ async fn serve(
         }
     }
     let session = gateway_session(req, state, ctx, entry, subject)?;
+    // A stateless (2026-07-28) request: its envelope is checked here, whatever serves it.
+    let envelope = match &parsed.message {
+        Some(m) if session.is_none() && crate::bridge::is_stateless(header(req, VERSION_HEADER), false, m) => {
+            Some(crate::bridge::envelope(header(req, VERSION_HEADER), m)?)
+        }
+        _ => None,
+    };
     let call = Call {
         req,
         body: parsed.body,
@@ -452,9 +462,26 @@ async fn serve(
         subject,
         entry,
         idp_token,
+        envelope,
     };
     if entry.kind == ServerKind::Virtual {
         return Ok(virtual_server::handle(state, ctx, call).await);
+    }
+    if crate::bridge::over_stateless_upstream(&call) {
+        if let Some(refusal) = call.message.as_ref().and_then(|m| refused_call(m, &entry.tool_settings)) {
+            return Err(refusal);
+        }
+        return crate::bridge::in_stateless_session(state, ctx, &call).await;
+    }
+    if let Some(envelope) = &call.envelope {
+        if let Some(refusal) = call.message.as_ref().and_then(|m| refused_call(m, &entry.tool_settings)) {
+            return Err(refusal);
+        }
+        if entry.transport != Some(Transport::Sse) {
+            if let Some(bridged) = crate::bridge::remote(state, ctx, &call, envelope).await? {
+                return Ok(bridged);
+            }
+        }
     }
     Ok(relay(state, ctx, call).await)
 }
@@ -515,15 +542,23 @@ async fn parse(req: &HttpRequest, payload: web::Payload) -> Result<Parsed, Proxy
         false => (None, None),
     };
     let revision = header(req, VERSION_HEADER);
-    if let Some(v) = revision.filter(|v| !guard::REVISIONS.contains(v)) {
+    // A stateless request names its version in the body too; the envelope check answers an
+    // unknown one the way that revision prescribes.
+    let stateless = message.as_ref().is_some_and(|m| crate::bridge::is_stateless(revision, true, m));
+    if let Some(v) = revision.filter(|v| !guard::REVISIONS.contains(v) && !stateless) {
         return Err(ProxyError::InvalidRequest(format!(
             "unsupported MCP-Protocol-Version {v:?}; supported: {}",
             guard::REVISIONS.join(", ")
         )));
     }
     if let Some(message) = message.as_ref() {
-        guard::check_headers(revision, header(req, "mcp-method"), header(req, "mcp-name"), message)
-            .map_err(ProxyError::InvalidRequest)?;
+        guard::check_headers(revision, header(req, "mcp-method"), header(req, "mcp-name"), message).map_err(|e| {
+            if revision == Some(guard::STATELESS) {
+                ProxyError::HeaderMismatch(e)
+            } else {
+                ProxyError::InvalidRequest(e)
+            }
+        })?;
     }
     Ok(Parsed { body, message, batch })
 }
@@ -580,6 +615,8 @@ pub struct Call<'a> {
     /// The caller's identity-provider token, when that is what authenticated the call: the
     /// only credential a `passthrough` server may receive.
     pub idp_token: Option<String>,
+    /// A stateless (2026-07-28) request's checked `_meta` envelope.
+    pub envelope: Option<crate::bridge::Envelope>,
 }
 
 fn reqwest_method(method: &Method) -> reqwest::Method {
@@ -642,6 +679,25 @@ pub fn refused(state: &ProxyState, ctx: &Ctx, target: Target<'_>) -> CredentialE
     }
 }
 
+/// The upstream refused a client's `initialize` (HTTP 400). If it did so because it serves
+/// only the stateless revision, the gateway bridges the session; otherwise the refusal goes
+/// back as it came.
+async fn initialize_refused(state: &ProxyState, ctx: &Ctx, call: &Call<'_>, response: reqwest::Response) -> HttpResponse {
+    let mut out = HttpResponse::build(StatusCode::BAD_REQUEST);
+    relay_headers(&mut out, &response);
+    let body = response.bytes().await.unwrap_or_default();
+    let code = serde_json::from_slice::<Value>(&body).ok().and_then(|v| v["error"]["code"].as_i64());
+    if code == Some(crate::error::UNSUPPORTED_VERSION) {
+        match crate::bridge::initialize_stateless(state, ctx, call).await {
+            Ok(Some(bridged)) => return bridged,
+            Ok(None) => {}
+            Err(e) => return ctx.refuse(e),
+        }
+    }
+    ctx.decide("allowed", None, Some(400));
+    out.body(body)
+}
+
 /// A remote server: the request goes through as it is, with the upstream session id in place
 /// of the gateway's, and the response streams back.
 async fn relay(state: &ProxyState, ctx: &Ctx, call: Call<'_>) -> HttpResponse {
@@ -696,6 +752,12 @@ async fn relay(state: &ProxyState, ctx: &Ctx, call: Call<'_>) -> HttpResponse {
         }
         return ctx.upstream_failed(&call.id, &refused(state, ctx, target).into());
     };
+    if call.session.is_none()
+        && response.status() == reqwest::StatusCode::BAD_REQUEST
+        && call.message.as_ref().is_some_and(|m| m.get("method").and_then(Value::as_str) == Some("initialize"))
+    {
+        return initialize_refused(state, ctx, &call, response).await;
+    }
     let status = StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
     let outcome = if status.is_server_error() { "error" } else { "allowed" };
     match &call.batch {

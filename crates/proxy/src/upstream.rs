@@ -186,6 +186,16 @@ impl Clients {
         protocol_version: Option<&str>,
         message: &Value,
     ) -> Result<reqwest::RequestBuilder, UpstreamError> {
+        // An upstream without sessions that takes only stateless requests: each carries the
+        // envelope and the revision instead.
+        let enveloped;
+        let (session, protocol_version, message) = match session == Some(crate::bridge::STATELESS_UPSTREAM) {
+            true => {
+                enveloped = crate::bridge::enveloped(message);
+                (None, Some(crate::guard::STATELESS), &enveloped)
+            }
+            false => (session, protocol_version, message),
+        };
         let mut headers = HeaderMap::new();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         headers.insert(ACCEPT, HeaderValue::from_static("application/json, text/event-stream"));

@@ -63,6 +63,14 @@ struct Members<'a> {
     targets: Vec<Target<'a>>,
     /// The version of the snapshot deciding this request, which keys cached credentials.
     policy_version: i64,
+    /// Per member, the protocol version of a session the bridge opened for a stateless caller.
+    versions: Vec<Option<String>>,
+    /// A stateless caller: its envelope and the `serverInfo` its results carry.
+    stateless: Option<(crate::bridge::Envelope, Value)>,
+    /// Per member, the `initialize` result of a session the bridge opened.
+    initialized: Vec<Option<Value>>,
+    /// Per member, the bridge's key for that session, so one the member forgot is reopened.
+    bridged: Vec<Option<crate::bridge::Key>>,
 }
 
 impl Members<'_> {
@@ -78,7 +86,21 @@ impl Members<'_> {
         version: Option<&str>,
         message: &Value,
     ) -> Result<(Option<String>, Option<Value>), UpstreamError> {
-        self.exchange_in(state, i, self.sessions[i].as_deref(), version, message).await
+        let version = self.versions[i].as_deref().or(version);
+        let result = self.exchange_in(state, i, self.sessions[i].as_deref(), version, message).await;
+        if let (Err(UpstreamError::Status(404)), Some(key)) = (&result, &self.bridged[i]) {
+            // The member forgot the bridged session: the caller's next request opens another.
+            state.bridge.forget_key(key);
+        }
+        result
+    }
+
+    /// The answer to a request, as the caller's revision has it.
+    fn reply(&self, id: &Value, method: &str, mut result: Value) -> HttpResponse {
+        if let Some((_, info)) = &self.stateless {
+            crate::bridge::stamp(method, &mut result, info);
+        }
+        ok(id, result)
     }
 
     /// One message to member `i` in the given upstream session, with the caller's credential;
@@ -149,7 +171,91 @@ async fn members<'a>(state: &ProxyState, ctx: &'a Ctx, call: &Call<'a>) -> Resul
             .map(|target| state.credentials.for_call(*target, &subject, policy_version, call.idp_token.as_deref())),
     )
     .await;
-    Ok(Members { entries, sessions, failed, auth, subject, targets, policy_version })
+    let count = entries.len();
+    let mut members = Members {
+        entries,
+        sessions,
+        failed,
+        auth,
+        subject,
+        targets,
+        policy_version,
+        versions: vec![None; count],
+        stateless: None,
+        initialized: vec![None; count],
+        bridged: vec![None; count],
+    };
+    if let (None, Some(envelope)) = (&call.session, &call.envelope) {
+        bridge_members(state, &mut members, envelope).await;
+        let info = json!({"name": format!("{}/{}", ctx.tenant, ctx.server), "version": env!("CARGO_PKG_VERSION")});
+        members.stateless = Some((envelope.clone(), info));
+    }
+    Ok(members)
+}
+
+/// Member `i`'s `server/discover` result, if it is an upstream that takes stateless requests.
+async fn discovered(state: &ProxyState, members: &Members<'_>, i: usize) -> Option<Value> {
+    let mut upstream = crate::bridge::Upstream {
+        entry: members.entries[i].0,
+        target: members.targets[i],
+        auth: members.auth[i].clone().ok()?,
+        subject: members.subject.clone(),
+        policy_version: members.policy_version,
+    };
+    upstream.discovered(state).await.ok().flatten()
+}
+
+/// A stateless caller's upstream sessions with every member, opened (or reused) by the bridge;
+/// a member that cannot be reached is left out, as at `initialize`.
+async fn bridge_members(state: &ProxyState, members: &mut Members<'_>, envelope: &crate::bridge::Envelope) {
+    let modern = join_all((0..members.entries.len()).map(|i| discovered(state, members, i))).await;
+    let opened = join_all((0..members.entries.len()).map(|i| {
+        let stateless = modern[i].is_some();
+        let auth = members.auth[i].clone();
+        let (entry, target) = (members.entries[i].0, members.targets[i]);
+        let (subject, policy_version) = (members.subject.clone(), members.policy_version);
+        async move {
+            if stateless {
+                return Ok(None);
+            }
+            let mut upstream = crate::bridge::Upstream { entry, target, auth: auth?, subject, policy_version };
+            upstream.session(state, envelope).await.map(|(key, _, opened)| Some((key, opened)))
+        }
+    }))
+    .await;
+    for (i, (opened, modern)) in opened.into_iter().zip(modern).enumerate() {
+        match opened {
+            // A member that takes stateless requests needs no session.
+            Ok(None) => {
+                members.sessions[i] = Some(crate::bridge::STATELESS_UPSTREAM.to_owned());
+                members.versions[i] = Some(crate::guard::STATELESS.to_owned());
+                members.initialized[i] = modern;
+            }
+            Ok(Some((key, opened))) => {
+                members.bridged[i] = Some(key);
+                members.sessions[i] = opened.session;
+                members.versions[i] = Some(opened.version);
+                members.initialized[i] = Some(opened.initialized);
+            }
+            Err(e) => {
+                tracing::warn!(member = members.entries[i].0.slug, error = %e, "a virtual-server member failed to open a bridged session");
+                members.failed.push(i);
+            }
+        }
+    }
+}
+
+/// The capabilities a virtual server offers, from its members' `initialize` results.
+fn capabilities<'r>(results: impl Iterator<Item = &'r Value> + Clone) -> Value {
+    let has = |capability: &str| results.clone().any(|r| r["capabilities"].get(capability).is_some());
+    let mut capabilities = Map::new();
+    capabilities.insert("tools".into(), json!({}));
+    for optional in ["prompts", "resources", "logging"] {
+        if has(optional) {
+            capabilities.insert(optional.into(), json!({}));
+        }
+    }
+    Value::Object(capabilities)
 }
 
 /// One function per MCP method; the rest is refused.
@@ -170,6 +276,30 @@ async fn serve(state: &ProxyState, ctx: &Ctx, call: &Call<'_>) -> Result<HttpRes
         .as_ref()
         .ok_or_else(|| ProxyError::InvalidRequest("send one JSON-RPC message per request".into()))?;
     let version = call.req.headers().get(VERSION_HEADER).and_then(|v| v.to_str().ok());
+    let unwrapped;
+    let message = match &members.stateless {
+        Some(_) => {
+            match message.get("method").and_then(Value::as_str) {
+                None => return Err(ProxyError::InvalidRequest("this response answers no request".into())),
+                Some(m) if message.get("id").is_some() && !crate::bridge::bridged(m) => {
+                    return Err(ProxyError::NoSuchMethod(m.to_owned()))
+                }
+                Some("server/discover") => {
+                    let initialized: Vec<&Value> = members.initialized.iter().flatten().collect();
+                    if initialized.is_empty() && !members.entries.is_empty() {
+                        return Err(ProxyError::MembersUnavailable);
+                    }
+                    let result = json!({"supportedVersions": crate::bridge::SUPPORTED, "capabilities": capabilities(initialized.into_iter())});
+                    ctx.decide("allowed", None, Some(200));
+                    return Ok(members.reply(&call.id, "server/discover", result));
+                }
+                Some(_) => {}
+            }
+            unwrapped = crate::bridge::unwrapped(message);
+            &unwrapped
+        }
+        None => message,
+    };
     let Some(method) = message.get("method").and_then(Value::as_str) else {
         return Ok(answer_to_member(state, ctx, &members, message, version).await);
     };
@@ -188,13 +318,13 @@ async fn serve(state: &ProxyState, ctx: &Ctx, call: &Call<'_>) -> Result<HttpRes
             let (tools, routes, unavailable) = list_tools(state, &members, call.entry, version).await;
             state.routes.put(route_key(call), routes);
             ctx.decide("allowed", None, Some(200));
-            Ok(ok(id, with_unavailable(json!({"tools": tools}), &unavailable)))
+            Ok(members.reply(id, method, with_unavailable(json!({"tools": tools}), &unavailable)))
         }
         "tools/call" => call_tool(state, ctx, call, &members, message, &params, version).await,
         "prompts/list" => {
             let (prompts, _, unavailable) = list_prompts(state, &members, version).await;
             ctx.decide("allowed", None, Some(200));
-            Ok(ok(id, with_unavailable(json!({"prompts": prompts}), &unavailable)))
+            Ok(members.reply(id, method, with_unavailable(json!({"prompts": prompts}), &unavailable)))
         }
         "prompts/get" => get_prompt(state, ctx, &members, message, &params, version).await,
         "resources/list" | "resources/templates/list" => {
@@ -202,7 +332,7 @@ async fn serve(state: &ProxyState, ctx: &Ctx, call: &Call<'_>) -> Result<HttpRes
             let (lists, unavailable) = list_all(state, &members, method, field, version).await;
             let items: Vec<Value> = lists.into_iter().flat_map(|(_, items)| items).collect();
             ctx.decide("allowed", None, Some(200));
-            Ok(ok(id, with_unavailable(json!({ field: items }), &unavailable)))
+            Ok(members.reply(id, method, with_unavailable(json!({ field: items }), &unavailable)))
         }
         "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
             resource_request(state, ctx, &members, message, &params, version).await
@@ -370,6 +500,18 @@ async fn initialize(
             }
         }
     }
+    // A member that refused to initialize may be one that takes only stateless requests.
+    let requested_version = message["params"]["protocolVersion"].clone();
+    for i in failed.clone() {
+        if actions.iter().any(|a| a["server"] == members.entries[i].0.slug.as_str()) {
+            continue;
+        }
+        if let Some(discovered) = discovered(state, members, i).await {
+            upstreams[i] = Some(crate::bridge::STATELESS_UPSTREAM.to_owned());
+            failed.retain(|f| *f != i);
+            results.push(json!({"protocolVersion": requested_version, "capabilities": discovered["capabilities"]}));
+        }
+    }
     if results.is_empty() && !actions.is_empty() {
         let first = &actions[0];
         let needed = CredentialError::ActionRequired {
@@ -381,14 +523,7 @@ async fn initialize(
     if results.is_empty() && !members.entries.is_empty() {
         return Err(ProxyError::MembersUnavailable);
     }
-    let has = |capability: &str| results.iter().any(|r| r["capabilities"].get(capability).is_some());
-    let mut capabilities = Map::new();
-    capabilities.insert("tools".into(), json!({}));
-    for optional in ["prompts", "resources", "logging"] {
-        if has(optional) {
-            capabilities.insert(optional.into(), json!({}));
-        }
-    }
+    let capabilities = capabilities(results.iter());
     let requested = message["params"]["protocolVersion"].clone();
     let version = results.first().map(|r| r["protocolVersion"].clone()).unwrap_or(requested);
     crate::metrics::get().sessions_opened.inc();
@@ -532,6 +667,7 @@ async fn forward(
         Ok(auth) => auth,
         Err(e) => return ctx.upstream_failed(&id, &UpstreamError::Credential(e.clone())),
     };
+    let version = members.versions[member].as_deref().or(version);
     let request = match state.clients.post_message(server, auth, members.sessions[member].as_deref(), version, message)
     {
         Ok(r) => r,
@@ -545,6 +681,13 @@ async fn forward(
     ctx.decide(if status.is_server_error() { "error" } else { "allowed" }, None, Some(status.as_u16()));
     let mut out = HttpResponse::build(status);
     relay_headers(&mut out, &response);
+    if let Some((envelope, info)) = &members.stateless {
+        let method = message.get("method").and_then(Value::as_str).unwrap_or_default().to_owned();
+        return out.streaming(rewrite::messages_filtered(
+            response,
+            crate::bridge::translator(id, method, info.clone(), envelope, &[]),
+        ));
+    }
     out.streaming(rewrite::messages(response, move |mut message| {
         if message.get("method").is_some() {
             if let Some(original) = message.get("id").cloned() {
@@ -595,9 +738,13 @@ async fn first_answer(
     version: Option<&str>,
 ) -> Result<HttpResponse, ProxyError> {
     for i in members.live() {
-        if let Ok((_, Some(reply))) = members.exchange(state, i, version, message).await {
-            if reply.get("result").is_some() {
+        if let Ok((_, Some(mut reply))) = members.exchange(state, i, version, message).await {
+            if let Some(result) = reply.get_mut("result") {
                 ctx.decide("allowed", None, Some(200));
+                if let Some((_, info)) = &members.stateless {
+                    let method = message.get("method").and_then(Value::as_str).unwrap_or_default();
+                    crate::bridge::stamp(method, result, info);
+                }
                 return Ok(HttpResponse::Ok().json(reply));
             }
         }

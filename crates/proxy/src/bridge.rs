@@ -1,0 +1,737 @@
+//! The stateless protocol revision (2026-07-28) for clients, whatever the upstream speaks.
+//!
+//! A stateless client sends no `initialize` and no session id: every request carries its
+//! protocol version, capabilities and client info in `params._meta`. The gateway checks that
+//! envelope itself (so every upstream gets the same, correct refusals), then:
+//! - an upstream that speaks the revision gets the request relayed as it is;
+//! - an upstream that only speaks a session-ful revision (2025-06-18, 2025-11-25) gets it over
+//!   an upstream session the gateway opens and reuses on the caller's behalf, keyed by server,
+//!   caller and declared capabilities, bounded and expired here. `server/discover` is answered
+//!   from that session's `initialize` result, methods the revision removed are refused, and
+//!   results are stamped as the revision requires (`resultType`, cache fields, `serverInfo`).
+//!
+//! The bridge's sessions are this replica's: another replica opens its own on first use, which
+//! costs the caller one `initialize` round trip and nothing else (the client holds no state).
+//!
+//! The other way round, a session-ful client of an upstream that only takes stateless requests
+//! (it refuses `initialize`): the gateway answers `initialize` from the upstream's
+//! `server/discover`, and the gateway session it hands out marks the upstream
+//! [`STATELESS_UPSTREAM`], so each later request goes out with the envelope and no session.
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use actix_web::http::StatusCode;
+use actix_web::HttpResponse;
+use serde_json::{json, Map, Value};
+use tokio::sync::OnceCell;
+
+use crate::credentials::{Headers, Target};
+use crate::error::ProxyError;
+use crate::guard::STATELESS;
+use crate::rewrite;
+use crate::routes::{relay_headers, Call, Ctx, ProxyState};
+use crate::session::subject_tag;
+use crate::tools;
+use crate::upstream::UpstreamError;
+use mcpgate_policy::ServerEntry;
+
+pub const META_VERSION: &str = "io.modelcontextprotocol/protocolVersion";
+pub const META_CAPABILITIES: &str = "io.modelcontextprotocol/clientCapabilities";
+pub const META_CLIENT_INFO: &str = "io.modelcontextprotocol/clientInfo";
+pub const META_LOG_LEVEL: &str = "io.modelcontextprotocol/logLevel";
+pub const META_SERVER_INFO: &str = "io.modelcontextprotocol/serverInfo";
+/// The session-ful revision the gateway asks a bridged upstream for (it may answer older).
+pub const SESSION_REVISION: &str = "2025-11-25";
+/// In a gateway session, in place of an upstream session id: the upstream takes stateless
+/// requests and has no sessions.
+pub const STATELESS_UPSTREAM: &str = "mcpgate:stateless";
+/// Stateless revisions the gateway serves.
+pub const SUPPORTED: &[&str] = &[STATELESS];
+
+/// Methods of the stateless revision a bridged upstream can serve.
+const BRIDGED: &[&str] = &[
+    "server/discover",
+    "tools/list",
+    "tools/call",
+    "prompts/list",
+    "prompts/get",
+    "resources/list",
+    "resources/templates/list",
+    "resources/read",
+    "completion/complete",
+];
+/// Whether the bridge serves `method` for stateless callers.
+pub fn bridged(method: &str) -> bool {
+    BRIDGED.contains(&method)
+}
+
+/// Results the revision makes cacheable: they carry `ttlMs` and `cacheScope`.
+const CACHEABLE: &[&str] =
+    &["tools/list", "prompts/list", "resources/list", "resources/templates/list", "resources/read", "server/discover"];
+/// Bridged upstream sessions one replica keeps, and how long an unused one is kept.
+const MAX_SESSIONS: usize = 10_000;
+const IDLE: Duration = Duration::from_secs(600);
+/// How long what an upstream speaks is remembered.
+const ERA_TTL: Duration = Duration::from_secs(300);
+
+/// A stateless request's `_meta`, checked.
+#[derive(Clone, Debug)]
+pub struct Envelope {
+    pub version: String,
+    pub capabilities: Value,
+    pub client_info: Option<Value>,
+    /// The client asked for log messages (`notifications/message`) at this level.
+    pub log_level: Option<String>,
+}
+
+impl Envelope {
+    /// Capabilities an upstream session can be asked for on this client's behalf: what needs
+    /// the client to answer mid-request (sampling, elicitation, roots) cannot be relayed to a
+    /// stateless client, so a bridged upstream is not told of it.
+    fn session_capabilities(&self) -> Value {
+        let mut capabilities = self.capabilities.as_object().cloned().unwrap_or_default();
+        for relayed_back in ["sampling", "elicitation", "roots"] {
+            capabilities.remove(relayed_back);
+        }
+        Value::Object(capabilities)
+    }
+
+    fn fingerprint(&self) -> u64 {
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        self.session_capabilities().to_string().hash(&mut hasher);
+        hasher.finish()
+    }
+}
+
+fn meta(message: &Value) -> Option<&Map<String, Value>> {
+    message.get("params")?.get("_meta")?.as_object()
+}
+
+/// Whether a message speaks the stateless revision: it says so in its `_meta`, or in the
+/// protocol header without a session to belong to.
+pub fn is_stateless(header: Option<&str>, session: bool, message: &Value) -> bool {
+    meta(message).is_some_and(|m| m.contains_key(META_VERSION)) || (!session && header == Some(STATELESS))
+}
+
+/// The envelope of a stateless request, or the refusal the revision prescribes: `-32602` for a
+/// missing field, `-32020` when the header and body disagree, `-32022` (naming the supported
+/// versions) for a version the gateway does not serve; all with HTTP 400.
+pub fn envelope(header: Option<&str>, message: &Value) -> Result<Envelope, ProxyError> {
+    let Some(meta) = meta(message) else {
+        return Err(ProxyError::BadEnvelope(format!(
+            "params._meta is required under protocol revision {STATELESS} (with {META_VERSION} and {META_CAPABILITIES})"
+        )));
+    };
+    let Some(version) = meta.get(META_VERSION).and_then(Value::as_str) else {
+        return Err(ProxyError::BadEnvelope(format!("params._meta needs {META_VERSION}")));
+    };
+    let Some(capabilities) = meta.get(META_CAPABILITIES).filter(|c| c.is_object()) else {
+        return Err(ProxyError::BadEnvelope(format!("params._meta needs {META_CAPABILITIES} (an object)")));
+    };
+    if let Some(header) = header.filter(|h| *h != version) {
+        return Err(ProxyError::HeaderMismatch(format!(
+            "the MCP-Protocol-Version header ({header}) does not match {META_VERSION} ({version})"
+        )));
+    }
+    if !SUPPORTED.contains(&version) {
+        return Err(ProxyError::UnsupportedVersion { requested: version.to_owned() });
+    }
+    Ok(Envelope {
+        version: version.to_owned(),
+        capabilities: capabilities.clone(),
+        client_info: meta.get(META_CLIENT_INFO).cloned(),
+        log_level: meta.get(META_LOG_LEVEL).and_then(Value::as_str).map(str::to_owned),
+    })
+}
+
+/// The request as a session-ful upstream takes it: the stateless envelope's keys leave
+/// `_meta` (a progress token and anything else stay).
+pub fn unwrapped(message: &Value) -> Value {
+    let mut message = message.clone();
+    if let Some(params) = message.get_mut("params").and_then(Value::as_object_mut) {
+        if let Some(meta) = params.get_mut("_meta").and_then(Value::as_object_mut) {
+            meta.retain(|k, _| !k.starts_with("io.modelcontextprotocol/"));
+            if meta.is_empty() {
+                params.remove("_meta");
+            }
+        }
+    }
+    message
+}
+
+/// A message as a stateless upstream takes it from a session-ful caller: requests carry the
+/// envelope (the caller's capabilities were declared to the gateway, which relays none of the
+/// upstream's requests back, so none are declared).
+pub fn enveloped(message: &Value) -> Value {
+    let mut message = message.clone();
+    if message.get("method").is_none() {
+        return message;
+    }
+    if !message.get("params").is_some_and(Value::is_object) {
+        message["params"] = json!({});
+    }
+    let params = &mut message["params"];
+    if !params.get("_meta").is_some_and(Value::is_object) {
+        params["_meta"] = json!({});
+    }
+    if let Some(meta) = params["_meta"].as_object_mut() {
+        meta.insert(META_VERSION.into(), json!(STATELESS));
+        meta.entry(META_CAPABILITIES).or_insert_with(|| json!({}));
+        meta.entry(META_CLIENT_INFO).or_insert_with(|| json!({"name": "mcpgate", "version": env!("CARGO_PKG_VERSION")}));
+    }
+    message
+}
+
+/// A session-ful result as the stateless revision has it: a `resultType`, cache fields on
+/// cacheable results (not cached: the gateway cannot know for how long the upstream's answer
+/// holds, and it is the caller's own), and who answered in `_meta`.
+pub fn stamp(method: &str, result: &mut Value, server_info: &Value) {
+    let Some(fields) = result.as_object_mut() else { return };
+    fields.entry("resultType").or_insert_with(|| json!("complete"));
+    if CACHEABLE.contains(&method) {
+        fields.entry("ttlMs").or_insert_with(|| json!(0));
+        fields.entry("cacheScope").or_insert_with(|| json!("private"));
+    }
+    if let Some(meta) = fields.entry("_meta").or_insert_with(|| json!({})).as_object_mut() {
+        meta.entry(META_SERVER_INFO).or_insert_with(|| server_info.clone());
+    }
+}
+
+/// A `server/discover` result built from an `initialize` result. Capabilities that only a
+/// `subscriptions/listen` stream could serve are left out: the bridge does not open one.
+pub fn discover_result(initialized: &Value) -> Value {
+    let capabilities = without_subscriptions(&initialized["capabilities"]);
+    let mut result = json!({"supportedVersions": SUPPORTED, "capabilities": capabilities});
+    if let Some(instructions) = initialized.get("instructions").filter(|i| i.is_string()) {
+        result["instructions"] = instructions.clone();
+    }
+    result
+}
+
+/// Capabilities without the list-change and subscription flags: what would need a stream the
+/// bridge does not keep open.
+fn without_subscriptions(capabilities: &Value) -> Value {
+    let mut capabilities = capabilities.as_object().cloned().unwrap_or_default();
+    for (_, capability) in capabilities.iter_mut() {
+        if let Some(flags) = capability.as_object_mut() {
+            flags.remove("listChanged");
+            flags.remove("subscribe");
+        }
+    }
+    Value::Object(capabilities)
+}
+
+/// An upstream session the bridge opened.
+#[derive(Clone, Debug)]
+pub struct Opened {
+    /// `None` when the upstream runs without sessions.
+    pub session: Option<String>,
+    /// The revision the upstream agreed to.
+    pub version: String,
+    /// Its `initialize` result.
+    pub initialized: Value,
+}
+
+impl Opened {
+    pub fn server_info(&self) -> Value {
+        self.initialized.get("serverInfo").cloned().unwrap_or_else(|| json!({"name": "upstream", "version": "0"}))
+    }
+}
+
+/// A bridged session's key: server id, caller, fingerprint of the declared capabilities.
+pub type Key = (i64, String, u64);
+
+struct Slot {
+    cell: Arc<OnceCell<Opened>>,
+    used: Instant,
+}
+
+/// The bridge's upstream sessions and what each upstream speaks, for one replica.
+#[derive(Default)]
+pub struct Bridge {
+    sessions: Mutex<HashMap<Key, Slot>>,
+    /// Server id → (its `server/discover` result if it speaks the stateless revision, when
+    /// learned).
+    eras: Mutex<HashMap<i64, (Option<Value>, Instant)>>,
+}
+
+impl Bridge {
+    fn slot(&self, key: &Key) -> Arc<OnceCell<Opened>> {
+        let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        if let Some(slot) = sessions.get_mut(key) {
+            slot.used = now;
+            return slot.cell.clone();
+        }
+        if sessions.len() >= MAX_SESSIONS {
+            sessions.retain(|_, s| now.duration_since(s.used) < IDLE);
+            if sessions.len() >= MAX_SESSIONS {
+                // Full of live sessions: the least recently used one goes (its next request
+                // opens a new one).
+                if let Some(oldest) = sessions.iter().min_by_key(|(_, s)| s.used).map(|(k, _)| k.clone()) {
+                    sessions.remove(&oldest);
+                }
+            }
+        }
+        let cell = Arc::new(OnceCell::new());
+        sessions.insert(key.clone(), Slot { cell: cell.clone(), used: now });
+        cell
+    }
+
+    /// Forgets a session the upstream no longer knows, unless it was replaced already.
+    fn forget(&self, key: &Key, cell: &Arc<OnceCell<Opened>>) {
+        let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        if sessions.get(key).is_some_and(|s| Arc::ptr_eq(&s.cell, cell)) {
+            sessions.remove(key);
+        }
+    }
+
+    /// Forgets a session, whichever it is now.
+    pub fn forget_key(&self, key: &Key) {
+        self.sessions.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
+    }
+
+    pub fn len(&self) -> usize {
+        self.sessions.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn era(&self, server: i64) -> Option<Option<Value>> {
+        let eras = self.eras.lock().unwrap_or_else(|p| p.into_inner());
+        eras.get(&server).filter(|(_, at)| at.elapsed() < ERA_TTL).map(|(modern, _)| modern.clone())
+    }
+
+    fn learn(&self, server: i64, modern: Option<Value>) {
+        let mut eras = self.eras.lock().unwrap_or_else(|p| p.into_inner());
+        if eras.len() >= MAX_SESSIONS {
+            eras.clear();
+        }
+        eras.insert(server, (modern, Instant::now()));
+    }
+}
+
+/// One upstream and the caller's credential for it: enough to open and use bridged sessions.
+pub struct Upstream<'a> {
+    pub entry: &'a ServerEntry,
+    pub target: Target<'a>,
+    pub auth: Headers,
+    pub subject: String,
+    pub policy_version: i64,
+}
+
+impl Upstream<'_> {
+    /// One message to the upstream; an OAuth credential it refuses is refreshed once.
+    async fn exchange(
+        &mut self,
+        state: &ProxyState,
+        session: Option<&str>,
+        version: Option<&str>,
+        message: &Value,
+    ) -> Result<(Option<String>, Option<Value>), UpstreamError> {
+        match state.clients.exchange(self.entry, &self.auth, session, version, message).await {
+            Err(UpstreamError::Status(401)) if self.target.refreshable() => {
+                self.auth =
+                    state.credentials.refreshed(self.target, &self.subject, self.policy_version, &self.auth).await?;
+                state.clients.exchange(self.entry, &self.auth, session, version, message).await
+            }
+            other => other,
+        }
+    }
+
+    /// Whether the upstream speaks the stateless revision: asked once with `server/discover`
+    /// and remembered for a while. An upstream that answers anything but a discovery result
+    /// naming the revision is taken to speak an earlier one.
+    pub async fn speaks_stateless(&mut self, state: &ProxyState) -> Result<bool, UpstreamError> {
+        Ok(self.discovered(state).await?.is_some())
+    }
+
+    /// The upstream's `server/discover` result, if it speaks the stateless revision.
+    pub async fn discovered(&mut self, state: &ProxyState) -> Result<Option<Value>, UpstreamError> {
+        if let Some(known) = state.bridge.era(self.entry.id) {
+            return Ok(known);
+        }
+        let probe = json!({"jsonrpc": "2.0", "id": "mcpgate:discover", "method": "server/discover", "params": {"_meta": {
+            META_VERSION: STATELESS,
+            META_CAPABILITIES: {},
+            META_CLIENT_INFO: {"name": "mcpgate", "version": env!("CARGO_PKG_VERSION")},
+        }}});
+        let modern = match self.exchange(state, None, Some(STATELESS), &probe).await {
+            Ok((_, Some(reply))) => reply
+                .get("result")
+                .filter(|r| r["supportedVersions"].as_array().is_some_and(|v| v.iter().any(|v| v == STATELESS)))
+                .cloned(),
+            // Refused outright (400, 404, 405…): an earlier revision's server.
+            Ok(_) | Err(UpstreamError::Status(_)) | Err(UpstreamError::Protocol(_)) => None,
+            Err(e) => return Err(e),
+        };
+        state.bridge.learn(self.entry.id, modern.clone());
+        Ok(modern)
+    }
+
+    /// Sends one message and returns the response as it comes; an OAuth credential the
+    /// upstream refuses is refreshed once, any other refused credential is the caller's error.
+    async fn send(
+        &mut self,
+        state: &ProxyState,
+        ctx: &Ctx,
+        session: Option<&str>,
+        version: Option<&str>,
+        message: &Value,
+    ) -> Result<reqwest::Response, ProxyError> {
+        let mut refreshed = false;
+        loop {
+            let request = state
+                .clients
+                .post_message(self.entry, &self.auth, session, version, message)
+                .map_err(|e| upstream_error(ctx, e))?;
+            let response = state.clients.send(request).await.map_err(|e| upstream_error(ctx, e))?;
+            if response.status() != reqwest::StatusCode::UNAUTHORIZED || !self.target.needed() {
+                return Ok(response);
+            }
+            if refreshed || !self.target.refreshable() {
+                return Err(upstream_error(ctx, crate::routes::refused(state, ctx, self.target).into()));
+            }
+            refreshed = true;
+            self.auth = state
+                .credentials
+                .refreshed(self.target, &self.subject, self.policy_version, &self.auth)
+                .await
+                .map_err(|e| upstream_error(ctx, e.into()))?;
+        }
+    }
+
+    /// The caller's bridged session on this upstream: the one already open, else a new one
+    /// (concurrent first requests share one `initialize`).
+    pub async fn session(
+        &mut self,
+        state: &ProxyState,
+        envelope: &Envelope,
+    ) -> Result<(Key, Arc<OnceCell<Opened>>, Opened), UpstreamError> {
+        let key = (self.entry.id, self.subject.clone(), envelope.fingerprint());
+        let cell = state.bridge.slot(&key);
+        let opened = cell.get_or_try_init(|| self.open(state, envelope)).await?.clone();
+        Ok((key, cell, opened))
+    }
+
+    async fn open(&mut self, state: &ProxyState, envelope: &Envelope) -> Result<Opened, UpstreamError> {
+        let client_info = envelope
+            .client_info
+            .clone()
+            .unwrap_or_else(|| json!({"name": "mcpgate", "version": env!("CARGO_PKG_VERSION")}));
+        let initialize = json!({"jsonrpc": "2.0", "id": "mcpgate:initialize", "method": "initialize", "params": {
+            "protocolVersion": SESSION_REVISION,
+            "capabilities": envelope.session_capabilities(),
+            "clientInfo": client_info,
+        }});
+        let (session, reply) = self.exchange(state, None, None, &initialize).await?;
+        let initialized = reply
+            .and_then(|r| r.get("result").cloned())
+            .ok_or_else(|| UpstreamError::Protocol("the upstream refused to initialize".into()))?;
+        let version = initialized["protocolVersion"].as_str().unwrap_or(SESSION_REVISION).to_owned();
+        let ready = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+        self.exchange(state, session.as_deref(), Some(&version), &ready).await?;
+        crate::metrics::get().sessions_opened.inc();
+        Ok(Opened { session, version, initialized })
+    }
+
+    /// Forgets a bridged session the upstream answered 404 for (it expired there).
+    pub fn expired(state: &ProxyState, key: &Key, cell: &Arc<OnceCell<Opened>>) {
+        state.bridge.forget(key, cell);
+    }
+}
+
+/// The credential for a remote server's own upstream, as `relay` gets it.
+async fn upstream<'a>(state: &ProxyState, ctx: &Ctx, call: &Call<'a>) -> Result<Upstream<'a>, ProxyError> {
+    let target = Target::own(call.entry);
+    if target.passthrough() && call.idp_token.is_none() {
+        return Err(ProxyError::PassthroughNeedsIdpToken(ctx.tenant.clone(), ctx.server.clone()));
+    }
+    let subject = subject_tag(call.subject);
+    let auth = state
+        .credentials
+        .for_call(target, &subject, ctx.policy.version(), call.idp_token.as_deref())
+        .await
+        .map_err(|e| ProxyError::Upstream(format!("{}/{}", ctx.tenant, ctx.server), e.into()))?;
+    Ok(Upstream { entry: call.entry, target, auth, subject, policy_version: ctx.policy.version() })
+}
+
+fn upstream_error(ctx: &Ctx, e: UpstreamError) -> ProxyError {
+    ProxyError::Upstream(format!("{}/{}", ctx.tenant, ctx.server), e)
+}
+
+/// A remote server's stateless request whose envelope checked out. `Ok(None)`: the upstream
+/// speaks the revision, relay the request as it is.
+pub async fn remote(
+    state: &ProxyState,
+    ctx: &Ctx,
+    call: &Call<'_>,
+    envelope: &Envelope,
+) -> Result<Option<HttpResponse>, ProxyError> {
+    // Called only for stateless requests; `envelope` is `call.envelope`.
+    let message = call.message.as_ref().ok_or_else(|| ProxyError::InvalidRequest("a JSON-RPC message".into()))?;
+    let mut upstream = upstream(state, ctx, call).await?;
+    if upstream.speaks_stateless(state).await.map_err(|e| upstream_error(ctx, e))? {
+        return Ok(None);
+    }
+    let Some(method) = message.get("method").and_then(Value::as_str) else {
+        // A response to nothing: the bridge never relays the upstream's requests.
+        return Err(ProxyError::InvalidRequest("this response answers no request".into()));
+    };
+    if message.get("id").is_none() {
+        // A notification (a cancellation, say) reaches the caller's open session, if any.
+        if let Ok((_, _, opened)) = upstream.session(state, envelope).await {
+            let _ = upstream.exchange(state, opened.session.as_deref(), Some(&opened.version), &unwrapped(message)).await;
+        }
+        ctx.decide("allowed", None, Some(202));
+        return Ok(Some(HttpResponse::Accepted().finish()));
+    }
+    if !bridged(method) {
+        return Err(ProxyError::NoSuchMethod(method.to_owned()));
+    }
+    let (key, cell, mut opened) = upstream.session(state, envelope).await.map_err(|e| upstream_error(ctx, e))?;
+    if method == "server/discover" {
+        let mut result = discover_result(&opened.initialized);
+        stamp(method, &mut result, &opened.server_info());
+        ctx.decide("allowed", None, Some(200));
+        return Ok(Some(HttpResponse::Ok().json(json!({"jsonrpc": "2.0", "id": call.id, "result": result}))));
+    }
+    let request = unwrapped(message);
+    let mut response = upstream.send(state, ctx, opened.session.as_deref(), Some(&opened.version), &request).await?;
+    if response.status() == reqwest::StatusCode::NOT_FOUND && opened.session.is_some() {
+        // The upstream forgot the session (restarted, expired): one new session, once.
+        Upstream::expired(state, &key, &cell);
+        (_, _, opened) = upstream.session(state, envelope).await.map_err(|e| upstream_error(ctx, e))?;
+        response = upstream.send(state, ctx, opened.session.as_deref(), Some(&opened.version), &request).await?;
+    }
+    let status = StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    ctx.decide(if status.is_server_error() { "error" } else { "allowed" }, None, Some(status.as_u16()));
+    let mut out = HttpResponse::build(status);
+    relay_headers(&mut out, &response);
+    Ok(Some(out.streaming(rewrite::messages_filtered(
+        response,
+        translator(call.id.clone(), method.to_owned(), opened.server_info(), envelope, &call.entry.tool_settings),
+    ))))
+}
+
+/// What the caller sees of the upstream's messages on a bridged request: the reply, stamped
+/// (a tool list filtered by the server's tool settings); progress and other notifications;
+/// log messages only if asked for; never the upstream's own requests, which a stateless client
+/// has no way to answer.
+pub fn translator(
+    id: Value,
+    method: String,
+    server_info: Value,
+    envelope: &Envelope,
+    settings: &[mcpgate_policy::ToolSetting],
+) -> impl FnMut(Value) -> Option<Value> + 'static {
+    let logs = envelope.log_level.is_some();
+    let settings = settings.to_vec();
+    move |mut message| {
+        let is_request = message.get("method").is_some() && message.get("id").is_some();
+        let is_log = message.get("method").and_then(Value::as_str) == Some("notifications/message");
+        if is_request || (is_log && !logs) {
+            return None;
+        }
+        if message.get("id") == Some(&id) {
+            if let Some(result) = message.get_mut("result") {
+                if method == "tools/list" && !settings.is_empty() {
+                    tools::filter_list(result, &settings);
+                }
+                stamp(&method, result, &server_info);
+            }
+        }
+        Some(message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(meta: Value) -> Value {
+        json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {"_meta": meta}})
+    }
+
+    #[test]
+    fn the_envelope_is_checked_in_the_order_the_revision_gives() {
+        let full = json!({META_VERSION: STATELESS, META_CAPABILITIES: {}});
+        assert!(envelope(Some(STATELESS), &request(full.clone())).is_ok());
+        assert!(envelope(None, &request(full)).is_ok(), "the header is optional in the body's presence");
+        let missing = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}});
+        assert!(matches!(envelope(Some(STATELESS), &missing), Err(ProxyError::BadEnvelope(_))));
+        let no_caps = request(json!({META_VERSION: STATELESS}));
+        assert!(matches!(envelope(Some(STATELESS), &no_caps), Err(ProxyError::BadEnvelope(_))));
+        let future = request(json!({META_VERSION: "v999.0.0", META_CAPABILITIES: {}}));
+        assert!(matches!(envelope(Some(STATELESS), &future), Err(ProxyError::HeaderMismatch(_))));
+        match envelope(Some("v999.0.0"), &future) {
+            Err(ProxyError::UnsupportedVersion { requested }) => assert_eq!(requested, "v999.0.0"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn unwrapping_keeps_what_is_not_the_envelope() {
+        let message = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "echo", "_meta": {
+            META_VERSION: STATELESS, META_CAPABILITIES: {}, "progressToken": 7,
+        }}});
+        assert_eq!(unwrapped(&message)["params"], json!({"name": "echo", "_meta": {"progressToken": 7}}));
+        let bare = request(json!({META_VERSION: STATELESS, META_CAPABILITIES: {}}));
+        assert_eq!(unwrapped(&bare)["params"], json!({}));
+    }
+
+    #[test]
+    fn results_are_stamped_without_overwriting_the_upstreams_own_fields() {
+        let info = json!({"name": "fixture", "version": "1"});
+        let mut list = json!({"tools": [], "ttlMs": 5000});
+        stamp("tools/list", &mut list, &info);
+        assert_eq!(list["resultType"], "complete");
+        assert_eq!(list["ttlMs"], 5000);
+        assert_eq!(list["cacheScope"], "private");
+        assert_eq!(list["_meta"][META_SERVER_INFO], info);
+        let mut call = json!({"content": []});
+        stamp("tools/call", &mut call, &info);
+        assert!(call.get("ttlMs").is_none(), "tool results are not cacheable");
+    }
+
+    #[test]
+    fn discovery_offers_no_subscriptions_the_bridge_cannot_serve() {
+        let initialized = json!({"protocolVersion": "2025-11-25", "capabilities": {
+            "tools": {"listChanged": true}, "resources": {"subscribe": true, "listChanged": true}, "logging": {},
+        }, "serverInfo": {"name": "x", "version": "1"}, "instructions": "be kind"});
+        let result = discover_result(&initialized);
+        assert_eq!(result["supportedVersions"], json!([STATELESS]));
+        assert_eq!(result["capabilities"], json!({"tools": {}, "resources": {}, "logging": {}}));
+        assert_eq!(result["instructions"], "be kind");
+    }
+
+    #[test]
+    fn a_bridged_stream_never_carries_the_upstreams_requests() {
+        let envelope = Envelope { version: STATELESS.into(), capabilities: json!({}), client_info: None, log_level: None };
+        let mut translate = translator(json!(1), "tools/call".into(), json!({"name": "u"}), &envelope, &[]);
+        assert!(translate(json!({"jsonrpc": "2.0", "id": 9, "method": "sampling/createMessage"})).is_none());
+        assert!(translate(json!({"jsonrpc": "2.0", "method": "notifications/message", "params": {}})).is_none());
+        let progress = json!({"jsonrpc": "2.0", "method": "notifications/progress", "params": {"progress": 1}});
+        assert_eq!(translate(progress.clone()), Some(progress));
+        let reply = translate(json!({"jsonrpc": "2.0", "id": 1, "result": {"content": []}})).unwrap();
+        assert_eq!(reply["result"]["resultType"], "complete");
+    }
+}
+
+/// A session-ful client's `initialize` that the upstream refused as a revision it does not
+/// serve: answered from the upstream's `server/discover` when it speaks the stateless revision,
+/// with a gateway session that marks the upstream as such. `Ok(None)`: it does not.
+pub async fn initialize_stateless(
+    state: &ProxyState,
+    ctx: &Ctx,
+    call: &Call<'_>,
+) -> Result<Option<HttpResponse>, ProxyError> {
+    let mut upstream = upstream(state, ctx, call).await?;
+    let Some(discovered) = upstream.discovered(state).await.map_err(|e| upstream_error(ctx, e))? else {
+        return Ok(None);
+    };
+    let requested = call.message.as_ref().and_then(|m| m["params"]["protocolVersion"].as_str());
+    let version = requested
+        .filter(|v| crate::guard::REVISIONS.contains(v) && *v != STATELESS)
+        .unwrap_or(SESSION_REVISION);
+    let server_info = discovered["_meta"]
+        .get(META_SERVER_INFO)
+        .or_else(|| discovered.get("serverInfo"))
+        .cloned()
+        .unwrap_or_else(|| json!({"name": call.entry.slug, "version": "0"}));
+    let mut result = json!({
+        "protocolVersion": version,
+        "capabilities": without_subscriptions(&discovered["capabilities"]),
+        "serverInfo": server_info,
+    });
+    if let Some(instructions) = discovered.get("instructions").filter(|i| i.is_string()) {
+        result["instructions"] = instructions.clone();
+    }
+    crate::metrics::get().sessions_opened.inc();
+    let sealed = state.sessions.seal(&crate::session::GatewaySession {
+        server: call.entry.id,
+        subject: subject_tag(call.subject),
+        upstreams: vec![Some(STATELESS_UPSTREAM.to_owned())],
+        members: Vec::new(),
+        failed: Vec::new(),
+        url_elicitation: ctx.url_elicitation,
+    });
+    ctx.decide("allowed", None, Some(200));
+    Ok(Some(
+        HttpResponse::Ok()
+            .insert_header((crate::upstream::SESSION_HEADER, sealed))
+            .json(json!({"jsonrpc": "2.0", "id": call.id, "result": result})),
+    ))
+}
+
+/// Whether a gateway session's upstream takes stateless requests.
+pub fn over_stateless_upstream(call: &Call<'_>) -> bool {
+    call.session.as_ref().is_some_and(|(_, s)| s.upstreams.first().is_some_and(|u| u.as_deref() == Some(STATELESS_UPSTREAM)))
+}
+
+/// A request in a gateway session over an upstream that takes stateless requests: what the
+/// revision removed is answered here, the rest goes out with the envelope.
+pub async fn in_stateless_session(state: &ProxyState, ctx: &Ctx, call: &Call<'_>) -> Result<HttpResponse, ProxyError> {
+    match *call.req.method() {
+        actix_web::http::Method::GET => {
+            return Ok(HttpResponse::MethodNotAllowed().insert_header(("allow", "POST, DELETE")).json(json!({
+                "error": "method_not_allowed",
+                "message": "this server's upstream offers no standalone event stream",
+            })))
+        }
+        actix_web::http::Method::DELETE => {
+            // Nothing upstream to end: the session lives only in its sealed id.
+            ctx.decide("allowed", None, Some(200));
+            return Ok(HttpResponse::Ok().finish());
+        }
+        _ => {}
+    }
+    let message =
+        call.message.as_ref().ok_or_else(|| ProxyError::InvalidRequest("send one JSON-RPC message per request".into()))?;
+    let Some(method) = message.get("method").and_then(Value::as_str) else {
+        return Err(ProxyError::InvalidRequest("this response answers no request".into()));
+    };
+    let mut upstream = upstream(state, ctx, call).await?;
+    if message.get("id").is_none() {
+        if method != "notifications/initialized" {
+            upstream.send(state, ctx, Some(STATELESS_UPSTREAM), None, message).await?;
+        }
+        ctx.decide("allowed", None, Some(202));
+        return Ok(HttpResponse::Accepted().finish());
+    }
+    match method {
+        // Removed by the revision: liveness is the gateway's to answer, and log levels are set
+        // per request there (the bridge asks for none).
+        "ping" | "logging/setLevel" => {
+            ctx.decide("allowed", None, Some(200));
+            return Ok(HttpResponse::Ok().json(json!({"jsonrpc": "2.0", "id": call.id, "result": {}})));
+        }
+        "resources/subscribe" | "resources/unsubscribe" => {
+            return Err(ProxyError::MethodNotFound(format!("{method} (the upstream has no subscriptions)")));
+        }
+        _ => {}
+    }
+    let response = upstream.send(state, ctx, Some(STATELESS_UPSTREAM), None, message).await?;
+    let status = StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    ctx.decide(if status.is_server_error() { "error" } else { "allowed" }, None, Some(status.as_u16()));
+    let mut out = HttpResponse::build(status);
+    relay_headers(&mut out, &response);
+    if let Some((presented, _)) = &call.session {
+        out.insert_header((crate::upstream::SESSION_HEADER, presented.as_str()));
+    }
+    let (id, settings) = (call.id.clone(), call.entry.tool_settings.clone());
+    let list = method == "tools/list" && !settings.is_empty();
+    Ok(out.streaming(rewrite::messages(response, move |mut message| {
+        if list && message.get("id") == Some(&id) {
+            if let Some(result) = message.get_mut("result") {
+                tools::filter_list(result, &settings);
+            }
+        }
+        message
+    })))
+}
