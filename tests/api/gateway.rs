@@ -28,6 +28,14 @@ pub async fn conformance_upstream() -> String {
     format!("http://127.0.0.1:{port}/mcp")
 }
 
+/// The conformance fixture as a server of the session-ful revisions only (it refuses 2026-07-28).
+pub async fn session_only_upstream() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(fixture::serve_with(listener, true));
+    format!("http://127.0.0.1:{port}/mcp")
+}
+
 /// Tenant `acme` with `ann` (member) holding a token; returns (admin, ann's token).
 pub async fn tenant_with_ann(app: &TestApp) -> (Client, String) {
     let admin = app.admin().await;

@@ -26,6 +26,7 @@ mod process;
 mod proxy;
 mod security;
 mod servers;
+mod stateless;
 mod teams;
 mod tenants;
 mod tokens;

@@ -127,6 +127,19 @@ pub fn everything(mode: &str) -> Everything {
     let entry = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("tests/peers/node_modules/@modelcontextprotocol/server-everything/dist/index.js");
     assert!(entry.exists(), "server-everything is not installed: run `npm ci --prefix tests/peers`");
+    let path = if mode == "sse" { "sse" } else { "mcp" };
+    node_peer(&entry, &[mode], path)
+}
+
+/// Starts the TypeScript SDK v2 upstream (tests/peers/v2-upstream.mjs, protocol revision
+/// 2026-07-28) as `dual` (it also serves 2025-era requests) or `modern-only`.
+pub fn v2_upstream(posture: &str) -> Everything {
+    let entry = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/peers/v2-upstream.mjs");
+    node_peer(&entry, &[posture], "mcp")
+}
+
+/// Starts a Node peer on a free port (given as `PORT`) and waits until it accepts connections.
+fn node_peer(entry: &std::path::Path, args: &[&str], path: &str) -> Everything {
     // The port is free when picked but not held: another test may bind it before node does,
     // and then node exits (EADDRINUSE) while the port answers for someone else. Such a start
     // is seen by node having exited, and is retried on another port.
@@ -134,20 +147,19 @@ pub fn everything(mode: &str) -> Everything {
         let port = free_port();
         #[allow(clippy::zombie_processes)] // Everything's Drop kills and waits for it
         let child = Command::new("node")
-            .arg(&entry)
-            .arg(mode)
+            .arg(entry)
+            .args(args)
             .env("PORT", port.to_string())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("node is installed");
-        let path = if mode == "sse" { "sse" } else { "mcp" };
         let mut server = Everything { child, url: format!("http://127.0.0.1:{port}/{path}") };
         let deadline = Instant::now() + Duration::from_secs(30);
         let mut exited = false;
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "server-everything did not start");
+            assert!(Instant::now() < deadline, "{} did not start", entry.display());
             exited = server.child.try_wait().ok().flatten().is_some();
             if exited {
                 break;
@@ -162,7 +174,7 @@ pub fn everything(mode: &str) -> Everything {
             return server;
         }
     }
-    panic!("server-everything did not start on any of five ports");
+    panic!("{} did not start on any of five ports", entry.display());
 }
 
 /// A TCP port that accepts connections and never answers: an upstream that hangs.

@@ -1,11 +1,11 @@
 // The TypeScript SDK's v2 client (@modelcontextprotocol/client), driven through the gateway by
-// the integration tests. Usage: node v2-client.mjs URL TOKEN stateless|legacy TOOL — `stateless`
+// the integration tests. Usage: node v2-client.mjs URL TOKEN stateless|legacy TOOL… — `stateless`
 // pins protocol revision 2026-07-28 (server/discover, no initialize, no session; no fallback),
-// `legacy` runs the 2025 handshake. Lists the tools, calls TOOL with {message}, prints one JSON
-// report on stdout.
+// `legacy` runs the 2025 handshake. Lists the tools, calls each TOOL with {message}, prints one
+// JSON report on stdout.
 import { Client, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
 
-const [url, token, mode, tool] = process.argv.slice(2);
+const [url, token, mode, ...tools] = process.argv.slice(2);
 const transport = new StreamableHTTPClientTransport(new URL(url), {
   requestInit: { headers: { Authorization: `Bearer ${token}` } },
 });
@@ -18,8 +18,10 @@ report.version = client.getNegotiatedProtocolVersion();
 report.session = Boolean(transport.sessionId);
 report.server = client.getServerVersion()?.name;
 report.tools = (await client.listTools()).tools.map((t) => t.name);
-const called = await client.callTool({ name: tool, arguments: { message: 'through the gateway' } });
-report.text = called.content?.[0]?.text;
-report.isError = Boolean(called.isError);
+report.texts = [];
+for (const name of tools) {
+  const called = await client.callTool({ name, arguments: { message: 'through the gateway' } });
+  report.texts.push(called.isError ? `error: ${called.content?.[0]?.text}` : called.content?.[0]?.text);
+}
 await client.close();
 console.log(JSON.stringify(report));

@@ -1,12 +1,13 @@
 // An upstream built on the TypeScript SDK's v2 server (@modelcontextprotocol/server), which
-// speaks protocol revision 2026-07-28. Usage: node v2-upstream.mjs PORT dual|modern-only —
+// speaks protocol revision 2026-07-28. Usage: PORT=… node v2-upstream.mjs dual|modern-only —
 // `dual` also serves 2025-era requests (statelessly, as the SDK does by default), `modern-only`
 // refuses them, like a server written for the new revision alone. One tool, `echo`.
 import http from 'node:http';
 import { Readable } from 'node:stream';
 import { McpServer, createMcpHandler, fromJsonSchema } from '@modelcontextprotocol/server';
 
-const [port, posture] = process.argv.slice(2);
+const port = process.env.PORT;
+const [posture] = process.argv.slice(2);
 const factory = () => {
   const server = new McpServer({ name: `v2-upstream-${posture}`, version: '2.4.0' });
   server.registerTool(

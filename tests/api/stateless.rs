@@ -1,0 +1,178 @@
+//! Protocol revision 2026-07-28 (stateless: no `initialize`, no session, the envelope in every
+//! request's `_meta`) through the gateway, with real SDK clients and upstreams of both eras:
+//! the TypeScript SDK v2 client pinned to the revision or running the 2025 handshake, the rmcp
+//! fixture serving 2025-11-25 only and a TypeScript SDK v2 server that refuses 2025 requests.
+
+use serde_json::{json, Value};
+
+use crate::gateway::{grant, remote, session_only_upstream, tenant_with_ann};
+use crate::helpers::spawn_app;
+use crate::peers;
+use crate::proxy::wait_for_policy;
+
+/// Runs the v2 client (tests/peers/v2-client.mjs) against `url`; returns its report.
+async fn v2_client(url: &str, token: &str, mode: &str, tools: &[&str]) -> Value {
+    let script = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/peers/v2-client.mjs");
+    let mut args = vec![url.to_owned(), token.to_owned(), mode.to_owned()];
+    args.extend(tools.iter().map(|t| (*t).to_owned()));
+    let output =
+        tokio::task::spawn_blocking(move || std::process::Command::new("node").arg(script).args(args).output())
+            .await
+            .unwrap()
+            .expect("node is installed");
+    assert!(output.status.success(), "v2 client failed: {}", String::from_utf8_lossy(&output.stderr));
+    serde_json::from_slice(&output.stdout).expect("one JSON report")
+}
+
+const ECHOED: &str = "through the gateway";
+
+#[tokio::test]
+async fn clients_of_either_revision_reach_upstreams_of_either_through_remote_and_virtual_servers() {
+    let app = spawn_app().await;
+    let (admin, token) = tenant_with_ann(&app).await;
+    let modern = peers::v2_upstream("modern-only");
+    remote(&admin, "fixture", &session_only_upstream().await).await;
+    remote(&admin, "modern", &modern.url).await;
+    admin
+        .post(
+            "/api/v1/tenants/acme/servers",
+            json!({"slug": "combo", "display_name": "Combo", "kind": "virtual",
+                "servers": [{"server": "fixture", "enabled_tools": ["echo"]}, {"server": "modern"}]}),
+        )
+        .await
+        .expect(201);
+    for server in ["fixture", "modern", "combo"] {
+        grant(&admin, server, "user:ann@example.com").await;
+    }
+    wait_for_policy(&app).await;
+    let url = |server: &str| format!("{}/acme/mcp/{server}/server", app.base);
+
+    // A stateless client over a session-ful upstream: the gateway bridges.
+    let report = v2_client(&url("fixture"), &token, "stateless", &["echo"]).await;
+    assert_eq!(report["version"], "2026-07-28", "{report}");
+    assert_eq!(report["session"], false);
+    assert_eq!(report["server"], "mcpgate-conformance-fixture");
+    assert!(report["tools"].as_array().unwrap().contains(&json!("echo")));
+    assert_eq!(report["texts"], json!([ECHOED]));
+    // A stateless client over an upstream of its own revision: relayed.
+    let report = v2_client(&url("modern"), &token, "stateless", &["echo"]).await;
+    assert_eq!((report["version"].as_str(), report["session"].as_bool()), (Some("2026-07-28"), Some(false)));
+    assert_eq!(report["texts"], json!([format!("v2 echo: {ECHOED}")]));
+    // A session-ful client over an upstream that refuses 2025 requests: the gateway answers
+    // `initialize` from its discovery and sends each request with the envelope.
+    let report = v2_client(&url("modern"), &token, "legacy", &["echo"]).await;
+    assert_eq!(report["version"], "2025-11-25", "{report}");
+    assert_eq!(report["session"], true);
+    assert_eq!(report["server"], "v2-upstream-modern-only");
+    assert_eq!(report["texts"], json!([format!("v2 echo: {ECHOED}")]));
+
+    // A virtual server over one member of each revision, for clients of each.
+    for mode in ["stateless", "legacy"] {
+        let report = v2_client(&url("combo"), &token, mode, &["echo_fixture", "echo_modern"]).await;
+        assert_eq!(report["session"], mode == "legacy", "{report}");
+        let mut tools: Vec<&str> = report["tools"].as_array().unwrap().iter().map(|t| t.as_str().unwrap()).collect();
+        tools.sort();
+        assert_eq!(tools, ["echo_fixture", "echo_modern"], "{mode}");
+        assert_eq!(report["texts"], json!([ECHOED, format!("v2 echo: {ECHOED}")]), "{mode}: {report}");
+    }
+}
+
+/// One stateless POST with the routing headers the revision requires; status and the reply.
+async fn stateless(url: &str, token: &str, version: Option<&str>, body: Value) -> (u16, Value) {
+    let mut request = reqwest::Client::new()
+        .post(url)
+        .bearer_auth(token)
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-method", body["method"].as_str().unwrap());
+    if let Some(name) = body["params"]["name"].as_str() {
+        request = request.header("mcp-name", name);
+    }
+    if let Some(v) = version {
+        request = request.header("mcp-protocol-version", v);
+    }
+    let response = request.json(&body).send().await.unwrap();
+    let status = response.status().as_u16();
+    let sse = response.headers().get("content-type").is_some_and(|v| v.to_str().unwrap().starts_with("text/event-stream"));
+    let text = response.text().await.unwrap();
+    let reply = if sse {
+        text.lines()
+            .filter_map(|l| l.strip_prefix("data:"))
+            .filter_map(|d| serde_json::from_str::<Value>(d.trim()).ok())
+            .find(|m| m.get("id").is_some() && m.get("method").is_none())
+            .unwrap_or_default()
+    } else {
+        serde_json::from_str(&text).unwrap_or_default()
+    };
+    (status, reply)
+}
+
+fn envelope(version: &str) -> Value {
+    json!({
+        "io.modelcontextprotocol/protocolVersion": version,
+        "io.modelcontextprotocol/clientCapabilities": {},
+        "io.modelcontextprotocol/clientInfo": {"name": "raw", "version": "1"},
+    })
+}
+
+fn request(id: i64, method: &str, mut params: Value, meta: Value) -> Value {
+    params["_meta"] = meta;
+    json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params})
+}
+
+#[tokio::test]
+async fn the_gateway_answers_the_stateless_revisions_own_way_over_a_session_ful_upstream() {
+    let app = spawn_app().await;
+    let (admin, token) = tenant_with_ann(&app).await;
+    admin
+        .post(
+            "/api/v1/tenants/acme/servers",
+            json!({"slug": "fixture", "display_name": "Fixture", "kind": "remote", "url": session_only_upstream().await,
+                "tool_settings": [{"name": "test_error_handling", "disabled": true}]}),
+        )
+        .await
+        .expect(201);
+    grant(&admin, "fixture", "user:ann@example.com").await;
+    wait_for_policy(&app).await;
+    let url = format!("{}/acme/mcp/fixture/server", app.base);
+    let v = Some("2026-07-28");
+
+    let (status, reply) = stateless(&url, &token, v, request(1, "server/discover", json!({}), envelope("2026-07-28"))).await;
+    assert_eq!(status, 200, "{reply}");
+    let result = &reply["result"];
+    assert_eq!(result["supportedVersions"], json!(["2026-07-28"]));
+    assert!(result["capabilities"]["tools"].is_object(), "{result}");
+    assert_eq!(result["resultType"], "complete");
+    assert_eq!(result["_meta"]["io.modelcontextprotocol/serverInfo"]["name"], "mcpgate-conformance-fixture");
+
+    // The envelope's refusals, each with the request's id and HTTP 400.
+    let missing = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list", "params": {}});
+    let (status, reply) = stateless(&url, &token, v, missing).await;
+    assert_eq!((status, reply["error"]["code"].as_i64(), reply["id"].as_i64()), (400, Some(-32602), Some(2)));
+    let (status, reply) = stateless(&url, &token, v, request(3, "tools/list", json!({}), envelope("v999.0.0"))).await;
+    assert_eq!((status, reply["error"]["code"].as_i64()), (400, Some(-32020)), "header and body disagree");
+    let future = request(4, "tools/list", json!({}), envelope("v999.0.0"));
+    let (status, reply) = stateless(&url, &token, Some("v999.0.0"), future).await;
+    assert_eq!((status, reply["error"]["code"].as_i64()), (400, Some(-32022)), "{reply}");
+    assert_eq!(reply["error"]["data"], json!({"supported": ["2026-07-28"], "requested": "v999.0.0"}));
+    // Methods the revision removed, and ones it never had.
+    for (id, method) in [(5, "initialize"), (6, "ping"), (7, "logging/setLevel"), (8, "unknown/method")] {
+        let (status, reply) = stateless(&url, &token, v, request(id, method, json!({}), envelope("2026-07-28"))).await;
+        assert_eq!((status, reply["error"]["code"].as_i64()), (404, Some(-32601)), "{method}: {reply}");
+    }
+
+    // Results as the revision has them, and the server's tool settings still apply.
+    let (status, reply) = stateless(&url, &token, v, request(9, "tools/list", json!({}), envelope("2026-07-28"))).await;
+    assert_eq!(status, 200);
+    assert_eq!((reply["result"]["resultType"].as_str(), reply["result"]["ttlMs"].as_i64()), (Some("complete"), Some(0)));
+    let names: Vec<&str> = reply["result"]["tools"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
+    assert!(names.contains(&"echo") && !names.contains(&"test_error_handling"), "{names:?}");
+    let disabled = request(10, "tools/call", json!({"name": "test_error_handling", "arguments": {}}), envelope("2026-07-28"));
+    let (_, reply) = stateless(&url, &token, v, disabled).await;
+    assert_eq!(reply["error"]["code"], -32602, "{reply}");
+    let call = request(11, "tools/call", json!({"name": "echo", "arguments": {"message": "hi"}}), envelope("2026-07-28"));
+    let (status, reply) = stateless(&url, &token, v, call).await;
+    assert_eq!(status, 200);
+    assert_eq!(reply["result"]["content"][0]["text"], "hi");
+    assert_eq!(reply["result"]["resultType"], "complete");
+    assert!(reply["result"].get("ttlMs").is_none(), "a tool result is not cacheable");
+}
