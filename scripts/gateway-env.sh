@@ -33,7 +33,7 @@ start_stack() {
     fixture_port=$(free_port)
     GATEWAY_PORT=$(free_port)
     DATA_DIR=$STACK_WORK/data
-    "$BIN/examples/conformance_upstream" "$fixture_port" >"$STACK_WORK/fixture.log" 2>&1 &
+    "$BIN/examples/conformance_upstream" "$fixture_port" ${FIXTURE_ARGS:-} >"$STACK_WORK/fixture.log" 2>&1 &
     FIXTURE_PID=$!
     STACK_PIDS+=($FIXTURE_PID)
     MCPGATE_ADMIN_EMAIL=admin@example.com MCPGATE_ADMIN_PASSWORD=stack-admin-password \
@@ -46,7 +46,9 @@ start_stack() {
     wait_port "$GATEWAY_PORT"
     FIXTURE_URL=http://127.0.0.1:$fixture_port/mcp
 
-    local api=http://127.0.0.1:$GATEWAY_PORT/api/v1 jar=$STACK_WORK/cookies csrf
+    # The admin's cookie jar and CSRF token stay set, for api_call after the stack is up.
+    local api=http://127.0.0.1:$GATEWAY_PORT/api/v1
+    jar=$STACK_WORK/cookies
     csrf=$(curl -sf -c "$jar" -H 'content-type: application/json' \
         -d '{"email":"admin@example.com","password":"stack-admin-password"}' "$api/auth/login" |
         python3 -c 'import json,sys; print(json.load(sys.stdin)["csrf_token"])')

@@ -1,7 +1,8 @@
 //! Protocol revision 2026-07-28 (stateless: no `initialize`, no session, the envelope in every
 //! request's `_meta`) through the gateway, with real SDK clients and upstreams of both eras:
 //! the TypeScript SDK v2 client pinned to the revision or running the 2025 handshake, the rmcp
-//! fixture serving 2025-11-25 only and a TypeScript SDK v2 server that refuses 2025 requests.
+//! fixture serving 2025-11-25 only, server-everything over legacy HTTP+SSE, and a TypeScript SDK
+//! v2 server that refuses 2025 requests.
 
 use serde_json::{json, Value};
 
@@ -31,8 +32,16 @@ async fn clients_of_either_revision_reach_upstreams_of_either_through_remote_and
     let app = spawn_app().await;
     let (admin, token) = tenant_with_ann(&app).await;
     let modern = peers::v2_upstream("modern-only");
+    let old = peers::everything("sse");
     remote(&admin, "fixture", &session_only_upstream().await).await;
     remote(&admin, "modern", &modern.url).await;
+    admin
+        .post(
+            "/api/v1/tenants/acme/servers",
+            json!({"slug": "old", "display_name": "Old", "kind": "remote", "url": old.url, "transport": "sse"}),
+        )
+        .await
+        .expect(201);
     admin
         .post(
             "/api/v1/tenants/acme/servers",
@@ -41,7 +50,7 @@ async fn clients_of_either_revision_reach_upstreams_of_either_through_remote_and
         )
         .await
         .expect(201);
-    for server in ["fixture", "modern", "combo"] {
+    for server in ["fixture", "modern", "old", "combo"] {
         grant(&admin, server, "user:ann@example.com").await;
     }
     wait_for_policy(&app).await;
@@ -54,6 +63,10 @@ async fn clients_of_either_revision_reach_upstreams_of_either_through_remote_and
     assert_eq!(report["server"], "mcpgate-conformance-fixture");
     assert!(report["tools"].as_array().unwrap().contains(&json!("echo")));
     assert_eq!(report["texts"], json!([ECHOED]));
+    // … and over a legacy HTTP+SSE upstream (protocol 2024-11-05).
+    let report = v2_client(&url("old"), &token, "stateless", &["echo"]).await;
+    assert_eq!((report["version"].as_str(), report["session"].as_bool()), (Some("2026-07-28"), Some(false)));
+    assert_eq!(report["texts"], json!([format!("Echo: {ECHOED}")]), "{report}");
     // A stateless client over an upstream of its own revision: relayed.
     let report = v2_client(&url("modern"), &token, "stateless", &["echo"]).await;
     assert_eq!((report["version"].as_str(), report["session"].as_bool()), (Some("2026-07-28"), Some(false)));
@@ -92,7 +105,8 @@ async fn stateless(url: &str, token: &str, version: Option<&str>, body: Value) -
     }
     let response = request.json(&body).send().await.unwrap();
     let status = response.status().as_u16();
-    let sse = response.headers().get("content-type").is_some_and(|v| v.to_str().unwrap().starts_with("text/event-stream"));
+    let sse =
+        response.headers().get("content-type").is_some_and(|v| v.to_str().unwrap().starts_with("text/event-stream"));
     let text = response.text().await.unwrap();
     let reply = if sse {
         text.lines()
@@ -136,7 +150,8 @@ async fn the_gateway_answers_the_stateless_revisions_own_way_over_a_session_ful_
     let url = format!("{}/acme/mcp/fixture/server", app.base);
     let v = Some("2026-07-28");
 
-    let (status, reply) = stateless(&url, &token, v, request(1, "server/discover", json!({}), envelope("2026-07-28"))).await;
+    let (status, reply) =
+        stateless(&url, &token, v, request(1, "server/discover", json!({}), envelope("2026-07-28"))).await;
     assert_eq!(status, 200, "{reply}");
     let result = &reply["result"];
     assert_eq!(result["supportedVersions"], json!(["2026-07-28"]));
@@ -163,13 +178,19 @@ async fn the_gateway_answers_the_stateless_revisions_own_way_over_a_session_ful_
     // Results as the revision has them, and the server's tool settings still apply.
     let (status, reply) = stateless(&url, &token, v, request(9, "tools/list", json!({}), envelope("2026-07-28"))).await;
     assert_eq!(status, 200);
-    assert_eq!((reply["result"]["resultType"].as_str(), reply["result"]["ttlMs"].as_i64()), (Some("complete"), Some(0)));
-    let names: Vec<&str> = reply["result"]["tools"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
+    assert_eq!(
+        (reply["result"]["resultType"].as_str(), reply["result"]["ttlMs"].as_i64()),
+        (Some("complete"), Some(0))
+    );
+    let names: Vec<&str> =
+        reply["result"]["tools"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
     assert!(names.contains(&"echo") && !names.contains(&"test_error_handling"), "{names:?}");
-    let disabled = request(10, "tools/call", json!({"name": "test_error_handling", "arguments": {}}), envelope("2026-07-28"));
+    let disabled =
+        request(10, "tools/call", json!({"name": "test_error_handling", "arguments": {}}), envelope("2026-07-28"));
     let (_, reply) = stateless(&url, &token, v, disabled).await;
     assert_eq!(reply["error"]["code"], -32602, "{reply}");
-    let call = request(11, "tools/call", json!({"name": "echo", "arguments": {"message": "hi"}}), envelope("2026-07-28"));
+    let call =
+        request(11, "tools/call", json!({"name": "echo", "arguments": {"message": "hi"}}), envelope("2026-07-28"));
     let (status, reply) = stateless(&url, &token, v, call).await;
     assert_eq!(status, 200);
     assert_eq!(reply["result"]["content"][0]["text"], "hi");

@@ -99,7 +99,7 @@ impl Envelope {
         Value::Object(capabilities)
     }
 
-    fn fingerprint(&self) -> u64 {
+    pub fn fingerprint(&self) -> u64 {
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         self.session_capabilities().to_string().hash(&mut hasher);
         hasher.finish()
@@ -180,7 +180,8 @@ pub fn enveloped(message: &Value) -> Value {
     if let Some(meta) = params["_meta"].as_object_mut() {
         meta.insert(META_VERSION.into(), json!(STATELESS));
         meta.entry(META_CAPABILITIES).or_insert_with(|| json!({}));
-        meta.entry(META_CLIENT_INFO).or_insert_with(|| json!({"name": "mcpgate", "version": env!("CARGO_PKG_VERSION")}));
+        meta.entry(META_CLIENT_INFO)
+            .or_insert_with(|| json!({"name": "mcpgate", "version": env!("CARGO_PKG_VERSION")}));
     }
     message
 }
@@ -420,15 +421,8 @@ impl Upstream<'_> {
     }
 
     async fn open(&mut self, state: &ProxyState, envelope: &Envelope) -> Result<Opened, UpstreamError> {
-        let client_info = envelope
-            .client_info
-            .clone()
-            .unwrap_or_else(|| json!({"name": "mcpgate", "version": env!("CARGO_PKG_VERSION")}));
-        let initialize = json!({"jsonrpc": "2.0", "id": "mcpgate:initialize", "method": "initialize", "params": {
-            "protocolVersion": SESSION_REVISION,
-            "capabilities": envelope.session_capabilities(),
-            "clientInfo": client_info,
-        }});
+        let initialize = json!({"jsonrpc": "2.0", "id": "mcpgate:initialize", "method": "initialize",
+            "params": initialize_params(envelope)});
         let (session, reply) = self.exchange(state, None, None, &initialize).await?;
         let initialized = reply
             .and_then(|r| r.get("result").cloned())
@@ -446,8 +440,21 @@ impl Upstream<'_> {
     }
 }
 
+/// What the bridge asks an upstream for when it opens a session for a stateless caller.
+pub fn initialize_params(envelope: &Envelope) -> Value {
+    let client_info = envelope
+        .client_info
+        .clone()
+        .unwrap_or_else(|| json!({"name": "mcpgate", "version": env!("CARGO_PKG_VERSION")}));
+    json!({
+        "protocolVersion": SESSION_REVISION,
+        "capabilities": envelope.session_capabilities(),
+        "clientInfo": client_info,
+    })
+}
+
 /// The credential for a remote server's own upstream, as `relay` gets it.
-async fn upstream<'a>(state: &ProxyState, ctx: &Ctx, call: &Call<'a>) -> Result<Upstream<'a>, ProxyError> {
+pub async fn upstream<'a>(state: &ProxyState, ctx: &Ctx, call: &Call<'a>) -> Result<Upstream<'a>, ProxyError> {
     let target = Target::own(call.entry);
     if target.passthrough() && call.idp_token.is_none() {
         return Err(ProxyError::PassthroughNeedsIdpToken(ctx.tenant.clone(), ctx.server.clone()));
@@ -486,7 +493,8 @@ pub async fn remote(
     if message.get("id").is_none() {
         // A notification (a cancellation, say) reaches the caller's open session, if any.
         if let Ok((_, _, opened)) = upstream.session(state, envelope).await {
-            let _ = upstream.exchange(state, opened.session.as_deref(), Some(&opened.version), &unwrapped(message)).await;
+            let _ =
+                upstream.exchange(state, opened.session.as_deref(), Some(&opened.version), &unwrapped(message)).await;
         }
         ctx.decide("allowed", None, Some(202));
         return Ok(Some(HttpResponse::Accepted().finish()));
@@ -515,7 +523,7 @@ pub async fn remote(
     relay_headers(&mut out, &response);
     Ok(Some(out.streaming(rewrite::messages_filtered(
         response,
-        translator(call.id.clone(), method.to_owned(), opened.server_info(), envelope, &call.entry.tool_settings),
+        translator(message, opened.server_info(), envelope, &call.entry.tool_settings),
     ))))
 }
 
@@ -524,14 +532,16 @@ pub async fn remote(
 /// log messages only if asked for; never the upstream's own requests, which a stateless client
 /// has no way to answer.
 pub fn translator(
-    id: Value,
-    method: String,
+    request: &Value,
     server_info: Value,
     envelope: &Envelope,
     settings: &[mcpgate_policy::ToolSetting],
 ) -> impl FnMut(Value) -> Option<Value> + 'static {
     let logs = envelope.log_level.is_some();
     let settings = settings.to_vec();
+    let id = request.get("id").cloned().unwrap_or(Value::Null);
+    let method = request.get("method").and_then(Value::as_str).unwrap_or_default().to_owned();
+    let uri = request["params"]["uri"].clone();
     move |mut message| {
         let is_request = message.get("method").is_some() && message.get("id").is_some();
         let is_log = message.get("method").and_then(Value::as_str) == Some("notifications/message");
@@ -545,8 +555,23 @@ pub fn translator(
                 }
                 stamp(&method, result, &server_info);
             }
+            if let Some(error) = message.get_mut("error") {
+                modern_error(&method, &uri, error);
+            }
         }
         Some(message)
+    }
+}
+
+/// An earlier revision's error as the stateless one has it: a resource that does not exist
+/// was `-32002`; it is now `-32602` with the URI in `data`.
+fn modern_error(method: &str, uri: &Value, error: &mut Value) {
+    if method == "resources/read" && error["code"] == crate::error::UPSTREAM_FAILED {
+        error["code"] = json!(crate::error::INVALID_PARAMS);
+        if !error.get("data").is_some_and(Value::is_object) {
+            error["data"] = json!({});
+        }
+        error["data"].as_object_mut().map(|d| d.entry("uri").or_insert_with(|| uri.clone()));
     }
 }
 
@@ -612,14 +637,30 @@ mod tests {
 
     #[test]
     fn a_bridged_stream_never_carries_the_upstreams_requests() {
-        let envelope = Envelope { version: STATELESS.into(), capabilities: json!({}), client_info: None, log_level: None };
-        let mut translate = translator(json!(1), "tools/call".into(), json!({"name": "u"}), &envelope, &[]);
+        let envelope =
+            Envelope { version: STATELESS.into(), capabilities: json!({}), client_info: None, log_level: None };
+        let call = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "x"}});
+        let mut translate = translator(&call, json!({"name": "u"}), &envelope, &[]);
         assert!(translate(json!({"jsonrpc": "2.0", "id": 9, "method": "sampling/createMessage"})).is_none());
         assert!(translate(json!({"jsonrpc": "2.0", "method": "notifications/message", "params": {}})).is_none());
         let progress = json!({"jsonrpc": "2.0", "method": "notifications/progress", "params": {"progress": 1}});
         assert_eq!(translate(progress.clone()), Some(progress));
         let reply = translate(json!({"jsonrpc": "2.0", "id": 1, "result": {"content": []}})).unwrap();
         assert_eq!(reply["result"]["resultType"], "complete");
+    }
+
+    #[test]
+    fn a_missing_resource_is_reported_the_stateless_revisions_way() {
+        let envelope =
+            Envelope { version: STATELESS.into(), capabilities: json!({}), client_info: None, log_level: None };
+        let read = json!({"jsonrpc": "2.0", "id": 2, "method": "resources/read", "params": {"uri": "test://gone"}});
+        let mut translate = translator(&read, json!({"name": "u"}), &envelope, &[]);
+        let reply =
+            translate(json!({"jsonrpc": "2.0", "id": 2, "error": {"code": -32002, "message": "no such resource"}}));
+        assert_eq!(
+            reply.unwrap()["error"],
+            json!({"code": -32602, "message": "no such resource", "data": {"uri": "test://gone"}})
+        );
     }
 }
 
@@ -636,9 +677,8 @@ pub async fn initialize_stateless(
         return Ok(None);
     };
     let requested = call.message.as_ref().and_then(|m| m["params"]["protocolVersion"].as_str());
-    let version = requested
-        .filter(|v| crate::guard::REVISIONS.contains(v) && *v != STATELESS)
-        .unwrap_or(SESSION_REVISION);
+    let version =
+        requested.filter(|v| crate::guard::REVISIONS.contains(v) && *v != STATELESS).unwrap_or(SESSION_REVISION);
     let server_info = discovered["_meta"]
         .get(META_SERVER_INFO)
         .or_else(|| discovered.get("serverInfo"))
@@ -671,7 +711,9 @@ pub async fn initialize_stateless(
 
 /// Whether a gateway session's upstream takes stateless requests.
 pub fn over_stateless_upstream(call: &Call<'_>) -> bool {
-    call.session.as_ref().is_some_and(|(_, s)| s.upstreams.first().is_some_and(|u| u.as_deref() == Some(STATELESS_UPSTREAM)))
+    call.session
+        .as_ref()
+        .is_some_and(|(_, s)| s.upstreams.first().is_some_and(|u| u.as_deref() == Some(STATELESS_UPSTREAM)))
 }
 
 /// A request in a gateway session over an upstream that takes stateless requests: what the
@@ -691,8 +733,10 @@ pub async fn in_stateless_session(state: &ProxyState, ctx: &Ctx, call: &Call<'_>
         }
         _ => {}
     }
-    let message =
-        call.message.as_ref().ok_or_else(|| ProxyError::InvalidRequest("send one JSON-RPC message per request".into()))?;
+    let message = call
+        .message
+        .as_ref()
+        .ok_or_else(|| ProxyError::InvalidRequest("send one JSON-RPC message per request".into()))?;
     let Some(method) = message.get("method").and_then(Value::as_str) else {
         return Err(ProxyError::InvalidRequest("this response answers no request".into()));
     };

@@ -147,9 +147,7 @@ impl ProxyError {
             | Self::BadEnvelope(_)
             | Self::HeaderMismatch(_)
             | Self::UnsupportedVersion { .. } => StatusCode::BAD_REQUEST,
-            Self::NotFound | Self::UnknownSession | Self::StaleSession | Self::NoSuchMethod(_) => {
-                StatusCode::NOT_FOUND
-            }
+            Self::NotFound | Self::UnknownSession | Self::StaleSession | Self::NoSuchMethod(_) => StatusCode::NOT_FOUND,
             // JSON-RPC level refusals of an accepted request.
             Self::ToolDisabled(_)
             | Self::UnknownTool(_)

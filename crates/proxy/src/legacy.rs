@@ -14,7 +14,7 @@ use sse_stream::{Sse, SseStream};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::credentials::Headers;
-use crate::routes::{rpc_error, Call, Ctx, ProxyState, INVALID_REQUEST};
+use crate::routes::{rpc_error, Call, Ctx, ProxyError, ProxyState, INVALID_REQUEST};
 use crate::session::{subject_tag, GatewaySession};
 use crate::tools;
 use crate::upstream::{UpstreamError, SESSION_HEADER};
@@ -30,6 +30,8 @@ struct Bridge {
     pending: Mutex<HashMap<String, oneshot::Sender<Value>>>,
     inbox: Mutex<Option<mpsc::Receiver<Value>>>,
     reader: tokio::task::AbortHandle,
+    /// For a stateless caller's bridge: the upstream's `initialize` result.
+    initialized: Mutex<Option<Value>>,
 }
 
 impl Drop for Bridge {
@@ -111,7 +113,13 @@ async fn open(state: &ProxyState, call: &Call<'_>, auth: &Headers) -> Result<Arc
             }
         })
         .abort_handle();
-        Bridge { endpoint, pending: Mutex::default(), inbox: Mutex::new(Some(rx)), reader }
+        Bridge {
+            endpoint,
+            pending: Mutex::default(),
+            inbox: Mutex::new(Some(rx)),
+            reader,
+            initialized: Mutex::default(),
+        }
     });
     Ok(bridge)
 }
@@ -251,4 +259,77 @@ pub async fn handle(state: &ProxyState, ctx: &Ctx, call: Call<'_>, auth: Headers
 
 fn tokio_stream_from(mut rx: mpsc::Receiver<Value>) -> impl futures_util::Stream<Item = Value> {
     futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+/// A stateless (2026-07-28) caller of a legacy SSE upstream: its requests go over one upstream
+/// event stream per caller and declared capabilities, opened and initialized on first use and
+/// kept with the session-ful callers' (the same bound); the upstream's own messages outside a
+/// reply are not the stateless caller's to see, and the bounded inbox drops them.
+pub async fn stateless(
+    state: &ProxyState,
+    ctx: &Ctx,
+    call: &Call<'_>,
+    envelope: &crate::bridge::Envelope,
+    auth: &Headers,
+) -> Result<HttpResponse, ProxyError> {
+    let failed = |e: UpstreamError| ProxyError::Upstream(format!("{}/{}", ctx.tenant, ctx.server), e);
+    let message = call.message.as_ref().ok_or_else(|| ProxyError::InvalidRequest("a JSON-RPC message".into()))?;
+    let Some(method) = message.get("method").and_then(Value::as_str) else {
+        return Err(ProxyError::InvalidRequest("this response answers no request".into()));
+    };
+    if message.get("id").is_some() && !crate::bridge::bridged(method) {
+        return Err(ProxyError::NoSuchMethod(method.to_owned()));
+    }
+    let key = format!("stateless:{}:{}:{:x}", call.entry.id, subject_tag(call.subject), envelope.fingerprint());
+    let mut reopened = false;
+    loop {
+        let bridge = match state.bridges.get(&key) {
+            Some(bridge) => bridge,
+            None => {
+                let bridge = open(state, call, auth).await.map_err(failed)?;
+                let initialize = serde_json::json!({"jsonrpc": "2.0", "id": "mcpgate:initialize", "method": "initialize",
+                    "params": crate::bridge::initialize_params(envelope)});
+                let reply = send(state, call, &bridge, auth, &initialize).await.map_err(failed)?;
+                let initialized = reply
+                    .and_then(|r| r.get("result").cloned())
+                    .ok_or_else(|| failed(UpstreamError::Protocol("the upstream refused to initialize".into())))?;
+                let ready = serde_json::json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+                send(state, call, &bridge, auth, &ready).await.map_err(failed)?;
+                *bridge.initialized.lock().unwrap_or_else(|p| p.into_inner()) = Some(initialized);
+                let mut all = state.bridges.inner.lock().unwrap_or_else(|p| p.into_inner());
+                if all.len() >= MAX_BRIDGES {
+                    return Err(failed(UpstreamError::Unreachable("too many open legacy sessions".into())));
+                }
+                all.insert(key.clone(), bridge.clone());
+                crate::metrics::get().sessions_opened.inc();
+                bridge
+            }
+        };
+        let initialized = bridge.initialized.lock().unwrap_or_else(|p| p.into_inner()).clone().unwrap_or_default();
+        let server_info = initialized.get("serverInfo").cloned().unwrap_or_default();
+        if method == "server/discover" {
+            let mut result = crate::bridge::discover_result(&initialized);
+            crate::bridge::stamp(method, &mut result, &server_info);
+            ctx.decide("allowed", None, Some(200));
+            return Ok(HttpResponse::Ok().json(serde_json::json!({"jsonrpc": "2.0", "id": call.id, "result": result})));
+        }
+        match send(state, call, &bridge, auth, &crate::bridge::unwrapped(message)).await {
+            Ok(None) => {
+                ctx.decide("allowed", None, Some(202));
+                return Ok(HttpResponse::Accepted().finish());
+            }
+            Ok(Some(reply)) => {
+                ctx.decide("allowed", None, Some(200));
+                let mut translate =
+                    crate::bridge::translator(message, server_info, envelope, &call.entry.tool_settings);
+                return Ok(HttpResponse::Ok().json(translate(reply).unwrap_or_default()));
+            }
+            // The upstream's stream is gone (it restarted, or dropped us): once more, afresh.
+            Err(UpstreamError::Status(_) | UpstreamError::Protocol(_)) if !reopened => {
+                reopened = true;
+                state.bridges.remove(&key);
+            }
+            Err(e) => return Err(failed(e)),
+        }
+    }
 }

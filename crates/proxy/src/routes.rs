@@ -477,10 +477,12 @@ async fn serve(
         if let Some(refusal) = call.message.as_ref().and_then(|m| refused_call(m, &entry.tool_settings)) {
             return Err(refusal);
         }
-        if entry.transport != Some(Transport::Sse) {
-            if let Some(bridged) = crate::bridge::remote(state, ctx, &call, envelope).await? {
-                return Ok(bridged);
-            }
+        if entry.transport == Some(Transport::Sse) {
+            let upstream = crate::bridge::upstream(state, ctx, &call).await?;
+            return crate::legacy::stateless(state, ctx, &call, envelope, &upstream.auth).await;
+        }
+        if let Some(bridged) = crate::bridge::remote(state, ctx, &call, envelope).await? {
+            return Ok(bridged);
         }
     }
     Ok(relay(state, ctx, call).await)
@@ -682,7 +684,12 @@ pub fn refused(state: &ProxyState, ctx: &Ctx, target: Target<'_>) -> CredentialE
 /// The upstream refused a client's `initialize` (HTTP 400). If it did so because it serves
 /// only the stateless revision, the gateway bridges the session; otherwise the refusal goes
 /// back as it came.
-async fn initialize_refused(state: &ProxyState, ctx: &Ctx, call: &Call<'_>, response: reqwest::Response) -> HttpResponse {
+async fn initialize_refused(
+    state: &ProxyState,
+    ctx: &Ctx,
+    call: &Call<'_>,
+    response: reqwest::Response,
+) -> HttpResponse {
     let mut out = HttpResponse::build(StatusCode::BAD_REQUEST);
     relay_headers(&mut out, &response);
     let body = response.bytes().await.unwrap_or_default();

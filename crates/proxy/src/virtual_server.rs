@@ -682,11 +682,8 @@ async fn forward(
     let mut out = HttpResponse::build(status);
     relay_headers(&mut out, &response);
     if let Some((envelope, info)) = &members.stateless {
-        let method = message.get("method").and_then(Value::as_str).unwrap_or_default().to_owned();
-        return out.streaming(rewrite::messages_filtered(
-            response,
-            crate::bridge::translator(id, method, info.clone(), envelope, &[]),
-        ));
+        let translate = crate::bridge::translator(message, info.clone(), envelope, &[]);
+        return out.streaming(rewrite::messages_filtered(response, translate));
     }
     out.streaming(rewrite::messages(response, move |mut message| {
         if message.get("method").is_some() {
