@@ -327,6 +327,7 @@ async fn serve(state: &ProxyState, ctx: &Ctx, call: &Call<'_>) -> Result<HttpRes
             Ok(members.reply(id, method, with_unavailable(json!({"prompts": prompts}), &unavailable)))
         }
         "prompts/get" => get_prompt(state, ctx, &members, message, &params, version).await,
+        "completion/complete" => complete(state, ctx, &members, message, &params, version).await,
         "resources/list" | "resources/templates/list" => {
             let field = if method == "resources/list" { "resources" } else { "resourceTemplates" };
             let (lists, unavailable) = list_all(state, &members, method, field, version).await;
@@ -425,6 +426,30 @@ async fn get_prompt(
         .get(name)
         .ok_or_else(|| ProxyError::InvalidParams(format!("prompt {name} is not offered by this server")))?;
     Ok(forward_as(state, ctx, members, route, message, version).await)
+}
+
+/// completion/complete: a prompt argument's completions from the member that offers the
+/// prompt (under its own name for it); a resource template's from the first member that
+/// completes it.
+async fn complete(
+    state: &ProxyState,
+    ctx: &Ctx,
+    members: &Members<'_>,
+    message: &Value,
+    params: &Value,
+    version: Option<&str>,
+) -> Result<HttpResponse, ProxyError> {
+    if params["ref"]["type"] != "ref/prompt" {
+        return first_answer(state, ctx, members, message, version).await;
+    }
+    let name = params["ref"]["name"].as_str().unwrap_or_default();
+    let (_, routes, _) = list_prompts(state, members, version).await;
+    let route = routes
+        .get(name)
+        .ok_or_else(|| ProxyError::InvalidParams(format!("prompt {name} is not offered by this server")))?;
+    let mut forwarded = message.clone();
+    forwarded["params"]["ref"]["name"] = Value::String(route.name.clone());
+    Ok(forward(state, ctx, members, route.member, &forwarded, version).await)
 }
 
 /// resources/read, subscribe and unsubscribe: to the member that lists the URI, else the first
