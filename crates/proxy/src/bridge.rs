@@ -575,95 +575,6 @@ fn modern_error(method: &str, uri: &Value, error: &mut Value) {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn request(meta: Value) -> Value {
-        json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {"_meta": meta}})
-    }
-
-    #[test]
-    fn the_envelope_is_checked_in_the_order_the_revision_gives() {
-        let full = json!({META_VERSION: STATELESS, META_CAPABILITIES: {}});
-        assert!(envelope(Some(STATELESS), &request(full.clone())).is_ok());
-        assert!(envelope(None, &request(full)).is_ok(), "the header is optional in the body's presence");
-        let missing = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}});
-        assert!(matches!(envelope(Some(STATELESS), &missing), Err(ProxyError::BadEnvelope(_))));
-        let no_caps = request(json!({META_VERSION: STATELESS}));
-        assert!(matches!(envelope(Some(STATELESS), &no_caps), Err(ProxyError::BadEnvelope(_))));
-        let future = request(json!({META_VERSION: "v999.0.0", META_CAPABILITIES: {}}));
-        assert!(matches!(envelope(Some(STATELESS), &future), Err(ProxyError::HeaderMismatch(_))));
-        match envelope(Some("v999.0.0"), &future) {
-            Err(ProxyError::UnsupportedVersion { requested }) => assert_eq!(requested, "v999.0.0"),
-            other => panic!("{other:?}"),
-        }
-    }
-
-    #[test]
-    fn unwrapping_keeps_what_is_not_the_envelope() {
-        let message = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "echo", "_meta": {
-            META_VERSION: STATELESS, META_CAPABILITIES: {}, "progressToken": 7,
-        }}});
-        assert_eq!(unwrapped(&message)["params"], json!({"name": "echo", "_meta": {"progressToken": 7}}));
-        let bare = request(json!({META_VERSION: STATELESS, META_CAPABILITIES: {}}));
-        assert_eq!(unwrapped(&bare)["params"], json!({}));
-    }
-
-    #[test]
-    fn results_are_stamped_without_overwriting_the_upstreams_own_fields() {
-        let info = json!({"name": "fixture", "version": "1"});
-        let mut list = json!({"tools": [], "ttlMs": 5000});
-        stamp("tools/list", &mut list, &info);
-        assert_eq!(list["resultType"], "complete");
-        assert_eq!(list["ttlMs"], 5000);
-        assert_eq!(list["cacheScope"], "private");
-        assert_eq!(list["_meta"][META_SERVER_INFO], info);
-        let mut call = json!({"content": []});
-        stamp("tools/call", &mut call, &info);
-        assert!(call.get("ttlMs").is_none(), "tool results are not cacheable");
-    }
-
-    #[test]
-    fn discovery_offers_no_subscriptions_the_bridge_cannot_serve() {
-        let initialized = json!({"protocolVersion": "2025-11-25", "capabilities": {
-            "tools": {"listChanged": true}, "resources": {"subscribe": true, "listChanged": true}, "logging": {},
-        }, "serverInfo": {"name": "x", "version": "1"}, "instructions": "be kind"});
-        let result = discover_result(&initialized);
-        assert_eq!(result["supportedVersions"], json!([STATELESS]));
-        assert_eq!(result["capabilities"], json!({"tools": {}, "resources": {}, "logging": {}}));
-        assert_eq!(result["instructions"], "be kind");
-    }
-
-    #[test]
-    fn a_bridged_stream_never_carries_the_upstreams_requests() {
-        let envelope =
-            Envelope { version: STATELESS.into(), capabilities: json!({}), client_info: None, log_level: None };
-        let call = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "x"}});
-        let mut translate = translator(&call, json!({"name": "u"}), &envelope, &[]);
-        assert!(translate(json!({"jsonrpc": "2.0", "id": 9, "method": "sampling/createMessage"})).is_none());
-        assert!(translate(json!({"jsonrpc": "2.0", "method": "notifications/message", "params": {}})).is_none());
-        let progress = json!({"jsonrpc": "2.0", "method": "notifications/progress", "params": {"progress": 1}});
-        assert_eq!(translate(progress.clone()), Some(progress));
-        let reply = translate(json!({"jsonrpc": "2.0", "id": 1, "result": {"content": []}})).unwrap();
-        assert_eq!(reply["result"]["resultType"], "complete");
-    }
-
-    #[test]
-    fn a_missing_resource_is_reported_the_stateless_revisions_way() {
-        let envelope =
-            Envelope { version: STATELESS.into(), capabilities: json!({}), client_info: None, log_level: None };
-        let read = json!({"jsonrpc": "2.0", "id": 2, "method": "resources/read", "params": {"uri": "test://gone"}});
-        let mut translate = translator(&read, json!({"name": "u"}), &envelope, &[]);
-        let reply =
-            translate(json!({"jsonrpc": "2.0", "id": 2, "error": {"code": -32002, "message": "no such resource"}}));
-        assert_eq!(
-            reply.unwrap()["error"],
-            json!({"code": -32602, "message": "no such resource", "data": {"uri": "test://gone"}})
-        );
-    }
-}
-
 /// A session-ful client's `initialize` that the upstream refused as a revision it does not
 /// serve: answered from the upstream's `server/discover` when it speaks the stateless revision,
 /// with a gateway session that marks the upstream as such. `Ok(None)`: it does not.
@@ -778,4 +689,93 @@ pub async fn in_stateless_session(state: &ProxyState, ctx: &Ctx, call: &Call<'_>
         }
         message
     })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(meta: Value) -> Value {
+        json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {"_meta": meta}})
+    }
+
+    #[test]
+    fn the_envelope_is_checked_in_the_order_the_revision_gives() {
+        let full = json!({META_VERSION: STATELESS, META_CAPABILITIES: {}});
+        assert!(envelope(Some(STATELESS), &request(full.clone())).is_ok());
+        assert!(envelope(None, &request(full)).is_ok(), "the header is optional in the body's presence");
+        let missing = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}});
+        assert!(matches!(envelope(Some(STATELESS), &missing), Err(ProxyError::BadEnvelope(_))));
+        let no_caps = request(json!({META_VERSION: STATELESS}));
+        assert!(matches!(envelope(Some(STATELESS), &no_caps), Err(ProxyError::BadEnvelope(_))));
+        let future = request(json!({META_VERSION: "v999.0.0", META_CAPABILITIES: {}}));
+        assert!(matches!(envelope(Some(STATELESS), &future), Err(ProxyError::HeaderMismatch(_))));
+        match envelope(Some("v999.0.0"), &future) {
+            Err(ProxyError::UnsupportedVersion { requested }) => assert_eq!(requested, "v999.0.0"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn unwrapping_keeps_what_is_not_the_envelope() {
+        let message = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "echo", "_meta": {
+            META_VERSION: STATELESS, META_CAPABILITIES: {}, "progressToken": 7,
+        }}});
+        assert_eq!(unwrapped(&message)["params"], json!({"name": "echo", "_meta": {"progressToken": 7}}));
+        let bare = request(json!({META_VERSION: STATELESS, META_CAPABILITIES: {}}));
+        assert_eq!(unwrapped(&bare)["params"], json!({}));
+    }
+
+    #[test]
+    fn results_are_stamped_without_overwriting_the_upstreams_own_fields() {
+        let info = json!({"name": "fixture", "version": "1"});
+        let mut list = json!({"tools": [], "ttlMs": 5000});
+        stamp("tools/list", &mut list, &info);
+        assert_eq!(list["resultType"], "complete");
+        assert_eq!(list["ttlMs"], 5000);
+        assert_eq!(list["cacheScope"], "private");
+        assert_eq!(list["_meta"][META_SERVER_INFO], info);
+        let mut call = json!({"content": []});
+        stamp("tools/call", &mut call, &info);
+        assert!(call.get("ttlMs").is_none(), "tool results are not cacheable");
+    }
+
+    #[test]
+    fn discovery_offers_no_subscriptions_the_bridge_cannot_serve() {
+        let initialized = json!({"protocolVersion": "2025-11-25", "capabilities": {
+            "tools": {"listChanged": true}, "resources": {"subscribe": true, "listChanged": true}, "logging": {},
+        }, "serverInfo": {"name": "x", "version": "1"}, "instructions": "be kind"});
+        let result = discover_result(&initialized);
+        assert_eq!(result["supportedVersions"], json!([STATELESS]));
+        assert_eq!(result["capabilities"], json!({"tools": {}, "resources": {}, "logging": {}}));
+        assert_eq!(result["instructions"], "be kind");
+    }
+
+    #[test]
+    fn a_bridged_stream_never_carries_the_upstreams_requests() {
+        let envelope =
+            Envelope { version: STATELESS.into(), capabilities: json!({}), client_info: None, log_level: None };
+        let call = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "x"}});
+        let mut translate = translator(&call, json!({"name": "u"}), &envelope, &[]);
+        assert!(translate(json!({"jsonrpc": "2.0", "id": 9, "method": "sampling/createMessage"})).is_none());
+        assert!(translate(json!({"jsonrpc": "2.0", "method": "notifications/message", "params": {}})).is_none());
+        let progress = json!({"jsonrpc": "2.0", "method": "notifications/progress", "params": {"progress": 1}});
+        assert_eq!(translate(progress.clone()), Some(progress));
+        let reply = translate(json!({"jsonrpc": "2.0", "id": 1, "result": {"content": []}})).unwrap();
+        assert_eq!(reply["result"]["resultType"], "complete");
+    }
+
+    #[test]
+    fn a_missing_resource_is_reported_the_stateless_revisions_way() {
+        let envelope =
+            Envelope { version: STATELESS.into(), capabilities: json!({}), client_info: None, log_level: None };
+        let read = json!({"jsonrpc": "2.0", "id": 2, "method": "resources/read", "params": {"uri": "test://gone"}});
+        let mut translate = translator(&read, json!({"name": "u"}), &envelope, &[]);
+        let reply =
+            translate(json!({"jsonrpc": "2.0", "id": 2, "error": {"code": -32002, "message": "no such resource"}}));
+        assert_eq!(
+            reply.unwrap()["error"],
+            json!({"code": -32602, "message": "no such resource", "data": {"uri": "test://gone"}})
+        );
+    }
 }
