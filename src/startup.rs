@@ -190,7 +190,7 @@ impl Application {
                 .default_service(web::to(unmatched))
                 .wrap(from_fn(api::middleware::request_id))
                 .wrap(security_headers())
-                .wrap(TracingLogger::default())
+                .wrap(TracingLogger::<crate::proxy::span::LeanSpan>::new())
         })
         .on_connect(crate::http_client::no_delay)
         .listen(listener)?

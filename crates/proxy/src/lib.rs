@@ -20,6 +20,7 @@ pub mod replica;
 pub mod rewrite;
 pub mod routes;
 pub mod session;
+pub mod span;
 pub mod tools;
 pub mod upstream;
 pub mod virtual_server;

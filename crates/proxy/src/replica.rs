@@ -125,7 +125,7 @@ impl Replica {
                     web::get().to(|| async { HttpResponse::Ok().json(serde_json::json!({"status": "ok"})) }),
                 )
                 .route("/readyz", web::get().to(ready))
-                .wrap(TracingLogger::default())
+                .wrap(TracingLogger::<crate::span::LeanSpan>::new())
         })
         .on_connect(crate::http_client::no_delay)
         .listen(listener)?

@@ -116,17 +116,18 @@ async fn protected_resource(path: web::Path<(String, String)>, state: web::Data<
 
 /// Registers the MCP route and its resource metadata on an app.
 pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<ProxyState>) {
+    // The MCP route first: every proxied request is matched against the routes before it.
     cfg.service(
-        web::resource("/.well-known/oauth-protected-resource/{tenant}/mcp/{server}/server")
-            .app_data(state.clone())
-            .route(web::get().to(protected_resource)),
-    )
-    .service(
         web::resource("/{tenant}/mcp/{server}/server")
-            .app_data(state)
+            .app_data(state.clone())
             .route(web::post().to(handle))
             .route(web::get().to(handle))
             .route(web::delete().to(handle)),
+    )
+    .service(
+        web::resource("/.well-known/oauth-protected-resource/{tenant}/mcp/{server}/server")
+            .app_data(state)
+            .route(web::get().to(protected_resource)),
     );
 }
 
