@@ -170,8 +170,13 @@ impl Application {
 
         let server_state = state.clone();
         let mut server = HttpServer::new(move || {
-            let (app, _) =
-                App::new().into_utoipa_app().app_data(server_state.clone()).configure(api::configure).split_for_parts();
+            // The MCP route first: every proxied request is matched against the routes before it.
+            let (app, _) = App::new()
+                .configure(|cfg| crate::proxy::routes::configure(cfg, proxy.clone()))
+                .into_utoipa_app()
+                .app_data(server_state.clone())
+                .configure(api::configure)
+                .split_for_parts();
             app.app_data(doc.clone())
                 .app_data(web::PayloadConfig::new(api::json::BODY_LIMIT))
                 .app_data(web::PathConfig::default().error_handler(|_, _| ApiError::NotFound.into()))
@@ -179,7 +184,6 @@ impl Application {
                     ApiError::Validation(vec![crate::error::FieldError::new("query", "invalid", e.to_string())]).into()
                 }))
                 .route("/api/openapi.json", web::get().to(serve_openapi))
-                .configure(|cfg| crate::proxy::routes::configure(cfg, proxy.clone()))
                 .configure(crate::pages::connect::configure)
                 .configure(crate::pages::authorize::configure)
                 .configure(crate::pages::sso::configure)
