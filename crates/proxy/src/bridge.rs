@@ -242,7 +242,8 @@ impl Opened {
     }
 }
 
-/// A bridged session's key: server id, caller, fingerprint of the declared capabilities.
+/// A bridged session's key: server id, caller, and a fingerprint of the declared capabilities
+/// and the upstream URL.
 pub type Key = (i64, String, u64);
 
 struct Slot {
@@ -250,13 +251,17 @@ struct Slot {
     used: Instant,
 }
 
+/// What an upstream speaks: its discovery result if the stateless revision, and when learned.
+type Era = (Option<Value>, Instant);
+
 /// The bridge's upstream sessions and what each upstream speaks, for one replica.
 #[derive(Default)]
 pub struct Bridge {
     sessions: Mutex<HashMap<Key, Slot>>,
-    /// Server id → (its `server/discover` result if it speaks the stateless revision, when
-    /// learned).
-    eras: Mutex<HashMap<i64, (Option<Value>, Instant)>>,
+    /// (server id, upstream URL) → (its `server/discover` result if it speaks the stateless
+    /// revision, when learned). The URL is part of the key: a server moved to another upstream
+    /// is asked again.
+    eras: Mutex<HashMap<(i64, String), Era>>,
 }
 
 impl Bridge {
@@ -303,12 +308,12 @@ impl Bridge {
         self.len() == 0
     }
 
-    fn era(&self, server: i64) -> Option<Option<Value>> {
+    fn era(&self, server: &(i64, String)) -> Option<Option<Value>> {
         let eras = self.eras.lock().unwrap_or_else(|p| p.into_inner());
-        eras.get(&server).filter(|(_, at)| at.elapsed() < ERA_TTL).map(|(modern, _)| modern.clone())
+        eras.get(server).filter(|(_, at)| at.elapsed() < ERA_TTL).map(|(modern, _)| modern.clone())
     }
 
-    fn learn(&self, server: i64, modern: Option<Value>) {
+    fn learn(&self, server: (i64, String), modern: Option<Value>) {
         let mut eras = self.eras.lock().unwrap_or_else(|p| p.into_inner());
         if eras.len() >= MAX_SESSIONS {
             eras.clear();
@@ -354,7 +359,8 @@ impl Upstream<'_> {
 
     /// The upstream's `server/discover` result, if it speaks the stateless revision.
     pub async fn discovered(&mut self, state: &ProxyState) -> Result<Option<Value>, UpstreamError> {
-        if let Some(known) = state.bridge.era(self.entry.id) {
+        let server = (self.entry.id, self.entry.url.clone().unwrap_or_default());
+        if let Some(known) = state.bridge.era(&server) {
             return Ok(known);
         }
         let probe = json!({"jsonrpc": "2.0", "id": "mcpgate:discover", "method": "server/discover", "params": {"_meta": {
@@ -371,7 +377,7 @@ impl Upstream<'_> {
             Ok(_) | Err(UpstreamError::Status(_)) | Err(UpstreamError::Protocol(_)) => None,
             Err(e) => return Err(e),
         };
-        state.bridge.learn(self.entry.id, modern.clone());
+        state.bridge.learn(server, modern.clone());
         Ok(modern)
     }
 
@@ -414,7 +420,10 @@ impl Upstream<'_> {
         state: &ProxyState,
         envelope: &Envelope,
     ) -> Result<(Key, Arc<OnceCell<Opened>>, Opened), UpstreamError> {
-        let key = (self.entry.id, self.subject.clone(), envelope.fingerprint());
+        // Keyed by the upstream URL too: a server moved elsewhere gets new sessions.
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        (envelope.fingerprint(), &self.entry.url).hash(&mut hasher);
+        let key = (self.entry.id, self.subject.clone(), hasher.finish());
         let cell = state.bridge.slot(&key);
         let opened = cell.get_or_try_init(|| self.open(state, envelope)).await?.clone();
         Ok((key, cell, opened))
