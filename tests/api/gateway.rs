@@ -30,10 +30,16 @@ pub async fn conformance_upstream() -> String {
 
 /// The conformance fixture as a server of the session-ful revisions only (it refuses 2026-07-28).
 pub async fn session_only_upstream() -> String {
+    session_only_upstream_counting().await.0
+}
+
+/// As [`session_only_upstream`], with the count of requests it gets without a session id.
+pub async fn session_only_upstream_counting() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
-    tokio::spawn(fixture::serve_with(listener, true));
-    format!("http://127.0.0.1:{port}/mcp")
+    let sessionless = std::sync::Arc::default();
+    tokio::spawn(fixture::serve_counting(listener, true, std::sync::Arc::clone(&sessionless)));
+    (format!("http://127.0.0.1:{port}/mcp"), sessionless)
 }
 
 /// Tenant `acme` with `ann` (member) holding a token; returns (admin, ann's token).

@@ -6,7 +6,9 @@
 
 use serde_json::{json, Value};
 
-use crate::gateway::{grant, remote, session_only_upstream, tenant_with_ann};
+use std::sync::atomic::Ordering;
+
+use crate::gateway::{grant, remote, session_only_upstream, session_only_upstream_counting, tenant_with_ann};
 use crate::helpers::spawn_app;
 use crate::peers;
 use crate::proxy::wait_for_policy;
@@ -196,4 +198,39 @@ async fn the_gateway_answers_the_stateless_revisions_own_way_over_a_session_ful_
     assert_eq!(reply["result"]["content"][0]["text"], "hi");
     assert_eq!(reply["result"]["resultType"], "complete");
     assert!(reply["result"].get("ttlMs").is_none(), "a tool result is not cacheable");
+}
+
+#[tokio::test]
+async fn one_upstream_session_serves_a_callers_stateless_requests() {
+    let app = spawn_app().await;
+    let (admin, token) = tenant_with_ann(&app).await;
+    let (upstream, sessionless) = session_only_upstream_counting().await;
+    remote(&admin, "fixture", &upstream).await;
+    grant(&admin, "fixture", "user:ann@example.com").await;
+    wait_for_policy(&app).await;
+    let url = format!("{}/acme/mcp/fixture/server", app.base);
+    let v = Some("2026-07-28");
+    let echo = |id: i64, meta: Value| {
+        request(id, "tools/call", json!({"name": "echo", "arguments": {"message": format!("call {id}")}}), meta)
+    };
+
+    // The first request learns what the upstream speaks (one refused discovery) and opens the
+    // caller's session (one initialize); the next ones, in parallel too, reuse that session.
+    let (status, reply) = stateless(&url, &token, v, echo(1, envelope("2026-07-28"))).await;
+    assert_eq!((status, reply["result"]["content"][0]["text"].as_str()), (200, Some("call 1")), "{reply}");
+    let opened = sessionless.load(Ordering::Relaxed);
+    assert_eq!(opened, 2, "one discovery probe, one initialize");
+    let calls = (2..12).map(|id| stateless(&url, &token, v, echo(id, envelope("2026-07-28"))));
+    for (status, reply) in futures_util::future::join_all(calls).await {
+        assert_eq!(status, 200, "{reply}");
+        assert!(reply["result"]["content"][0]["text"].as_str().unwrap().starts_with("call "));
+    }
+    assert_eq!(sessionless.load(Ordering::Relaxed), opened, "no new upstream session for the same caller");
+
+    // Other declared capabilities are another session (the upstream was told what the client can do).
+    let mut other = envelope("2026-07-28");
+    other["io.modelcontextprotocol/clientCapabilities"] = json!({"experimental": {"x": {}}});
+    let (status, _) = stateless(&url, &token, v, echo(20, other)).await;
+    assert_eq!(status, 200);
+    assert_eq!(sessionless.load(Ordering::Relaxed), opened + 1);
 }
