@@ -299,6 +299,10 @@ mod tests {
             (ProxyError::Upstream("acme/x".into(), UpstreamError::Timeout(5)), "upstream_timeout", 504),
             (ProxyError::Upstream("acme/x".into(), UpstreamError::Status(500)), "upstream_status", 502),
             (ProxyError::BatchNotSupported("no".into()), "batch_not_supported", 400),
+            (ProxyError::BadEnvelope("no _meta".into()), "invalid_params", 400),
+            (ProxyError::HeaderMismatch("differs".into()), "header_mismatch", 400),
+            (ProxyError::UnsupportedVersion { requested: "v9".into() }, "unsupported_version", 400),
+            (ProxyError::NoSuchMethod("ping".into()), "method_not_found", 404),
         ];
         for (error, reason, status) in cases {
             assert_eq!((error.reason(), error.status().as_u16()), (reason, status), "{error:?}");
@@ -306,5 +310,8 @@ mod tests {
         assert_eq!(ProxyError::ToolDisabled("rm".into()).rpc_code(), INVALID_PARAMS);
         assert_eq!(ProxyError::Upstream("a/b".into(), UpstreamError::Status(500)).outcome(), "error");
         assert!(!ProxyError::Parse("x".into()).recorded());
+        assert_eq!(ProxyError::HeaderMismatch("x".into()).rpc_code(), HEADER_MISMATCH);
+        assert_eq!(ProxyError::UnsupportedVersion { requested: "v9".into() }.rpc_code(), UNSUPPORTED_VERSION);
+        assert_eq!(ProxyError::NoSuchMethod("ping".into()).rpc_code(), METHOD_NOT_FOUND);
     }
 }
