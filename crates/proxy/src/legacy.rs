@@ -24,6 +24,9 @@ const MARK: &str = "legacy:";
 /// many, then dropped.
 const INBOX: usize = 256;
 const MAX_BRIDGES: usize = 10_000;
+/// A stateless caller's bridge unused this long is closed when the next one opens.
+const STATELESS_IDLE: std::time::Duration = std::time::Duration::from_secs(600);
+const STATELESS_PREFIX: &str = "stateless:";
 
 struct Bridge {
     endpoint: url::Url,
@@ -32,6 +35,8 @@ struct Bridge {
     reader: tokio::task::AbortHandle,
     /// For a stateless caller's bridge: the upstream's `initialize` result.
     initialized: Mutex<Option<Value>>,
+    /// When a stateless caller last used it (such bridges have no DELETE to end them).
+    used: Mutex<std::time::Instant>,
 }
 
 impl Drop for Bridge {
@@ -119,6 +124,7 @@ async fn open(state: &ProxyState, call: &Call<'_>, auth: &Headers) -> Result<Arc
             inbox: Mutex::new(Some(rx)),
             reader,
             initialized: Mutex::default(),
+            used: Mutex::new(std::time::Instant::now()),
         }
     });
     Ok(bridge)
@@ -280,7 +286,7 @@ pub async fn stateless(
     if message.get("id").is_some() && !crate::bridge::bridged(method) {
         return Err(ProxyError::NoSuchMethod(method.to_owned()));
     }
-    let key = format!("stateless:{}:{}:{:x}", call.entry.id, subject_tag(call.subject), envelope.fingerprint());
+    let key = format!("{STATELESS_PREFIX}{}:{}:{:x}", call.entry.id, subject_tag(call.subject), envelope.fingerprint());
     let mut reopened = false;
     loop {
         let bridge = match state.bridges.get(&key) {
@@ -297,6 +303,11 @@ pub async fn stateless(
                 send(state, call, &bridge, auth, &ready).await.map_err(failed)?;
                 *bridge.initialized.lock().unwrap_or_else(|p| p.into_inner()) = Some(initialized);
                 let mut all = state.bridges.inner.lock().unwrap_or_else(|p| p.into_inner());
+                // Stateless callers never end their bridges: idle ones close as new ones open.
+                all.retain(|k, b| {
+                    !k.starts_with(STATELESS_PREFIX)
+                        || b.used.lock().unwrap_or_else(|p| p.into_inner()).elapsed() < STATELESS_IDLE
+                });
                 if all.len() >= MAX_BRIDGES {
                     return Err(failed(UpstreamError::Unreachable("too many open legacy sessions".into())));
                 }
@@ -305,6 +316,7 @@ pub async fn stateless(
                 bridge
             }
         };
+        *bridge.used.lock().unwrap_or_else(|p| p.into_inner()) = std::time::Instant::now();
         let initialized = bridge.initialized.lock().unwrap_or_else(|p| p.into_inner()).clone().unwrap_or_default();
         let server_info = initialized.get("serverInfo").cloned().unwrap_or_default();
         if method == "server/discover" {
