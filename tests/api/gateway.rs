@@ -432,14 +432,19 @@ async fn a_replica_without_a_snapshot_fails_closed_and_keeps_the_last_good_one()
 
 /// Runs the TypeScript SDK client (tests/peers/ts-client.mjs) against `url`; returns its report.
 async fn typescript_client(url: &str, token: &str, profile: &str) -> Value {
-    let script = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/peers/ts-client.mjs");
-    let args = [url.to_owned(), token.to_owned(), profile.to_owned()];
+    node_report("ts-client.mjs", vec![url.to_owned(), token.to_owned(), profile.to_owned()]).await
+}
+
+/// Runs a client script of tests/peers with `args`; returns the one JSON report it prints.
+pub async fn node_report(script: &str, args: Vec<String>) -> Value {
+    let script = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/peers").join(script);
+    let shown = script.display().to_string();
     let output =
         tokio::task::spawn_blocking(move || std::process::Command::new("node").arg(script).args(args).output())
             .await
             .unwrap()
             .expect("node is installed");
-    assert!(output.status.success(), "ts client failed: {}", String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "{shown} failed: {}", String::from_utf8_lossy(&output.stderr));
     serde_json::from_slice(&output.stdout).expect("one JSON report")
 }
 

@@ -8,23 +8,18 @@ use serde_json::{json, Value};
 
 use std::sync::atomic::Ordering;
 
-use crate::gateway::{grant, remote, session_only_upstream, session_only_upstream_counting, tenant_with_ann};
+use crate::gateway::{
+    grant, node_report, remote, session_only_upstream, session_only_upstream_counting, tenant_with_ann,
+};
 use crate::helpers::spawn_app;
 use crate::peers;
 use crate::proxy::wait_for_policy;
 
 /// Runs the v2 client (tests/peers/v2-client.mjs) against `url`; returns its report.
 async fn v2_client(url: &str, token: &str, mode: &str, tools: &[&str]) -> Value {
-    let script = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/peers/v2-client.mjs");
     let mut args = vec![url.to_owned(), token.to_owned(), mode.to_owned()];
     args.extend(tools.iter().map(|t| (*t).to_owned()));
-    let output =
-        tokio::task::spawn_blocking(move || std::process::Command::new("node").arg(script).args(args).output())
-            .await
-            .unwrap()
-            .expect("node is installed");
-    assert!(output.status.success(), "v2 client failed: {}", String::from_utf8_lossy(&output.stderr));
-    serde_json::from_slice(&output.stdout).expect("one JSON report")
+    node_report("v2-client.mjs", args).await
 }
 
 const ECHOED: &str = "through the gateway";

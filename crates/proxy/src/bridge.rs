@@ -77,10 +77,9 @@ const IDLE: Duration = Duration::from_secs(600);
 /// How long what an upstream speaks is remembered.
 const ERA_TTL: Duration = Duration::from_secs(300);
 
-/// A stateless request's `_meta`, checked.
+/// A stateless request's `_meta`, checked (its version is the one the gateway serves).
 #[derive(Clone, Debug)]
 pub struct Envelope {
-    pub version: String,
     pub capabilities: Value,
     pub client_info: Option<Value>,
     /// The client asked for log messages (`notifications/message`) at this level.
@@ -110,10 +109,15 @@ fn meta(message: &Value) -> Option<&Map<String, Value>> {
     message.get("params")?.get("_meta")?.as_object()
 }
 
-/// Whether a message speaks the stateless revision: it says so in its `_meta`, or in the
-/// protocol header without a session to belong to.
-pub fn is_stateless(header: Option<&str>, session: bool, message: &Value) -> bool {
-    meta(message).is_some_and(|m| m.contains_key(META_VERSION)) || (!session && header == Some(STATELESS))
+/// Whether a message names its protocol version in `_meta`, as only the stateless revision does.
+pub fn names_version(message: &Value) -> bool {
+    meta(message).is_some_and(|m| m.contains_key(META_VERSION))
+}
+
+/// Whether a request outside any session speaks the stateless revision: it says so in its
+/// `_meta`, or in the protocol header.
+pub fn is_stateless(header: Option<&str>, message: &Value) -> bool {
+    names_version(message) || header == Some(STATELESS)
 }
 
 /// The envelope of a stateless request, or the refusal the revision prescribes: `-32602` for a
@@ -140,7 +144,6 @@ pub fn envelope(header: Option<&str>, message: &Value) -> Result<Envelope, Proxy
         return Err(ProxyError::UnsupportedVersion { requested: version.to_owned() });
     }
     Ok(Envelope {
-        version: version.to_owned(),
         capabilities: capabilities.clone(),
         client_info: meta.get(META_CLIENT_INFO).cloned(),
         log_level: meta.get(META_LOG_LEVEL).and_then(Value::as_str).map(str::to_owned),
@@ -251,6 +254,11 @@ struct Slot {
     used: Instant,
 }
 
+/// Where what an upstream speaks is remembered: its server and URL.
+fn era_key(entry: &ServerEntry) -> (i64, String) {
+    (entry.id, entry.url.clone().unwrap_or_default())
+}
+
 /// What an upstream speaks: its discovery result if the stateless revision, and when learned.
 type Era = (Option<Value>, Instant);
 
@@ -288,7 +296,7 @@ impl Bridge {
     }
 
     /// Forgets a session the upstream no longer knows, unless it was replaced already.
-    fn forget(&self, key: &Key, cell: &Arc<OnceCell<Opened>>) {
+    pub fn forget(&self, key: &Key, cell: &Arc<OnceCell<Opened>>) {
         let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
         if sessions.get(key).is_some_and(|s| Arc::ptr_eq(&s.cell, cell)) {
             sessions.remove(key);
@@ -359,7 +367,7 @@ impl Upstream<'_> {
 
     /// The upstream's `server/discover` result, if it speaks the stateless revision.
     pub async fn discovered(&mut self, state: &ProxyState) -> Result<Option<Value>, UpstreamError> {
-        let server = (self.entry.id, self.entry.url.clone().unwrap_or_default());
+        let server = era_key(self.entry);
         if let Some(known) = state.bridge.era(&server) {
             return Ok(known);
         }
@@ -396,20 +404,20 @@ impl Upstream<'_> {
             let request = state
                 .clients
                 .post_message(self.entry, &self.auth, session, version, message)
-                .map_err(|e| upstream_error(ctx, e))?;
-            let response = state.clients.send(request).await.map_err(|e| upstream_error(ctx, e))?;
+                .map_err(|e| ctx.upstream_error(e))?;
+            let response = state.clients.send(request).await.map_err(|e| ctx.upstream_error(e))?;
             if response.status() != reqwest::StatusCode::UNAUTHORIZED || !self.target.needed() {
                 return Ok(response);
             }
             if refreshed || !self.target.refreshable() {
-                return Err(upstream_error(ctx, crate::routes::refused(state, ctx, self.target).into()));
+                return Err(ctx.upstream_error(crate::routes::refused(state, ctx, self.target).into()));
             }
             refreshed = true;
             self.auth = state
                 .credentials
                 .refreshed(self.target, &self.subject, self.policy_version, &self.auth)
                 .await
-                .map_err(|e| upstream_error(ctx, e.into()))?;
+                .map_err(|e| ctx.upstream_error(e.into()))?;
         }
     }
 
@@ -442,11 +450,6 @@ impl Upstream<'_> {
         crate::metrics::get().sessions_opened.inc();
         Ok(Opened { session, version, initialized })
     }
-
-    /// Forgets a bridged session the upstream answered 404 for (it expired there).
-    pub fn expired(state: &ProxyState, key: &Key, cell: &Arc<OnceCell<Opened>>) {
-        state.bridge.forget(key, cell);
-    }
 }
 
 /// What the bridge asks an upstream for when it opens a session for a stateless caller.
@@ -473,12 +476,8 @@ pub async fn upstream<'a>(state: &ProxyState, ctx: &Ctx, call: &Call<'a>) -> Res
         .credentials
         .for_call(target, &subject, ctx.policy.version(), call.idp_token.as_deref())
         .await
-        .map_err(|e| ProxyError::Upstream(format!("{}/{}", ctx.tenant, ctx.server), e.into()))?;
+        .map_err(|e| ctx.upstream_error(e.into()))?;
     Ok(Upstream { entry: call.entry, target, auth, subject, policy_version: ctx.policy.version() })
-}
-
-fn upstream_error(ctx: &Ctx, e: UpstreamError) -> ProxyError {
-    ProxyError::Upstream(format!("{}/{}", ctx.tenant, ctx.server), e)
 }
 
 /// A remote server's stateless request whose envelope checked out. `Ok(None)`: the upstream
@@ -491,8 +490,13 @@ pub async fn remote(
 ) -> Result<Option<HttpResponse>, ProxyError> {
     // Called only for stateless requests; `envelope` is `call.envelope`.
     let message = call.message.as_ref().ok_or_else(|| ProxyError::InvalidRequest("a JSON-RPC message".into()))?;
+    // An upstream known to speak the revision is relayed to without fetching the credential
+    // here: `relay` fetches it.
+    if state.bridge.era(&era_key(call.entry)).is_some_and(|known| known.is_some()) {
+        return Ok(None);
+    }
     let mut upstream = upstream(state, ctx, call).await?;
-    if upstream.speaks_stateless(state).await.map_err(|e| upstream_error(ctx, e))? {
+    if upstream.speaks_stateless(state).await.map_err(|e| ctx.upstream_error(e))? {
         return Ok(None);
     }
     let Some(method) = message.get("method").and_then(Value::as_str) else {
@@ -511,7 +515,7 @@ pub async fn remote(
     if !bridged(method) {
         return Err(ProxyError::NoSuchMethod(method.to_owned()));
     }
-    let (key, cell, mut opened) = upstream.session(state, envelope).await.map_err(|e| upstream_error(ctx, e))?;
+    let (key, cell, mut opened) = upstream.session(state, envelope).await.map_err(|e| ctx.upstream_error(e))?;
     if method == "server/discover" {
         let mut result = discover_result(&opened.initialized);
         stamp(method, &mut result, &opened.server_info());
@@ -522,8 +526,8 @@ pub async fn remote(
     let mut response = upstream.send(state, ctx, opened.session.as_deref(), Some(&opened.version), &request).await?;
     if response.status() == reqwest::StatusCode::NOT_FOUND && opened.session.is_some() {
         // The upstream forgot the session (restarted, expired): one new session, once.
-        Upstream::expired(state, &key, &cell);
-        (_, _, opened) = upstream.session(state, envelope).await.map_err(|e| upstream_error(ctx, e))?;
+        state.bridge.forget(&key, &cell);
+        (_, _, opened) = upstream.session(state, envelope).await.map_err(|e| ctx.upstream_error(e))?;
         response = upstream.send(state, ctx, opened.session.as_deref(), Some(&opened.version), &request).await?;
     }
     let status = StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
@@ -593,7 +597,7 @@ pub async fn initialize_stateless(
     call: &Call<'_>,
 ) -> Result<Option<HttpResponse>, ProxyError> {
     let mut upstream = upstream(state, ctx, call).await?;
-    let Some(discovered) = upstream.discovered(state).await.map_err(|e| upstream_error(ctx, e))? else {
+    let Some(discovered) = upstream.discovered(state).await.map_err(|e| ctx.upstream_error(e))? else {
         return Ok(None);
     };
     let requested = call.message.as_ref().and_then(|m| m["params"]["protocolVersion"].as_str());
@@ -760,10 +764,13 @@ mod tests {
         assert_eq!(result["instructions"], "be kind");
     }
 
+    fn no_capabilities() -> Envelope {
+        Envelope { capabilities: json!({}), client_info: None, log_level: None }
+    }
+
     #[test]
     fn a_bridged_stream_never_carries_the_upstreams_requests() {
-        let envelope =
-            Envelope { version: STATELESS.into(), capabilities: json!({}), client_info: None, log_level: None };
+        let envelope = no_capabilities();
         let call = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "x"}});
         let mut translate = translator(&call, json!({"name": "u"}), &envelope, &[]);
         assert!(translate(json!({"jsonrpc": "2.0", "id": 9, "method": "sampling/createMessage"})).is_none());
@@ -776,8 +783,7 @@ mod tests {
 
     #[test]
     fn a_missing_resource_is_reported_the_stateless_revisions_way() {
-        let envelope =
-            Envelope { version: STATELESS.into(), capabilities: json!({}), client_info: None, log_level: None };
+        let envelope = no_capabilities();
         let read = json!({"jsonrpc": "2.0", "id": 2, "method": "resources/read", "params": {"uri": "test://gone"}});
         let mut translate = translator(&read, json!({"name": "u"}), &envelope, &[]);
         let reply =

@@ -278,7 +278,7 @@ pub async fn stateless(
     envelope: &crate::bridge::Envelope,
     auth: &Headers,
 ) -> Result<HttpResponse, ProxyError> {
-    let failed = |e: UpstreamError| ProxyError::Upstream(format!("{}/{}", ctx.tenant, ctx.server), e);
+    let failed = |e: UpstreamError| ctx.upstream_error(e);
     let message = call.message.as_ref().ok_or_else(|| ProxyError::InvalidRequest("a JSON-RPC message".into()))?;
     let Some(method) = message.get("method").and_then(Value::as_str) else {
         return Err(ProxyError::InvalidRequest("this response answers no request".into()));

@@ -252,7 +252,12 @@ impl Ctx {
     }
 
     pub fn upstream_failed(&self, id: &Value, error: &UpstreamError) -> HttpResponse {
-        self.refuse_for(id, ProxyError::Upstream(format!("{}/{}", self.tenant, self.server), error.clone()))
+        self.refuse_for(id, self.upstream_error(error.clone()))
+    }
+
+    /// A failure reaching this request's server.
+    pub fn upstream_error(&self, error: UpstreamError) -> ProxyError {
+        ProxyError::Upstream(format!("{}/{}", self.tenant, self.server), error)
     }
 }
 
@@ -448,7 +453,7 @@ async fn serve(
     let session = gateway_session(req, state, ctx, entry, subject)?;
     // A stateless (2026-07-28) request: its envelope is checked here, whatever serves it.
     let envelope = match &parsed.message {
-        Some(m) if session.is_none() && crate::bridge::is_stateless(header(req, VERSION_HEADER), false, m) => {
+        Some(m) if session.is_none() && crate::bridge::is_stateless(header(req, VERSION_HEADER), m) => {
             Some(crate::bridge::envelope(header(req, VERSION_HEADER), m)?)
         }
         _ => None,
@@ -468,16 +473,17 @@ async fn serve(
     if entry.kind == ServerKind::Virtual {
         return Ok(virtual_server::handle(state, ctx, call).await);
     }
-    if crate::bridge::over_stateless_upstream(&call) {
+    let over_stateless_upstream = crate::bridge::over_stateless_upstream(&call);
+    if over_stateless_upstream || call.envelope.is_some() {
+        // `relay` checks this too; these paths leave before it.
         if let Some(refusal) = call.message.as_ref().and_then(|m| refused_call(m, &entry.tool_settings)) {
             return Err(refusal);
         }
+    }
+    if over_stateless_upstream {
         return crate::bridge::in_stateless_session(state, ctx, &call).await;
     }
     if let Some(envelope) = &call.envelope {
-        if let Some(refusal) = call.message.as_ref().and_then(|m| refused_call(m, &entry.tool_settings)) {
-            return Err(refusal);
-        }
         if entry.transport == Some(Transport::Sse) {
             let upstream = crate::bridge::upstream(state, ctx, &call).await?;
             return crate::legacy::stateless(state, ctx, &call, envelope, &upstream.auth).await;
@@ -547,7 +553,7 @@ async fn parse(req: &HttpRequest, payload: web::Payload) -> Result<Parsed, Proxy
     let revision = header(req, VERSION_HEADER);
     // A stateless request names its version in the body too; the envelope check answers an
     // unknown one the way that revision prescribes.
-    let stateless = message.as_ref().is_some_and(|m| crate::bridge::is_stateless(revision, true, m));
+    let stateless = message.as_ref().is_some_and(crate::bridge::names_version);
     if let Some(v) = revision.filter(|v| !guard::REVISIONS.contains(v) && !stateless) {
         return Err(ProxyError::InvalidRequest(format!(
             "unsupported MCP-Protocol-Version {v:?}; supported: {}",

@@ -95,6 +95,17 @@ impl Members<'_> {
         result
     }
 
+    /// Member `i` with the caller's credential, as the bridge uses it.
+    fn upstream(&self, i: usize) -> Result<crate::bridge::Upstream<'_>, CredentialError> {
+        Ok(crate::bridge::Upstream {
+            entry: self.entries[i].0,
+            target: self.targets[i],
+            auth: self.auth[i].clone()?,
+            subject: self.subject.clone(),
+            policy_version: self.policy_version,
+        })
+    }
+
     /// The answer to a request, as the caller's revision has it.
     fn reply(&self, id: &Value, method: &str, mut result: Value) -> HttpResponse {
         if let Some((_, info)) = &self.stateless {
@@ -187,51 +198,48 @@ async fn members<'a>(state: &ProxyState, ctx: &'a Ctx, call: &Call<'a>) -> Resul
     };
     if let (None, Some(envelope)) = (&call.session, &call.envelope) {
         bridge_members(state, &mut members, envelope).await;
-        let info = json!({"name": format!("{}/{}", ctx.tenant, ctx.server), "version": env!("CARGO_PKG_VERSION")});
-        members.stateless = Some((envelope.clone(), info));
+        members.stateless = Some((envelope.clone(), server_info(ctx)));
     }
     Ok(members)
 }
 
 /// Member `i`'s `server/discover` result, if it is an upstream that takes stateless requests.
 async fn discovered(state: &ProxyState, members: &Members<'_>, i: usize) -> Option<Value> {
-    let mut upstream = crate::bridge::Upstream {
-        entry: members.entries[i].0,
-        target: members.targets[i],
-        auth: members.auth[i].clone().ok()?,
-        subject: members.subject.clone(),
-        policy_version: members.policy_version,
-    };
-    upstream.discovered(state).await.ok().flatten()
+    members.upstream(i).ok()?.discovered(state).await.ok().flatten()
+}
+
+/// How the bridge reaches a member for a stateless caller.
+enum Bridged {
+    /// The member takes stateless requests: its discovery result.
+    Stateless(Value),
+    /// A session opened (or reused) on the caller's behalf.
+    Session(crate::bridge::Key, crate::bridge::Opened),
 }
 
 /// A stateless caller's upstream sessions with every member, opened (or reused) by the bridge;
 /// a member that cannot be reached is left out, as at `initialize`.
 async fn bridge_members(state: &ProxyState, members: &mut Members<'_>, envelope: &crate::bridge::Envelope) {
-    let modern = join_all((0..members.entries.len()).map(|i| discovered(state, members, i))).await;
-    let opened = join_all((0..members.entries.len()).map(|i| {
-        let stateless = modern[i].is_some();
-        let auth = members.auth[i].clone();
-        let (entry, target) = (members.entries[i].0, members.targets[i]);
-        let (subject, policy_version) = (members.subject.clone(), members.policy_version);
+    let bridged = join_all((0..members.entries.len()).map(|i| {
+        let upstream = members.upstream(i);
         async move {
-            if stateless {
-                return Ok(None);
+            let mut upstream = upstream?;
+            if let Some(discovered) = upstream.discovered(state).await.ok().flatten() {
+                return Ok(Bridged::Stateless(discovered));
             }
-            let mut upstream = crate::bridge::Upstream { entry, target, auth: auth?, subject, policy_version };
-            upstream.session(state, envelope).await.map(|(key, _, opened)| Some((key, opened)))
+            let (key, _, opened) = upstream.session(state, envelope).await?;
+            Ok::<_, UpstreamError>(Bridged::Session(key, opened))
         }
     }))
     .await;
-    for (i, (opened, modern)) in opened.into_iter().zip(modern).enumerate() {
-        match opened {
+    for (i, bridged) in bridged.into_iter().enumerate() {
+        match bridged {
             // A member that takes stateless requests needs no session.
-            Ok(None) => {
+            Ok(Bridged::Stateless(discovered)) => {
                 members.sessions[i] = Some(crate::bridge::STATELESS_UPSTREAM.to_owned());
                 members.versions[i] = Some(crate::guard::STATELESS.to_owned());
-                members.initialized[i] = modern;
+                members.initialized[i] = Some(discovered);
             }
-            Ok(Some((key, opened))) => {
+            Ok(Bridged::Session(key, opened)) => {
                 members.bridged[i] = Some(key);
                 members.sessions[i] = opened.session;
                 members.versions[i] = Some(opened.version);
@@ -421,11 +429,19 @@ async fn get_prompt(
     version: Option<&str>,
 ) -> Result<HttpResponse, ProxyError> {
     let name = required_name(params, "prompts/get")?;
-    let (_, routes, _) = list_prompts(state, members, version).await;
-    let route = routes
-        .get(name)
-        .ok_or_else(|| ProxyError::InvalidParams(format!("prompt {name} is not offered by this server")))?;
-    Ok(forward_as(state, ctx, members, route, message, version).await)
+    let route = offered_prompt(state, members, name, version).await?;
+    Ok(forward_as(state, ctx, members, &route, message, version).await)
+}
+
+/// Where the virtual server's prompt `name` lives.
+async fn offered_prompt(
+    state: &ProxyState,
+    members: &Members<'_>,
+    name: &str,
+    version: Option<&str>,
+) -> Result<Route, ProxyError> {
+    let (_, mut routes, _) = list_prompts(state, members, version).await;
+    routes.remove(name).ok_or_else(|| ProxyError::InvalidParams(format!("prompt {name} is not offered by this server")))
 }
 
 /// completion/complete: a prompt argument's completions from the member that offers the
@@ -443,10 +459,7 @@ async fn complete(
         return first_answer(state, ctx, members, message, version).await;
     }
     let name = params["ref"]["name"].as_str().unwrap_or_default();
-    let (_, routes, _) = list_prompts(state, members, version).await;
-    let route = routes
-        .get(name)
-        .ok_or_else(|| ProxyError::InvalidParams(format!("prompt {name} is not offered by this server")))?;
+    let route = offered_prompt(state, members, name, version).await?;
     let mut forwarded = message.clone();
     forwarded["params"]["ref"]["name"] = Value::String(route.name.clone());
     Ok(forward(state, ctx, members, route.member, &forwarded, version).await)
@@ -476,6 +489,11 @@ fn route_key(call: &Call<'_>) -> String {
         Some((presented, _)) => presented.clone(),
         None => format!("{}:{}", call.entry.id, subject_tag(call.subject)),
     }
+}
+
+/// Who a virtual server says it is: the gateway, under the server's MCP name.
+fn server_info(ctx: &Ctx) -> Value {
+    json!({"name": format!("{}/{}", ctx.tenant, ctx.server), "version": env!("CARGO_PKG_VERSION")})
 }
 
 fn with_unavailable(mut result: Value, unavailable: &[String]) -> Value {
@@ -543,7 +561,7 @@ async fn initialize(
             message: first["message"].as_str().unwrap_or_default().to_owned(),
             url: first["url"].as_str().unwrap_or_default().to_owned(),
         };
-        return Err(ProxyError::Upstream(format!("{}/{}", ctx.tenant, ctx.server), needed.into()));
+        return Err(ctx.upstream_error(needed.into()));
     }
     if results.is_empty() && !members.entries.is_empty() {
         return Err(ProxyError::MembersUnavailable);
@@ -564,7 +582,7 @@ async fn initialize(
     let mut result = json!({
         "protocolVersion": version,
         "capabilities": capabilities,
-        "serverInfo": {"name": format!("{}/{}", ctx.tenant, ctx.server), "version": env!("CARGO_PKG_VERSION")},
+        "serverInfo": server_info(ctx),
     });
     if !actions.is_empty() {
         // Shown by clients that display instructions; the same facts, structured, in _meta.
