@@ -1,7 +1,8 @@
 """Compares two runs of the conformance suite's server scenarios (the `-o` directories of a run
 straight against an upstream and of one through the gateway to the same upstream): prints the
 totals and every check that passed directly but not through the gateway, and exits 1 if there
-is any. Usage: python3 compare.py DIRECT_DIR PROXY_DIR"""
+is any. With --all-pass it also fails unless every check of both runs passed (INFO checks
+report, they do not pass or fail). Usage: python3 compare.py [--all-pass] DIRECT_DIR PROXY_DIR"""
 
 import glob
 import json
@@ -26,7 +27,10 @@ def outcomes(directory):
 
 
 def main():
-    direct, proxy = outcomes(sys.argv[1]), outcomes(sys.argv[2])
+    args = sys.argv[1:]
+    all_pass = "--all-pass" in args
+    args = [a for a in args if a != "--all-pass"]
+    direct, proxy = outcomes(args[0]), outcomes(args[1])
     passed = lambda run: {k for k, status in run.items() if status == "SUCCESS"}
     # A check that passed directly and is skipped through the gateway was found not to apply
     # there (the gateway does not advertise what the check needs): reported, not counted lost.
@@ -40,7 +44,14 @@ def main():
         print(f"  passed directly, not applicable through the gateway: {scenario} / {check}")
     for scenario, check, _ in lost:
         print(f"  lost through the gateway: {scenario} / {check} ({proxy.get((scenario, check, 0), 'not run')})")
-    return 1 if lost else 0
+    failed = 0
+    if all_pass:
+        for name, run in (("directly", direct), ("through the gateway", proxy)):
+            for (scenario, check, _), status in sorted(run.items()):
+                if status not in ("SUCCESS", "INFO"):
+                    failed += 1
+                    print(f"  not passed {name}: {scenario} / {check} ({status})")
+    return 1 if lost or failed else 0
 
 
 if __name__ == "__main__":

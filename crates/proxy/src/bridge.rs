@@ -98,6 +98,23 @@ impl Envelope {
         Value::Object(capabilities)
     }
 
+    /// A request as a stateless upstream takes it from this caller: with the caller's own
+    /// envelope, so the upstream sees what the caller can answer (its `input_required` results
+    /// go straight back to the caller).
+    pub fn wrap(&self, message: &Value) -> Value {
+        let mut message = enveloped(message);
+        if let Some(meta) = message["params"]["_meta"].as_object_mut() {
+            meta.insert(META_CAPABILITIES.into(), self.capabilities.clone());
+            if let Some(info) = &self.client_info {
+                meta.insert(META_CLIENT_INFO.into(), info.clone());
+            }
+            if let Some(level) = &self.log_level {
+                meta.insert(META_LOG_LEVEL.into(), json!(level));
+            }
+        }
+        message
+    }
+
     pub fn fingerprint(&self) -> u64 {
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         self.session_capabilities().to_string().hash(&mut hasher);
@@ -578,7 +595,7 @@ pub fn translator(
 
 /// An earlier revision's error as the stateless one has it: a resource that does not exist
 /// was `-32002`; it is now `-32602` with the URI in `data`.
-fn modern_error(method: &str, uri: &Value, error: &mut Value) {
+pub fn modern_error(method: &str, uri: &Value, error: &mut Value) {
     if method == "resources/read" && error["code"] == crate::error::UPSTREAM_FAILED {
         error["code"] = json!(crate::error::INVALID_PARAMS);
         if !error.get("data").is_some_and(Value::is_object) {

@@ -32,6 +32,19 @@ const RELAYED_REQUEST: &[&str] =
     &["content-type", "accept", "mcp-protocol-version", "last-event-id", "mcp-method", "mcp-name"];
 const RELAYED_RESPONSE: &[&str] = &["content-type", "mcp-protocol-version", "cache-control"];
 
+/// Tool arguments mirrored into headers (`Mcp-Param-{Name}`, protocol revision 2026-07-28): the
+/// upstream checks them against the body, so they travel with the request unchanged.
+const PARAM_PREFIX: &str = "mcp-param-";
+
+/// The caller's `Mcp-Param-*` headers, for a request the gateway builds itself.
+pub fn param_headers(req: &HttpRequest) -> Vec<(String, Vec<u8>)> {
+    req.headers()
+        .iter()
+        .filter(|(name, _)| name.as_str().starts_with(PARAM_PREFIX))
+        .map(|(name, value)| (name.as_str().to_owned(), value.as_bytes().to_vec()))
+        .collect()
+}
+
 /// Upper bound of one client message.
 pub const MAX_BODY: usize = 4 * 1024 * 1024;
 
@@ -660,6 +673,9 @@ fn upstream_request(
         if let Some(value) = call.req.headers().get(*name) {
             request = request.header(*name, value.as_bytes());
         }
+    }
+    for (name, value) in param_headers(call.req) {
+        request = request.header(name, value);
     }
     if let Some(upstream) = call.session.as_ref().and_then(|(_, s)| s.upstreams.first().cloned().flatten()) {
         request = request.header(SESSION_HEADER, upstream);

@@ -71,6 +71,8 @@ struct Members<'a> {
     initialized: Vec<Option<Value>>,
     /// Per member, the bridge's key for that session, so one the member forgot is reopened.
     bridged: Vec<Option<crate::bridge::Key>>,
+    /// The caller's `Mcp-Param-*` headers, which go with its `tools/call` to the member.
+    params: Vec<(String, Vec<u8>)>,
 }
 
 impl Members<'_> {
@@ -114,6 +116,17 @@ impl Members<'_> {
         ok(id, result)
     }
 
+    /// `message` as member `i` takes it: a stateless caller's request to a member that takes
+    /// stateless requests carries the caller's envelope.
+    fn outgoing<'m>(&self, i: usize, message: &'m Value) -> std::borrow::Cow<'m, Value> {
+        match &self.stateless {
+            Some((envelope, _)) if self.sessions[i].as_deref() == Some(crate::bridge::STATELESS_UPSTREAM) => {
+                std::borrow::Cow::Owned(envelope.wrap(message))
+            }
+            _ => std::borrow::Cow::Borrowed(message),
+        }
+    }
+
     /// One message to member `i` in the given upstream session, with the caller's credential;
     /// an OAuth credential the upstream refuses is refreshed once and the message sent again.
     async fn exchange_in(
@@ -124,6 +137,7 @@ impl Members<'_> {
         version: Option<&str>,
         message: &Value,
     ) -> Result<(Option<String>, Option<Value>), UpstreamError> {
+        let message = &*self.outgoing(i, message);
         let entry = self.entries[i].0;
         let auth = self.auth[i].clone()?;
         match state.clients.exchange(entry, &auth, session, version, message).await {
@@ -195,6 +209,7 @@ async fn members<'a>(state: &ProxyState, ctx: &'a Ctx, call: &Call<'a>) -> Resul
         stateless: None,
         initialized: vec![None; count],
         bridged: vec![None; count],
+        params: crate::routes::param_headers(call.req),
     };
     if let (None, Some(envelope)) = (&call.session, &call.envelope) {
         bridge_members(state, &mut members, envelope).await;
@@ -711,11 +726,17 @@ async fn forward(
         Err(e) => return ctx.upstream_failed(&id, &UpstreamError::Credential(e.clone())),
     };
     let version = members.versions[member].as_deref().or(version);
-    let request = match state.clients.post_message(server, auth, members.sessions[member].as_deref(), version, message)
-    {
-        Ok(r) => r,
-        Err(e) => return ctx.upstream_failed(&id, &e),
-    };
+    let outgoing = members.outgoing(member, message);
+    let mut request =
+        match state.clients.post_message(server, auth, members.sessions[member].as_deref(), version, &outgoing) {
+            Ok(r) => r,
+            Err(e) => return ctx.upstream_failed(&id, &e),
+        };
+    if message.get("method").and_then(Value::as_str) == Some("tools/call") {
+        for (name, value) in &members.params {
+            request = request.header(name, value.as_slice());
+        }
+    }
     let response = match state.clients.send(request).await {
         Ok(r) => r,
         Err(e) => return ctx.upstream_failed(&id, &e),
@@ -777,17 +798,27 @@ async fn first_answer(
     message: &Value,
     version: Option<&str>,
 ) -> Result<HttpResponse, ProxyError> {
+    let method = message.get("method").and_then(Value::as_str).unwrap_or_default();
+    let mut refusal = None;
     for i in members.live() {
         if let Ok((_, Some(mut reply))) = members.exchange(state, i, version, message).await {
             if let Some(result) = reply.get_mut("result") {
                 ctx.decide("allowed", None, Some(200));
                 if let Some((_, info)) = &members.stateless {
-                    let method = message.get("method").and_then(Value::as_str).unwrap_or_default();
                     crate::bridge::stamp(method, result, info);
                 }
                 return Ok(HttpResponse::Ok().json(reply));
             }
+            if reply.get("error").is_some() {
+                refusal = Some(reply);
+            }
         }
     }
-    Err(ProxyError::NoResourceOwner)
+    // No member has it: a member's own refusal (say, no such resource) says why.
+    let Some(mut refusal) = refusal else { return Err(ProxyError::NoResourceOwner) };
+    if members.stateless.is_some() {
+        crate::bridge::modern_error(method, &message["params"]["uri"], &mut refusal["error"]);
+    }
+    ctx.decide("allowed", None, Some(200));
+    Ok(HttpResponse::Ok().json(refusal))
 }
