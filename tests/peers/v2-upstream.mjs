@@ -1,7 +1,8 @@
 // An upstream built on the TypeScript SDK's v2 server (@modelcontextprotocol/server), which
 // speaks protocol revision 2026-07-28. Usage: PORT=… node v2-upstream.mjs dual|modern-only —
 // `dual` also serves 2025-era requests (statelessly, as the SDK does by default), `modern-only`
-// refuses them, like a server written for the new revision alone. One tool, `echo`.
+// refuses them, like a server written for the new revision alone. One tool, `echo`, whose
+// argument is also sent as a header under the revision (SEP-2243).
 import http from 'node:http';
 import { Readable } from 'node:stream';
 import { McpServer, createMcpHandler, fromJsonSchema } from '@modelcontextprotocol/server';
@@ -16,7 +17,8 @@ const factory = () => {
       description: 'Echoes the message back',
       inputSchema: fromJsonSchema({
         type: 'object',
-        properties: { message: { type: 'string' } },
+        // Mirrored into an Mcp-Param-Message header, which the SDK checks against the body.
+        properties: { message: { type: 'string', 'x-mcp-header': 'Message' } },
         required: ['message'],
       }),
     },

@@ -31,6 +31,7 @@ use tokio::sync::OnceCell;
 use crate::credentials::{Headers, Target};
 use crate::error::ProxyError;
 use crate::guard::STATELESS;
+use crate::params::Declaration;
 use crate::rewrite;
 use crate::routes::{relay_headers, Call, Ctx, ProxyState};
 use crate::session::subject_tag;
@@ -76,6 +77,8 @@ const MAX_SESSIONS: usize = 10_000;
 const IDLE: Duration = Duration::from_secs(600);
 /// How long what an upstream speaks is remembered.
 const ERA_TTL: Duration = Duration::from_secs(300);
+/// Pages of an upstream's `tools/list` read to learn its tools' header declarations.
+const MAX_LIST_PAGES: usize = 20;
 
 /// A stateless request's `_meta`, checked (its version is the one the gateway serves).
 #[derive(Clone, Debug)]
@@ -287,7 +290,17 @@ pub struct Bridge {
     /// revision, when learned). The URL is part of the key: a server moved to another upstream
     /// is asked again.
     eras: Mutex<HashMap<(i64, String), Era>>,
+    /// (server id, upstream URL) → its tools' `x-mcp-header` declarations, and when learned:
+    /// what the gateway mirrors into headers when it speaks the revision for a session-ful
+    /// caller.
+    params: Mutex<HashMap<(i64, String), Params>>,
 }
+
+/// An upstream's tools (every one, declaring or not) and their declarations, and when learned.
+type Params = (HashMap<String, Vec<Declaration>>, Instant);
+
+/// How long an upstream's unknown tool is taken not to exist before its list is asked again.
+const PARAMS_RECHECK: Duration = Duration::from_secs(10);
 
 impl Bridge {
     fn slot(&self, key: &Key) -> Arc<OnceCell<Opened>> {
@@ -336,6 +349,26 @@ impl Bridge {
     fn era(&self, server: &(i64, String)) -> Option<Option<Value>> {
         let eras = self.eras.lock().unwrap_or_else(|p| p.into_inner());
         eras.get(server).filter(|(_, at)| at.elapsed() < ERA_TTL).map(|(modern, _)| modern.clone())
+    }
+
+    /// A tool's declarations, if known: `None` when the upstream's tools were not learned
+    /// lately, or the tool was not among them and the list may have changed since.
+    fn declared(&self, server: &(i64, String), tool: &str) -> Option<Vec<Declaration>> {
+        let params = self.params.lock().unwrap_or_else(|p| p.into_inner());
+        let (tools, at) = params.get(server).filter(|(_, at)| at.elapsed() < ERA_TTL)?;
+        match tools.get(tool) {
+            Some(declared) => Some(declared.clone()),
+            None if at.elapsed() < PARAMS_RECHECK => Some(Vec::new()),
+            None => None,
+        }
+    }
+
+    fn learn_params(&self, server: (i64, String), tools: HashMap<String, Vec<Declaration>>) {
+        let mut params = self.params.lock().unwrap_or_else(|p| p.into_inner());
+        if params.len() >= MAX_SESSIONS {
+            params.clear();
+        }
+        params.insert(server, (tools, Instant::now()));
     }
 
     fn learn(&self, server: (i64, String), modern: Option<Value>) {
@@ -406,8 +439,55 @@ impl Upstream<'_> {
         Ok(modern)
     }
 
-    /// Sends one message and returns the response as it comes; an OAuth credential the
-    /// upstream refuses is refreshed once, any other refused credential is the caller's error.
+    /// The `Mcp-Param-*` headers a session-ful caller's `tools/call` needs when the gateway
+    /// sends it to this upstream, which speaks the stateless revision: from the tool's input
+    /// schema, learned from the upstream's `tools/list` (asked again after a while, or for a
+    /// tool it did not list).
+    pub async fn param_headers(&mut self, state: &ProxyState, message: &Value) -> Vec<(String, String)> {
+        let (Some("tools/call"), Some(tool)) =
+            (message.get("method").and_then(Value::as_str), message["params"]["name"].as_str())
+        else {
+            return Vec::new();
+        };
+        let server = era_key(self.entry);
+        let declared = match state.bridge.declared(&server, tool) {
+            Some(declared) => declared,
+            None => {
+                let tools = self.declarations(state).await;
+                let declared = tools.get(tool).cloned().unwrap_or_default();
+                state.bridge.learn_params(server, tools);
+                declared
+            }
+        };
+        crate::params::headers(&declared, &message["params"]["arguments"])
+    }
+
+    /// Every tool's declarations, from the upstream's `tools/list` (all pages, up to a bound).
+    async fn declarations(&mut self, state: &ProxyState) -> HashMap<String, Vec<Declaration>> {
+        let mut tools = HashMap::new();
+        let mut cursor: Option<String> = None;
+        for _ in 0..MAX_LIST_PAGES {
+            let params = cursor.as_ref().map_or_else(|| json!({}), |c| json!({"cursor": c}));
+            let list = json!({"jsonrpc": "2.0", "id": "mcpgate:tools", "method": "tools/list", "params": params});
+            let Ok((_, Some(reply))) = self.exchange(state, Some(STATELESS_UPSTREAM), None, &list).await else {
+                break;
+            };
+            for tool in reply["result"]["tools"].as_array().into_iter().flatten() {
+                if let Some(name) = tool["name"].as_str() {
+                    tools.insert(name.to_owned(), crate::params::declarations(&tool["inputSchema"]));
+                }
+            }
+            cursor = reply["result"]["nextCursor"].as_str().map(str::to_owned);
+            if cursor.is_none() {
+                break;
+            }
+        }
+        tools
+    }
+
+    /// Sends one message (with `extra` headers) and returns the response as it comes; an OAuth
+    /// credential the upstream refuses is refreshed once, any other refused credential is the
+    /// caller's error.
     async fn send(
         &mut self,
         state: &ProxyState,
@@ -415,13 +495,17 @@ impl Upstream<'_> {
         session: Option<&str>,
         version: Option<&str>,
         message: &Value,
+        extra: &[(String, String)],
     ) -> Result<reqwest::Response, ProxyError> {
         let mut refreshed = false;
         loop {
-            let request = state
+            let mut request = state
                 .clients
                 .post_message(self.entry, &self.auth, session, version, message)
                 .map_err(|e| ctx.upstream_error(e))?;
+            for (name, value) in extra {
+                request = request.header(name, value);
+            }
             let response = state.clients.send(request).await.map_err(|e| ctx.upstream_error(e))?;
             if response.status() != reqwest::StatusCode::UNAUTHORIZED || !self.target.needed() {
                 return Ok(response);
@@ -540,12 +624,13 @@ pub async fn remote(
         return Ok(Some(HttpResponse::Ok().json(json!({"jsonrpc": "2.0", "id": call.id, "result": result}))));
     }
     let request = unwrapped(message);
-    let mut response = upstream.send(state, ctx, opened.session.as_deref(), Some(&opened.version), &request).await?;
+    let mut response =
+        upstream.send(state, ctx, opened.session.as_deref(), Some(&opened.version), &request, &[]).await?;
     if response.status() == reqwest::StatusCode::NOT_FOUND && opened.session.is_some() {
         // The upstream forgot the session (restarted, expired): one new session, once.
         state.bridge.forget(&key, &cell);
         (_, _, opened) = upstream.session(state, envelope).await.map_err(|e| ctx.upstream_error(e))?;
-        response = upstream.send(state, ctx, opened.session.as_deref(), Some(&opened.version), &request).await?;
+        response = upstream.send(state, ctx, opened.session.as_deref(), Some(&opened.version), &request, &[]).await?;
     }
     let status = StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
     ctx.decide(if status.is_server_error() { "error" } else { "allowed" }, None, Some(status.as_u16()));
@@ -684,7 +769,7 @@ pub async fn in_stateless_session(state: &ProxyState, ctx: &Ctx, call: &Call<'_>
     let mut upstream = upstream(state, ctx, call).await?;
     if message.get("id").is_none() {
         if method != "notifications/initialized" {
-            upstream.send(state, ctx, Some(STATELESS_UPSTREAM), None, message).await?;
+            upstream.send(state, ctx, Some(STATELESS_UPSTREAM), None, message, &[]).await?;
         }
         ctx.decide("allowed", None, Some(202));
         return Ok(HttpResponse::Accepted().finish());
@@ -701,7 +786,8 @@ pub async fn in_stateless_session(state: &ProxyState, ctx: &Ctx, call: &Call<'_>
         }
         _ => {}
     }
-    let response = upstream.send(state, ctx, Some(STATELESS_UPSTREAM), None, message).await?;
+    let params = upstream.param_headers(state, message).await;
+    let response = upstream.send(state, ctx, Some(STATELESS_UPSTREAM), None, message, &params).await?;
     let status = StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
     ctx.decide(if status.is_server_error() { "error" } else { "allowed" }, None, Some(status.as_u16()));
     let mut out = HttpResponse::build(status);

@@ -733,8 +733,17 @@ async fn forward(
             Err(e) => return ctx.upstream_failed(&id, &e),
         };
     if message.get("method").and_then(Value::as_str) == Some("tools/call") {
-        for (name, value) in &members.params {
-            request = request.header(name, value.as_slice());
+        if members.stateless.is_some() {
+            for (name, value) in &members.params {
+                request = request.header(name, value.as_slice());
+            }
+        } else if members.sessions[member].as_deref() == Some(crate::bridge::STATELESS_UPSTREAM) {
+            // The gateway speaks the stateless revision to this member for a session-ful caller.
+            if let Ok(mut upstream) = members.upstream(member) {
+                for (name, value) in upstream.param_headers(state, message).await {
+                    request = request.header(name, value);
+                }
+            }
         }
     }
     let response = match state.clients.send(request).await {
