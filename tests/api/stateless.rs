@@ -229,3 +229,84 @@ async fn one_upstream_session_serves_a_callers_stateless_requests() {
     assert_eq!(status, 200);
     assert_eq!(sessionless.load(Ordering::Relaxed), opened + 1);
 }
+
+#[tokio::test]
+async fn a_stateless_caller_gives_the_input_a_session_ful_upstream_asks_for_mid_call() {
+    let app = spawn_app().await;
+    let admin = app.admin().await;
+    let (ann, bob) = (app.user(&admin, "ann@example.com").await, app.user(&admin, "bob@example.com").await);
+    app.tenant(&admin, "acme", &[("ann@example.com", "member"), ("bob@example.com", "member")]).await;
+    remote(&admin, "fixture", &session_only_upstream().await).await;
+    grant(&admin, "fixture", "user:ann@example.com").await;
+    grant(&admin, "fixture", "user:bob@example.com").await;
+    let token_of = |client: &crate::helpers::Client| {
+        let client = client.clone();
+        async move {
+            client.post("/api/v1/me/tokens", json!({"name": "ide"})).await.expect(201)["token"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        }
+    };
+    let (token, bob) = (token_of(&ann).await, token_of(&bob).await);
+    wait_for_policy(&app).await;
+    let url = format!("{}/acme/mcp/fixture/server", app.base);
+    let v = Some("2026-07-28");
+    let mut meta = envelope("2026-07-28");
+    meta["io.modelcontextprotocol/clientCapabilities"] = json!({"elicitation": {}});
+    let ask = |id: i64, extra: Value| {
+        let mut params = json!({"name": "test_elicitation", "arguments": {"message": "Who are you?"}});
+        for (k, v) in extra.as_object().unwrap() {
+            params[k] = v.clone();
+        }
+        request(id, "tools/call", params, meta.clone())
+    };
+
+    // The upstream elicits (a request on its session's stream): the caller gets input_required.
+    let (status, reply) = stateless(&url, &token, v, ask(1, json!({}))).await;
+    assert_eq!(status, 200, "{reply}");
+    let result = &reply["result"];
+    assert_eq!((reply["id"].as_i64(), result["resultType"].as_str()), (Some(1), Some("input_required")), "{reply}");
+    let input = &result["inputRequests"]["elicitation"];
+    assert_eq!(input["method"], "elicitation/create");
+    assert_eq!(input["params"]["message"], "Who are you?");
+    let state = result["requestState"].as_str().unwrap().to_owned();
+
+    // A retry without the input is asked again, under the same state.
+    let (_, reply) = stateless(&url, &token, v, ask(2, json!({"requestState": state}))).await;
+    assert_eq!(reply["result"]["resultType"], "input_required", "{reply}");
+    assert_eq!(reply["result"]["requestState"], state.as_str());
+
+    // With the input, the upstream's tool finishes, and the caller gets its result.
+    let answer = json!({"action": "accept", "content": {"response": "Ann"}});
+    let retry = ask(3, json!({"requestState": state, "inputResponses": {"elicitation": answer}}));
+    let (status, reply) = stateless(&url, &token, v, retry.clone()).await;
+    assert_eq!((status, reply["id"].as_i64()), (200, Some(3)), "{reply}");
+    assert_eq!(reply["result"]["resultType"], "complete");
+    let text = reply["result"]["content"][0]["text"].as_str().unwrap();
+    assert!(text.contains("action=\"accept\"") && text.contains("Ann"), "{text}");
+
+    // The state is used up; one the gateway never gave out is refused the same way.
+    let (_, reply) = stateless(&url, &token, v, retry).await;
+    assert_eq!(reply["error"]["code"], -32602, "{reply}");
+    let forged = ask(4, json!({"requestState": "mcpgate.input.0000", "inputResponses": {"elicitation": answer}}));
+    let (_, reply) = stateless(&url, &token, v, forged).await;
+    assert_eq!(reply["error"]["code"], -32602, "{reply}");
+
+    // Another caller cannot use a caller's state.
+    let (_, reply) = stateless(&url, &token, v, ask(5, json!({}))).await;
+    let state = reply["result"]["requestState"].as_str().unwrap().to_owned();
+    let stolen = ask(6, json!({"requestState": state, "inputResponses": {"elicitation": answer}}));
+    let (_, reply) = stateless(&url, &bob, v, stolen).await;
+    assert_eq!(reply["error"]["code"], -32602, "{reply}");
+
+    // A caller that cannot be asked (no elicitation declared) gets the tool's own fallback.
+    let plain = request(
+        7,
+        "tools/call",
+        json!({"name": "test_elicitation", "arguments": {"message": "x"}}),
+        envelope("2026-07-28"),
+    );
+    let (_, reply) = stateless(&url, &token, v, plain).await;
+    assert!(reply["result"]["content"][0]["text"].as_str().unwrap().contains("not supported"), "{reply}");
+}

@@ -90,15 +90,11 @@ pub struct Envelope {
 }
 
 impl Envelope {
-    /// Capabilities an upstream session can be asked for on this client's behalf: what needs
-    /// the client to answer mid-request (sampling, elicitation, roots) cannot be relayed to a
-    /// stateless client, so a bridged upstream is not told of it.
+    /// Capabilities an upstream session is opened with on this client's behalf: the client's
+    /// own (what the upstream asks of it mid-request reaches it as `input_required`, see
+    /// `mrtr`).
     fn session_capabilities(&self) -> Value {
-        let mut capabilities = self.capabilities.as_object().cloned().unwrap_or_default();
-        for relayed_back in ["sampling", "elicitation", "roots"] {
-            capabilities.remove(relayed_back);
-        }
-        Value::Object(capabilities)
+        Value::Object(self.capabilities.as_object().cloned().unwrap_or_default())
     }
 
     /// A request as a stateless upstream takes it from this caller: with the caller's own
@@ -290,6 +286,8 @@ pub struct Bridge {
     /// revision, when learned). The URL is part of the key: a server moved to another upstream
     /// is asked again.
     eras: Mutex<HashMap<(i64, String), Era>>,
+    /// Upstream answers held until the caller gives the input the upstream asked for.
+    pub waiting: crate::mrtr::Waiting,
     /// (server id, upstream URL) → its tools' `x-mcp-header` declarations, and when learned:
     /// what the gateway mirrors into headers when it speaks the revision for a session-ful
     /// caller.
@@ -391,7 +389,7 @@ pub struct Upstream<'a> {
 
 impl Upstream<'_> {
     /// One message to the upstream; an OAuth credential it refuses is refreshed once.
-    async fn exchange(
+    pub(crate) async fn exchange(
         &mut self,
         state: &ProxyState,
         session: Option<&str>,
@@ -460,6 +458,11 @@ impl Upstream<'_> {
             }
         };
         crate::params::headers(&declared, &message["params"]["arguments"])
+    }
+
+    /// A POST of one message to the upstream session, to fill in and send later.
+    fn poster(&self, state: &ProxyState, session: Option<&str>, version: &str) -> Option<reqwest::RequestBuilder> {
+        state.clients.post_message(self.entry, &self.auth, session, Some(version), &json!({})).ok()
     }
 
     /// Every tool's declarations, from the upstream's `tools/list` (all pages, up to a bound).
@@ -616,6 +619,9 @@ pub async fn remote(
     if !bridged(method) {
         return Err(ProxyError::NoSuchMethod(method.to_owned()));
     }
+    if let Some(key) = crate::mrtr::resumed(message) {
+        return resume(state, ctx, call, envelope, &mut upstream, key).await.map(Some);
+    }
     let (key, cell, mut opened) = upstream.session(state, envelope).await.map_err(|e| ctx.upstream_error(e))?;
     if method == "server/discover" {
         let mut result = discover_result(&opened.initialized);
@@ -634,12 +640,76 @@ pub async fn remote(
     }
     let status = StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
     ctx.decide(if status.is_server_error() { "error" } else { "allowed" }, None, Some(status.as_u16()));
+    let translate = translator(message, opened.server_info(), envelope, &call.entry.tool_settings);
+    if status.is_success() && crate::mrtr::interactive(method) {
+        // The upstream may ask the caller for input on the way: its answer goes through
+        // `mrtr`, which turns such a request into `input_required`.
+        let caller = crate::mrtr::Caller {
+            waiting: state.bridge.waiting.clone(),
+            owner: (call.entry.id, upstream.subject.clone()),
+            capabilities: envelope.capabilities.clone(),
+            id: call.id.clone(),
+            session: opened.session.clone(),
+            version: opened.version.clone(),
+            server_info: opened.server_info(),
+            upstream: upstream.poster(state, opened.session.as_deref(), &opened.version),
+        };
+        let messages = crate::mrtr::messages(response);
+        return Ok(Some(HttpResponse::Ok().content_type("text/event-stream").streaming(crate::mrtr::answer(
+            messages,
+            message.clone(),
+            translate,
+            caller,
+        ))));
+    }
     let mut out = HttpResponse::build(status);
     relay_headers(&mut out, &response);
-    Ok(Some(out.streaming(rewrite::messages_filtered(
-        response,
-        translator(message, opened.server_info(), envelope, &call.entry.tool_settings),
-    ))))
+    Ok(Some(out.streaming(rewrite::messages_filtered(response, translate))))
+}
+
+/// A stateless caller's retry with the input the upstream asked for: the input goes to the
+/// upstream, and the upstream's answer held since goes on to the caller.
+async fn resume(
+    state: &ProxyState,
+    ctx: &Ctx,
+    call: &Call<'_>,
+    envelope: &Envelope,
+    upstream: &mut Upstream<'_>,
+    key: &str,
+) -> Result<HttpResponse, ProxyError> {
+    let message = call.message.as_ref().ok_or_else(|| ProxyError::InvalidRequest("a JSON-RPC message".into()))?;
+    let owner = (call.entry.id, upstream.subject.clone());
+    let waiting = &state.bridge.waiting;
+    let Some(held) = waiting.take(key, &owner).filter(|held| crate::mrtr::same_request(held, message)) else {
+        return Err(ProxyError::InvalidParams(
+            "invalid or expired requestState (the input it asked for is no longer awaited here); send the request again without it".into(),
+        ));
+    };
+    let Some(input) = crate::mrtr::input_answer(&held, message) else {
+        // The retry lacks the input: asked again, as the revision suggests.
+        ctx.decide("allowed", None, Some(200));
+        return Ok(HttpResponse::Ok().json(crate::mrtr::ask_again(waiting, key.to_owned(), held, &call.id)));
+    };
+    upstream
+        .exchange(state, held.session.as_deref(), Some(&held.version), &input)
+        .await
+        .map_err(|e| ctx.upstream_error(e))?;
+    ctx.decide("allowed", None, Some(200));
+    let caller = crate::mrtr::Caller {
+        waiting: waiting.clone(),
+        owner,
+        capabilities: envelope.capabilities.clone(),
+        id: call.id.clone(),
+        session: held.session.clone(),
+        version: held.version.clone(),
+        server_info: held.server_info.clone(),
+        upstream: upstream.poster(state, held.session.as_deref(), &held.version),
+    };
+    let translate = translator(&held.original, held.server_info.clone(), envelope, &call.entry.tool_settings);
+    let (rest, original) = held.into_rest();
+    Ok(HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .streaming(crate::mrtr::answer(rest, original, translate, caller)))
 }
 
 /// What the caller sees of the upstream's messages on a bridged request: the reply, stamped

@@ -16,6 +16,7 @@ pub mod idp;
 pub mod index;
 pub mod legacy;
 pub mod metrics;
+pub mod mrtr;
 pub mod params;
 pub mod replica;
 pub mod rewrite;

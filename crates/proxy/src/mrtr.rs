@@ -1,0 +1,266 @@
+//! Input an upstream of the session-ful revisions asks for in the middle of a request
+//! (`elicitation/create`, `sampling/createMessage`, `roots/list`), for a caller of the stateless
+//! revision, which has no stream to answer requests on: the gateway holds the rest of the
+//! upstream's answer and gives the caller an `input_required` result; the caller's retry, with
+//! `inputResponses` and the `requestState` the gateway gave it, answers the upstream's request
+//! and the call goes on from where it stopped.
+//!
+//! The held answer is an open HTTP response from the upstream, so it lives in the replica that
+//! got the first request: `requestState` names it (an unguessable key, bound to the server and
+//! the caller), and a retry that reaches another replica, or comes after ten minutes, is refused
+//! as the revision says (`-32602`, invalid or expired state) and the caller starts the call over.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use actix_web::web::Bytes;
+use futures_util::{Stream, StreamExt};
+use serde_json::{json, Value};
+use sse_stream::{Sse, SseStream};
+
+/// An upstream's answer to one request, message by message.
+pub type Messages = Pin<Box<dyn Stream<Item = Value> + Send>>;
+
+/// Requests of the upstream a stateless caller can answer through `input_required`, and the
+/// client capability each needs.
+const INPUT: &[(&str, &str)] =
+    &[("elicitation/create", "elicitation"), ("sampling/createMessage", "sampling"), ("roots/list", "roots")];
+/// Requests whose results may be `input_required` under the revision.
+const INTERACTIVE: &[&str] = &["tools/call", "prompts/get", "resources/read"];
+/// How `requestState` values the gateway wrote begin (an upstream of the session-ful revisions
+/// writes none of its own).
+const STATE_PREFIX: &str = "mcpgate.input.";
+const HELD_FOR: Duration = Duration::from_secs(600);
+const MAX_HELD: usize = 1_000;
+
+/// The capability an upstream request needs, if it is one the caller declared: also the key
+/// of the request in `inputRequests`.
+fn declared(capabilities: &Value, method: &str) -> Option<&'static str> {
+    INPUT.iter().find(|(m, capability)| *m == method && capabilities.get(*capability).is_some()).map(|(_, c)| *c)
+}
+
+/// Whether a request goes the interactive way: a method whose answer may need input.
+pub fn interactive(method: &str) -> bool {
+    INTERACTIVE.contains(&method)
+}
+
+/// The gateway's key in a retried request's `requestState`, if it is one of the gateway's.
+pub fn resumed(message: &Value) -> Option<&str> {
+    message["params"]["requestState"].as_str()?.strip_prefix(STATE_PREFIX)
+}
+
+/// The upstream's response as messages (an SSE stream or one JSON body; batches unpacked).
+pub fn messages(response: reqwest::Response) -> Messages {
+    let one_or_many = |message: Value| match message {
+        Value::Array(items) => items,
+        one => vec![one],
+    };
+    if crate::rewrite::is_sse(&response) {
+        let events = SseStream::from_bytes_stream(response.bytes_stream());
+        Box::pin(
+            events
+                .filter_map(|event| {
+                    let message = event.ok().and_then(|e| e.data).and_then(|d| serde_json::from_str::<Value>(&d).ok());
+                    std::future::ready(message)
+                })
+                .flat_map(move |message| futures_util::stream::iter(one_or_many(message))),
+        )
+    } else {
+        Box::pin(
+            futures_util::stream::once(async move {
+                response.bytes().await.ok().and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+            })
+            .filter_map(std::future::ready)
+            .flat_map(move |message| futures_util::stream::iter(one_or_many(message))),
+        )
+    }
+}
+
+/// Where an answer waits for the caller's input.
+pub struct Held {
+    rest: Messages,
+    /// The upstream's request the input answers: its id, and the request as the caller sees it.
+    upstream_id: Value,
+    input_key: &'static str,
+    input: Value,
+    /// The caller's first request (the upstream answers its id) and the caller.
+    pub original: Value,
+    owner: (i64, String),
+    /// The upstream session, where the input goes.
+    pub session: Option<String>,
+    pub version: String,
+    /// Who answers, for the results' `_meta`.
+    pub server_info: Value,
+    at: Instant,
+}
+
+impl Held {
+    /// The rest of the upstream's answer, and the request it answers.
+    pub fn into_rest(self) -> (Messages, Value) {
+        (self.rest, self.original)
+    }
+}
+
+/// The answers waiting for input on this replica.
+#[derive(Clone, Default)]
+pub struct Waiting(Arc<Mutex<HashMap<String, Held>>>);
+
+impl Waiting {
+    fn hold(&self, key: String, held: Held) {
+        let mut waiting = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if waiting.len() >= MAX_HELD {
+            waiting.retain(|_, h| h.at.elapsed() < HELD_FOR);
+            if waiting.len() >= MAX_HELD {
+                if let Some(oldest) = waiting.iter().min_by_key(|(_, h)| h.at).map(|(k, _)| k.clone()) {
+                    waiting.remove(&oldest);
+                }
+            }
+        }
+        waiting.insert(key, held);
+    }
+
+    /// The answer `key` names, if it waits here for this caller and has not expired.
+    pub fn take(&self, key: &str, owner: &(i64, String)) -> Option<Held> {
+        let mut waiting = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let held = waiting.remove(key)?;
+        if held.owner != *owner || held.at.elapsed() >= HELD_FOR {
+            // Another caller's key is not this caller's to use up.
+            if held.owner != *owner {
+                waiting.insert(key.to_owned(), held);
+            }
+            return None;
+        }
+        Some(held)
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The message that answers the upstream's request with the caller's input, or `None` when
+/// the retry does not carry it (the caller is asked again).
+pub fn input_answer(held: &Held, retry: &Value) -> Option<Value> {
+    let response = retry["params"]["inputResponses"].get(held.input_key).filter(|r| r.is_object())?;
+    Some(json!({"jsonrpc": "2.0", "id": held.upstream_id, "result": response}))
+}
+
+/// Whether a retry asks for the same thing as the request it continues.
+pub fn same_request(held: &Held, retry: &Value) -> bool {
+    let (a, b) = (&held.original, retry);
+    a["method"] == b["method"] && a["params"]["name"] == b["params"]["name"] && a["params"]["uri"] == b["params"]["uri"]
+}
+
+/// One step of a caller's answer stream.
+pub struct Caller {
+    pub waiting: Waiting,
+    pub owner: (i64, String),
+    /// The caller's capabilities: which upstream requests it can be asked.
+    pub capabilities: Value,
+    /// The id this caller's request has now (a retry has a new one).
+    pub id: Value,
+    pub session: Option<String>,
+    pub version: String,
+    pub server_info: Value,
+    /// A POST to the upstream session, for the gateway's answers to requests the caller
+    /// cannot be asked (so the upstream does not wait for them).
+    pub upstream: Option<reqwest::RequestBuilder>,
+}
+
+/// The gateway's answer to an upstream request the caller cannot be asked: `ping` is
+/// answered, anything else refused.
+fn refusal(method: &str, id: &Value) -> Value {
+    match method {
+        "ping" => json!({"jsonrpc": "2.0", "id": id, "result": {}}),
+        _ => json!({"jsonrpc": "2.0", "id": id, "error": {"code": -32601,
+            "message": format!("the client cannot answer {method} (it did not declare the capability)")}}),
+    }
+}
+
+fn event(message: &Value) -> Bytes {
+    crate::rewrite::encode(&Sse { data: Some(message.to_string()), ..Default::default() })
+}
+
+/// The caller's answer, as an SSE stream: the upstream's messages through `translate` (whose
+/// answer to `original` is the caller's answer, under the caller's id), until the upstream asks
+/// for input the caller can give; then the rest is held and the caller gets `input_required`.
+/// Requests the caller cannot answer are left out, as on every bridged request.
+pub fn answer<F>(
+    rest: Messages,
+    original: Value,
+    translate: F,
+    caller: Caller,
+) -> Pin<Box<dyn Stream<Item = Result<Bytes, actix_web::Error>>>>
+where
+    F: FnMut(Value) -> Option<Value> + 'static,
+{
+    struct Step<F> {
+        rest: Option<Messages>,
+        original: Option<Value>,
+        caller: Option<Caller>,
+        translate: F,
+    }
+    let start = Step { rest: Some(rest), original: Some(original), caller: Some(caller), translate };
+    Box::pin(futures_util::stream::unfold(start, |mut step| async move {
+        loop {
+            let message = step.rest.as_mut()?.next().await?;
+            let (original, caller) = (step.original.as_ref()?, step.caller.as_ref()?);
+            let method = message.get("method").and_then(Value::as_str);
+            if let (Some(method), Some(id)) = (method, message.get("id")) {
+                let Some(input_key) = declared(&caller.capabilities, method) else {
+                    if let Some(post) = caller.upstream.as_ref().and_then(reqwest::RequestBuilder::try_clone) {
+                        let _ = post.body(refusal(method, id).to_string()).send().await;
+                    }
+                    continue;
+                };
+                let key = uuid::Uuid::new_v4().simple().to_string();
+                let input = json!({"method": method, "params": message.get("params").cloned().unwrap_or(json!({}))});
+                let result = json!({"jsonrpc": "2.0", "id": caller.id, "result": {
+                    "resultType": "input_required",
+                    "inputRequests": {input_key: input},
+                    "requestState": format!("{STATE_PREFIX}{key}"),
+                }});
+                let (upstream_id, rest) = (id.clone(), step.rest.take()?);
+                let (original, caller) = (step.original.take()?, step.caller.take()?);
+                let held = Held {
+                    rest,
+                    upstream_id,
+                    input_key,
+                    input,
+                    original,
+                    owner: caller.owner,
+                    session: caller.session,
+                    version: caller.version,
+                    server_info: caller.server_info,
+                    at: Instant::now(),
+                };
+                caller.waiting.hold(key, held);
+                return Some((Ok(event(&result)), step));
+            }
+            let Some(mut out) = (step.translate)(message) else { continue };
+            if out.get("id") == original.get("id") && out.get("method").is_none() {
+                // The answer: under the id the caller asked with now, and the end.
+                out["id"] = caller.id.clone();
+                step.rest = None;
+            }
+            return Some((Ok(event(&out)), step));
+        }
+    }))
+}
+
+/// The caller asked again for the input it did not give: the same request, the same state.
+pub fn ask_again(waiting: &Waiting, key: String, held: Held, id: &Value) -> Value {
+    let result = json!({"jsonrpc": "2.0", "id": id, "result": {
+        "resultType": "input_required",
+        "inputRequests": {held.input_key: held.input},
+        "requestState": format!("{STATE_PREFIX}{key}"),
+    }});
+    waiting.hold(key, Held { at: Instant::now(), ..held });
+    result
+}
