@@ -138,6 +138,13 @@ pub fn v2_upstream(posture: &str) -> Everything {
     node_peer(&entry, &[posture], "mcp")
 }
 
+/// Starts the TypeScript SDK v2 conformance server (tests/peers/v2-everything.mjs), refusing
+/// 2025-era requests.
+pub fn v2_everything_modern_only() -> Everything {
+    let entry = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/peers/v2-everything.mjs");
+    node_peer(&entry, &["--modern-only"], "mcp")
+}
+
 /// Starts a Node peer on a free port (given as `PORT`) and waits until it accepts connections.
 fn node_peer(entry: &std::path::Path, args: &[&str], path: &str) -> Everything {
     // The port is free when picked but not held: another test may bind it before node does,

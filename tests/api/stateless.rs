@@ -310,3 +310,82 @@ async fn a_stateless_caller_gives_the_input_a_session_ful_upstream_asks_for_mid_
     let (_, reply) = stateless(&url, &token, v, plain).await;
     assert!(reply["result"]["content"][0]["text"].as_str().unwrap().contains("not supported"), "{reply}");
 }
+
+#[tokio::test]
+async fn a_session_ful_client_answers_the_input_a_stateless_upstream_asks_for() {
+    use futures_util::StreamExt;
+    let app = spawn_app().await;
+    let (admin, token) = tenant_with_ann(&app).await;
+    let upstream = peers::v2_everything_modern_only();
+    remote(&admin, "modern", &upstream.url).await;
+    grant(&admin, "modern", "user:ann@example.com").await;
+    wait_for_policy(&app).await;
+    let url = format!("{}/acme/mcp/modern/server", app.base);
+    let http = reqwest::Client::new();
+    let post = |session: Option<&str>, body: Value| {
+        let mut request = http
+            .post(&url)
+            .bearer_auth(&token)
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-protocol-version", "2025-11-25");
+        if let Some(s) = session {
+            request = request.header("mcp-session-id", s);
+        }
+        request.json(&body).send()
+    };
+
+    // A 2025 client that can be asked for input (elicitation), over an upstream that refuses
+    // 2025 requests: the gateway answers initialize from the upstream's discovery.
+    let initialize = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {"elicitation": {}},
+        "clientInfo": {"name": "raw", "version": "1"}}});
+    let response = post(None, initialize).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let session = response.headers()["mcp-session-id"].to_str().unwrap().to_owned();
+    post(Some(&session), json!({"jsonrpc": "2.0", "method": "notifications/initialized"})).await.unwrap();
+
+    // The tool answers input_required upstream; the client sees an elicitation request on the
+    // call's stream, answers it, and the same stream brings the tool's result.
+    let call = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+        "params": {"name": "test_input_required_result_elicitation", "arguments": {}}});
+    let response = post(Some(&session), call).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let mut stream = response.bytes_stream();
+    let mut buffer = String::new();
+    let mut next_message = async || loop {
+        if let Some(end) = buffer.find("\n\n") {
+            let event: String = buffer.drain(..end + 2).collect();
+            if let Some(data) = event.lines().find_map(|l| l.strip_prefix("data:")) {
+                if let Ok(message) = serde_json::from_str::<Value>(data.trim()) {
+                    return message;
+                }
+            }
+            continue;
+        }
+        let chunk = tokio::time::timeout(std::time::Duration::from_secs(20), stream.next())
+            .await
+            .expect("the stream goes on")
+            .expect("the stream is open")
+            .unwrap();
+        buffer.push_str(&String::from_utf8_lossy(&chunk));
+    };
+    let ask = next_message().await;
+    assert_eq!(ask["method"], "elicitation/create", "{ask}");
+    assert_eq!(ask["params"]["message"], "What is your name?");
+    let answer = json!({"jsonrpc": "2.0", "id": ask["id"], "result": {"action": "accept", "content": {"name": "Ann"}}});
+    // Another session cannot answer for this one.
+    let (_, other, _) = crate::gateway::post(
+        &url,
+        &token,
+        None,
+        json!({"jsonrpc": "2.0", "id": 9, "method": "initialize", "params": {
+            "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}}}),
+    )
+    .await;
+    let stolen = post(Some(other.as_deref().unwrap()), answer.clone()).await.unwrap();
+    assert_eq!(stolen.status(), 400, "{:?}", stolen.text().await);
+    assert_eq!(post(Some(&session), answer).await.unwrap().status(), 202);
+    let result = next_message().await;
+    assert_eq!(result["id"], 2, "{result}");
+    assert_eq!(result["result"]["content"][0]["text"], "Hello, Ann!", "{result}");
+}

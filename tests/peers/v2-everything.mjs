@@ -3,7 +3,8 @@
 // checks, server/discover, input_required results with signed requestState,
 // subscriptions/listen, Mcp-Param header validation and cache hints all come from the SDK;
 // this file only supplies the tools, prompts and resources the scenarios call.
-// Usage: node v2-everything.mjs PORT — serves http://127.0.0.1:PORT/mcp (2025 requests too).
+// Usage: node v2-everything.mjs [PORT] [--modern-only] (or PORT in the environment) — serves
+// http://127.0.0.1:PORT/mcp; 2025 requests too, unless --modern-only.
 import http from 'node:http';
 import { randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
@@ -21,7 +22,9 @@ import {
   localhostAllowedHostnames,
 } from '@modelcontextprotocol/server';
 
-const port = Number(process.argv[2] ?? 8002);
+const args = process.argv.slice(2);
+const port = Number(args.find((a) => !a.startsWith('--')) ?? process.env.PORT ?? 8002);
+const modernOnly = args.includes('--modern-only');
 const PNG = 'iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg==';
 const WAV = 'UklGRiYAAABXQVZFZm10IBAAAAABAAEAQB8AAAB9AAACABAAZGF0YQIAAAA=';
 // One key per process: every round of a flow reaches this process.
@@ -408,7 +411,7 @@ function factory() {
   return mcp;
 }
 
-handler = createMcpHandler(factory, { legacy: 'stateless' });
+handler = createMcpHandler(factory, { legacy: modernOnly ? 'reject' : 'stateless' });
 
 http
   .createServer(async (req, res) => {

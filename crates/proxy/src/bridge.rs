@@ -288,6 +288,9 @@ pub struct Bridge {
     eras: Mutex<HashMap<(i64, String), Era>>,
     /// Upstream answers held until the caller gives the input the upstream asked for.
     pub waiting: crate::mrtr::Waiting,
+    /// Session-ful clients' answers the gateway waits for, to requests it put on their streams
+    /// for an upstream's `input_required`.
+    pub owed: crate::mrtr::Owed,
     /// (server id, upstream URL) → its tools' `x-mcp-header` declarations, and when learned:
     /// what the gateway mirrors into headers when it speaks the revision for a session-ful
     /// caller.
@@ -793,9 +796,11 @@ pub async fn initialize_stateless(
         server: call.entry.id,
         subject: subject_tag(call.subject),
         upstreams: vec![Some(STATELESS_UPSTREAM.to_owned())],
-        members: Vec::new(),
-        failed: Vec::new(),
         url_elicitation: ctx.url_elicitation,
+        input: crate::mrtr::input_capabilities(
+            &call.message.as_ref().map_or(Value::Null, |m| m["params"]["capabilities"].clone()),
+        ),
+        ..Default::default()
     });
     ctx.decide("allowed", None, Some(200));
     Ok(Some(
@@ -833,10 +838,21 @@ pub async fn in_stateless_session(state: &ProxyState, ctx: &Ctx, call: &Call<'_>
         .message
         .as_ref()
         .ok_or_else(|| ProxyError::InvalidRequest("send one JSON-RPC message per request".into()))?;
+    let presented = call.session.as_ref().map(|(p, _)| p.as_str()).unwrap_or_default();
     let Some(method) = message.get("method").and_then(Value::as_str) else {
+        // The client's answer to a request the gateway asked it for an upstream's input.
+        if state.bridge.owed.deliver(message, presented) {
+            ctx.decide("allowed", None, Some(202));
+            return Ok(HttpResponse::Accepted().finish());
+        }
         return Err(ProxyError::InvalidRequest("this response answers no request".into()));
     };
     let mut upstream = upstream(state, ctx, call).await?;
+    // What the client declared it can be asked goes upstream in every request's envelope.
+    let input = call.session.as_ref().and_then(|(_, s)| s.input.clone());
+    let envelope = Envelope { capabilities: input.unwrap_or_else(|| json!({})), client_info: None, log_level: None };
+    let enveloped = envelope.wrap(message);
+    let message = &enveloped;
     if message.get("id").is_none() {
         if method != "notifications/initialized" {
             upstream.send(state, ctx, Some(STATELESS_UPSTREAM), None, message, &[]).await?;
@@ -860,6 +876,22 @@ pub async fn in_stateless_session(state: &ProxyState, ctx: &Ctx, call: &Call<'_>
     let response = upstream.send(state, ctx, Some(STATELESS_UPSTREAM), None, message, &params).await?;
     let status = StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
     ctx.decide(if status.is_server_error() { "error" } else { "allowed" }, None, Some(status.as_u16()));
+    let shared = call.req.app_data::<actix_web::web::Data<ProxyState>>().cloned();
+    if let (true, true, Some(shared)) = (status.is_success(), crate::mrtr::interactive(method), shared) {
+        // The upstream may answer `input_required`: the gateway asks the client on this
+        // stream and sends the request again with its answers.
+        let retry = crate::mrtr::Retry {
+            state: shared,
+            entry: call.entry.clone(),
+            auth: upstream.auth.clone(),
+            params,
+            session: presented.to_owned(),
+        };
+        return Ok(HttpResponse::Ok()
+            .content_type("text/event-stream")
+            .insert_header((crate::upstream::SESSION_HEADER, presented))
+            .streaming(crate::mrtr::ask_client(crate::mrtr::messages(response), message.clone(), retry)));
+    }
     let mut out = HttpResponse::build(status);
     relay_headers(&mut out, &response);
     if let Some((presented, _)) = &call.session {

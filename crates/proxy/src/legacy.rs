@@ -250,6 +250,7 @@ pub async fn handle(state: &ProxyState, ctx: &Ctx, call: Call<'_>, auth: Headers
                                 members: Vec::new(),
                                 failed: Vec::new(),
                                 url_elicitation: ctx.url_elicitation,
+                                input: None,
                             }),
                         ));
                     } else if let Some((presented, _)) = &call.session {

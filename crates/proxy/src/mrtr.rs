@@ -264,3 +264,158 @@ pub fn ask_again(waiting: &Waiting, key: String, held: Held, id: &Value) -> Valu
     waiting.hold(key, Held { at: Instant::now(), ..held });
     result
 }
+
+/// The capabilities a session-ful client declared at `initialize` that an upstream can ask it
+/// for input under (elicitation, sampling, roots), as its gateway session keeps them.
+pub fn input_capabilities(declared: &Value) -> Option<Value> {
+    let kept: serde_json::Map<String, Value> = INPUT
+        .iter()
+        .filter_map(|(_, capability)| declared.get(*capability).map(|v| ((*capability).to_owned(), v.clone())))
+        .collect();
+    (!kept.is_empty()).then_some(Value::Object(kept))
+}
+
+/// Answers session-ful clients owe the gateway: their responses to requests the gateway put on
+/// their streams for an upstream's `input_required`, by the id it gave each, with the gateway
+/// session each belongs to.
+#[derive(Clone, Default)]
+pub struct Owed(Arc<Mutex<HashMap<String, Awaited>>>);
+
+/// The gateway session a request was put in, and where its answer goes.
+type Awaited = (String, tokio::sync::oneshot::Sender<Value>);
+
+/// How the ids of the gateway's requests to a session-ful client begin.
+const ASK_PREFIX: &str = "mcpgate-input:";
+const MAX_OWED: usize = 10_000;
+/// Rounds of `input_required` one request may take.
+const MAX_ROUNDS: usize = 8;
+
+impl Owed {
+    fn expect(&self, id: String, session: String) -> tokio::sync::oneshot::Receiver<Value> {
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        let mut owed = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if owed.len() >= MAX_OWED {
+            // Those nobody waits for any more (the client went away).
+            owed.retain(|_, (_, sender)| !sender.is_closed());
+        }
+        owed.insert(id, (session, sender));
+        receiver
+    }
+
+    /// Hands a client's response to the request waiting for it; `false` when none in this
+    /// gateway session is.
+    pub fn deliver(&self, response: &Value, session: &str) -> bool {
+        let Some(id) = response.get("id").and_then(Value::as_str).filter(|id| id.starts_with(ASK_PREFIX)) else {
+            return false;
+        };
+        let mut owed = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        match owed.remove(id) {
+            Some((owner, sender)) if owner == session => sender.send(response.clone()).is_ok(),
+            Some(other) => {
+                owed.insert(id.to_owned(), other);
+                false
+            }
+            None => false,
+        }
+    }
+}
+
+/// What the gateway needs to send a session-ful client's request upstream again.
+pub struct Retry {
+    pub state: actix_web::web::Data<crate::routes::ProxyState>,
+    pub entry: mcpgate_policy::ServerEntry,
+    pub auth: crate::credentials::Headers,
+    /// `Mcp-Param-*` headers of the request.
+    pub params: Vec<(String, String)>,
+    /// The client's gateway session.
+    pub session: String,
+}
+
+/// A session-ful client's answer from an upstream that speaks the stateless revision: the
+/// upstream's messages as they come, except that an `input_required` answer becomes the
+/// requests it names, put on this stream for the client (which answers each with a POST in its
+/// session), and the request is sent upstream again with the client's answers, until the
+/// upstream answers for good.
+pub fn ask_client(
+    rest: Messages,
+    request: Value,
+    retry: Retry,
+) -> Pin<Box<dyn Stream<Item = Result<Bytes, actix_web::Error>>>> {
+    let (sender, receiver) = tokio::sync::mpsc::channel::<Bytes>(16);
+    actix_web::rt::spawn(converse(rest, request, retry, sender));
+    Box::pin(futures_util::stream::unfold(receiver, |mut receiver| async move {
+        receiver.recv().await.map(|bytes| (Ok(bytes), receiver))
+    }))
+}
+
+async fn converse(mut rest: Messages, mut request: Value, retry: Retry, out: tokio::sync::mpsc::Sender<Bytes>) {
+    let id = request.get("id").cloned().unwrap_or(Value::Null);
+    let method = request.get("method").and_then(Value::as_str).unwrap_or_default().to_owned();
+    for _ in 0..MAX_ROUNDS {
+        let mut required = None;
+        while let Some(message) = rest.next().await {
+            let answer = message.get("id") == Some(&id) && message.get("method").is_none();
+            if answer && message["result"]["resultType"] == "input_required" {
+                required = Some(message["result"].clone());
+                break;
+            }
+            if out.send(event(&message)).await.is_err() || answer {
+                return;
+            }
+        }
+        // The upstream ended without an answer: so does the stream.
+        let Some(required) = required else { return };
+        let mut waits = Vec::new();
+        for (key, input) in required["inputRequests"].as_object().into_iter().flatten() {
+            let ask_id = format!("{ASK_PREFIX}{}", uuid::Uuid::new_v4().simple());
+            let waiting = retry.state.bridge.owed.expect(ask_id.clone(), retry.session.clone());
+            let ask = json!({"jsonrpc": "2.0", "id": ask_id, "method": input["method"],
+                "params": input.get("params").cloned().unwrap_or(json!({}))});
+            if out.send(event(&ask)).await.is_err() {
+                return;
+            }
+            waits.push((key.clone(), waiting));
+        }
+        let mut responses = serde_json::Map::new();
+        for (key, waiting) in waits {
+            if let Ok(Ok(reply)) = tokio::time::timeout(HELD_FOR, waiting).await {
+                if let Some(result) = reply.get("result") {
+                    responses.insert(key, result.clone());
+                }
+            }
+        }
+        request["params"]["inputResponses"] = Value::Object(responses);
+        match required.get("requestState") {
+            Some(state) => request["params"]["requestState"] = state.clone(),
+            None => {
+                request["params"].as_object_mut().map(|p| p.remove("requestState"));
+            }
+        }
+        let clients = &retry.state.clients;
+        let sent = match clients.post_message(
+            &retry.entry,
+            &retry.auth,
+            Some(crate::bridge::STATELESS_UPSTREAM),
+            None,
+            &request,
+        ) {
+            Ok(mut post) => {
+                for (name, value) in &retry.params {
+                    post = post.header(name, value);
+                }
+                clients.send(post).await.ok().filter(|r| r.status().is_success())
+            }
+            Err(_) => None,
+        };
+        let Some(response) = sent else {
+            let failed = json!({"jsonrpc": "2.0", "id": id, "error": {"code": crate::error::UPSTREAM_FAILED,
+                "message": format!("the upstream failed when {method} was sent again with the client's input")}});
+            let _ = out.send(event(&failed)).await;
+            return;
+        };
+        rest = messages(response);
+    }
+    let failed = json!({"jsonrpc": "2.0", "id": id, "error": {"code": crate::error::INVALID_REQUEST,
+        "message": format!("the upstream asked for input more than {MAX_ROUNDS} times")}});
+    let _ = out.send(event(&failed)).await;
+}

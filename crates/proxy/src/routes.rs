@@ -809,6 +809,7 @@ async fn relay(state: &ProxyState, ctx: &Ctx, call: Call<'_>) -> HttpResponse {
                 members: Vec::new(),
                 failed: Vec::new(),
                 url_elicitation: ctx.url_elicitation,
+                input: None,
             });
             out.insert_header((SESSION_HEADER, sealed));
         }

@@ -22,7 +22,7 @@ const KEY_LABEL: &[u8] = b"mcpgate gateway session key v1\0";
 const PREFIX: &str = "mgs1.";
 
 /// What one gateway session id carries.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GatewaySession {
     /// The server the session belongs to.
     #[serde(rename = "s")]
@@ -44,6 +44,10 @@ pub struct GatewaySession {
     /// The client declared URL-mode elicitation at initialize.
     #[serde(rename = "e", default, skip_serializing_if = "std::ops::Not::not")]
     pub url_elicitation: bool,
+    /// Over an upstream that takes stateless requests: what the client declared it can be
+    /// asked (elicitation, sampling, roots), which each request's envelope carries upstream.
+    #[serde(rename = "c", default, skip_serializing_if = "Option::is_none")]
+    pub input: Option<serde_json::Value>,
 }
 
 pub fn subject_tag(subject: Subject) -> String {
@@ -119,6 +123,7 @@ mod tests {
             members: vec![4, 5],
             failed: vec![1],
             url_elicitation: true,
+            input: Some(serde_json::json!({"elicitation": {}})),
         }
     }
 

@@ -592,6 +592,7 @@ async fn initialize(
         members: members.entries.iter().map(|(m, _)| m.id).collect(),
         failed,
         url_elicitation: ctx.url_elicitation,
+        input: None,
     });
     ctx.decide("allowed", None, Some(200));
     let mut result = json!({
