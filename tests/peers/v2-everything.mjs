@@ -72,6 +72,13 @@ const TOOLS = () => [
   tool('test_input_required_result_multi_round', 'Asks twice'),
   tool('test_input_required_result_tampered_state', 'Carries signed state'),
   tool('test_input_required_result_capabilities', 'Asks only for what the client can answer'),
+  tool('test_sampling', "Asks the client's model to complete a prompt", {
+    type: 'object',
+    properties: { prompt: { type: 'string' } },
+  }),
+  tool('test_elicitation', 'Asks the user for input', { type: 'object', properties: { message: { type: 'string' } } }),
+  tool('test_elicitation_sep1034_defaults', 'Asks for input with default values'),
+  tool('test_elicitation_sep1330_enums', 'Asks for input with enum choices'),
   tool('test_custom_headers', 'Mirrors parameters into Mcp-Param headers', {
     type: 'object',
     properties: {
@@ -126,6 +133,60 @@ const PROMPTS = () => {
     { name: 'test_input_required_result_prompt', description: 'A prompt that asks for context first' },
     ...Array.from({ length: extraPrompts }, (_, i) => ({ name: `added_prompt_${i + 1}`, description: 'Added' })),
   ];
+};
+
+const FORMS = {
+  test_elicitation: (args) => [
+    args.message ?? 'Please respond',
+    { type: 'object', properties: { response: { type: 'string', description: "User's response" } }, required: ['response'] },
+  ],
+  test_elicitation_sep1034_defaults: () => [
+    'Please review and update the form fields with defaults',
+    {
+      type: 'object',
+      properties: {
+        name: { type: 'string', description: 'User name', default: 'John Doe' },
+        age: { type: 'integer', description: 'User age', default: 30 },
+        score: { type: 'number', description: 'User score', default: 95.5 },
+        status: { type: 'string', description: 'User status', enum: ['active', 'inactive', 'pending'], default: 'active' },
+        verified: { type: 'boolean', description: 'Verified user', default: true },
+      },
+    },
+  ],
+  test_elicitation_sep1330_enums: () => {
+    const titled = (prefix) => [1, 2, 3].map((n) => ({ const: `value${n}`, title: `${['First', 'Second', 'Third'][n - 1]} ${prefix}` }));
+    return [
+      'Please select options from the enum fields',
+      {
+        type: 'object',
+        properties: {
+          untitledSingle: { type: 'string', description: 'Select one option', enum: ['option1', 'option2', 'option3'] },
+          titledSingle: { type: 'string', description: 'Select one option with titles', oneOf: titled('Option') },
+          legacyEnum: {
+            type: 'string',
+            description: 'Select one option (legacy)',
+            enum: ['opt1', 'opt2', 'opt3'],
+            enumNames: ['Option One', 'Option Two', 'Option Three'],
+          },
+          untitledMulti: {
+            type: 'array',
+            description: 'Select multiple options',
+            minItems: 1,
+            maxItems: 3,
+            items: { type: 'string', enum: ['option1', 'option2', 'option3'] },
+          },
+          titledMulti: {
+            type: 'array',
+            description: 'Select multiple options with titles',
+            minItems: 1,
+            maxItems: 3,
+            items: { anyOf: titled('Choice') },
+          },
+        },
+        required: [],
+      },
+    ];
+  },
 };
 
 let handler;
@@ -299,6 +360,35 @@ async function callTool({ params }, ctx) {
       const missing = Object.keys(requests).filter((key) => inputResponse(ctx.mcpReq.inputResponses, key).kind === 'missing');
       if (missing.length === 0) return text('Nothing more to ask');
       return inputRequired({ inputRequests: Object.fromEntries(missing.map((key) => [key, requests[key]])) });
+    }
+    // The 2025 scenarios' tools that ask the client mid-call, written the 2026 way: an
+    // input_required result, then the answer on the retry (a 2025 client gets the requests on
+    // its stream from whoever bridges: the SDK itself, or mcpgate for a modern-only server).
+    case 'test_sampling': {
+      const view = inputResponse(ctx.mcpReq.inputResponses, 'sampling');
+      if (view.kind !== 'sampling') {
+        return inputRequired({
+          inputRequests: {
+            sampling: inputRequired.createMessage({
+              messages: [{ role: 'user', content: { type: 'text', text: args.prompt ?? 'Hello' } }],
+              maxTokens: 100,
+            }),
+          },
+        });
+      }
+      const content = Array.isArray(view.result.content) ? view.result.content[0] : view.result.content;
+      return text(`LLM response: ${content?.text ?? ''}`);
+    }
+    case 'test_elicitation':
+    case 'test_elicitation_sep1034_defaults':
+    case 'test_elicitation_sep1330_enums': {
+      const view = inputResponse(ctx.mcpReq.inputResponses, 'form');
+      if (view.kind !== 'elicit') {
+        const [message, requestedSchema] = FORMS[params.name](args);
+        // Built by hand: the legacy enumNames form is one the SDK's builder would not write.
+        return inputRequired({ inputRequests: { form: { method: 'elicitation/create', params: { message, requestedSchema } } } });
+      }
+      return text(`User response: action=${view.action}, content=${JSON.stringify(view.content ?? {})}`);
     }
     case 'test_custom_headers':
       return text(`region=${args.region} priority=${args.priority}`);
