@@ -309,6 +309,22 @@ async fn a_stateless_caller_gives_the_input_a_session_ful_upstream_asks_for_mid_
     );
     let (_, reply) = stateless(&url, &token, v, plain).await;
     assert!(reply["result"]["content"][0]["text"].as_str().unwrap().contains("not supported"), "{reply}");
+
+    // Through a virtual server the member is not asked to elicit (its session does not offer
+    // it), so the call ends with the tool's fallback instead of waiting.
+    admin
+        .post(
+            "/api/v1/tenants/acme/servers",
+            json!({"slug": "combo", "display_name": "Combo", "kind": "virtual", "servers": [{"server": "fixture"}]}),
+        )
+        .await
+        .expect(201);
+    grant(&admin, "combo", "user:ann@example.com").await;
+    wait_for_policy(&app).await;
+    let combo = format!("{}/acme/mcp/combo/server", app.base);
+    let (status, reply) = stateless(&combo, &token, v, ask(8, json!({}))).await;
+    assert_eq!(status, 200, "{reply}");
+    assert!(reply["result"]["content"][0]["text"].as_str().unwrap().contains("not supported"), "{reply}");
 }
 
 #[tokio::test]

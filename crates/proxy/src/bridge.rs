@@ -114,6 +114,16 @@ impl Envelope {
         message
     }
 
+    /// This envelope without what lets an upstream ask for input (elicitation, sampling,
+    /// roots): for upstream sessions whose requests cannot reach the caller.
+    pub fn without_input(&self) -> Envelope {
+        let mut capabilities = self.capabilities.as_object().cloned().unwrap_or_default();
+        for input in ["elicitation", "sampling", "roots"] {
+            capabilities.remove(input);
+        }
+        Envelope { capabilities: Value::Object(capabilities), ..self.clone() }
+    }
+
     pub fn fingerprint(&self) -> u64 {
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         self.session_capabilities().to_string().hash(&mut hasher);
@@ -464,7 +474,12 @@ impl Upstream<'_> {
     }
 
     /// A POST of one message to the upstream session, to fill in and send later.
-    fn poster(&self, state: &ProxyState, session: Option<&str>, version: &str) -> Option<reqwest::RequestBuilder> {
+    pub(crate) fn poster(
+        &self,
+        state: &ProxyState,
+        session: Option<&str>,
+        version: &str,
+    ) -> Option<reqwest::RequestBuilder> {
         state.clients.post_message(self.entry, &self.auth, session, Some(version), &json!({})).ok()
     }
 

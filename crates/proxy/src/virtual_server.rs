@@ -234,6 +234,9 @@ enum Bridged {
 /// A stateless caller's upstream sessions with every member, opened (or reused) by the bridge;
 /// a member that cannot be reached is left out, as at `initialize`.
 async fn bridge_members(state: &ProxyState, members: &mut Members<'_>, envelope: &crate::bridge::Envelope) {
+    // A member's requests for input do not reach the caller through a virtual server: its
+    // session is opened without those capabilities, so it does not ask.
+    let envelope = &envelope.without_input();
     let bridged = join_all((0..members.entries.len()).map(|i| {
         let upstream = members.upstream(i);
         async move {
@@ -757,6 +760,31 @@ async fn forward(
     relay_headers(&mut out, &response);
     if let Some((envelope, info)) = &members.stateless {
         let translate = crate::bridge::translator(message, info.clone(), envelope, &[]);
+        let session = members.sessions[member].as_deref();
+        let method = message.get("method").and_then(Value::as_str).unwrap_or_default();
+        if status.is_success() && session != Some(crate::bridge::STATELESS_UPSTREAM) && crate::mrtr::interactive(method)
+        {
+            // What a bridged member asks mid-call cannot reach the caller through a virtual
+            // server: the member is refused at once rather than left waiting.
+            let version = version.unwrap_or(crate::bridge::SESSION_REVISION);
+            let caller = crate::mrtr::Caller {
+                waiting: state.bridge.waiting.clone(),
+                owner: (0, String::new()),
+                capabilities: json!({}),
+                id: id.clone(),
+                session: session.map(str::to_owned),
+                version: version.to_owned(),
+                server_info: info.clone(),
+                upstream: members.upstream(member).ok().and_then(|u| u.poster(state, session, version)),
+            };
+            let messages = crate::mrtr::messages(response);
+            return HttpResponse::Ok().content_type("text/event-stream").streaming(crate::mrtr::answer(
+                messages,
+                message.clone(),
+                translate,
+                caller,
+            ));
+        }
         return out.streaming(rewrite::messages_filtered(response, translate));
     }
     out.streaming(rewrite::messages(response, move |mut message| {
