@@ -405,3 +405,69 @@ async fn a_session_ful_client_answers_the_input_a_stateless_upstream_asks_for() 
     assert_eq!(result["id"], 2, "{result}");
     assert_eq!(result["result"]["content"][0]["text"], "Hello, Ann!", "{result}");
 }
+
+#[tokio::test]
+async fn a_stateless_caller_listens_for_list_changes_of_a_session_ful_upstream() {
+    use futures_util::StreamExt;
+    let app = spawn_app().await;
+    let (admin, token) = tenant_with_ann(&app).await;
+    remote(&admin, "fixture", &session_only_upstream().await).await;
+    grant(&admin, "fixture", "user:ann@example.com").await;
+    wait_for_policy(&app).await;
+    let url = format!("{}/acme/mcp/fixture/server", app.base);
+    let v = Some("2026-07-28");
+
+    // Discovery offers what the upstream announces.
+    let (_, reply) = stateless(&url, &token, v, request(1, "server/discover", json!({}), envelope("2026-07-28"))).await;
+    assert_eq!(reply["result"]["capabilities"]["tools"]["listChanged"], true, "{reply}");
+
+    let listen = request(
+        2,
+        "subscriptions/listen",
+        json!({"notifications": {"toolsListChanged": true, "promptsListChanged": false}}),
+        envelope("2026-07-28"),
+    );
+    let response = reqwest::Client::new()
+        .post(&url)
+        .bearer_auth(&token)
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-method", "subscriptions/listen")
+        .header("mcp-protocol-version", "2026-07-28")
+        .json(&listen)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let mut stream = response.bytes_stream();
+    let mut buffer = String::new();
+    let mut next_message = async || loop {
+        if let Some(end) = buffer.find("\n\n") {
+            let event: String = buffer.drain(..end + 2).collect();
+            if let Some(data) = event.lines().find_map(|l| l.strip_prefix("data:")) {
+                return serde_json::from_str::<Value>(data.trim()).unwrap();
+            }
+            continue;
+        }
+        let chunk = tokio::time::timeout(std::time::Duration::from_secs(20), stream.next())
+            .await
+            .expect("the stream goes on")
+            .expect("the stream is open")
+            .unwrap();
+        buffer.push_str(&String::from_utf8_lossy(&chunk));
+    };
+    // First the acknowledgement of what is honoured, marked with the subscription's id.
+    let ack = next_message().await;
+    assert_eq!(ack["method"], "notifications/subscriptions/acknowledged", "{ack}");
+    assert_eq!(ack["params"]["notifications"], json!({"toolsListChanged": true}));
+    assert_eq!(ack["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"], 2);
+
+    // A prompt-list change is not asked for; a tool-list change arrives, marked.
+    for (id, tool) in [(3, "test_trigger_prompt_change"), (4, "test_trigger_tool_change")] {
+        let call = request(id, "tools/call", json!({"name": tool, "arguments": {}}), envelope("2026-07-28"));
+        let (status, reply) = stateless(&url, &token, v, call).await;
+        assert_eq!(status, 200, "{reply}");
+    }
+    let change = next_message().await;
+    assert_eq!(change["method"], "notifications/tools/list_changed", "{change}");
+    assert_eq!(change["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"], 2);
+}

@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 
 use actix_web::http::StatusCode;
 use actix_web::HttpResponse;
+use futures_util::StreamExt;
 use serde_json::{json, Map, Value};
 use tokio::sync::OnceCell;
 
@@ -77,6 +78,8 @@ const MAX_SESSIONS: usize = 10_000;
 const IDLE: Duration = Duration::from_secs(600);
 /// How long what an upstream speaks is remembered.
 const ERA_TTL: Duration = Duration::from_secs(300);
+/// How often a listen stream shows it is alive (and finds out whether its caller left).
+const LISTEN_KEEPALIVE: Duration = Duration::from_secs(15);
 /// Pages of an upstream's `tools/list` read to learn its tools' header declarations.
 const MAX_LIST_PAGES: usize = 20;
 
@@ -232,8 +235,13 @@ pub fn stamp(method: &str, result: &mut Value, server_info: &Value) {
 
 /// A `server/discover` result built from an `initialize` result. Capabilities that only a
 /// `subscriptions/listen` stream could serve are left out: the bridge does not open one.
-pub fn discover_result(initialized: &Value) -> Value {
-    let capabilities = without_subscriptions(&initialized["capabilities"]);
+/// `listen`: the bridge serves `subscriptions/listen` for this upstream, so its list-change and
+/// subscription flags stand.
+pub fn discover_result(initialized: &Value, listen: bool) -> Value {
+    let capabilities = match listen {
+        true => initialized["capabilities"].clone(),
+        false => without_subscriptions(&initialized["capabilities"]),
+    };
     let mut result = json!({"supportedVersions": SUPPORTED, "capabilities": capabilities});
     if let Some(instructions) = initialized.get("instructions").filter(|i| i.is_string()) {
         result["instructions"] = instructions.clone();
@@ -301,6 +309,9 @@ pub struct Bridge {
     /// Session-ful clients' answers the gateway waits for, to requests it put on their streams
     /// for an upstream's `input_required`.
     pub owed: crate::mrtr::Owed,
+    /// Per bridged session, its upstream event stream (one GET, which the session can have only
+    /// one of), shared by the caller's `subscriptions/listen` streams.
+    events: Arc<Mutex<HashMap<Key, tokio::sync::broadcast::Sender<Value>>>>,
     /// (server id, upstream URL) → its tools' `x-mcp-header` declarations, and when learned:
     /// what the gateway mirrors into headers when it speaks the revision for a session-ful
     /// caller.
@@ -360,6 +371,39 @@ impl Bridge {
     fn era(&self, server: &(i64, String)) -> Option<Option<Value>> {
         let eras = self.eras.lock().unwrap_or_else(|p| p.into_inner());
         eras.get(server).filter(|(_, at)| at.elapsed() < ERA_TTL).map(|(modern, _)| modern.clone())
+    }
+
+    /// The bridged session's upstream events, if its stream is open.
+    fn events(&self, key: &Key) -> Option<tokio::sync::broadcast::Receiver<Value>> {
+        self.events.lock().unwrap_or_else(|p| p.into_inner()).get(key).map(|sender| sender.subscribe())
+    }
+
+    /// Shares an upstream event stream: a task passes its messages on until the upstream ends
+    /// it or nobody listens any more.
+    fn open_events(&self, key: Key, mut messages: crate::mrtr::Messages) -> tokio::sync::broadcast::Receiver<Value> {
+        let (sender, receiver) = tokio::sync::broadcast::channel(64);
+        let events = Arc::clone(&self.events);
+        events.lock().unwrap_or_else(|p| p.into_inner()).insert(key.clone(), sender.clone());
+        actix_web::rt::spawn(async move {
+            let mut check = tokio::time::interval(LISTEN_KEEPALIVE);
+            loop {
+                tokio::select! {
+                    message = messages.next() => {
+                        // Sent to nobody: every listener left.
+                        let Some(message) = message else { break };
+                        if sender.send(message).is_err() {
+                            break;
+                        }
+                    }
+                    _ = check.tick() => if sender.receiver_count() == 0 { break },
+                }
+            }
+            let mut events = events.lock().unwrap_or_else(|p| p.into_inner());
+            if events.get(&key).is_some_and(|s| s.same_channel(&sender)) {
+                events.remove(&key);
+            }
+        });
+        receiver
     }
 
     /// A tool's declarations, if known: `None` when the upstream's tools were not learned
@@ -634,6 +678,10 @@ pub async fn remote(
         ctx.decide("allowed", None, Some(202));
         return Ok(Some(HttpResponse::Accepted().finish()));
     }
+    if method == "subscriptions/listen" {
+        let (key, _, opened) = upstream.session(state, envelope).await.map_err(|e| ctx.upstream_error(e))?;
+        return listen(state, ctx, call, &mut upstream, &key, &opened).await.map(Some);
+    }
     if !bridged(method) {
         return Err(ProxyError::NoSuchMethod(method.to_owned()));
     }
@@ -642,7 +690,7 @@ pub async fn remote(
     }
     let (key, cell, mut opened) = upstream.session(state, envelope).await.map_err(|e| ctx.upstream_error(e))?;
     if method == "server/discover" {
-        let mut result = discover_result(&opened.initialized);
+        let mut result = discover_result(&opened.initialized, true);
         stamp(method, &mut result, &opened.server_info());
         ctx.decide("allowed", None, Some(200));
         return Ok(Some(HttpResponse::Ok().json(json!({"jsonrpc": "2.0", "id": call.id, "result": result}))));
@@ -683,6 +731,124 @@ pub async fn remote(
     let mut out = HttpResponse::build(status);
     relay_headers(&mut out, &response);
     Ok(Some(out.streaming(rewrite::messages_filtered(response, translate))))
+}
+
+/// `subscriptions/listen` over a bridged session: the upstream's own event stream (GET) on the
+/// caller's session, its list changes and resource updates passed on as the filter asks,
+/// each marked with the subscription's id (the request's), after an acknowledgement of what is
+/// honoured (what the upstream declared it sends). Resource subscriptions are made on the
+/// session. The stream lasts as long as the caller keeps it.
+async fn listen(
+    state: &ProxyState,
+    ctx: &Ctx,
+    call: &Call<'_>,
+    upstream: &mut Upstream<'_>,
+    key: &Key,
+    opened: &Opened,
+) -> Result<HttpResponse, ProxyError> {
+    let message = call.message.as_ref().ok_or_else(|| ProxyError::InvalidRequest("a JSON-RPC message".into()))?;
+    let filter = message["params"]["notifications"]
+        .as_object()
+        .ok_or_else(|| ProxyError::InvalidParams("subscriptions/listen needs params.notifications".into()))?;
+    let offered = &opened.initialized["capabilities"];
+    let flag = |name: &str, capability: &str, bit: &str| {
+        filter.get(name) == Some(&json!(true)) && offered[capability][bit] == json!(true)
+    };
+    let mut honored = serde_json::Map::new();
+    for (name, capability) in
+        [("toolsListChanged", "tools"), ("promptsListChanged", "prompts"), ("resourcesListChanged", "resources")]
+    {
+        if flag(name, capability, "listChanged") {
+            honored.insert(name.into(), json!(true));
+        }
+    }
+    let uris: Vec<String> = filter
+        .get("resourceSubscriptions")
+        .and_then(Value::as_array)
+        .map(|uris| uris.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+        .unwrap_or_default();
+    if !uris.is_empty() && offered["resources"]["subscribe"] == json!(true) {
+        for uri in &uris {
+            let subscribe = json!({"jsonrpc": "2.0", "id": "mcpgate:subscribe", "method": "resources/subscribe",
+                "params": {"uri": uri}});
+            upstream
+                .exchange(state, opened.session.as_deref(), Some(&opened.version), &subscribe)
+                .await
+                .map_err(|e| ctx.upstream_error(e))?;
+        }
+        honored.insert("resourceSubscriptions".into(), json!(uris));
+    }
+    let id = call.id.clone();
+    let subscription = id.clone();
+    let tag = move |mut notification: Value| {
+        notification["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"] = subscription.clone();
+        notification
+    };
+    let ack = tag(json!({"jsonrpc": "2.0", "method": "notifications/subscriptions/acknowledged",
+        "params": {"notifications": honored.clone()}}));
+    ctx.decide("allowed", None, Some(200));
+    let event =
+        |message: &Value| rewrite::encode(&sse_stream::Sse { data: Some(message.to_string()), ..Default::default() });
+    let first = futures_util::stream::once(std::future::ready(Ok::<_, actix_web::Error>(event(&ack))));
+    if honored.is_empty() {
+        // Nothing to listen for: acknowledged, and ended as the revision ends a subscription.
+        let end = json!({"jsonrpc": "2.0", "id": id, "result": {"resultType": "complete",
+            "_meta": {"io.modelcontextprotocol/subscriptionId": id, META_SERVER_INFO: opened.server_info()}}});
+        let last = futures_util::stream::once(std::future::ready(Ok(event(&end))));
+        return Ok(HttpResponse::Ok().content_type("text/event-stream").streaming(first.chain(last)));
+    }
+    let notes = match state.bridge.events(key) {
+        Some(notes) => notes,
+        None => {
+            let mut get = state
+                .clients
+                .request(upstream.entry, &upstream.auth, reqwest::Method::GET)
+                .map_err(|e| ctx.upstream_error(e))?
+                .header(reqwest::header::ACCEPT, "text/event-stream")
+                .header(crate::upstream::VERSION_HEADER, opened.version.as_str());
+            if let Some(session) = &opened.session {
+                get = get.header(crate::upstream::SESSION_HEADER, session.as_str());
+            }
+            // No timeout: the stream lasts as long as someone listens.
+            let response = get.send().await.map_err(|e| ctx.upstream_error(UpstreamError::Protocol(format!("{e}"))))?;
+            if !response.status().is_success() {
+                return Err(ctx.upstream_error(UpstreamError::Status(response.status().as_u16())));
+            }
+            state.bridge.open_events(key.clone(), crate::mrtr::messages(response))
+        }
+    };
+    let wanted = move |method: &str, params: &Value| match method {
+        "notifications/tools/list_changed" => honored.contains_key("toolsListChanged"),
+        "notifications/prompts/list_changed" => honored.contains_key("promptsListChanged"),
+        "notifications/resources/list_changed" => honored.contains_key("resourcesListChanged"),
+        "notifications/resources/updated" => params["uri"].as_str().is_some_and(|u| uris.iter().any(|s| s == u)),
+        _ => false,
+    };
+    // Comments keep the stream visibly alive, and show the gateway when the caller has left.
+    let mut beat = tokio::time::interval(LISTEN_KEEPALIVE);
+    beat.reset();
+    let rest = futures_util::stream::unfold((notes, beat), move |(mut notes, mut beat)| {
+        let (wanted, tag) = (wanted.clone(), tag.clone());
+        async move {
+            loop {
+                tokio::select! {
+                    _ = beat.tick() => return Some((Ok(actix_web::web::Bytes::from_static(b": keepalive\n\n")), (notes, beat))),
+                    note = notes.recv() => match note {
+                        Ok(message) => {
+                            let method = message.get("method").and_then(Value::as_str).unwrap_or_default();
+                            if message.get("id").is_none() && wanted(method, &message["params"]) {
+                                return Some((Ok(event(&tag(message))), (notes, beat)));
+                            }
+                        }
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                        // The upstream closed its stream: so does the subscription.
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+                    },
+                }
+            }
+        }
+    });
+    Ok(HttpResponse::Ok().content_type("text/event-stream").streaming(first.chain(rest)))
 }
 
 /// A stateless caller's retry with the input the upstream asked for: the input goes to the
@@ -978,7 +1144,7 @@ mod tests {
         let initialized = json!({"protocolVersion": "2025-11-25", "capabilities": {
             "tools": {"listChanged": true}, "resources": {"subscribe": true, "listChanged": true}, "logging": {},
         }, "serverInfo": {"name": "x", "version": "1"}, "instructions": "be kind"});
-        let result = discover_result(&initialized);
+        let result = discover_result(&initialized, true);
         assert_eq!(result["supportedVersions"], json!([STATELESS]));
         assert_eq!(result["capabilities"], json!({"tools": {}, "resources": {}, "logging": {}}));
         assert_eq!(result["instructions"], "be kind");

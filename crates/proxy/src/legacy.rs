@@ -321,7 +321,7 @@ pub async fn stateless(
         let initialized = bridge.initialized.lock().unwrap_or_else(|p| p.into_inner()).clone().unwrap_or_default();
         let server_info = initialized.get("serverInfo").cloned().unwrap_or_default();
         if method == "server/discover" {
-            let mut result = crate::bridge::discover_result(&initialized);
+            let mut result = crate::bridge::discover_result(&initialized, false);
             crate::bridge::stamp(method, &mut result, &server_info);
             ctx.decide("allowed", None, Some(200));
             return Ok(HttpResponse::Ok().json(serde_json::json!({"jsonrpc": "2.0", "id": call.id, "result": result})));
