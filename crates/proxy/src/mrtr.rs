@@ -9,6 +9,10 @@
 //! got the first request: `requestState` names it (an unguessable key, bound to the server and
 //! the caller), and a retry that reaches another replica, or comes after ten minutes, is refused
 //! as the revision says (`-32602`, invalid or expired state) and the caller starts the call over.
+//!
+//! The other way round, a session-ful client of an upstream that speaks the stateless revision:
+//! an `input_required` answer becomes the requests it names on the client's stream, and the
+//! request goes upstream again with the client's answers (`ask_client`).
 
 use std::collections::HashMap;
 use std::pin::Pin;
@@ -110,12 +114,12 @@ pub struct Waiting(Arc<Mutex<HashMap<String, Held>>>);
 impl Waiting {
     fn hold(&self, key: String, held: Held) {
         let mut waiting = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        // Expired answers go (and with them their upstream connections); holds are rare
+        // enough for this pass over at most MAX_HELD entries.
+        waiting.retain(|_, h| h.at.elapsed() < HELD_FOR);
         if waiting.len() >= MAX_HELD {
-            waiting.retain(|_, h| h.at.elapsed() < HELD_FOR);
-            if waiting.len() >= MAX_HELD {
-                if let Some(oldest) = waiting.iter().min_by_key(|(_, h)| h.at).map(|(k, _)| k.clone()) {
-                    waiting.remove(&oldest);
-                }
+            if let Some(oldest) = waiting.iter().min_by_key(|(_, h)| h.at).map(|(k, _)| k.clone()) {
+                waiting.remove(&oldest);
             }
         }
         waiting.insert(key, held);
@@ -134,14 +138,6 @@ impl Waiting {
         }
         Some(held)
     }
-
-    pub fn len(&self) -> usize {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 /// The message that answers the upstream's request with the caller's input, or `None` when
@@ -157,7 +153,7 @@ pub fn same_request(held: &Held, retry: &Value) -> bool {
     a["method"] == b["method"] && a["params"]["name"] == b["params"]["name"] && a["params"]["uri"] == b["params"]["uri"]
 }
 
-/// One step of a caller's answer stream.
+/// Whom a bridged answer goes to, and how to reach the upstream session it comes from.
 pub struct Caller {
     pub waiting: Waiting,
     pub owner: (i64, String),
@@ -190,7 +186,7 @@ fn event(message: &Value) -> Bytes {
 /// The caller's answer, as an SSE stream: the upstream's messages through `translate` (whose
 /// answer to `original` is the caller's answer, under the caller's id), until the upstream asks
 /// for input the caller can give; then the rest is held and the caller gets `input_required`.
-/// Requests the caller cannot answer are left out, as on every bridged request.
+/// Requests the caller cannot answer are refused to the upstream at once.
 pub fn answer<F>(
     rest: Messages,
     original: Value,
