@@ -1140,14 +1140,18 @@ mod tests {
     }
 
     #[test]
-    fn discovery_offers_no_subscriptions_the_bridge_cannot_serve() {
+    fn discovery_offers_subscriptions_only_where_the_bridge_serves_them() {
         let initialized = json!({"protocolVersion": "2025-11-25", "capabilities": {
             "tools": {"listChanged": true}, "resources": {"subscribe": true, "listChanged": true}, "logging": {},
         }, "serverInfo": {"name": "x", "version": "1"}, "instructions": "be kind"});
-        let result = discover_result(&initialized, true);
+        // A legacy SSE upstream: no listen there, so no list changes or subscriptions offered.
+        let result = discover_result(&initialized, false);
         assert_eq!(result["supportedVersions"], json!([STATELESS]));
         assert_eq!(result["capabilities"], json!({"tools": {}, "resources": {}, "logging": {}}));
         assert_eq!(result["instructions"], "be kind");
+        // A bridged session, whose event stream `subscriptions/listen` uses: offered as it is.
+        let result = discover_result(&initialized, true);
+        assert_eq!(result["capabilities"], initialized["capabilities"]);
     }
 
     fn no_capabilities() -> Envelope {
