@@ -121,9 +121,7 @@ impl Envelope {
     /// roots): for upstream sessions whose requests cannot reach the caller.
     pub fn without_input(&self) -> Envelope {
         let mut capabilities = self.capabilities.as_object().cloned().unwrap_or_default();
-        for input in ["elicitation", "sampling", "roots"] {
-            capabilities.remove(input);
-        }
+        capabilities.retain(|name, _| !crate::mrtr::is_input(name));
         Envelope { capabilities: Value::Object(capabilities), ..self.clone() }
     }
 
@@ -787,14 +785,12 @@ async fn listen(
     let ack = tag(json!({"jsonrpc": "2.0", "method": "notifications/subscriptions/acknowledged",
         "params": {"notifications": honored.clone()}}));
     ctx.decide("allowed", None, Some(200));
-    let event =
-        |message: &Value| rewrite::encode(&sse_stream::Sse { data: Some(message.to_string()), ..Default::default() });
-    let first = futures_util::stream::once(std::future::ready(Ok::<_, actix_web::Error>(event(&ack))));
+    let first = futures_util::stream::once(std::future::ready(Ok::<_, actix_web::Error>(crate::mrtr::event(&ack))));
     if honored.is_empty() {
         // Nothing to listen for: acknowledged, and ended as the revision ends a subscription.
         let end = json!({"jsonrpc": "2.0", "id": id, "result": {"resultType": "complete",
             "_meta": {"io.modelcontextprotocol/subscriptionId": id, META_SERVER_INFO: opened.server_info()}}});
-        let last = futures_util::stream::once(std::future::ready(Ok(event(&end))));
+        let last = futures_util::stream::once(std::future::ready(Ok(crate::mrtr::event(&end))));
         return Ok(HttpResponse::Ok().content_type("text/event-stream").streaming(first.chain(last)));
     }
     let notes = match state.bridge.events(key) {
@@ -837,7 +833,7 @@ async fn listen(
                         Ok(message) => {
                             let method = message.get("method").and_then(Value::as_str).unwrap_or_default();
                             if message.get("id").is_none() && wanted(method, &message["params"]) {
-                                return Some((Ok(event(&tag(message))), (notes, beat)));
+                                return Some((Ok(crate::mrtr::event(&tag(message))), (notes, beat)));
                             }
                         }
                         Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
@@ -1075,8 +1071,8 @@ pub async fn in_stateless_session(state: &ProxyState, ctx: &Ctx, call: &Call<'_>
     }
     let mut out = HttpResponse::build(status);
     relay_headers(&mut out, &response);
-    if let Some((presented, _)) = &call.session {
-        out.insert_header((crate::upstream::SESSION_HEADER, presented.as_str()));
+    if call.session.is_some() {
+        out.insert_header((crate::upstream::SESSION_HEADER, presented));
     }
     let (id, settings) = (call.id.clone(), call.entry.tool_settings.clone());
     let list = method == "tools/list" && !settings.is_empty();

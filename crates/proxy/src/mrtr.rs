@@ -45,6 +45,11 @@ fn declared(capabilities: &Value, method: &str) -> Option<&'static str> {
     INPUT.iter().find(|(m, capability)| *m == method && capabilities.get(*capability).is_some()).map(|(_, c)| *c)
 }
 
+/// Whether a client capability is one an upstream can ask the client for input under.
+pub fn is_input(capability: &str) -> bool {
+    INPUT.iter().any(|(_, c)| *c == capability)
+}
+
 /// Whether a request goes the interactive way: a method whose answer may need input.
 pub fn interactive(method: &str) -> bool {
     INTERACTIVE.contains(&method)
@@ -179,7 +184,8 @@ fn refusal(method: &str, id: &Value) -> Value {
     }
 }
 
-fn event(message: &Value) -> Bytes {
+/// One message as an SSE event.
+pub(crate) fn event(message: &Value) -> Bytes {
     crate::rewrite::encode(&Sse { data: Some(message.to_string()), ..Default::default() })
 }
 
@@ -264,9 +270,12 @@ pub fn ask_again(waiting: &Waiting, key: String, held: Held, id: &Value) -> Valu
 /// The capabilities a session-ful client declared at `initialize` that an upstream can ask it
 /// for input under (elicitation, sampling, roots), as its gateway session keeps them.
 pub fn input_capabilities(declared: &Value) -> Option<Value> {
-    let kept: serde_json::Map<String, Value> = INPUT
-        .iter()
-        .filter_map(|(_, capability)| declared.get(*capability).map(|v| ((*capability).to_owned(), v.clone())))
+    let kept: serde_json::Map<String, Value> = declared
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(name, _)| is_input(name))
+        .map(|(name, v)| (name.clone(), v.clone()))
         .collect();
     (!kept.is_empty()).then_some(Value::Object(kept))
 }
