@@ -117,6 +117,39 @@ async fn stateless(url: &str, token: &str, version: Option<&str>, body: Value) -
     (status, reply)
 }
 
+/// An SSE response read one JSON-RPC message at a time, while it is still open. Events without
+/// data (priming events, keep-alive comments) are skipped; any data must be a message.
+struct Events {
+    stream: std::pin::Pin<Box<dyn futures_util::Stream<Item = reqwest::Result<actix_web::web::Bytes>>>>,
+    buffer: String,
+}
+
+impl Events {
+    fn new(response: reqwest::Response) -> Self {
+        Events { stream: Box::pin(response.bytes_stream()), buffer: String::new() }
+    }
+
+    async fn next(&mut self) -> Value {
+        use futures_util::StreamExt;
+        loop {
+            if let Some(end) = self.buffer.find("\n\n") {
+                let event: String = self.buffer.drain(..end + 2).collect();
+                let data = event.lines().find_map(|l| l.strip_prefix("data:")).map(str::trim);
+                if let Some(data) = data.filter(|d| !d.is_empty()) {
+                    return serde_json::from_str(data).unwrap();
+                }
+                continue;
+            }
+            let chunk = tokio::time::timeout(std::time::Duration::from_secs(20), self.stream.next())
+                .await
+                .expect("the stream goes on")
+                .expect("the stream is open")
+                .unwrap();
+            self.buffer.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    }
+}
+
 fn envelope(version: &str) -> Value {
     json!({
         "io.modelcontextprotocol/protocolVersion": version,
@@ -329,7 +362,6 @@ async fn a_stateless_caller_gives_the_input_a_session_ful_upstream_asks_for_mid_
 
 #[tokio::test]
 async fn a_session_ful_client_answers_the_input_a_stateless_upstream_asks_for() {
-    use futures_util::StreamExt;
     let app = spawn_app().await;
     let (admin, token) = tenant_with_ann(&app).await;
     let upstream = peers::v2_everything_modern_only();
@@ -366,26 +398,8 @@ async fn a_session_ful_client_answers_the_input_a_stateless_upstream_asks_for() 
         "params": {"name": "test_input_required_result_elicitation", "arguments": {}}});
     let response = post(Some(&session), call).await.unwrap();
     assert_eq!(response.status(), 200);
-    let mut stream = response.bytes_stream();
-    let mut buffer = String::new();
-    let mut next_message = async || loop {
-        if let Some(end) = buffer.find("\n\n") {
-            let event: String = buffer.drain(..end + 2).collect();
-            if let Some(data) = event.lines().find_map(|l| l.strip_prefix("data:")) {
-                if let Ok(message) = serde_json::from_str::<Value>(data.trim()) {
-                    return message;
-                }
-            }
-            continue;
-        }
-        let chunk = tokio::time::timeout(std::time::Duration::from_secs(20), stream.next())
-            .await
-            .expect("the stream goes on")
-            .expect("the stream is open")
-            .unwrap();
-        buffer.push_str(&String::from_utf8_lossy(&chunk));
-    };
-    let ask = next_message().await;
+    let mut events = Events::new(response);
+    let ask = events.next().await;
     assert_eq!(ask["method"], "elicitation/create", "{ask}");
     assert_eq!(ask["params"]["message"], "What is your name?");
     let answer = json!({"jsonrpc": "2.0", "id": ask["id"], "result": {"action": "accept", "content": {"name": "Ann"}}});
@@ -401,14 +415,13 @@ async fn a_session_ful_client_answers_the_input_a_stateless_upstream_asks_for() 
     let stolen = post(Some(other.as_deref().unwrap()), answer.clone()).await.unwrap();
     assert_eq!(stolen.status(), 400, "{:?}", stolen.text().await);
     assert_eq!(post(Some(&session), answer).await.unwrap().status(), 202);
-    let result = next_message().await;
+    let result = events.next().await;
     assert_eq!(result["id"], 2, "{result}");
     assert_eq!(result["result"]["content"][0]["text"], "Hello, Ann!", "{result}");
 }
 
 #[tokio::test]
 async fn a_stateless_caller_listens_for_list_changes_of_a_session_ful_upstream() {
-    use futures_util::StreamExt;
     let app = spawn_app().await;
     let (admin, token) = tenant_with_ann(&app).await;
     remote(&admin, "fixture", &session_only_upstream().await).await;
@@ -438,25 +451,9 @@ async fn a_stateless_caller_listens_for_list_changes_of_a_session_ful_upstream()
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
-    let mut stream = response.bytes_stream();
-    let mut buffer = String::new();
-    let mut next_message = async || loop {
-        if let Some(end) = buffer.find("\n\n") {
-            let event: String = buffer.drain(..end + 2).collect();
-            if let Some(data) = event.lines().find_map(|l| l.strip_prefix("data:")) {
-                return serde_json::from_str::<Value>(data.trim()).unwrap();
-            }
-            continue;
-        }
-        let chunk = tokio::time::timeout(std::time::Duration::from_secs(20), stream.next())
-            .await
-            .expect("the stream goes on")
-            .expect("the stream is open")
-            .unwrap();
-        buffer.push_str(&String::from_utf8_lossy(&chunk));
-    };
+    let mut events = Events::new(response);
     // First the acknowledgement of what is honoured, marked with the subscription's id.
-    let ack = next_message().await;
+    let ack = events.next().await;
     assert_eq!(ack["method"], "notifications/subscriptions/acknowledged", "{ack}");
     assert_eq!(ack["params"]["notifications"], json!({"toolsListChanged": true}));
     assert_eq!(ack["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"], 2);
@@ -467,7 +464,7 @@ async fn a_stateless_caller_listens_for_list_changes_of_a_session_ful_upstream()
         let (status, reply) = stateless(&url, &token, v, call).await;
         assert_eq!(status, 200, "{reply}");
     }
-    let change = next_message().await;
+    let change = events.next().await;
     assert_eq!(change["method"], "notifications/tools/list_changed", "{change}");
     assert_eq!(change["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"], 2);
 }
