@@ -4,6 +4,7 @@
 //! fixture serving 2025-11-25 only, server-everything over legacy HTTP+SSE, and a TypeScript SDK
 //! v2 server that refuses 2025 requests.
 
+use secrecy::ExposeSecret;
 use serde_json::{json, Value};
 
 use std::sync::atomic::Ordering;
@@ -305,10 +306,11 @@ async fn a_stateless_caller_gives_the_input_a_session_ful_upstream_asks_for_mid_
     assert_eq!(input["params"]["message"], "Who are you?");
     let state = result["requestState"].as_str().unwrap().to_owned();
 
-    // A retry without the input is asked again, under the same state.
+    // A retry without the input is asked again, under a renewed state.
     let (_, reply) = stateless(&url, &token, v, ask(2, json!({"requestState": state}))).await;
     assert_eq!(reply["result"]["resultType"], "input_required", "{reply}");
-    assert_eq!(reply["result"]["requestState"], state.as_str());
+    assert_eq!(reply["result"]["inputRequests"]["elicitation"], *input);
+    let state = reply["result"]["requestState"].as_str().unwrap().to_owned();
 
     // With the input, the upstream's tool finishes, and the caller gets its result.
     let answer = json!({"action": "accept", "content": {"response": "Ann"}});
@@ -319,12 +321,49 @@ async fn a_stateless_caller_gives_the_input_a_session_ful_upstream_asks_for_mid_
     let text = reply["result"]["content"][0]["text"].as_str().unwrap();
     assert!(text.contains("action=\"accept\"") && text.contains("Ann"), "{text}");
 
-    // The state is used up; one the gateway never gave out is refused the same way.
-    let (_, reply) = stateless(&url, &token, v, retry).await;
-    assert_eq!(reply["error"]["code"], -32602, "{reply}");
+    // The held answer is used up: the same retry again runs the call again, and the upstream's
+    // question is answered from the retry (as a stateless upstream treats a retry).
+    let (_, reply) = stateless(&url, &token, v, retry.clone()).await;
+    assert_eq!(reply["result"]["resultType"], "complete", "{reply}");
+    assert!(reply["result"]["content"][0]["text"].as_str().unwrap().contains("Ann"), "{reply}");
+    // A state the gateway never gave out, or given for another tool, is refused.
     let forged = ask(4, json!({"requestState": "mcpgate.input.0000", "inputResponses": {"elicitation": answer}}));
     let (_, reply) = stateless(&url, &token, v, forged).await;
     assert_eq!(reply["error"]["code"], -32602, "{reply}");
+    let mut elsewhere = retry.clone();
+    elsewhere["params"]["name"] = json!("test_sampling");
+    let (_, reply) = stateless(&url, &token, v, elsewhere).await;
+    assert_eq!(reply["error"]["code"], -32602, "{reply}");
+
+    // The retry reaches another replica, where nothing is held: the call runs there and gets
+    // the caller's answer when the upstream asks again.
+    let (_, reply) = stateless(&url, &token, v, ask(9, json!({}))).await;
+    let state = reply["result"]["requestState"].as_str().unwrap().to_owned();
+    let dir = tempfile::tempdir().unwrap();
+    let key = app.state.proxy_key.expose_secret().to_owned();
+    let replica = crate::process::spawn(
+        &["proxy", "--listen", "127.0.0.1:0"],
+        &[("MCPGATE_PROXY_KEY", key.as_str()), ("MCPGATE_CONTROL_PLANE", app.base.as_str())],
+        &dir.path().join("replica.log"),
+    );
+    let replica_url = format!("{}/acme/mcp/fixture/server", replica.base);
+    let retry = ask(10, json!({"requestState": state, "inputResponses": {"elicitation": answer}}));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let reply = loop {
+        let (status, reply) = stateless(&replica_url, &token, v, retry.clone()).await;
+        if status != 503 || std::time::Instant::now() > deadline {
+            break reply;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert_eq!((reply["id"].as_i64(), &reply["result"]["resultType"]), (Some(10), &json!("complete")), "{reply}");
+    assert!(reply["result"]["content"][0]["text"].as_str().unwrap().contains("Ann"), "{reply}");
+    // Without the input there, the upstream's question comes again, under a state of its own.
+    let (_, reply) = stateless(&url, &token, v, ask(11, json!({}))).await;
+    let state = reply["result"]["requestState"].clone();
+    let (_, reply) = stateless(&replica_url, &token, v, ask(12, json!({"requestState": state}))).await;
+    assert_eq!(reply["result"]["resultType"], "input_required", "{reply}");
+    assert_eq!(reply["result"]["inputRequests"]["elicitation"]["params"]["message"], "Who are you?");
 
     // Another caller cannot use a caller's state.
     let (_, reply) = stateless(&url, &token, v, ask(5, json!({}))).await;

@@ -683,8 +683,8 @@ pub async fn remote(
     if !bridged(method) {
         return Err(ProxyError::NoSuchMethod(method.to_owned()));
     }
-    if let Some(key) = crate::mrtr::resumed(message) {
-        return resume(state, ctx, call, envelope, &mut upstream, key).await.map(Some);
+    if crate::mrtr::resumed(message).is_some() {
+        return resume(state, ctx, call, envelope, &mut upstream).await.map(Some);
     }
     let (key, cell, mut opened) = upstream.session(state, envelope).await.map_err(|e| ctx.upstream_error(e))?;
     if method == "server/discover" {
@@ -717,6 +717,9 @@ pub async fn remote(
             version: opened.version.clone(),
             server_info: opened.server_info(),
             upstream: upstream.poster(state, opened.session.as_deref(), &opened.version),
+            sealer: state.sessions.clone(),
+            answered: Vec::new(),
+            replay: Default::default(),
         };
         let messages = crate::mrtr::messages(response);
         return Ok(Some(HttpResponse::Ok().content_type("text/event-stream").streaming(crate::mrtr::answer(
@@ -848,45 +851,67 @@ async fn listen(
 }
 
 /// A stateless caller's retry with the input the upstream asked for: the input goes to the
-/// upstream, and the upstream's answer held since goes on to the caller.
+/// upstream, and the upstream's answer held since goes on to the caller. Where nothing is held
+/// (another replica took the first request), the request runs again and the upstream gets the
+/// caller's answers as it asks.
 async fn resume(
     state: &ProxyState,
     ctx: &Ctx,
     call: &Call<'_>,
     envelope: &Envelope,
     upstream: &mut Upstream<'_>,
-    key: &str,
 ) -> Result<HttpResponse, ProxyError> {
     let message = call.message.as_ref().ok_or_else(|| ProxyError::InvalidRequest("a JSON-RPC message".into()))?;
     let owner = (call.entry.id, upstream.subject.clone());
     let waiting = &state.bridge.waiting;
-    let Some(held) = waiting.take(key, &owner).filter(|held| crate::mrtr::same_request(held, message)) else {
+    let Some(resumed) = crate::mrtr::resume(&state.sessions, waiting, &owner, message, &call.id) else {
         return Err(ProxyError::InvalidParams(
-            "invalid or expired requestState (the input it asked for is no longer awaited here); send the request again without it".into(),
+            "invalid or expired requestState (not one this gateway gave this caller for this request); send the request again without it".into(),
         ));
     };
-    let Some(input) = crate::mrtr::input_answer(&held, message) else {
-        // The retry lacks the input: asked again, as the revision suggests.
-        ctx.decide("allowed", None, Some(200));
-        return Ok(HttpResponse::Ok().json(crate::mrtr::ask_again(waiting, key.to_owned(), held, &call.id)));
+    let (rest, original, opened, answered, replay) = match resumed {
+        crate::mrtr::Resumed::Again(result) => {
+            ctx.decide("allowed", None, Some(200));
+            return Ok(HttpResponse::Ok().json(result));
+        }
+        crate::mrtr::Resumed::Held { held, input, answered } => {
+            upstream
+                .exchange(state, held.session.as_deref(), Some(&held.version), &input)
+                .await
+                .map_err(|e| ctx.upstream_error(e))?;
+            let opened = (held.session.clone(), held.version.clone(), held.server_info.clone());
+            let (rest, original) = held.into_rest();
+            (rest, original, opened, answered, Default::default())
+        }
+        crate::mrtr::Resumed::Replay(replay) => {
+            let (_, _, opened) = upstream.session(state, envelope).await.map_err(|e| ctx.upstream_error(e))?;
+            let request = unwrapped(&crate::mrtr::replayed(message));
+            let response =
+                upstream.send(state, ctx, opened.session.as_deref(), Some(&opened.version), &request, &[]).await?;
+            if !response.status().is_success() {
+                return Err(ctx.upstream_error(UpstreamError::Status(response.status().as_u16())));
+            }
+            let original = crate::mrtr::replayed(message);
+            let opened = (opened.session.clone(), opened.version.clone(), opened.server_info());
+            (crate::mrtr::messages(response), original, opened, Vec::new(), replay)
+        }
     };
-    upstream
-        .exchange(state, held.session.as_deref(), Some(&held.version), &input)
-        .await
-        .map_err(|e| ctx.upstream_error(e))?;
     ctx.decide("allowed", None, Some(200));
+    let (session, version, server_info) = opened;
+    let translate = translator(&original, server_info.clone(), envelope, &call.entry.tool_settings);
     let caller = crate::mrtr::Caller {
         waiting: waiting.clone(),
         owner,
         capabilities: envelope.capabilities.clone(),
         id: call.id.clone(),
-        session: held.session.clone(),
-        version: held.version.clone(),
-        server_info: held.server_info.clone(),
-        upstream: upstream.poster(state, held.session.as_deref(), &held.version),
+        upstream: upstream.poster(state, session.as_deref(), &version),
+        session,
+        version,
+        server_info,
+        sealer: state.sessions.clone(),
+        answered,
+        replay,
     };
-    let translate = translator(&held.original, held.server_info.clone(), envelope, &call.entry.tool_settings);
-    let (rest, original) = held.into_rest();
     Ok(HttpResponse::Ok()
         .content_type("text/event-stream")
         .streaming(crate::mrtr::answer(rest, original, translate, caller)))

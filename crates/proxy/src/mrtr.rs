@@ -6,23 +6,29 @@
 //! and the call goes on from where it stopped.
 //!
 //! The held answer is an open HTTP response from the upstream, so it lives in the replica that
-//! got the first request: `requestState` names it (an unguessable key, bound to the server and
-//! the caller), and a retry that reaches another replica, or comes after ten minutes, is refused
-//! as the revision says (`-32602`, invalid or expired state) and the caller starts the call over.
+//! got the first request. `requestState` is sealed with the key every replica shares: it binds
+//! the retry to the server, the caller and the request, and carries the caller's answers so
+//! far. A retry that reaches another replica (or comes after the held answer went) runs the
+//! request again there and gives the upstream the caller's answers as it asks for them again,
+//! which is how an upstream of the stateless revision treats a retry too. After ten minutes the
+//! state expires and is refused as the revision says (`-32602`).
 //!
 //! The other way round, a session-ful client of an upstream that speaks the stateless revision:
 //! an `input_required` answer becomes the requests it names on the client's stream, and the
 //! request goes upstream again with the client's answers (`ask_client`).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use actix_web::web::Bytes;
 use futures_util::{Stream, StreamExt};
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sse_stream::{Sse, SseStream};
+
+use crate::session::SessionSealer;
 
 /// An upstream's answer to one request, message by message.
 pub type Messages = Pin<Box<dyn Stream<Item = Value> + Send>>;
@@ -55,9 +61,121 @@ pub fn interactive(method: &str) -> bool {
     INTERACTIVE.contains(&method)
 }
 
-/// The gateway's key in a retried request's `requestState`, if it is one of the gateway's.
+/// A retried request's `requestState`, if it is one of the gateway's.
 pub fn resumed(message: &Value) -> Option<&str> {
-    message["params"]["requestState"].as_str()?.strip_prefix(STATE_PREFIX)
+    message["params"]["requestState"].as_str().filter(|state| state.starts_with(STATE_PREFIX))
+}
+
+/// What a `requestState` the gateway wrote carries, sealed.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct InputState {
+    /// The held answer's key in the replica that took the request.
+    #[serde(rename = "k")]
+    key: String,
+    #[serde(rename = "s")]
+    server: i64,
+    #[serde(rename = "p")]
+    subject: String,
+    /// The request it continues (method, tool name, resource URI).
+    #[serde(rename = "r")]
+    request: String,
+    /// The upstream request waiting for input: its method and its key in `inputRequests`.
+    #[serde(rename = "m")]
+    method: String,
+    #[serde(rename = "i")]
+    input_key: String,
+    /// The caller's answers to the upstream's earlier requests in this call, in order.
+    #[serde(rename = "a", default, skip_serializing_if = "Vec::is_empty")]
+    answered: Vec<Answered>,
+    /// Unix seconds.
+    #[serde(rename = "x")]
+    expires: u64,
+}
+
+/// One answer the caller gave an upstream request.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Answered {
+    #[serde(rename = "m")]
+    method: String,
+    #[serde(rename = "r")]
+    result: Value,
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// What a retry is bound to: the same method on the same tool, prompt or resource.
+fn binding(message: &Value) -> String {
+    let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
+    let params = &message["params"];
+    format!("{}\n{}\n{}", text(&message["method"]), text(&params["name"]), text(&params["uri"]))
+}
+
+/// How a caller's retry goes on.
+pub enum Resumed {
+    /// The retry lacks the input and the upstream's request waits here: it is asked again.
+    Again(Value),
+    /// The upstream's answer waits here: `input` answers its request, and the rest follows.
+    Held { held: Box<Held>, input: Value, answered: Vec<Answered> },
+    /// Nothing waits here (another replica took the request, or it went): the request runs
+    /// again, and the upstream's requests are answered from these, in order.
+    Replay(VecDeque<Answered>),
+}
+
+/// Opens a retry's `requestState`: `None` when it is not one this gateway wrote for this
+/// caller, server and request, or has expired.
+pub fn resume(
+    sealer: &SessionSealer,
+    waiting: &Waiting,
+    owner: &(i64, String),
+    retry: &Value,
+    id: &Value,
+) -> Option<Resumed> {
+    let sealed = resumed(retry)?;
+    let state: InputState = sealer.open_as(STATE_PREFIX, sealed)?;
+    if (state.server, &state.subject) != (owner.0, &owner.1)
+        || state.request != binding(retry)
+        || state.expires <= unix_now()
+    {
+        return None;
+    }
+    let response = retry["params"]["inputResponses"].get(&state.input_key).filter(|r| r.is_object()).cloned();
+    let held = waiting.take(&state.key, owner);
+    let mut answered = state.answered.clone();
+    match (held, response) {
+        (Some(held), None) => {
+            // As the revision suggests: asked again, under a renewed state.
+            let state = InputState { expires: unix_now() + HELD_FOR.as_secs(), ..state };
+            let result = json!({"jsonrpc": "2.0", "id": id, "result": {
+                "resultType": "input_required",
+                "inputRequests": {(held.input_key): held.input},
+                "requestState": sealer.seal_as(STATE_PREFIX, &state),
+            }});
+            waiting.hold(state.key, Held { at: Instant::now(), ..held });
+            Some(Resumed::Again(result))
+        }
+        (Some(held), Some(result)) => {
+            let input = json!({"jsonrpc": "2.0", "id": held.upstream_id, "result": result});
+            answered.push(Answered { method: state.method, result });
+            Some(Resumed::Held { held: Box::new(held), input, answered })
+        }
+        (None, response) => {
+            // Without the input the upstream asks for it again, and so is the caller.
+            answered.extend(response.map(|result| Answered { method: state.method, result }));
+            Some(Resumed::Replay(answered.into()))
+        }
+    }
+}
+
+/// The request a retry runs again upstream: without the revision's retry fields.
+pub fn replayed(retry: &Value) -> Value {
+    let mut request = retry.clone();
+    if let Some(params) = request.get_mut("params").and_then(Value::as_object_mut) {
+        params.remove("inputResponses");
+        params.remove("requestState");
+    }
+    request
 }
 
 /// The upstream's response as messages (an SSE stream or one JSON body; batches unpacked).
@@ -145,19 +263,6 @@ impl Waiting {
     }
 }
 
-/// The message that answers the upstream's request with the caller's input, or `None` when
-/// the retry does not carry it (the caller is asked again).
-pub fn input_answer(held: &Held, retry: &Value) -> Option<Value> {
-    let response = retry["params"]["inputResponses"].get(held.input_key).filter(|r| r.is_object())?;
-    Some(json!({"jsonrpc": "2.0", "id": held.upstream_id, "result": response}))
-}
-
-/// Whether a retry asks for the same thing as the request it continues.
-pub fn same_request(held: &Held, retry: &Value) -> bool {
-    let (a, b) = (&held.original, retry);
-    a["method"] == b["method"] && a["params"]["name"] == b["params"]["name"] && a["params"]["uri"] == b["params"]["uri"]
-}
-
 /// Whom a bridged answer goes to, and how to reach the upstream session it comes from.
 pub struct Caller {
     pub waiting: Waiting,
@@ -170,8 +275,23 @@ pub struct Caller {
     pub version: String,
     pub server_info: Value,
     /// A POST to the upstream session, for the gateway's answers to requests the caller
-    /// cannot be asked (so the upstream does not wait for them).
+    /// cannot be asked (so the upstream does not wait for them) or answered already.
     pub upstream: Option<reqwest::RequestBuilder>,
+    /// Seals the `requestState` of the caller's next retry.
+    pub sealer: SessionSealer,
+    /// The caller's answers given in this call so far.
+    pub answered: Vec<Answered>,
+    /// Answers to give the upstream's requests when a request runs again, in order.
+    pub replay: VecDeque<Answered>,
+}
+
+impl Caller {
+    /// Sends the upstream session a message (an answer to one of its requests).
+    async fn tell_upstream(&self, message: Value) {
+        if let Some(post) = self.upstream.as_ref().and_then(reqwest::RequestBuilder::try_clone) {
+            let _ = post.body(message.to_string()).send().await;
+        }
+    }
 }
 
 /// The gateway's answer to an upstream request the caller cannot be asked: `ping` is
@@ -212,21 +332,36 @@ where
     Box::pin(futures_util::stream::unfold(start, |mut step| async move {
         loop {
             let message = step.rest.as_mut()?.next().await?;
-            let (original, caller) = (step.original.as_ref()?, step.caller.as_ref()?);
+            let caller = step.caller.as_mut()?;
             let method = message.get("method").and_then(Value::as_str);
             if let (Some(method), Some(id)) = (method, message.get("id")) {
                 let Some(input_key) = declared(&caller.capabilities, method) else {
-                    if let Some(post) = caller.upstream.as_ref().and_then(reqwest::RequestBuilder::try_clone) {
-                        let _ = post.body(refusal(method, id).to_string()).send().await;
-                    }
+                    caller.tell_upstream(refusal(method, id)).await;
                     continue;
                 };
+                if caller.replay.front().is_some_and(|next| next.method == method) {
+                    // A request running again: the caller answered this one before.
+                    let next = caller.replay.pop_front()?;
+                    caller.tell_upstream(json!({"jsonrpc": "2.0", "id": id, "result": next.result})).await;
+                    caller.answered.push(next);
+                    continue;
+                }
                 let key = uuid::Uuid::new_v4().simple().to_string();
                 let input = json!({"method": method, "params": message.get("params").cloned().unwrap_or(json!({}))});
+                let state = InputState {
+                    key: key.clone(),
+                    server: caller.owner.0,
+                    subject: caller.owner.1.clone(),
+                    request: binding(step.original.as_ref()?),
+                    method: method.to_owned(),
+                    input_key: input_key.to_owned(),
+                    answered: caller.answered.clone(),
+                    expires: unix_now() + HELD_FOR.as_secs(),
+                };
                 let result = json!({"jsonrpc": "2.0", "id": caller.id, "result": {
                     "resultType": "input_required",
                     "inputRequests": {input_key: input},
-                    "requestState": format!("{STATE_PREFIX}{key}"),
+                    "requestState": caller.sealer.seal_as(STATE_PREFIX, &state),
                 }});
                 let (upstream_id, rest) = (id.clone(), step.rest.take()?);
                 let (original, caller) = (step.original.take()?, step.caller.take()?);
@@ -246,7 +381,7 @@ where
                 return Some((Ok(event(&result)), step));
             }
             let Some(mut out) = (step.translate)(message) else { continue };
-            if out.get("id") == original.get("id") && out.get("method").is_none() {
+            if out.get("id") == step.original.as_ref()?.get("id") && out.get("method").is_none() {
                 // The answer: under the id the caller asked with now, and the end.
                 out["id"] = caller.id.clone();
                 step.rest = None;
@@ -254,17 +389,6 @@ where
             return Some((Ok(event(&out)), step));
         }
     }))
-}
-
-/// The caller asked again for the input it did not give: the same request, the same state.
-pub fn ask_again(waiting: &Waiting, key: String, held: Held, id: &Value) -> Value {
-    let result = json!({"jsonrpc": "2.0", "id": id, "result": {
-        "resultType": "input_required",
-        "inputRequests": {held.input_key: held.input},
-        "requestState": format!("{STATE_PREFIX}{key}"),
-    }});
-    waiting.hold(key, Held { at: Instant::now(), ..held });
-    result
 }
 
 /// The capabilities a session-ful client declared at `initialize` that an upstream can ask it
@@ -423,4 +547,75 @@ async fn converse(mut rest: Messages, mut request: Value, retry: Retry, out: tok
     let failed = json!({"jsonrpc": "2.0", "id": id, "error": {"code": crate::error::INVALID_REQUEST,
         "message": format!("the upstream asked for input more than {MAX_ROUNDS} times")}});
     let _ = out.send(event(&failed)).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secrecy::SecretString;
+
+    fn sealer(key: &str) -> SessionSealer {
+        SessionSealer::from_proxy_key(&SecretString::from(key.to_owned()))
+    }
+
+    fn retry(state: &str, responses: Value) -> Value {
+        json!({"jsonrpc": "2.0", "id": 9, "method": "tools/call", "params": {
+            "name": "book", "arguments": {}, "requestState": state, "inputResponses": responses}})
+    }
+
+    fn state(answered: Vec<Answered>, expires: u64) -> InputState {
+        InputState {
+            key: "k1".into(),
+            server: 4,
+            subject: "u7".into(),
+            request: binding(&retry("", json!({}))),
+            method: "elicitation/create".into(),
+            input_key: "elicitation".into(),
+            answered,
+            expires,
+        }
+    }
+
+    #[test]
+    fn a_retry_where_nothing_is_held_replays_every_answer_so_far_in_order() {
+        let (sealer, waiting, owner) = (sealer("shared"), Waiting::default(), (4, "u7".to_owned()));
+        let first = Answered { method: "roots/list".into(), result: json!({"roots": []}) };
+        let sealed = sealer.seal_as(STATE_PREFIX, &state(vec![first.clone()], unix_now() + 60));
+        let answer = json!({"action": "accept", "content": {"seat": "12A"}});
+        let Some(Resumed::Replay(replay)) =
+            resume(&sealer, &waiting, &owner, &retry(&sealed, json!({"elicitation": answer})), &json!(9))
+        else {
+            panic!("expected a replay");
+        };
+        let second = Answered { method: "elicitation/create".into(), result: answer };
+        assert_eq!(Vec::from(replay), vec![first.clone(), second]);
+        // Without this round's input, only the earlier answers: the upstream asks again.
+        let Some(Resumed::Replay(replay)) = resume(&sealer, &waiting, &owner, &retry(&sealed, json!({})), &json!(9))
+        else {
+            panic!("expected a replay");
+        };
+        assert_eq!(Vec::from(replay), vec![first]);
+    }
+
+    #[test]
+    fn states_of_another_caller_request_key_or_time_are_refused() {
+        let (sealer, waiting) = (super::tests::sealer("shared"), Waiting::default());
+        let fresh = sealer.seal_as(STATE_PREFIX, &state(vec![], unix_now() + 60));
+        let input = json!({"elicitation": {"action": "decline"}});
+        let ok = |owner: (i64, &str), message: &Value, sealer: &SessionSealer| {
+            resume(sealer, &waiting, &(owner.0, owner.1.to_owned()), message, &json!(1)).is_some()
+        };
+        assert!(ok((4, "u7"), &retry(&fresh, input.clone()), &sealer));
+        assert!(!ok((4, "u8"), &retry(&fresh, input.clone()), &sealer), "another caller");
+        assert!(!ok((5, "u7"), &retry(&fresh, input.clone()), &sealer), "another server");
+        let mut other_tool = retry(&fresh, input.clone());
+        other_tool["params"]["name"] = json!("cancel");
+        assert!(!ok((4, "u7"), &other_tool, &sealer), "another tool");
+        assert!(!ok((4, "u7"), &retry(&fresh, input.clone()), &super::tests::sealer("other")), "another key");
+        let expired = sealer.seal_as(STATE_PREFIX, &state(vec![], unix_now() - 1));
+        assert!(!ok((4, "u7"), &retry(&expired, input.clone()), &sealer), "expired");
+        let session = sealer.seal(&crate::session::GatewaySession::default());
+        let relabelled = session.replacen("mgs1.", STATE_PREFIX, 1);
+        assert!(!ok((4, "u7"), &retry(&relabelled, input), &sealer), "a session id is no state");
+    }
 }

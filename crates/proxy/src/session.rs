@@ -4,11 +4,12 @@
 //! seal also binds the session to the server and the subject that started it, so a session id
 //! is useless to anyone else and on any other server.
 
-use aes_gcm::aead::{Aead, AeadCore, KeyInit, OsRng};
+use aes_gcm::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
 use aes_gcm::{Aes256Gcm, Key, Nonce};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use secrecy::{ExposeSecret, SecretString};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -90,24 +91,47 @@ impl SessionSealer {
 
     /// A visible-ASCII id (base64url), as the transport requires of session ids.
     pub fn seal(&self, session: &GatewaySession) -> String {
-        let nonce = Aes256Gcm::generate_nonce(&mut OsRng);
-        // Serializing plain data cannot fail; encryption fails only past 64 GiB of input.
-        let plaintext = serde_json::to_vec(session).unwrap_or_default();
-        let ciphertext = self.cipher.encrypt(&nonce, plaintext.as_slice()).unwrap_or_default();
-        let mut bytes = nonce.to_vec();
-        bytes.extend_from_slice(&ciphertext);
-        format!("{PREFIX}{}", URL_SAFE_NO_PAD.encode(bytes))
+        self.seal_as(PREFIX, session)
     }
 
     /// `None` for anything this key did not seal, tampered or truncated.
     pub fn open(&self, id: &str) -> Option<GatewaySession> {
-        let bytes = URL_SAFE_NO_PAD.decode(id.strip_prefix(PREFIX)?).ok()?;
+        self.open_as(PREFIX, id)
+    }
+
+    /// Seals any state a replica hands out for another replica to continue, as `prefix`
+    /// followed by base64url. The prefix is also the ciphertext's associated data, so a value
+    /// sealed as one kind of state never opens as another (session ids keep the empty
+    /// associated data they were always sealed with, so ids handed out before stay valid).
+    pub fn seal_as<T: Serialize>(&self, prefix: &str, value: &T) -> String {
+        let nonce = Aes256Gcm::generate_nonce(&mut OsRng);
+        // Serializing plain data cannot fail; encryption fails only past 64 GiB of input.
+        let plaintext = serde_json::to_vec(value).unwrap_or_default();
+        let payload = Payload { msg: plaintext.as_slice(), aad: associated(prefix) };
+        let ciphertext = self.cipher.encrypt(&nonce, payload).unwrap_or_default();
+        let mut bytes = nonce.to_vec();
+        bytes.extend_from_slice(&ciphertext);
+        format!("{prefix}{}", URL_SAFE_NO_PAD.encode(bytes))
+    }
+
+    /// What `seal_as` sealed under the same prefix; `None` for anything else.
+    pub fn open_as<T: DeserializeOwned>(&self, prefix: &str, sealed: &str) -> Option<T> {
+        let bytes = URL_SAFE_NO_PAD.decode(sealed.strip_prefix(prefix)?).ok()?;
         if bytes.len() <= NONCE_LEN {
             return None;
         }
         let (nonce, ciphertext) = bytes.split_at(NONCE_LEN);
-        let plaintext = self.cipher.decrypt(Nonce::from_slice(nonce), ciphertext).ok()?;
+        let payload = Payload { msg: ciphertext, aad: associated(prefix) };
+        let plaintext = self.cipher.decrypt(Nonce::from_slice(nonce), payload).ok()?;
         serde_json::from_slice(&plaintext).ok()
+    }
+}
+
+fn associated(prefix: &str) -> &[u8] {
+    if prefix == PREFIX {
+        b""
+    } else {
+        prefix.as_bytes()
     }
 }
 
@@ -149,5 +173,15 @@ mod tests {
         assert_eq!(sealer.open(&String::from_utf8(tampered).unwrap()), None);
         assert_eq!(sealer.open("mgs1."), None);
         assert_eq!(sealer.open("3f0c2d8e-upstream-id"), None);
+    }
+
+    #[test]
+    fn a_value_sealed_as_one_kind_of_state_does_not_open_as_another() {
+        let sealer = SessionSealer::from_proxy_key(&SecretString::from("k1".to_owned()));
+        let id = sealer.seal(&sample());
+        let relabelled = id.replacen(PREFIX, "other.", 1);
+        assert_eq!(sealer.open_as::<GatewaySession>("other.", &relabelled), None);
+        let state = sealer.seal_as("other.", &sample());
+        assert_eq!(sealer.open_as::<GatewaySession>("other.", &state), Some(sample()));
     }
 }

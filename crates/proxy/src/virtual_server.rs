@@ -776,6 +776,9 @@ async fn forward(
                 version: version.to_owned(),
                 server_info: info.clone(),
                 upstream: members.upstream(member).ok().and_then(|u| u.poster(state, session, version)),
+                sealer: state.sessions.clone(),
+                answered: Vec::new(),
+                replay: Default::default(),
             };
             let messages = crate::mrtr::messages(response);
             return HttpResponse::Ok().content_type("text/event-stream").streaming(crate::mrtr::answer(
