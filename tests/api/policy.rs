@@ -177,14 +177,15 @@ async fn a_replica_behind_gets_signed_deltas_that_rebuild_the_newest_snapshot() 
     admin.delete(&format!("/api/v1/me/tokens/{}", created["id"].as_str().unwrap())).await.expect(204);
     admin.post("/api/v1/me/tokens", json!({"name": "kept"})).await.expect(201);
 
-    // Wait until the newest snapshot has every change, then ask for the way there from `base`.
+    // Wait until the newest snapshot has every change (and nothing newer follows: the
+    // snapshot with the first token and both servers looks the same), then ask for the way
+    // there from `base`.
     let mut newest = base.clone();
     for _ in 0..50 {
         let res = fetch(&proxy, &format!("?after={}&wait=2", newest.version)).await;
         if res.status() == 200 {
             newest = sign::verify(&res.text().await.unwrap(), &trusted).unwrap();
-        }
-        if newest.tokens.len() == 1 && newest.servers.len() == 2 {
+        } else if newest.tokens.len() == 1 && newest.servers.len() == 2 {
             break;
         }
     }
