@@ -1,7 +1,7 @@
 # Shared by .ci/conformance and bench/load: start the rmcp fixture upstream and a gateway
 # (per-identity rate limit off: one token drives all the load),
 # register the fixture as server acme/fixture and mint a token for it. Source it, then call
-# `start_stack debug|release`; it sets FIXTURE_URL, FIXTURE_PID, GATEWAY_PORT, GATEWAY_PID, DATA_DIR, TOKEN.
+# `start_stack debug|release|dist` (dist: the shipped build, see Cargo.toml); it sets FIXTURE_URL, FIXTURE_PID, GATEWAY_PORT, GATEWAY_PID, DATA_DIR, TOKEN.
 # Processes started here are killed by `stop_stack` (installed as the EXIT trap).
 
 STACK_WORK=$(mktemp -d)
@@ -25,9 +25,17 @@ wait_port() {
 
 start_stack() {
     local profile=$1 flag=
-    [ "$profile" = release ] && flag=--release
-    cargo build -q $flag --bin mcpgate --example conformance_upstream --example loadgen
-    BIN=$PWD/target/$profile
+    case $profile in
+        release) flag=--release ;;
+        dist) flag="--profile dist" ;;
+    esac
+    # PREBUILT=DIR runs binaries built elsewhere (another commit's, for a before/after).
+    if [ -n "${PREBUILT:-}" ]; then
+        BIN=$PREBUILT
+    else
+        cargo build -q $flag --bin mcpgate --example conformance_upstream --example loadgen
+        BIN=$PWD/target/$profile
+    fi
 
     local fixture_port
     fixture_port=$(free_port)
