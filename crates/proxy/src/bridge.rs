@@ -885,13 +885,13 @@ async fn resume(
         }
         crate::mrtr::Resumed::Replay(replay) => {
             let (_, _, opened) = upstream.session(state, envelope).await.map_err(|e| ctx.upstream_error(e))?;
-            let request = unwrapped(&crate::mrtr::replayed(message));
+            let original = crate::mrtr::replayed(message);
+            let request = unwrapped(&original);
             let response =
                 upstream.send(state, ctx, opened.session.as_deref(), Some(&opened.version), &request, &[]).await?;
             if !response.status().is_success() {
                 return Err(ctx.upstream_error(UpstreamError::Status(response.status().as_u16())));
             }
-            let original = crate::mrtr::replayed(message);
             let opened = (opened.session.clone(), opened.version.clone(), opened.server_info());
             (crate::mrtr::messages(response), original, opened, Vec::new(), replay)
         }
