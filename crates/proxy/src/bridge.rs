@@ -718,6 +718,7 @@ pub async fn remote(
             server_info: opened.server_info(),
             upstream: upstream.poster(state, opened.session.as_deref(), &opened.version),
             sealer: state.sessions.clone(),
+            clock: state.clock.clone(),
             answered: Vec::new(),
             replay: Default::default(),
         };
@@ -864,7 +865,7 @@ async fn resume(
     let message = call.message.as_ref().ok_or_else(|| ProxyError::InvalidRequest("a JSON-RPC message".into()))?;
     let owner = (call.entry.id, upstream.subject.clone());
     let waiting = &state.bridge.waiting;
-    let Some(resumed) = crate::mrtr::resume(&state.sessions, waiting, &owner, message, &call.id) else {
+    let Some(resumed) = crate::mrtr::resume(&state.sessions, &state.clock, waiting, &owner, message, &call.id) else {
         return Err(ProxyError::InvalidParams(
             "invalid or expired requestState (not one this gateway gave this caller for this request); send the request again without it".into(),
         ));
@@ -909,6 +910,7 @@ async fn resume(
         version,
         server_info,
         sealer: state.sessions.clone(),
+        clock: state.clock.clone(),
         answered,
         replay,
     };

@@ -29,6 +29,7 @@ use serde_json::{json, Value};
 use sse_stream::{Sse, SseStream};
 
 use crate::session::SessionSealer;
+use mcpgate_policy::clock::Clock;
 
 /// An upstream's answer to one request, message by message.
 pub type Messages = Pin<Box<dyn Stream<Item = Value> + Send>>;
@@ -89,7 +90,7 @@ struct InputState {
     answered: Vec<Answered>,
     /// Unix seconds.
     #[serde(rename = "x")]
-    expires: u64,
+    expires: i64,
 }
 
 /// One answer the caller gave an upstream request.
@@ -101,8 +102,9 @@ pub struct Answered {
     result: Value,
 }
 
-fn unix_now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+/// When a state written now expires (unix seconds).
+fn expiry(clock: &Clock) -> i64 {
+    clock.now().timestamp() + HELD_FOR.as_secs() as i64
 }
 
 /// What a retry is bound to: the same method on the same tool, prompt or resource.
@@ -127,6 +129,7 @@ pub enum Resumed {
 /// caller, server and request, or has expired.
 pub fn resume(
     sealer: &SessionSealer,
+    clock: &Clock,
     waiting: &Waiting,
     owner: &(i64, String),
     retry: &Value,
@@ -136,7 +139,7 @@ pub fn resume(
     let state: InputState = sealer.open_as(STATE_PREFIX, sealed)?;
     if (state.server, &state.subject) != (owner.0, &owner.1)
         || state.request != binding(retry)
-        || state.expires <= unix_now()
+        || state.expires <= clock.now().timestamp()
     {
         return None;
     }
@@ -146,7 +149,7 @@ pub fn resume(
     match (held, response) {
         (Some(held), None) => {
             // As the revision suggests: asked again, under a renewed state.
-            let state = InputState { expires: unix_now() + HELD_FOR.as_secs(), ..state };
+            let state = InputState { expires: expiry(clock), ..state };
             let result = json!({"jsonrpc": "2.0", "id": id, "result": {
                 "resultType": "input_required",
                 "inputRequests": {(held.input_key): held.input},
@@ -277,8 +280,9 @@ pub struct Caller {
     /// A POST to the upstream session, for the gateway's answers to requests the caller
     /// cannot be asked (so the upstream does not wait for them) or answered already.
     pub upstream: Option<reqwest::RequestBuilder>,
-    /// Seals the `requestState` of the caller's next retry.
+    /// Seals the `requestState` of the caller's next retry, and dates it.
     pub sealer: SessionSealer,
+    pub clock: Clock,
     /// The caller's answers given in this call so far.
     pub answered: Vec<Answered>,
     /// Answers to give the upstream's requests when a request runs again, in order.
@@ -356,7 +360,7 @@ where
                     method: method.to_owned(),
                     input_key: input_key.to_owned(),
                     answered: caller.answered.clone(),
-                    expires: unix_now() + HELD_FOR.as_secs(),
+                    expires: expiry(&caller.clock),
                 };
                 let result = json!({"jsonrpc": "2.0", "id": caller.id, "result": {
                     "resultType": "input_required",
@@ -563,7 +567,7 @@ mod tests {
             "name": "book", "arguments": {}, "requestState": state, "inputResponses": responses}})
     }
 
-    fn state(answered: Vec<Answered>, expires: u64) -> InputState {
+    fn state(answered: Vec<Answered>, expires: i64) -> InputState {
         InputState {
             key: "k1".into(),
             server: 4,
@@ -578,19 +582,21 @@ mod tests {
 
     #[test]
     fn a_retry_where_nothing_is_held_replays_every_answer_so_far_in_order() {
-        let (sealer, waiting, owner) = (sealer("shared"), Waiting::default(), (4, "u7".to_owned()));
+        let (sealer, clock, waiting, owner) =
+            (sealer("shared"), Clock::system(), Waiting::default(), (4, "u7".to_owned()));
         let first = Answered { method: "roots/list".into(), result: json!({"roots": []}) };
-        let sealed = sealer.seal_as(STATE_PREFIX, &state(vec![first.clone()], unix_now() + 60));
+        let sealed = sealer.seal_as(STATE_PREFIX, &state(vec![first.clone()], expiry(&clock)));
         let answer = json!({"action": "accept", "content": {"seat": "12A"}});
         let Some(Resumed::Replay(replay)) =
-            resume(&sealer, &waiting, &owner, &retry(&sealed, json!({"elicitation": answer})), &json!(9))
+            resume(&sealer, &clock, &waiting, &owner, &retry(&sealed, json!({"elicitation": answer})), &json!(9))
         else {
             panic!("expected a replay");
         };
         let second = Answered { method: "elicitation/create".into(), result: answer };
         assert_eq!(Vec::from(replay), vec![first.clone(), second]);
         // Without this round's input, only the earlier answers: the upstream asks again.
-        let Some(Resumed::Replay(replay)) = resume(&sealer, &waiting, &owner, &retry(&sealed, json!({})), &json!(9))
+        let Some(Resumed::Replay(replay)) =
+            resume(&sealer, &clock, &waiting, &owner, &retry(&sealed, json!({})), &json!(9))
         else {
             panic!("expected a replay");
         };
@@ -599,11 +605,11 @@ mod tests {
 
     #[test]
     fn states_of_another_caller_request_key_or_time_are_refused() {
-        let (sealer, waiting) = (super::tests::sealer("shared"), Waiting::default());
-        let fresh = sealer.seal_as(STATE_PREFIX, &state(vec![], unix_now() + 60));
+        let (sealer, clock, waiting) = (super::tests::sealer("shared"), Clock::system(), Waiting::default());
+        let fresh = sealer.seal_as(STATE_PREFIX, &state(vec![], expiry(&clock)));
         let input = json!({"elicitation": {"action": "decline"}});
         let ok = |owner: (i64, &str), message: &Value, sealer: &SessionSealer| {
-            resume(sealer, &waiting, &(owner.0, owner.1.to_owned()), message, &json!(1)).is_some()
+            resume(sealer, &clock, &waiting, &(owner.0, owner.1.to_owned()), message, &json!(1)).is_some()
         };
         assert!(ok((4, "u7"), &retry(&fresh, input.clone()), &sealer));
         assert!(!ok((4, "u8"), &retry(&fresh, input.clone()), &sealer), "another caller");
@@ -612,8 +618,10 @@ mod tests {
         other_tool["params"]["name"] = json!("cancel");
         assert!(!ok((4, "u7"), &other_tool, &sealer), "another tool");
         assert!(!ok((4, "u7"), &retry(&fresh, input.clone()), &super::tests::sealer("other")), "another key");
-        let expired = sealer.seal_as(STATE_PREFIX, &state(vec![], unix_now() - 1));
+        let expired = sealer.seal_as(STATE_PREFIX, &state(vec![], clock.now().timestamp() - 1));
         assert!(!ok((4, "u7"), &retry(&expired, input.clone()), &sealer), "expired");
+        clock.advance(chrono::Duration::seconds(HELD_FOR.as_secs() as i64));
+        assert!(!ok((4, "u7"), &retry(&fresh, input.clone()), &sealer), "expired on the gateway's clock");
         let session = sealer.seal(&crate::session::GatewaySession::default());
         let relabelled = session.replacen("mgs1.", STATE_PREFIX, 1);
         assert!(!ok((4, "u7"), &retry(&relabelled, input), &sealer), "a session id is no state");

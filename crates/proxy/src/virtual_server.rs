@@ -777,6 +777,7 @@ async fn forward(
                 server_info: info.clone(),
                 upstream: members.upstream(member).ok().and_then(|u| u.poster(state, session, version)),
                 sealer: state.sessions.clone(),
+                clock: state.clock.clone(),
                 answered: Vec::new(),
                 replay: Default::default(),
             };
