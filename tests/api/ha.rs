@@ -20,7 +20,7 @@ async fn readiness(base: &str) -> Option<Value> {
 }
 
 /// Waits until `check` holds for the server's readiness answer.
-async fn wait_ready(base: &str, within: Duration, check: impl Fn(&Value) -> bool) -> Value {
+pub(crate) async fn wait_ready(base: &str, within: Duration, check: impl Fn(&Value) -> bool) -> Value {
     let deadline = Instant::now() + within;
     loop {
         if let Some(ready) = readiness(base).await.filter(|r| check(r)) {

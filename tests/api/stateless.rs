@@ -348,14 +348,9 @@ async fn a_stateless_caller_gives_the_input_a_session_ful_upstream_asks_for_mid_
     );
     let replica_url = format!("{}/acme/mcp/fixture/server", replica.base);
     let retry = ask(10, json!({"requestState": state, "inputResponses": {"elicitation": answer}}));
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    let reply = loop {
-        let (status, reply) = stateless(&replica_url, &token, v, retry.clone()).await;
-        if status != 503 || std::time::Instant::now() > deadline {
-            break reply;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    };
+    // Ready once it holds a verified snapshot, which already has the token and the server.
+    crate::ha::wait_ready(&replica.base, std::time::Duration::from_secs(10), |_| true).await;
+    let (_, reply) = stateless(&replica_url, &token, v, retry).await;
     assert_eq!((reply["id"].as_i64(), &reply["result"]["resultType"]), (Some(10), &json!("complete")), "{reply}");
     assert!(reply["result"]["content"][0]["text"].as_str().unwrap().contains("Ann"), "{reply}");
     // Without the input there, the upstream's question comes again, under a state of its own.

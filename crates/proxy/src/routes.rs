@@ -866,6 +866,9 @@ async fn relay(state: &ProxyState, ctx: &Ctx, call: Call<'_>) -> HttpResponse {
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
+    use serde_json::json;
+
+    use super::*;
 
     #[test]
     fn only_the_mcp_path_shape_is_an_mcp_path() {
@@ -883,9 +886,6 @@ mod tests {
             assert_eq!(super::mcp_path(other), None, "{other}");
         }
     }
-    use serde_json::json;
-
-    use super::*;
 
     fn message() -> impl Strategy<Value = Value> {
         let leaf = prop_oneof![
