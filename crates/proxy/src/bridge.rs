@@ -731,7 +731,7 @@ pub async fn remote(
         ))));
     }
     let mut out = HttpResponse::build(status);
-    relay_headers(&mut out, &response);
+    relay_headers(&mut out, response.headers());
     Ok(Some(out.streaming(rewrite::messages_filtered(response, translate))))
 }
 
@@ -1097,7 +1097,7 @@ pub async fn in_stateless_session(state: &ProxyState, ctx: &Ctx, call: &Call<'_>
             .streaming(crate::mrtr::ask_client(crate::mrtr::messages(response), message.clone(), retry)));
     }
     let mut out = HttpResponse::build(status);
-    relay_headers(&mut out, &response);
+    relay_headers(&mut out, response.headers());
     if call.session.is_some() {
         out.insert_header((crate::upstream::SESSION_HEADER, presented));
     }

@@ -244,11 +244,11 @@ impl Credentials {
 }
 
 /// The scope an upstream's `403` asks for, when it says the token's scope is insufficient.
-pub fn insufficient_scope(response: &reqwest::Response) -> Option<String> {
-    if response.status() != reqwest::StatusCode::FORBIDDEN {
+pub fn insufficient_scope(status: http::StatusCode, headers: &http::HeaderMap) -> Option<String> {
+    if status != http::StatusCode::FORBIDDEN {
         return None;
     }
-    let challenge = response.headers().get("www-authenticate")?.to_str().ok()?;
+    let challenge = headers.get("www-authenticate")?.to_str().ok()?;
     let error = crate::challenge::challenge_param(challenge, "error")?;
     (error == "insufficient_scope").then(|| crate::challenge::challenge_param(challenge, "scope").unwrap_or_default())
 }

@@ -11,10 +11,13 @@ pub fn install_crypto_provider() {
     });
 }
 
+/// How the gateway names itself to the servers it calls.
+pub const USER_AGENT: &str = concat!("mcpgate/", env!("CARGO_PKG_VERSION"));
+
 /// A client builder with the provider in place and a recognisable user agent.
 pub fn builder() -> reqwest::ClientBuilder {
     install_crypto_provider();
-    reqwest::Client::builder().user_agent(concat!("mcpgate/", env!("CARGO_PKG_VERSION")))
+    reqwest::Client::builder().user_agent(USER_AGENT)
 }
 
 /// Accepted connections send small writes at once. MCP answers are streams of small SSE

@@ -6,6 +6,7 @@ pub mod bridge;
 pub mod challenge;
 pub mod credentials;
 pub mod decisions;
+pub mod direct;
 pub mod egress;
 pub mod error;
 pub mod failover;

@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use tokio::sync::Semaphore;
 use tracing_actix_web::RequestId;
 
-use crate::credentials::{CredentialError, CredentialResolver, Credentials, Headers, Target};
+use crate::credentials::{CredentialError, CredentialResolver, Credentials, Target};
 use crate::decisions::{Decision, DecisionLog};
 use crate::guard::{self, OriginPolicy};
 use crate::holder::PolicyHolder;
@@ -652,18 +652,18 @@ pub struct Call<'a> {
     pub envelope: Option<crate::bridge::Envelope>,
 }
 
-fn reqwest_method(method: &Method) -> reqwest::Method {
+fn upstream_method(method: &Method) -> http::Method {
     match *method {
-        Method::GET => reqwest::Method::GET,
-        Method::DELETE => reqwest::Method::DELETE,
-        _ => reqwest::Method::POST,
+        Method::GET => http::Method::GET,
+        Method::DELETE => http::Method::DELETE,
+        _ => http::Method::POST,
     }
 }
 
 /// Response headers to relay, with the session id translated back to the gateway's.
-pub fn relay_headers(out: &mut actix_web::HttpResponseBuilder, upstream: &reqwest::Response) {
+pub fn relay_headers(out: &mut actix_web::HttpResponseBuilder, upstream: &http::HeaderMap) {
     for name in RELAYED_RESPONSE {
-        if let Some(value) = upstream.headers().get(*name) {
+        if let Some(value) = upstream.get(*name) {
             if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_bytes(value.as_bytes()))
             {
                 out.insert_header((n, v));
@@ -672,29 +672,29 @@ pub fn relay_headers(out: &mut actix_web::HttpResponseBuilder, upstream: &reqwes
     }
 }
 
-/// The client's request as it goes to the upstream: relayed headers, the upstream session and
-/// the caller's credential.
-fn upstream_request(
-    state: &ProxyState,
-    call: &Call<'_>,
-    auth: &Headers,
-) -> Result<reqwest::RequestBuilder, UpstreamError> {
-    let mut request = state.clients.request(call.entry, auth, reqwest_method(call.req.method()))?;
+/// The client's headers as they go to the upstream: the relayed ones, `Mcp-Param-*` and the
+/// upstream session (the server's own headers and the credential are added when it is sent).
+fn upstream_headers(call: &Call<'_>) -> http::HeaderMap {
+    let mut headers = http::HeaderMap::with_capacity(RELAYED_REQUEST.len() + 2);
     for name in RELAYED_REQUEST {
-        if let Some(value) = call.req.headers().get(*name) {
-            request = request.header(*name, value.as_bytes());
+        if let Some(value) =
+            call.req.headers().get(*name).and_then(|v| http::HeaderValue::from_bytes(v.as_bytes()).ok())
+        {
+            headers.append(*name, value);
         }
     }
-    for (name, value) in param_headers(call.req) {
-        request = request.header(name, value);
+    for (name, value) in call.req.headers().iter().filter(|(name, _)| name.as_str().starts_with(PARAM_PREFIX)) {
+        if let (Ok(n), Ok(v)) =
+            (http::HeaderName::from_bytes(name.as_str().as_bytes()), http::HeaderValue::from_bytes(value.as_bytes()))
+        {
+            headers.append(n, v);
+        }
     }
-    if let Some(upstream) = call.session.as_ref().and_then(|(_, s)| s.upstreams.first().cloned().flatten()) {
-        request = request.header(SESSION_HEADER, upstream);
+    let upstream = call.session.as_ref().and_then(|(_, s)| s.upstreams.first()).and_then(Option::as_deref);
+    if let Some(value) = upstream.and_then(|u| http::HeaderValue::from_str(u).ok()) {
+        headers.insert(SESSION_HEADER, value);
     }
-    if !call.body.is_empty() {
-        request = request.body(call.body.clone());
-    }
-    Ok(request)
+    headers
 }
 
 /// What to tell the caller when the upstream refuses the credential the gateway sent.
@@ -722,11 +722,11 @@ async fn initialize_refused(
     state: &ProxyState,
     ctx: &Ctx,
     call: &Call<'_>,
-    response: reqwest::Response,
+    response: crate::upstream::Relayed,
 ) -> HttpResponse {
     let mut out = HttpResponse::build(StatusCode::BAD_REQUEST);
-    relay_headers(&mut out, &response);
-    let body = response.bytes().await.unwrap_or_default();
+    relay_headers(&mut out, response.headers());
+    let body = http_body_util::BodyExt::collect(response.into_body()).await.map(|b| b.to_bytes()).unwrap_or_default();
     let code = serde_json::from_slice::<Value>(&body).ok().and_then(|v| v["error"]["code"].as_i64());
     if code == Some(crate::error::UNSUPPORTED_VERSION) {
         match crate::bridge::initialize_stateless(state, ctx, call).await {
@@ -761,22 +761,21 @@ async fn relay(state: &ProxyState, ctx: &Ctx, call: Call<'_>) -> HttpResponse {
         return crate::legacy::handle(state, ctx, call, auth).await;
     }
     let mut retried = false;
+    let headers = upstream_headers(&call);
+    let method = upstream_method(call.req.method());
     let response = loop {
-        let request = match upstream_request(state, &call, &auth) {
-            Ok(r) => r,
-            Err(e) => return ctx.upstream_failed(&call.id, &e),
-        };
-        let response = match state.clients.send(request).await {
+        let sent = state.clients.relay(entry, &auth, method.clone(), headers.clone(), call.body.clone());
+        let response = match sent.await {
             Ok(r) => r,
             Err(e) => return ctx.upstream_failed(&call.id, &e),
         };
         if target.per_user_oauth() {
-            if let Some(scope) = crate::credentials::insufficient_scope(&response) {
+            if let Some(scope) = crate::credentials::insufficient_scope(response.status(), response.headers()) {
                 let error = state.credentials.step_up(target, &subject, &scope).await;
                 return ctx.upstream_failed(&call.id, &error.into());
             }
         }
-        if response.status() != reqwest::StatusCode::UNAUTHORIZED || !target.needed() {
+        if response.status() != http::StatusCode::UNAUTHORIZED || !target.needed() {
             break response;
         }
         // The upstream refused the credential: an OAuth token gets one refresh and retry;
@@ -794,7 +793,7 @@ async fn relay(state: &ProxyState, ctx: &Ctx, call: Call<'_>) -> HttpResponse {
         return ctx.upstream_failed(&call.id, &refused(state, ctx, target).into());
     };
     if call.session.is_none()
-        && response.status() == reqwest::StatusCode::BAD_REQUEST
+        && response.status() == http::StatusCode::BAD_REQUEST
         && call.message.as_ref().is_some_and(|m| m.get("method").and_then(Value::as_str) == Some("initialize"))
     {
         return initialize_refused(state, ctx, &call, response).await;
@@ -806,7 +805,7 @@ async fn relay(state: &ProxyState, ctx: &Ctx, call: Call<'_>) -> HttpResponse {
         None => ctx.decide(outcome, None, Some(status.as_u16())),
     }
     let mut out = HttpResponse::build(status);
-    relay_headers(&mut out, &response);
+    relay_headers(&mut out, response.headers());
     match (&call.session, response.headers().get(SESSION_HEADER).and_then(|v| v.to_str().ok())) {
         (Some((presented, _)), _) => {
             out.insert_header((SESSION_HEADER, presented.as_str()));
@@ -838,7 +837,7 @@ async fn relay(state: &ProxyState, ctx: &Ctx, call: Call<'_>) -> HttpResponse {
     .collect();
     if !lists.is_empty() && !entry.tool_settings.is_empty() && status.is_success() {
         let settings = entry.tool_settings.clone();
-        return out.streaming(rewrite::messages(response, move |mut message| {
+        return out.streaming(rewrite::messages(response.into(), move |mut message| {
             if message.get("id").is_some_and(|id| lists.contains(id)) {
                 if let Some(result) = message.get_mut("result") {
                     tools::filter_list(result, &settings);
@@ -850,12 +849,13 @@ async fn relay(state: &ProxyState, ctx: &Ctx, call: Call<'_>) -> HttpResponse {
     // An event stream is counted as open for as long as it is relayed.
     let stream = response
         .headers()
-        .get(reqwest::header::CONTENT_TYPE)
+        .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|t| t.starts_with("text/event-stream"))
         .then(crate::metrics::Tracked::stream);
     // Chunks that are already there go out in one write; nothing waits for more.
-    out.streaming(response.bytes_stream().ready_chunks(16).map(move |chunks| {
+    let body = http_body_util::BodyDataStream::new(response.into_body());
+    out.streaming(body.ready_chunks(16).map(move |chunks| {
         let _open = &stream;
         let mut chunks =
             chunks.into_iter().collect::<Result<Vec<_>, _>>().map_err(actix_web::error::ErrorBadGateway)?;

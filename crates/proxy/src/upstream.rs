@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, CONTENT_TYPE};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, ACCEPT, CONTENT_TYPE, USER_AGENT};
 use serde_json::Value;
 use sse_stream::SseStream;
 
@@ -48,34 +48,45 @@ thread_local! {
     /// Ordinary upstreams get one client per server thread. A pooled connection is driven by
     /// the runtime that opened it; sharing one pool across actix's single-threaded workers
     /// would bounce every response between threads.
-    static LOCAL: std::cell::RefCell<Vec<(std::sync::Arc<crate::egress::Egress>, reqwest::Client)>> =
-        const { std::cell::RefCell::new(Vec::new()) };
+    static LOCAL: std::cell::RefCell<Vec<Local>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// One server thread's clients under one egress policy.
+struct Local {
+    egress: std::sync::Arc<crate::egress::Egress>,
+    client: reqwest::Client,
+    direct: crate::direct::Client,
 }
 
 thread_local! {
     /// Servers' URLs, parsed: every proxied request goes to one, and parsing it again each time
     /// was 1.5 % of a call's CPU.
-    static PARSED: std::cell::RefCell<HashMap<String, reqwest::Url>> = std::cell::RefCell::default();
+    static PARSED: std::cell::RefCell<HashMap<String, (reqwest::Url, http::Uri)>> = std::cell::RefCell::default();
 }
 
 /// Parsed server URLs kept per thread, at most this many (then they are parsed afresh).
 const MAX_PARSED: usize = 1_024;
 
-fn parsed(url: &str) -> Result<reqwest::Url, UpstreamError> {
+/// A server's URL parsed, both as reqwest and as hyper take it.
+fn parsed(url: &str) -> Result<(reqwest::Url, http::Uri), UpstreamError> {
     PARSED.with(|cache| {
         let mut cache = cache.borrow_mut();
         if let Some(parsed) = cache.get(url) {
             return Ok(parsed.clone());
         }
-        let parsed =
-            reqwest::Url::parse(url).map_err(|_| UpstreamError::Protocol("the server URL is invalid".into()))?;
+        let invalid = || UpstreamError::Protocol("the server URL is invalid".into());
+        let as_url = reqwest::Url::parse(url).map_err(|_| invalid())?;
+        let as_uri = http::Uri::try_from(as_url.as_str()).map_err(|_| invalid())?;
         if cache.len() >= MAX_PARSED {
             cache.clear();
         }
-        cache.insert(url.to_owned(), parsed.clone());
-        Ok(parsed)
+        cache.insert(url.to_owned(), (as_url.clone(), as_uri.clone()));
+        Ok((as_url, as_uri))
     })
 }
+
+/// An upstream's answer to a relayed request, whichever client sent it.
+pub type Relayed = http::Response<reqwest::Body>;
 
 /// HTTP clients to upstreams: a per-thread one for ordinary upstreams and a shared one per
 /// server that pins its own CA or skips verification, so connection pools are reused.
@@ -92,16 +103,22 @@ impl Clients {
         Ok(Self { custom: Mutex::default(), timeout, egress })
     }
 
-    fn local(&self) -> Result<reqwest::Client, UpstreamError> {
+    fn local<T>(&self, pick: impl FnOnce(&Local) -> T) -> Result<T, UpstreamError> {
         LOCAL.with(|cell| {
             // One per egress policy: a process may hold gateways with different ones (tests).
             let mut clients = cell.borrow_mut();
-            if let Some((_, client)) = clients.iter().find(|(owner, _)| std::sync::Arc::ptr_eq(owner, &self.egress)) {
-                return Ok(client.clone());
+            if let Some(local) = clients.iter().find(|l| std::sync::Arc::ptr_eq(&l.egress, &self.egress)) {
+                return Ok(pick(local));
             }
-            let client = Self::build(&self.egress, true, None).map_err(|e| UpstreamError::Protocol(e.to_string()))?;
-            clients.push((self.egress.clone(), client.clone()));
-            Ok(client)
+            let failed = |e: anyhow::Error| UpstreamError::Protocol(e.to_string());
+            let local = Local {
+                egress: self.egress.clone(),
+                client: Self::build(&self.egress, true, None).map_err(failed)?,
+                direct: crate::direct::client(self.egress.clone()).map_err(failed)?,
+            };
+            let picked = pick(&local);
+            clients.push(local);
+            Ok(picked)
         })
     }
 
@@ -124,8 +141,8 @@ impl Clients {
     }
 
     pub fn for_server(&self, server: &ServerEntry) -> Result<reqwest::Client, UpstreamError> {
-        if server.tls_reject_unauthorized && server.tls_ca_certificate.is_none() {
-            return self.local();
+        if default_tls(server) {
+            return self.local(|l| l.client.clone());
         }
         let key = (server.tls_reject_unauthorized, server.tls_ca_certificate.clone());
         let mut custom = self.custom.lock().unwrap_or_else(|p| p.into_inner());
@@ -146,7 +163,7 @@ impl Clients {
         method: reqwest::Method,
     ) -> Result<reqwest::RequestBuilder, UpstreamError> {
         let url = server.url.as_deref().ok_or_else(|| UpstreamError::Protocol("the server has no URL".into()))?;
-        self.request_to(server, auth, method, parsed(url)?)
+        self.request_to(server, auth, method, parsed(url)?.0)
     }
 
     /// A request to another URL of the server (a legacy SSE message endpoint) with its
@@ -160,15 +177,59 @@ impl Clients {
     ) -> Result<reqwest::RequestBuilder, UpstreamError> {
         let url = url.into_url().map_err(|_| UpstreamError::Protocol("the server URL is invalid".into()))?;
         self.egress.check_url(&url).map_err(|e| UpstreamError::Unreachable(e.to_string()))?;
-        let mut request = self.for_server(server)?.request(method, url);
-        if let Some(headers) = server.additional_headers.as_object() {
-            for (k, v) in headers {
-                if let Some(v) = v.as_str() {
-                    request = request.header(k.as_str(), v);
+        let request = configured(self.for_server(server)?.request(method, url), server);
+        Ok(credentials::apply(request, auth))
+    }
+
+    /// Relays a request to the server's URL: the given headers and body, the server's
+    /// configured headers and the caller's credential. Waits at most the configured timeout for
+    /// the response headers, as `send` does.
+    pub async fn relay(
+        &self,
+        server: &ServerEntry,
+        auth: &Headers,
+        method: http::Method,
+        mut headers: HeaderMap,
+        body: bytes::Bytes,
+    ) -> Result<Relayed, UpstreamError> {
+        let url = server.url.as_deref().ok_or_else(|| UpstreamError::Protocol("the server has no URL".into()))?;
+        let (url, uri) = parsed(url)?;
+        self.egress.check_url(&url).map_err(|e| UpstreamError::Unreachable(e.to_string()))?;
+        if !default_tls(server) {
+            // A pinned CA or no verification: reqwest's client for those settings.
+            let request = self.for_server(server)?.request(method, url).headers(headers).body(body);
+            let request = credentials::apply(configured(request, server), auth);
+            return self.send(request).await.map(Relayed::from);
+        }
+        let direct = self.local(|l| l.direct.clone())?;
+        let mut request = http::Request::new(http_body_util::Full::new(body));
+        *request.method_mut() = method;
+        *request.uri_mut() = uri;
+        if let Some(configured) = server.additional_headers.as_object() {
+            for (k, v) in configured {
+                if let (Ok(k), Some(Ok(v))) =
+                    (HeaderName::from_bytes(k.as_bytes()), v.as_str().map(HeaderValue::from_str))
+                {
+                    headers.append(k, v);
                 }
             }
         }
-        Ok(credentials::apply(request, auth))
+        for (k, v) in auth {
+            if let (Ok(k), Ok(v)) = (HeaderName::from_bytes(k.as_bytes()), HeaderValue::from_str(v)) {
+                headers.append(k, v);
+            }
+        }
+        headers.insert(USER_AGENT, HeaderValue::from_static(crate::http_client::USER_AGENT));
+        *request.headers_mut() = headers;
+        let started = std::time::Instant::now();
+        let result = match tokio::time::timeout(self.timeout, direct.request(request)).await {
+            Err(_) => Err(UpstreamError::Timeout(self.timeout.as_secs())),
+            Ok(Err(e)) => Err(UpstreamError::Unreachable(crate::direct::describe(&e))),
+            Ok(Ok(response)) if response.status().is_redirection() => Err(redirected(response.status())),
+            Ok(Ok(response)) => Ok(response.map(reqwest::Body::wrap)),
+        };
+        observe(started, &result);
+        result
     }
 
     /// Sends, waiting at most the configured timeout for the response headers. The body may
@@ -176,14 +237,7 @@ impl Clients {
     pub async fn send(&self, request: reqwest::RequestBuilder) -> Result<reqwest::Response, UpstreamError> {
         let started = std::time::Instant::now();
         let result = self.send_timed(request).await;
-        let m = crate::metrics::get();
-        match &result {
-            Ok(_) => m.upstream_seconds.observe(started.elapsed().as_secs_f64()),
-            Err(e) => {
-                let kind = e.reason().trim_start_matches("upstream_");
-                m.upstream_errors.get_or_create(&crate::metrics::KindLabels { kind: kind.into() }).inc();
-            }
-        }
+        observe(started, &result);
         result
     }
 
@@ -193,10 +247,7 @@ impl Clients {
             Ok(Err(e)) if e.is_timeout() => Err(UpstreamError::Timeout(self.timeout.as_secs())),
             Ok(Err(e)) => Err(UpstreamError::Unreachable(without_url(&e))),
             // Redirects are not followed: the credential would go along to wherever they point.
-            Ok(Ok(response)) if response.status().is_redirection() => Err(UpstreamError::Unreachable(format!(
-                "the upstream redirected (HTTP {}); register the URL it redirects to instead",
-                response.status().as_u16()
-            ))),
+            Ok(Ok(response)) if response.status().is_redirection() => Err(redirected(response.status())),
             Ok(Ok(response)) => Ok(response),
         }
     }
@@ -262,6 +313,43 @@ impl Clients {
         match tokio::time::timeout(self.timeout, work).await {
             Ok(result) => result,
             Err(_) => Err(UpstreamError::Timeout(self.timeout.as_secs())),
+        }
+    }
+}
+
+/// Upstreams with neither a pinned CA nor verification turned off.
+fn default_tls(server: &ServerEntry) -> bool {
+    server.tls_reject_unauthorized && server.tls_ca_certificate.is_none()
+}
+
+/// The server's configured headers on a request.
+fn configured(mut request: reqwest::RequestBuilder, server: &ServerEntry) -> reqwest::RequestBuilder {
+    if let Some(headers) = server.additional_headers.as_object() {
+        for (k, v) in headers {
+            if let Some(v) = v.as_str() {
+                request = request.header(k.as_str(), v);
+            }
+        }
+    }
+    request
+}
+
+/// Redirects are not followed: the credential would go along to wherever they point.
+fn redirected(status: http::StatusCode) -> UpstreamError {
+    UpstreamError::Unreachable(format!(
+        "the upstream redirected (HTTP {}); register the URL it redirects to instead",
+        status.as_u16()
+    ))
+}
+
+/// Upstream latency, or the kind of failure, in the metrics.
+fn observe<T>(started: std::time::Instant, result: &Result<T, UpstreamError>) {
+    let m = crate::metrics::get();
+    match result {
+        Ok(_) => m.upstream_seconds.observe(started.elapsed().as_secs_f64()),
+        Err(e) => {
+            let kind = e.reason().trim_start_matches("upstream_");
+            m.upstream_errors.get_or_create(&crate::metrics::KindLabels { kind: kind.into() }).inc();
         }
     }
 }

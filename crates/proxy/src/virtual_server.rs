@@ -757,7 +757,7 @@ async fn forward(
     let status = StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
     ctx.decide(if status.is_server_error() { "error" } else { "allowed" }, None, Some(status.as_u16()));
     let mut out = HttpResponse::build(status);
-    relay_headers(&mut out, &response);
+    relay_headers(&mut out, response.headers());
     if let Some((envelope, info)) = &members.stateless {
         let translate = crate::bridge::translator(message, info.clone(), envelope, &[]);
         let session = members.sessions[member].as_deref();
