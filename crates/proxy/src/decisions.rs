@@ -11,7 +11,6 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use tokio::sync::mpsc;
 
 pub const ACTION: &str = "mcp.request";
@@ -67,13 +66,16 @@ impl Destination {
         match self {
             Self::Sink(sink) => sink.write(batch).await,
             Self::ControlPlane { client, planes, proxy_key } => {
-                let body = json!({ "items": batch });
+                // Serialised once, straight from the batch (through a `Value` it cost a replica
+                // 11 % of its instructions per call).
+                let body = bytes::Bytes::from(serde_json::to_vec(&Batch { items: &batch })?);
                 planes
                     .try_each(|base| {
                         let request = client
                             .post(format!("{base}/api/v1/policy/decisions"))
                             .bearer_auth(proxy_key.expose_secret())
-                            .json(&body)
+                            .header(reqwest::header::CONTENT_TYPE, "application/json")
+                            .body(body.clone())
                             .timeout(Duration::from_secs(10));
                         async move {
                             let res = request.send().await?;
@@ -85,6 +87,12 @@ impl Destination {
             }
         }
     }
+}
+
+/// The decision endpoint's body.
+#[derive(Serialize)]
+struct Batch<'a> {
+    items: &'a [Decision],
 }
 
 #[derive(Clone)]

@@ -663,11 +663,9 @@ fn upstream_method(method: &Method) -> http::Method {
 /// Response headers to relay, with the session id translated back to the gateway's.
 pub fn relay_headers(out: &mut actix_web::HttpResponseBuilder, upstream: &http::HeaderMap) {
     for name in RELAYED_RESPONSE {
-        if let Some(value) = upstream.get(*name) {
-            if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_bytes(value.as_bytes()))
-            {
-                out.insert_header((n, v));
-            }
+        let value = upstream.get(http::HeaderName::from_static(name));
+        if let Some(value) = value.and_then(|v| HeaderValue::from_bytes(v.as_bytes()).ok()) {
+            out.insert_header((HeaderName::from_static(name), value));
         }
     }
 }
@@ -676,11 +674,11 @@ pub fn relay_headers(out: &mut actix_web::HttpResponseBuilder, upstream: &http::
 /// upstream session (the server's own headers and the credential are added when it is sent).
 fn upstream_headers(call: &Call<'_>) -> http::HeaderMap {
     let mut headers = http::HeaderMap::with_capacity(RELAYED_REQUEST.len() + 2);
+    // Names from static strings: looking one up by `&str` copies a non-standard name first.
     for name in RELAYED_REQUEST {
-        if let Some(value) =
-            call.req.headers().get(*name).and_then(|v| http::HeaderValue::from_bytes(v.as_bytes()).ok())
-        {
-            headers.append(*name, value);
+        let value = call.req.headers().get(HeaderName::from_static(name));
+        if let Some(value) = value.and_then(|v| http::HeaderValue::from_bytes(v.as_bytes()).ok()) {
+            headers.append(http::HeaderName::from_static(name), value);
         }
     }
     for (name, value) in call.req.headers().iter().filter(|(name, _)| name.as_str().starts_with(PARAM_PREFIX)) {
