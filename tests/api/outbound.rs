@@ -167,6 +167,38 @@ async fn connect_in_browser(app: &TestApp, url: &str, email: &str, key: Option<&
     next.text().await.unwrap()
 }
 
+/// Servers with their own TLS settings are relayed by another client than the default ones
+/// (crates/proxy/src/direct.rs); both send the configured headers and the credential.
+#[tokio::test]
+async fn servers_with_their_own_tls_settings_get_headers_and_credentials_too() {
+    let app = spawn_app().await;
+    let p = people(&app).await;
+    let upstream = guarded::start(Guard::header("x-api-key", &[("k-tls-41", "keyed")])).await;
+    let auth = json!({"type": "header", "auth_level": "global", "headers": {"X-Api-Key": "k-tls-41"}});
+    server(&p, "verified", &upstream.url, auth.clone()).await;
+    server(&p, "unverified", &upstream.url, auth).await;
+    p.admin
+        .patch("/api/v1/tenants/acme/servers/unverified", json!({"tls": {"reject_unauthorized": false}}))
+        .await
+        .expect(200);
+    wait_for_policy(&app).await;
+    for slug in ["verified", "unverified"] {
+        assert_eq!(whoami(&mcp_url(&app, slug), &p.ann_token).await.unwrap(), "keyed", "{slug}");
+    }
+    // A refused key is a refused key on either path.
+    let wrong = json!({"auth_data": {"type": "header", "auth_level": "global", "headers": {"X-Api-Key": "nope"}}});
+    p.admin.patch("/api/v1/tenants/acme/servers/unverified", wrong).await.expect(200);
+    wait_for_policy(&app).await;
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}});
+    let (status, _, refused) = post(&mcp_url(&app, "unverified"), &p.ann_token, None, init).await;
+    assert_eq!(status, 502);
+    assert_eq!(
+        refused[0]["error"]["message"],
+        "acme/unverified: the upstream refused the gateway's credential (HTTP 401); ask a manager of the server to check its auth"
+    );
+}
+
 #[tokio::test]
 async fn shared_and_per_user_keys_with_overrides() {
     let app = spawn_app().await;

@@ -704,11 +704,10 @@ pub fn refused(state: &ProxyState, ctx: &Ctx, target: Target<'_>) -> CredentialE
             url: crate::credentials::connect_url(&state.public_base, &ctx.tenant, &entry.slug),
         }
     } else {
+        // The server's name goes in front of it as the error is shown (ProxyError::Upstream).
         CredentialError::Unavailable {
-            message: format!(
-                "{}/{}: the upstream refused the gateway's credential (HTTP 401); ask a manager of the server to check its auth",
-                ctx.tenant, entry.slug
-            ),
+            message: "the upstream refused the gateway's credential (HTTP 401); ask a manager of the server to check its auth"
+                .into(),
         }
     }
 }
