@@ -18,7 +18,7 @@ use hyper_util::client::legacy::connect::dns::Name;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
-use crate::egress::{Egress, EgressError};
+use crate::egress::Egress;
 
 pub type Client =
     hyper_util::client::legacy::Client<hyper_rustls::HttpsConnector<HttpConnector<Resolver>>, Full<Bytes>>;
@@ -55,8 +55,7 @@ pub fn client(egress: Arc<Egress>) -> anyhow::Result<Client> {
         .build(https))
 }
 
-/// Resolves names with the system resolver and keeps only the addresses the egress policy
-/// permits; a name with none left fails to resolve, with the reason.
+/// hyper-util's resolver: [`Egress::resolve`].
 #[derive(Clone)]
 pub struct Resolver(Arc<Egress>);
 
@@ -73,16 +72,7 @@ impl tower_service::Service<Name> for Resolver {
 
     fn call(&mut self, name: Name) -> Self::Future {
         let policy = self.0.clone();
-        Box::pin(async move {
-            let host = name.as_str();
-            let found: Vec<SocketAddr> = tokio::net::lookup_host((host, 0)).await?.collect();
-            let permitted: Vec<SocketAddr> = found.iter().copied().filter(|a| policy.permits(a.ip())).collect();
-            if permitted.is_empty() && !found.is_empty() {
-                let refused = EgressError::Refused { host: host.to_owned() };
-                return Err(std::io::Error::new(std::io::ErrorKind::PermissionDenied, refused));
-            }
-            Ok(permitted.into_iter())
-        })
+        Box::pin(async move { Ok(policy.resolve(name.as_str()).await?.into_iter()) })
     }
 }
 

@@ -155,6 +155,19 @@ impl Egress {
         Ok(())
     }
 
+    /// The addresses a name resolves to (system resolver) that this policy permits. A name
+    /// whose every address is refused fails to resolve, with the reason; the HTTP clients'
+    /// resolvers use this, so a connection goes only to an address that was checked.
+    pub async fn resolve(&self, host: &str) -> std::io::Result<Vec<SocketAddr>> {
+        let found: Vec<SocketAddr> = tokio::net::lookup_host((host, 0)).await?.collect();
+        let permitted: Vec<SocketAddr> = found.iter().copied().filter(|a| self.permits(a.ip())).collect();
+        if permitted.is_empty() && !found.is_empty() {
+            let refused = EgressError::Refused { host: host.to_owned() };
+            return Err(std::io::Error::new(std::io::ErrorKind::PermissionDenied, refused));
+        }
+        Ok(permitted)
+    }
+
     /// A client builder that resolves through this policy, follows no redirect and ignores
     /// proxy environment variables (a proxy would make the resolved address meaningless).
     pub fn builder(self: &Arc<Self>) -> reqwest::ClientBuilder {
@@ -166,22 +179,14 @@ impl Egress {
     }
 }
 
-/// Resolves names with the system resolver and keeps only the addresses the policy permits;
-/// a name with none left fails to resolve, with the reason.
+/// reqwest's resolver: [`Egress::resolve`].
 struct Resolver(Arc<Egress>);
 
 impl reqwest::dns::Resolve for Resolver {
     fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
         let policy = self.0.clone();
-        let host = name.as_str().to_owned();
         Box::pin(async move {
-            let found: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            let permitted: Vec<SocketAddr> = found.iter().copied().filter(|a| policy.permits(a.ip())).collect();
-            if permitted.is_empty() && !found.is_empty() {
-                let refused: Box<dyn std::error::Error + Send + Sync> = Box::new(EgressError::Refused { host });
-                return Err(refused);
-            }
-            let addrs: reqwest::dns::Addrs = Box::new(permitted.into_iter());
+            let addrs: reqwest::dns::Addrs = Box::new(policy.resolve(name.as_str()).await?.into_iter());
             Ok(addrs)
         })
     }
