@@ -258,14 +258,6 @@ fn authorization(headers: &Headers) -> Option<&str> {
     headers.iter().find(|(k, _)| k.eq_ignore_ascii_case("authorization")).map(|(_, v)| v.as_str())
 }
 
-/// Adds credential headers to a request.
-pub fn apply(mut request: reqwest::RequestBuilder, headers: &Headers) -> reqwest::RequestBuilder {
-    for (name, value) in headers {
-        request = request.header(name.as_str(), value.as_str());
-    }
-    request
-}
-
 /// The page where a user adds their own key or authorizes the gateway for a server.
 pub fn connect_url(public_base: &str, tenant: &str, server: &str) -> String {
     format!("{public_base}/connect/{tenant}/{server}")

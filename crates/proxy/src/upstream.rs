@@ -11,7 +11,7 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue, ACCEPT, CONTENT_TYPE, 
 use serde_json::Value;
 use sse_stream::SseStream;
 
-use crate::credentials::{self, CredentialError, Headers};
+use crate::credentials::{CredentialError, Headers};
 use mcpgate_policy::ServerEntry;
 
 pub const SESSION_HEADER: &str = "mcp-session-id";
@@ -177,8 +177,9 @@ impl Clients {
     ) -> Result<reqwest::RequestBuilder, UpstreamError> {
         let url = url.into_url().map_err(|_| UpstreamError::Protocol("the server URL is invalid".into()))?;
         self.egress.check_url(&url).map_err(|e| UpstreamError::Unreachable(e.to_string()))?;
-        let request = configured(self.for_server(server)?.request(method, url), server);
-        Ok(credentials::apply(request, auth))
+        let mut headers = HeaderMap::new();
+        outgoing_headers(server, auth, &mut headers)?;
+        Ok(self.for_server(server)?.request(method, url).headers(headers))
     }
 
     /// Relays a request to the server's URL: the given headers and body, the server's
@@ -195,30 +196,16 @@ impl Clients {
         let url = server.url.as_deref().ok_or_else(|| UpstreamError::Protocol("the server has no URL".into()))?;
         let (url, uri) = parsed(url)?;
         self.egress.check_url(&url).map_err(|e| UpstreamError::Unreachable(e.to_string()))?;
+        outgoing_headers(server, auth, &mut headers)?;
         if !default_tls(server) {
             // A pinned CA or no verification: reqwest's client for those settings.
             let request = self.for_server(server)?.request(method, url).headers(headers).body(body);
-            let request = credentials::apply(configured(request, server), auth);
             return self.send(request).await.map(Relayed::from);
         }
         let direct = self.local(|l| l.direct.clone())?;
         let mut request = http::Request::new(http_body_util::Full::new(body));
         *request.method_mut() = method;
         *request.uri_mut() = uri;
-        if let Some(configured) = server.additional_headers.as_object() {
-            for (k, v) in configured {
-                if let (Ok(k), Some(Ok(v))) =
-                    (HeaderName::from_bytes(k.as_bytes()), v.as_str().map(HeaderValue::from_str))
-                {
-                    headers.append(k, v);
-                }
-            }
-        }
-        for (k, v) in auth {
-            if let (Ok(k), Ok(v)) = (HeaderName::from_bytes(k.as_bytes()), HeaderValue::from_str(v)) {
-                headers.append(k, v);
-            }
-        }
         headers.insert(USER_AGENT, HeaderValue::from_static(crate::http_client::USER_AGENT));
         *request.headers_mut() = headers;
         let started = std::time::Instant::now();
@@ -322,16 +309,22 @@ fn default_tls(server: &ServerEntry) -> bool {
     server.tls_reject_unauthorized && server.tls_ca_certificate.is_none()
 }
 
-/// The server's configured headers on a request.
-fn configured(mut request: reqwest::RequestBuilder, server: &ServerEntry) -> reqwest::RequestBuilder {
-    if let Some(headers) = server.additional_headers.as_object() {
-        for (k, v) in headers {
-            if let Some(v) = v.as_str() {
-                request = request.header(k.as_str(), v);
+/// Adds what every request to the server carries: its configured headers and the caller's
+/// credential. One that is not a valid header fails the request (the API validates both, so
+/// this is a stored value from before a check), rather than going without it.
+fn outgoing_headers(server: &ServerEntry, auth: &Headers, headers: &mut HeaderMap) -> Result<(), UpstreamError> {
+    let configured = server.additional_headers.as_object().into_iter().flatten();
+    let configured = configured.filter_map(|(k, v)| v.as_str().map(|v| (k.as_str(), v)));
+    let credential = auth.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+    for (name, value) in configured.chain(credential) {
+        match (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(value)) {
+            (Ok(name), Ok(value)) => {
+                headers.append(name, value);
             }
+            _ => return Err(UpstreamError::Protocol(format!("the header {name:?} is not a valid HTTP header"))),
         }
     }
-    request
+    Ok(())
 }
 
 /// Redirects are not followed: the credential would go along to wherever they point.
