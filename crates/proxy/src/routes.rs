@@ -38,11 +38,12 @@ const PARAM_PREFIX: &str = "mcp-param-";
 
 /// The caller's `Mcp-Param-*` headers, for a request the gateway builds itself.
 pub fn param_headers(req: &HttpRequest) -> Vec<(String, Vec<u8>)> {
-    req.headers()
-        .iter()
-        .filter(|(name, _)| name.as_str().starts_with(PARAM_PREFIX))
-        .map(|(name, value)| (name.as_str().to_owned(), value.as_bytes().to_vec()))
-        .collect()
+    params_of(req).map(|(name, value)| (name.as_str().to_owned(), value.as_bytes().to_vec())).collect()
+}
+
+/// The caller's `Mcp-Param-*` headers, as they are.
+fn params_of(req: &HttpRequest) -> impl Iterator<Item = (&HeaderName, &HeaderValue)> {
+    req.headers().iter().filter(|(name, _)| name.as_str().starts_with(PARAM_PREFIX))
 }
 
 /// Upper bound of one client message.
@@ -681,7 +682,7 @@ fn upstream_headers(call: &Call<'_>) -> http::HeaderMap {
             headers.append(http::HeaderName::from_static(name), value);
         }
     }
-    for (name, value) in call.req.headers().iter().filter(|(name, _)| name.as_str().starts_with(PARAM_PREFIX)) {
+    for (name, value) in params_of(call.req) {
         if let (Ok(n), Ok(v)) =
             (http::HeaderName::from_bytes(name.as_str().as_bytes()), http::HeaderValue::from_bytes(value.as_bytes()))
         {
