@@ -330,6 +330,86 @@ async fn the_proxy_refuses_foreign_origins_mismatched_headers_and_removed_collab
     assert_eq!(post(&url, &token, Some(&session), ping).await.0, 403, "access ends with the grant");
 }
 
+/// An upstream that answers every POST with an event stream (a priming event, a progress
+/// notification, then the answer) and keeps the stream open afterwards, as a server may.
+async fn upstream_keeping_its_streams_open() -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut request = Vec::new();
+                let mut buf = [0u8; 4096];
+                // The head, then as much body as it announces.
+                let body = loop {
+                    let n = socket.read(&mut buf).await.unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    request.extend_from_slice(&buf[..n]);
+                    let text = String::from_utf8_lossy(&request).to_string();
+                    if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                        let length = head
+                            .lines()
+                            .find_map(|l| {
+                                l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_owned())
+                            })
+                            .and_then(|v| v.parse::<usize>().ok())
+                            .unwrap_or(0);
+                        if body.len() >= length {
+                            break body.to_owned();
+                        }
+                    }
+                };
+                let id = serde_json::from_str::<Value>(&body).unwrap()["id"].clone();
+                let events = [
+                    "id: p1\nretry: 500\ndata: \n\n".to_owned(),
+                    format!(
+                        "data: {}\n\n",
+                        json!({"jsonrpc": "2.0", "method": "notifications/progress",
+                        "params": {"progressToken": 1, "progress": 1}})
+                    ),
+                    format!(
+                        "data: {}\n\n",
+                        json!({"jsonrpc": "2.0", "id": id, "result": {"content": [{"type": "text", "text": "done"}]}})
+                    ),
+                ];
+                let mut out = String::from(
+                    "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n",
+                );
+                for event in events {
+                    out.push_str(&format!("{:x}\r\n{event}\r\n", event.len()));
+                }
+                let _ = socket.write_all(out.as_bytes()).await;
+                // Never ends the body.
+                tokio::time::sleep(Duration::from_secs(300)).await;
+            });
+        }
+    });
+    format!("http://127.0.0.1:{port}/mcp")
+}
+
+#[tokio::test]
+async fn a_call_is_answered_when_its_answer_arrives_even_if_the_upstream_keeps_the_stream_open() {
+    let app = spawn_app().await;
+    let (admin, token) = tenant_with_ann(&app).await;
+    remote(&admin, "open", &upstream_keeping_its_streams_open().await).await;
+    grant(&admin, "open", "user:ann@example.com").await;
+    wait_for_policy(&app).await;
+    let url = format!("{}/acme/mcp/open/server", app.base);
+    let call = json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"name": "slow", "arguments": {}}});
+    // Before, the client's read of the answer waited for an end of the body that never came.
+    let (status, _, messages) = tokio::time::timeout(Duration::from_secs(20), post(&url, &token, None, call))
+        .await
+        .expect("the call ends with its answer");
+    assert_eq!(status, 200);
+    assert_eq!(messages.len(), 2, "{messages:?}");
+    assert_eq!(messages[0]["method"], "notifications/progress", "what came before the answer is relayed, in order");
+    assert_eq!(messages[1]["id"], 7);
+    assert_eq!(messages[1]["result"]["content"][0]["text"], "done");
+}
+
 /// A standalone replica following `app`, behind the same public URL (gateway tokens name it),
 /// started and holding the control plane's current snapshot; returns its base URL and policy.
 pub async fn running_replica(app: &TestApp) -> (String, std::sync::Arc<mcpgate::proxy::holder::PolicyHolder>) {

@@ -19,6 +19,7 @@ pub mod legacy;
 pub mod metrics;
 pub mod mrtr;
 pub mod params;
+pub mod passthrough;
 pub mod replica;
 pub mod rewrite;
 pub mod routes;

@@ -824,12 +824,13 @@ async fn relay(state: &ProxyState, ctx: &Ctx, call: Call<'_>) -> HttpResponse {
         (None, None) => {}
     }
     // tools/list answers (also within a batch) pass through the server's tool settings.
+    // Only the ids are copied: cloning the messages cost every call a copy of its arguments.
     let lists: Vec<Value> = match (&call.message, &call.batch) {
-        (Some(m), _) => vec![m.clone()],
-        (None, Some(items)) => items.clone(),
-        (None, None) => vec![],
+        (Some(m), _) => std::slice::from_ref(m),
+        (None, Some(items)) => items.as_slice(),
+        (None, None) => &[],
     }
-    .into_iter()
+    .iter()
     .filter(|m| m.get("method").and_then(Value::as_str) == Some("tools/list"))
     .filter_map(|m| m.get("id").cloned())
     .collect();
@@ -844,21 +845,13 @@ async fn relay(state: &ProxyState, ctx: &Ctx, call: Call<'_>) -> HttpResponse {
             message
         }));
     }
-    // An event stream is counted as open for as long as it is relayed.
-    let stream = response
-        .headers()
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|t| t.starts_with("text/event-stream"))
-        .then(crate::metrics::Tracked::stream);
-    // Chunks that are already there go out in one write; nothing waits for more.
-    let body = http_body_util::BodyDataStream::new(response.into_body());
-    out.streaming(body.ready_chunks(16).map(move |chunks| {
-        let _open = &stream;
-        let mut chunks =
-            chunks.into_iter().collect::<Result<Vec<_>, _>>().map_err(actix_web::error::ErrorBadGateway)?;
-        Ok::<_, actix_web::Error>(if chunks.len() == 1 { chunks.remove(0) } else { chunks.concat().into() })
-    }))
+    // A POST that carries one request is answered once the answer is relayed.
+    let answers = match (&call.message, &call.batch) {
+        (Some(m), None) if m.get("method").is_some() => m.get("id").filter(|id| !id.is_null()).cloned(),
+        _ => None,
+    };
+    let post = method == http::Method::POST;
+    out.streaming(crate::passthrough::Passthrough::new(response, answers.filter(|_| post), post).await)
 }
 
 #[cfg(test)]
