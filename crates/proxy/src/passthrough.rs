@@ -1,8 +1,7 @@
 //! The upstream's answer relayed as it is, in as few writes to the client as the upstream
-//! allows. Each write on a loopback or LAN socket costs the gateway a system call and the
-//! client a wake-up, and they were most of a relayed call's cost: the head, the event that
-//! carries the answer and the end of the body went out as three writes, because each reached
-//! the client the moment it left the upstream. Now:
+//! allows. Each write costs the gateway a system call and the client a wake-up: the head, an
+//! SSE priming event and the answer went out as three writes, each the moment it arrived from
+//! the upstream. Now:
 //! - the head waits (briefly) for the body's first piece, so the two leave together;
 //! - a POST whose event stream carries the JSON-RPC answer to its one request ends once that
 //!   event is relayed, as the transport specifies ("after the JSON-RPC response has been sent,
@@ -117,11 +116,13 @@ impl Stream for Passthrough {
                         answered = this.answer.as_mut().is_some_and(|scan| scan.feed(&piece));
                         joined.push(piece);
                     }
+                    // What arrived before the failure goes out first, then the failure.
                     Poll::Ready(Some(Err(e))) => {
                         this.body = None;
                         if joined.is_empty() {
                             return Poll::Ready(Some(Err(actix_web::error::ErrorBadGateway(e))));
                         }
+                        this.failed = Some(e);
                         break;
                     }
                     Poll::Ready(None) => {
@@ -276,6 +277,42 @@ mod tests {
 
     fn cuts_ends(cuts: &std::collections::BTreeSet<usize>, len: usize) -> Vec<usize> {
         cuts.iter().copied().chain([len]).collect()
+    }
+
+    /// An upstream answer as the relay gets it: these pieces, then (`hang`) no end of the body.
+    fn relayed(pieces: Vec<Result<&'static str, std::io::Error>>, hang: bool) -> Relayed {
+        let pieces =
+            futures_util::stream::iter(pieces.into_iter().map(|p| p.map(|text| Bytes::from_static(text.as_bytes()))));
+        let body = if hang {
+            reqwest::Body::wrap_stream(pieces.chain(futures_util::stream::pending()))
+        } else {
+            reqwest::Body::wrap_stream(pieces)
+        };
+        http::Response::builder().header("content-type", "text/event-stream").body(body).unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_answer_ends_a_stream_the_upstream_keeps_open() {
+        let pieces = vec![
+            Ok("id: p\nretry: 500\ndata: \n\n"),
+            Ok("data: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":{}}\n\n"),
+            Ok("data: {\"jsonrpc\":\"2.0\",\"id\":3,\"result\":{}}\n\n"),
+        ];
+        let relay = Passthrough::new(relayed(pieces, true), Some(json!(3)), true).await;
+        let out = tokio::time::timeout(Duration::from_secs(5), relay.collect::<Vec<_>>()).await.expect("it ends");
+        let text: Vec<u8> = out.into_iter().flat_map(|piece| piece.unwrap().to_vec()).collect();
+        let text = String::from_utf8(text).unwrap();
+        assert!(text.starts_with("id: p\n") && text.contains("notifications/progress"), "{text}");
+        assert!(text.ends_with("\"id\":3,\"result\":{}}\n\n"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn what_arrived_before_a_failure_goes_out_then_the_failure() {
+        let pieces = vec![Ok("data: {\"jsonrpc\":\"2.0\",\"method\":\"x\"}\n\n"), Err(std::io::Error::other("reset"))];
+        let out = Passthrough::new(relayed(pieces, false), Some(json!(3)), true).await.collect::<Vec<_>>().await;
+        assert_eq!(out.len(), 2);
+        assert!(out[0].as_ref().is_ok_and(|piece| piece.starts_with(b"data: ")));
+        assert!(out[1].is_err(), "the client learns the body broke off");
     }
 
     proptest! {
