@@ -187,7 +187,7 @@ pub fn messages(response: reqwest::Response) -> Messages {
         Value::Array(items) => items,
         one => vec![one],
     };
-    if crate::rewrite::is_sse(&response) {
+    if crate::rewrite::is_sse(response.headers()) {
         let events = SseStream::from_bytes_stream(response.bytes_stream());
         Box::pin(
             events

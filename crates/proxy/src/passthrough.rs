@@ -37,8 +37,8 @@ type Upstream = BodyDataStream<reqwest::Body>;
 
 pub struct Passthrough {
     body: Option<Upstream>,
-    /// What arrived while the head waited.
-    held: Vec<Bytes>,
+    /// What the stream yielded while the head waited: it goes out first.
+    ready: Option<Option<Result<Bytes, actix_web::Error>>>,
     failed: Option<reqwest::Error>,
     /// Set for an event stream that answers one request: ends the relay at the answer.
     answer: Option<AnswerScan>,
@@ -50,15 +50,10 @@ impl Passthrough {
     /// `head_waits`: whether the head may wait for the first piece (not for a GET's stream,
     /// whose first event can be minutes away and whose head says the stream is open).
     pub async fn new(response: Relayed, answers: Option<Value>, head_waits: bool) -> Self {
-        let sse = response
-            .headers()
-            .get(http::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|t| t.starts_with("text/event-stream"));
-        let mut body = BodyDataStream::new(response.into_body());
+        let sse = crate::rewrite::is_sse(response.headers());
         let mut this = Self {
-            body: None,
-            held: Vec::new(),
+            body: Some(BodyDataStream::new(response.into_body())),
+            ready: None,
             failed: None,
             answer: answers.filter(|_| sse).map(AnswerScan::new),
             // An event stream is counted as open for as long as it is relayed.
@@ -67,25 +62,10 @@ impl Passthrough {
         if head_waits {
             // The timer is only armed when the piece is not there at once: arming one that
             // fires before the thread's next timer costs a wake-up of the thread's driver.
-            match tokio::time::timeout(HEAD_WAITS, body.next()).await {
-                Ok(Some(Ok(piece))) => {
-                    let answered = this.answer.as_mut().is_some_and(|scan| scan.feed(&piece));
-                    this.held.push(piece);
-                    if answered {
-                        drain(body);
-                        return this;
-                    }
-                }
-                // The pieces held go out first, then the failure.
-                Ok(Some(Err(e))) => {
-                    this.failed = Some(e);
-                    return this;
-                }
-                Ok(None) => return this,
-                Err(_) => {}
+            if let Ok(first) = tokio::time::timeout(HEAD_WAITS, this.next()).await {
+                this.ready = Some(first);
             }
         }
-        this.body = Some(body);
         this
     }
 }
@@ -102,12 +82,13 @@ impl Stream for Passthrough {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
-        let mut joined = std::mem::take(&mut this.held);
-        if joined.is_empty() {
-            if let Some(e) = this.failed.take() {
-                return Poll::Ready(Some(Err(actix_web::error::ErrorBadGateway(e))));
-            }
+        if let Some(first) = this.ready.take() {
+            return Poll::Ready(first);
         }
+        if let Some(e) = this.failed.take() {
+            return Poll::Ready(Some(Err(actix_web::error::ErrorBadGateway(e))));
+        }
+        let mut joined = Vec::new();
         let mut answered = false;
         if let Some(body) = this.body.as_mut() {
             while !answered && joined.len() < JOIN {
@@ -275,10 +256,6 @@ mod tests {
         assert!(!not_data.feed(b"database: {\"jsonrpc\":\"2.0\",\"id\":\"a\",\"result\":{}}\n\n"));
     }
 
-    fn cuts_ends(cuts: &std::collections::BTreeSet<usize>, len: usize) -> Vec<usize> {
-        cuts.iter().copied().chain([len]).collect()
-    }
-
     /// An upstream answer as the relay gets it: these pieces, then (`hang`) no end of the body.
     fn relayed(pieces: Vec<Result<&'static str, std::io::Error>>, hang: bool) -> Relayed {
         let pieces =
@@ -320,12 +297,12 @@ mod tests {
         /// completes it, and never before.
         #[test]
         fn pieces_cut_anywhere(cuts in prop::collection::btree_set(1usize..STREAM.len(), 0..12)) {
-            let cuts_copy = cuts.clone();
             let bytes = STREAM.as_bytes();
+            let ends: Vec<usize> = cuts.into_iter().chain([bytes.len()]).collect();
             let mut scan = AnswerScan::new(json!(7));
             let mut start = 0;
             let mut found = None;
-            for end in cuts.into_iter().chain([bytes.len()]) {
+            for &end in &ends {
                 if scan.feed(&bytes[start..end]) {
                     found = Some(end);
                     break;
@@ -334,7 +311,7 @@ mod tests {
             }
             // The stream ends in the answer's `\r\n\r\n`: the answer is complete with the
             // blank line's `\r`, the last byte but one, so the first piece to hold it says so.
-            let expected = cuts_ends(&cuts_copy, bytes.len()).into_iter().find(|&end| end > bytes.len() - 2);
+            let expected = ends.into_iter().find(|&end| end > bytes.len() - 2);
             prop_assert_eq!(found, expected);
         }
     }

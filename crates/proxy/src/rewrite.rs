@@ -34,10 +34,10 @@ pub fn encode(event: &Sse) -> Bytes {
     Bytes::from(out)
 }
 
-pub fn is_sse(response: &reqwest::Response) -> bool {
-    response
-        .headers()
-        .get(reqwest::header::CONTENT_TYPE)
+/// Whether a response's headers say its body is an event stream.
+pub fn is_sse(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("text/event-stream"))
 }
@@ -73,7 +73,7 @@ pub fn messages_filtered<F>(
 where
     F: FnMut(Value) -> Option<Value> + 'static,
 {
-    if is_sse(&response) {
+    if is_sse(response.headers()) {
         let events = SseStream::from_bytes_stream(response.bytes_stream());
         Box::pin(events.filter_map(move |event| {
             let out = match event {

@@ -368,12 +368,7 @@ fn without_url(e: &reqwest::Error) -> String {
 }
 
 async fn read_reply(response: reqwest::Response, id: &Value) -> Result<Value, UpstreamError> {
-    let is_sse = response
-        .headers()
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("text/event-stream"));
-    if !is_sse {
+    if !crate::rewrite::is_sse(response.headers()) {
         let body = response.bytes().await.map_err(|e| UpstreamError::Unreachable(without_url(&e)))?;
         return serde_json::from_slice(&body).map_err(|e| UpstreamError::Protocol(e.to_string()));
     }
