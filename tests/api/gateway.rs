@@ -333,60 +333,32 @@ async fn the_proxy_refuses_foreign_origins_mismatched_headers_and_removed_collab
 /// An upstream that answers every POST with an event stream (a priming event, a progress
 /// notification, then the answer) and keeps the stream open afterwards, as a server may.
 async fn upstream_keeping_its_streams_open() -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use futures_util::StreamExt;
+    let answer = |body: axum::body::Bytes| async move {
+        let id = serde_json::from_slice::<Value>(&body).unwrap()["id"].clone();
+        let events = [
+            "id: p1\nretry: 500\ndata: \n\n".to_owned(),
+            format!(
+                "data: {}\n\n",
+                json!({"jsonrpc": "2.0", "method": "notifications/progress", "params": {"progressToken": 1, "progress": 1}})
+            ),
+            format!(
+                "data: {}\n\n",
+                json!({"jsonrpc": "2.0", "id": id, "result": {"content": [{"type": "text", "text": "done"}]}})
+            ),
+        ];
+        // Never ends the body.
+        let stream =
+            futures_util::stream::iter(events.map(Ok::<_, std::io::Error>)).chain(futures_util::stream::pending());
+        axum::response::Response::builder()
+            .header("content-type", "text/event-stream")
+            .body(axum::body::Body::from_stream(stream))
+            .unwrap()
+    };
+    let router = axum::Router::new().route("/mcp", axum::routing::post(answer));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        while let Ok((mut socket, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut request = Vec::new();
-                let mut buf = [0u8; 4096];
-                // The head, then as much body as it announces.
-                let body = loop {
-                    let n = socket.read(&mut buf).await.unwrap_or(0);
-                    if n == 0 {
-                        return;
-                    }
-                    request.extend_from_slice(&buf[..n]);
-                    let text = String::from_utf8_lossy(&request).to_string();
-                    if let Some((head, body)) = text.split_once("\r\n\r\n") {
-                        let length = head
-                            .lines()
-                            .find_map(|l| {
-                                l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_owned())
-                            })
-                            .and_then(|v| v.parse::<usize>().ok())
-                            .unwrap_or(0);
-                        if body.len() >= length {
-                            break body.to_owned();
-                        }
-                    }
-                };
-                let id = serde_json::from_str::<Value>(&body).unwrap()["id"].clone();
-                let events = [
-                    "id: p1\nretry: 500\ndata: \n\n".to_owned(),
-                    format!(
-                        "data: {}\n\n",
-                        json!({"jsonrpc": "2.0", "method": "notifications/progress",
-                        "params": {"progressToken": 1, "progress": 1}})
-                    ),
-                    format!(
-                        "data: {}\n\n",
-                        json!({"jsonrpc": "2.0", "id": id, "result": {"content": [{"type": "text", "text": "done"}]}})
-                    ),
-                ];
-                let mut out = String::from(
-                    "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n",
-                );
-                for event in events {
-                    out.push_str(&format!("{:x}\r\n{event}\r\n", event.len()));
-                }
-                let _ = socket.write_all(out.as_bytes()).await;
-                // Never ends the body.
-                tokio::time::sleep(Duration::from_secs(300)).await;
-            });
-        }
-    });
+    tokio::spawn(async move { axum::serve(listener, router).await });
     format!("http://127.0.0.1:{port}/mcp")
 }
 
