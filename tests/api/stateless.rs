@@ -502,3 +502,60 @@ async fn a_stateless_caller_listens_for_list_changes_of_a_session_ful_upstream()
     assert_eq!(change["method"], "notifications/tools/list_changed", "{change}");
     assert_eq!(change["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"], 2);
 }
+
+#[tokio::test]
+async fn a_stateless_caller_listens_for_resource_updates_of_a_legacy_sse_upstream() {
+    let app = spawn_app().await;
+    let (admin, token) = tenant_with_ann(&app).await;
+    let old = peers::everything("sse");
+    admin
+        .post(
+            "/api/v1/tenants/acme/servers",
+            json!({"slug": "old", "display_name": "Old", "kind": "remote", "url": old.url, "transport": "sse"}),
+        )
+        .await
+        .expect(201);
+    grant(&admin, "old", "user:ann@example.com").await;
+    wait_for_policy(&app).await;
+    let url = format!("{}/acme/mcp/old/server", app.base);
+    let v = Some("2026-07-28");
+
+    // Discovery offers what the upstream announced, subscriptions included.
+    let (_, reply) = stateless(&url, &token, v, request(1, "server/discover", json!({}), envelope("2026-07-28"))).await;
+    assert_eq!(reply["result"]["capabilities"]["resources"]["subscribe"], true, "{reply}");
+
+    let uri = "demo://resource/static/document/architecture.md";
+    let listen = request(
+        2,
+        "subscriptions/listen",
+        json!({"notifications": {"resourceSubscriptions": [uri], "toolsListChanged": true}}),
+        envelope("2026-07-28"),
+    );
+    let response = reqwest::Client::new()
+        .post(&url)
+        .bearer_auth(&token)
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-method", "subscriptions/listen")
+        .header("mcp-protocol-version", "2026-07-28")
+        .json(&listen)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let mut events = Events::new(response);
+    let ack = events.next().await;
+    assert_eq!(ack["method"], "notifications/subscriptions/acknowledged", "{ack}");
+    assert_eq!(ack["params"]["notifications"], json!({"resourceSubscriptions": [uri], "toolsListChanged": true}));
+    assert_eq!(ack["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"], 2);
+
+    // The upstream sends an update of every resource its session subscribed to as soon as the
+    // tool turns updates on (and its log of the subscription, which was not asked for).
+    let toggle =
+        request(3, "tools/call", json!({"name": "toggle-subscriber-updates", "arguments": {}}), envelope("2026-07-28"));
+    let (status, reply) = stateless(&url, &token, v, toggle).await;
+    assert_eq!(status, 200, "{reply}");
+    let update = events.next().await;
+    assert_eq!(update["method"], "notifications/resources/updated", "{update}");
+    assert_eq!(update["params"]["uri"], uri);
+    assert_eq!(update["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"], 2);
+}

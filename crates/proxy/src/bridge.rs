@@ -231,16 +231,11 @@ pub fn stamp(method: &str, result: &mut Value, server_info: &Value) {
     }
 }
 
-/// A `server/discover` result built from an `initialize` result. Capabilities that only a
-/// `subscriptions/listen` stream could serve are left out: the bridge does not open one.
-/// `listen`: the bridge serves `subscriptions/listen` for this upstream, so its list-change and
-/// subscription flags stand.
-pub fn discover_result(initialized: &Value, listen: bool) -> Value {
-    let capabilities = match listen {
-        true => initialized["capabilities"].clone(),
-        false => without_subscriptions(&initialized["capabilities"]),
-    };
-    let mut result = json!({"supportedVersions": SUPPORTED, "capabilities": capabilities});
+/// A `server/discover` result built from an `initialize` result. Its list-change and
+/// subscription flags stand: the bridge serves `subscriptions/listen` over every upstream it
+/// opens a session on (a bridged session's event stream, a legacy upstream's).
+pub fn discover_result(initialized: &Value) -> Value {
+    let mut result = json!({"supportedVersions": SUPPORTED, "capabilities": initialized["capabilities"].clone()});
     if let Some(instructions) = initialized.get("instructions").filter(|i| i.is_string()) {
         result["instructions"] = instructions.clone();
     }
@@ -688,7 +683,7 @@ pub async fn remote(
     }
     let (key, cell, mut opened) = upstream.session(state, envelope).await.map_err(|e| ctx.upstream_error(e))?;
     if method == "server/discover" {
-        let mut result = discover_result(&opened.initialized, true);
+        let mut result = discover_result(&opened.initialized);
         stamp(method, &mut result, &opened.server_info());
         ctx.decide("allowed", None, Some(200));
         return Ok(Some(HttpResponse::Ok().json(json!({"jsonrpc": "2.0", "id": call.id, "result": result}))));
@@ -736,10 +731,8 @@ pub async fn remote(
 }
 
 /// `subscriptions/listen` over a bridged session: the upstream's own event stream (GET) on the
-/// caller's session, its list changes and resource updates passed on as the filter asks,
-/// each marked with the subscription's id (the request's), after an acknowledgement of what is
-/// honoured (what the upstream declared it sends). Resource subscriptions are made on the
-/// session. The stream lasts as long as the caller keeps it.
+/// caller's session, shared by the caller's listen streams. Resource subscriptions are made on
+/// the session. See [`Listen`].
 async fn listen(
     state: &ProxyState,
     ctx: &Ctx,
@@ -748,54 +741,17 @@ async fn listen(
     key: &Key,
     opened: &Opened,
 ) -> Result<HttpResponse, ProxyError> {
-    let message = call.message.as_ref().ok_or_else(|| ProxyError::InvalidRequest("a JSON-RPC message".into()))?;
-    let filter = message["params"]["notifications"]
-        .as_object()
-        .ok_or_else(|| ProxyError::InvalidParams("subscriptions/listen needs params.notifications".into()))?;
-    let offered = &opened.initialized["capabilities"];
-    let flag = |name: &str, capability: &str, bit: &str| {
-        filter.get(name) == Some(&json!(true)) && offered[capability][bit] == json!(true)
-    };
-    let mut honored = serde_json::Map::new();
-    for (name, capability) in
-        [("toolsListChanged", "tools"), ("promptsListChanged", "prompts"), ("resourcesListChanged", "resources")]
-    {
-        if flag(name, capability, "listChanged") {
-            honored.insert(name.into(), json!(true));
-        }
+    let plan = Listen::plan(call, &opened.initialized["capabilities"])?;
+    for uri in &plan.uris {
+        let subscribe = json!({"jsonrpc": "2.0", "id": "mcpgate:subscribe", "method": "resources/subscribe",
+            "params": {"uri": uri}});
+        upstream
+            .exchange(state, opened.session.as_deref(), Some(&opened.version), &subscribe)
+            .await
+            .map_err(|e| ctx.upstream_error(e))?;
     }
-    let uris: Vec<String> = filter
-        .get("resourceSubscriptions")
-        .and_then(Value::as_array)
-        .map(|uris| uris.iter().filter_map(Value::as_str).map(str::to_owned).collect())
-        .unwrap_or_default();
-    if !uris.is_empty() && offered["resources"]["subscribe"] == json!(true) {
-        for uri in &uris {
-            let subscribe = json!({"jsonrpc": "2.0", "id": "mcpgate:subscribe", "method": "resources/subscribe",
-                "params": {"uri": uri}});
-            upstream
-                .exchange(state, opened.session.as_deref(), Some(&opened.version), &subscribe)
-                .await
-                .map_err(|e| ctx.upstream_error(e))?;
-        }
-        honored.insert("resourceSubscriptions".into(), json!(uris));
-    }
-    let id = call.id.clone();
-    let subscription = id.clone();
-    let tag = move |mut notification: Value| {
-        notification["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"] = subscription.clone();
-        notification
-    };
-    let ack = tag(json!({"jsonrpc": "2.0", "method": "notifications/subscriptions/acknowledged",
-        "params": {"notifications": honored.clone()}}));
-    ctx.decide("allowed", None, Some(200));
-    let first = futures_util::stream::once(std::future::ready(Ok::<_, actix_web::Error>(crate::mrtr::event(&ack))));
-    if honored.is_empty() {
-        // Nothing to listen for: acknowledged, and ended as the revision ends a subscription.
-        let end = json!({"jsonrpc": "2.0", "id": id, "result": {"resultType": "complete",
-            "_meta": {"io.modelcontextprotocol/subscriptionId": id, META_SERVER_INFO: opened.server_info()}}});
-        let last = futures_util::stream::once(std::future::ready(Ok(crate::mrtr::event(&end))));
-        return Ok(HttpResponse::Ok().content_type("text/event-stream").streaming(first.chain(last)));
+    if plan.is_empty() {
+        return Ok(plan.respond(ctx, call, opened.server_info(), None));
     }
     let notes = match state.bridge.events(key) {
         Some(notes) => notes,
@@ -817,38 +773,111 @@ async fn listen(
             state.bridge.open_events(key.clone(), crate::mrtr::messages(response))
         }
     };
-    let wanted = move |method: &str, params: &Value| match method {
-        "notifications/tools/list_changed" => honored.contains_key("toolsListChanged"),
-        "notifications/prompts/list_changed" => honored.contains_key("promptsListChanged"),
-        "notifications/resources/list_changed" => honored.contains_key("resourcesListChanged"),
-        "notifications/resources/updated" => params["uri"].as_str().is_some_and(|u| uris.iter().any(|s| s == u)),
-        _ => false,
-    };
-    // Comments keep the stream visibly alive, and show the gateway when the caller has left.
-    let mut beat = tokio::time::interval(LISTEN_KEEPALIVE);
-    beat.reset();
-    let rest = futures_util::stream::unfold((notes, beat), move |(mut notes, mut beat)| {
-        let (wanted, tag) = (wanted.clone(), tag.clone());
-        async move {
-            loop {
-                tokio::select! {
-                    _ = beat.tick() => return Some((Ok(actix_web::web::Bytes::from_static(b": keepalive\n\n")), (notes, beat))),
-                    note = notes.recv() => match note {
-                        Ok(message) => {
-                            let method = message.get("method").and_then(Value::as_str).unwrap_or_default();
-                            if message.get("id").is_none() && wanted(method, &message["params"]) {
-                                return Some((Ok(crate::mrtr::event(&tag(message))), (notes, beat)));
-                            }
-                        }
-                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
-                        // The upstream closed its stream: so does the subscription.
-                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
-                    },
-                }
+    Ok(plan.respond(ctx, call, opened.server_info(), Some(notes)))
+}
+
+/// A `subscriptions/listen` request over an upstream of a session-ful revision: what it asks
+/// for that the upstream declared it sends (list changes, updates of the resources named),
+/// honoured and acknowledged first; then the upstream's matching notifications, each marked
+/// with the subscription's id (the request's). The stream lasts as long as the caller keeps
+/// it, or until the upstream's own stream ends.
+pub struct Listen {
+    honored: Map<String, Value>,
+    /// Resources to subscribe to on the upstream session before the stream starts.
+    pub uris: Vec<String>,
+}
+
+impl Listen {
+    /// What of the request's `params.notifications` the upstream's capabilities can honour.
+    pub fn plan(call: &Call<'_>, offered: &Value) -> Result<Self, ProxyError> {
+        let message = call.message.as_ref().ok_or_else(|| ProxyError::InvalidRequest("a JSON-RPC message".into()))?;
+        let filter = message["params"]["notifications"]
+            .as_object()
+            .ok_or_else(|| ProxyError::InvalidParams("subscriptions/listen needs params.notifications".into()))?;
+        let mut honored = Map::new();
+        for (name, capability) in
+            [("toolsListChanged", "tools"), ("promptsListChanged", "prompts"), ("resourcesListChanged", "resources")]
+        {
+            if filter.get(name) == Some(&json!(true)) && offered[capability]["listChanged"] == json!(true) {
+                honored.insert(name.into(), json!(true));
             }
         }
-    });
-    Ok(HttpResponse::Ok().content_type("text/event-stream").streaming(first.chain(rest)))
+        let mut uris: Vec<String> = Vec::new();
+        if offered["resources"]["subscribe"] == json!(true) {
+            let named = filter.get("resourceSubscriptions").and_then(Value::as_array);
+            uris = named.into_iter().flatten().filter_map(Value::as_str).map(str::to_owned).collect();
+        }
+        if !uris.is_empty() {
+            honored.insert("resourceSubscriptions".into(), json!(uris));
+        }
+        Ok(Self { honored, uris })
+    }
+
+    /// Nothing to listen for.
+    pub fn is_empty(&self) -> bool {
+        self.honored.is_empty()
+    }
+
+    /// The event stream: the acknowledgement, then what `notes` (the upstream's messages
+    /// outside replies) brings that was asked for. With nothing to listen for, the
+    /// acknowledgement and the end of the subscription, as the revision ends one.
+    pub fn respond(
+        self,
+        ctx: &Ctx,
+        call: &Call<'_>,
+        server_info: Value,
+        notes: Option<tokio::sync::broadcast::Receiver<Value>>,
+    ) -> HttpResponse {
+        let Self { honored, uris } = self;
+        let id = call.id.clone();
+        let subscription = id.clone();
+        let tag = move |mut notification: Value| {
+            notification["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"] = subscription.clone();
+            notification
+        };
+        let ack = tag(json!({"jsonrpc": "2.0", "method": "notifications/subscriptions/acknowledged",
+            "params": {"notifications": honored.clone()}}));
+        ctx.decide("allowed", None, Some(200));
+        let first = futures_util::stream::once(std::future::ready(Ok::<_, actix_web::Error>(crate::mrtr::event(&ack))));
+        let Some(notes) = notes.filter(|_| !honored.is_empty()) else {
+            let end = json!({"jsonrpc": "2.0", "id": id, "result": {"resultType": "complete",
+                "_meta": {"io.modelcontextprotocol/subscriptionId": id, META_SERVER_INFO: server_info}}});
+            let last = futures_util::stream::once(std::future::ready(Ok(crate::mrtr::event(&end))));
+            return HttpResponse::Ok().content_type("text/event-stream").streaming(first.chain(last));
+        };
+        let wanted = move |method: &str, params: &Value| match method {
+            "notifications/tools/list_changed" => honored.contains_key("toolsListChanged"),
+            "notifications/prompts/list_changed" => honored.contains_key("promptsListChanged"),
+            "notifications/resources/list_changed" => honored.contains_key("resourcesListChanged"),
+            "notifications/resources/updated" => params["uri"].as_str().is_some_and(|u| uris.iter().any(|s| s == u)),
+            _ => false,
+        };
+        // Comments keep the stream visibly alive, and show the gateway when the caller has left.
+        let mut beat = tokio::time::interval(LISTEN_KEEPALIVE);
+        beat.reset();
+        let rest = futures_util::stream::unfold((notes, beat), move |(mut notes, mut beat)| {
+            let (wanted, tag) = (wanted.clone(), tag.clone());
+            async move {
+                loop {
+                    tokio::select! {
+                        _ = beat.tick() => return Some((Ok(actix_web::web::Bytes::from_static(b": keepalive\n\n")), (notes, beat))),
+                        note = notes.recv() => match note {
+                            Ok(message) => {
+                                let method = message.get("method").and_then(Value::as_str).unwrap_or_default();
+                                if message.get("id").is_none() && wanted(method, &message["params"]) {
+                                    return Some((Ok(crate::mrtr::event(&tag(message))), (notes, beat)));
+                                }
+                            }
+                            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                            // The upstream closed its stream: so does the subscription.
+                            Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+                        },
+                    }
+                }
+            }
+        });
+        HttpResponse::Ok().content_type("text/event-stream").streaming(first.chain(rest))
+    }
 }
 
 /// A stateless caller's retry with the input the upstream asked for: the input goes to the
@@ -1163,18 +1192,15 @@ mod tests {
     }
 
     #[test]
-    fn discovery_offers_subscriptions_only_where_the_bridge_serves_them() {
+    fn discovery_offers_what_the_upstream_announced() {
         let initialized = json!({"protocolVersion": "2025-11-25", "capabilities": {
             "tools": {"listChanged": true}, "resources": {"subscribe": true, "listChanged": true}, "logging": {},
         }, "serverInfo": {"name": "x", "version": "1"}, "instructions": "be kind"});
-        // A legacy SSE upstream: no listen there, so no list changes or subscriptions offered.
-        let result = discover_result(&initialized, false);
+        // Every upstream the bridge opens a session on has its `subscriptions/listen` served.
+        let result = discover_result(&initialized);
         assert_eq!(result["supportedVersions"], json!([STATELESS]));
-        assert_eq!(result["capabilities"], json!({"tools": {}, "resources": {}, "logging": {}}));
-        assert_eq!(result["instructions"], "be kind");
-        // A bridged session, whose event stream `subscriptions/listen` uses: offered as it is.
-        let result = discover_result(&initialized, true);
         assert_eq!(result["capabilities"], initialized["capabilities"]);
+        assert_eq!(result["instructions"], "be kind");
     }
 
     fn no_capabilities() -> Envelope {

@@ -11,7 +11,7 @@ use actix_web::HttpResponse;
 use futures_util::StreamExt;
 use serde_json::Value;
 use sse_stream::{Sse, SseStream};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::credentials::Headers;
 use crate::routes::{rpc_error, Call, Ctx, ProxyError, ProxyState, INVALID_REQUEST};
@@ -27,11 +27,16 @@ const MAX_BRIDGES: usize = 10_000;
 /// A stateless caller's bridge unused this long is closed when the next one opens.
 const STATELESS_IDLE: std::time::Duration = std::time::Duration::from_secs(600);
 const STATELESS_PREFIX: &str = "stateless:";
+/// Upstream messages a slow `subscriptions/listen` stream may fall behind by before it skips.
+const LISTEN_BACKLOG: usize = 64;
 
 struct Bridge {
     endpoint: url::Url,
     pending: Mutex<HashMap<String, oneshot::Sender<Value>>>,
     inbox: Mutex<Option<mpsc::Receiver<Value>>>,
+    /// The same messages, for a stateless caller's `subscriptions/listen` streams (there may be
+    /// several, and none).
+    notes: broadcast::Sender<Value>,
     reader: tokio::task::AbortHandle,
     /// For a stateless caller's bridge: the upstream's `initialize` result.
     initialized: Mutex<Option<Value>>,
@@ -96,8 +101,10 @@ async fn open(state: &ProxyState, call: &Call<'_>, auth: &Headers) -> Result<Arc
     .map_err(|_| UpstreamError::Timeout(state.clients.timeout.as_secs()))??;
 
     let (tx, rx) = mpsc::channel(INBOX);
+    let (notes, _) = broadcast::channel(LISTEN_BACKLOG);
     let bridge = Arc::new_cyclic(|weak: &std::sync::Weak<Bridge>| {
         let weak = weak.clone();
+        let listeners = notes.clone();
         let reader = tokio::spawn(async move {
             while let Some(Ok(event)) = events.next().await {
                 let Some(message) = event.data.and_then(|d| serde_json::from_str::<Value>(&d).ok()) else { continue };
@@ -112,6 +119,8 @@ async fn open(state: &ProxyState, call: &Call<'_>, auth: &Headers) -> Result<Arc
                         let _ = waiter.send(message);
                     }
                     None => {
+                        // Nobody listening is not an error.
+                        let _ = listeners.send(message.clone());
                         let _ = tx.try_send(message);
                     }
                 }
@@ -122,6 +131,7 @@ async fn open(state: &ProxyState, call: &Call<'_>, auth: &Headers) -> Result<Arc
             endpoint,
             pending: Mutex::default(),
             inbox: Mutex::new(Some(rx)),
+            notes,
             reader,
             initialized: Mutex::default(),
             used: Mutex::new(std::time::Instant::now()),
@@ -270,8 +280,9 @@ fn tokio_stream_from(mut rx: mpsc::Receiver<Value>) -> impl futures_util::Stream
 
 /// A stateless (2026-07-28) caller of a legacy SSE upstream: its requests go over one upstream
 /// event stream per caller and declared capabilities, opened and initialized on first use and
-/// kept with the session-ful callers' (the same bound); the upstream's own messages outside a
-/// reply are not the stateless caller's to see, and the bounded inbox drops them.
+/// kept with the session-ful callers' (the same bound). The upstream's own messages outside a
+/// reply reach the caller's `subscriptions/listen` streams, as far as they asked for them;
+/// the rest are dropped.
 pub async fn stateless(
     state: &ProxyState,
     ctx: &Ctx,
@@ -284,7 +295,8 @@ pub async fn stateless(
     let Some(method) = message.get("method").and_then(Value::as_str) else {
         return Err(ProxyError::InvalidRequest("this response answers no request".into()));
     };
-    if message.get("id").is_some() && !crate::bridge::bridged(method) {
+    let listen = method == "subscriptions/listen";
+    if message.get("id").is_some() && !listen && !crate::bridge::bridged(method) {
         return Err(ProxyError::NoSuchMethod(method.to_owned()));
     }
     let key = format!("{STATELESS_PREFIX}{}:{}:{:x}", call.entry.id, subject_tag(call.subject), envelope.fingerprint());
@@ -305,8 +317,10 @@ pub async fn stateless(
                 *bridge.initialized.lock().unwrap_or_else(|p| p.into_inner()) = Some(initialized);
                 let mut all = state.bridges.inner.lock().unwrap_or_else(|p| p.into_inner());
                 // Stateless callers never end their bridges: idle ones close as new ones open.
+                // One that someone listens on is in use.
                 all.retain(|k, b| {
                     !k.starts_with(STATELESS_PREFIX)
+                        || b.notes.receiver_count() > 0
                         || b.used.lock().unwrap_or_else(|p| p.into_inner()).elapsed() < STATELESS_IDLE
                 });
                 if all.len() >= MAX_BRIDGES {
@@ -320,8 +334,11 @@ pub async fn stateless(
         *bridge.used.lock().unwrap_or_else(|p| p.into_inner()) = std::time::Instant::now();
         let initialized = bridge.initialized.lock().unwrap_or_else(|p| p.into_inner()).clone().unwrap_or_default();
         let server_info = initialized.get("serverInfo").cloned().unwrap_or_default();
+        if listen {
+            return subscribe(state, ctx, call, &bridge, auth, &initialized, server_info).await;
+        }
         if method == "server/discover" {
-            let mut result = crate::bridge::discover_result(&initialized, false);
+            let mut result = crate::bridge::discover_result(&initialized);
             crate::bridge::stamp(method, &mut result, &server_info);
             ctx.decide("allowed", None, Some(200));
             return Ok(HttpResponse::Ok().json(serde_json::json!({"jsonrpc": "2.0", "id": call.id, "result": result})));
@@ -345,4 +362,33 @@ pub async fn stateless(
             Err(e) => return Err(failed(e)),
         }
     }
+}
+
+/// `subscriptions/listen` over a stateless caller's bridge: resource subscriptions are made on
+/// the bridge's upstream session, and the stream carries what the bridge's event stream brings
+/// outside replies (see [`crate::bridge::Listen`]).
+async fn subscribe(
+    state: &ProxyState,
+    ctx: &Ctx,
+    call: &Call<'_>,
+    bridge: &Bridge,
+    auth: &Headers,
+    initialized: &Value,
+    server_info: Value,
+) -> Result<HttpResponse, ProxyError> {
+    let plan = crate::bridge::Listen::plan(call, &initialized["capabilities"])?;
+    // Listening first: an update the subscription causes at once is not missed.
+    let notes = bridge.notes.subscribe();
+    for uri in &plan.uris {
+        let subscribe = serde_json::json!({"jsonrpc": "2.0", "id": "mcpgate:subscribe",
+            "method": "resources/subscribe", "params": {"uri": uri}});
+        let reply = send(state, call, bridge, auth, &subscribe).await.map_err(|e| ctx.upstream_error(e))?;
+        if let Some(error) = reply.as_ref().and_then(|r| r.get("error")) {
+            let why = error["message"].as_str().unwrap_or("no reason given");
+            return Err(ctx.upstream_error(UpstreamError::Protocol(format!(
+                "the upstream refused to subscribe to {uri}: {why}"
+            ))));
+        }
+    }
+    Ok(plan.respond(ctx, call, server_info, Some(notes)))
 }
