@@ -559,3 +559,65 @@ async fn a_stateless_caller_listens_for_resource_updates_of_a_legacy_sse_upstrea
     assert_eq!(update["params"]["uri"], uri);
     assert_eq!(update["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"], 2);
 }
+
+#[tokio::test]
+async fn a_stateless_caller_listens_through_a_virtual_server_to_members_of_both_revisions() {
+    let app = spawn_app().await;
+    let (admin, token) = tenant_with_ann(&app).await;
+    let modern = peers::v2_upstream("modern-only");
+    remote(&admin, "fixture", &session_only_upstream().await).await;
+    remote(&admin, "modern", &modern.url).await;
+    admin
+        .post(
+            "/api/v1/tenants/acme/servers",
+            json!({"slug": "combo", "display_name": "Combo", "kind": "virtual",
+                "servers": [{"server": "fixture"}, {"server": "modern"}]}),
+        )
+        .await
+        .expect(201);
+    for server in ["fixture", "modern", "combo"] {
+        grant(&admin, server, "user:ann@example.com").await;
+    }
+    wait_for_policy(&app).await;
+    let url = format!("{}/acme/mcp/combo/server", app.base);
+    let v = Some("2026-07-28");
+
+    // Discovery offers list changes, since a member does.
+    let (_, reply) = stateless(&url, &token, v, request(1, "server/discover", json!({}), envelope("2026-07-28"))).await;
+    assert_eq!(reply["result"]["capabilities"]["tools"]["listChanged"], true, "{reply}");
+
+    let listen = request(
+        2,
+        "subscriptions/listen",
+        json!({"notifications": {"toolsListChanged": true, "promptsListChanged": false}}),
+        envelope("2026-07-28"),
+    );
+    let response = reqwest::Client::new()
+        .post(&url)
+        .bearer_auth(&token)
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-method", "subscriptions/listen")
+        .header("mcp-protocol-version", "2026-07-28")
+        .json(&listen)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let mut events = Events::new(response);
+    let ack = events.next().await;
+    assert_eq!(ack["method"], "notifications/subscriptions/acknowledged", "{ack}");
+    assert_eq!(ack["params"]["notifications"], json!({"toolsListChanged": true}));
+    assert_eq!(ack["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"], 2);
+
+    // The session-ful member's tool-list change reaches the caller, marked as its subscription's
+    // (the member's own listen stays open beside it); a prompt-list change was not asked for.
+    for (id, tool) in [(3, "test_trigger_prompt_change"), (4, "test_trigger_tool_change")] {
+        let call = request(id, "tools/call", json!({"name": tool, "arguments": {}}), envelope("2026-07-28"));
+        let (status, reply) = stateless(&url, &token, v, call).await;
+        assert_eq!(status, 200, "{reply}");
+        assert!(reply.get("result").is_some(), "{reply}");
+    }
+    let change = events.next().await;
+    assert_eq!(change["method"], "notifications/tools/list_changed", "{change}");
+    assert_eq!(change["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"], 2);
+}

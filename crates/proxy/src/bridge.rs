@@ -753,34 +753,60 @@ async fn listen(
     if plan.is_empty() {
         return Ok(plan.respond(ctx, call, opened.server_info(), None));
     }
-    let notes = match state.bridge.events(key) {
-        Some(notes) => notes,
-        None => {
-            let mut get = state
-                .clients
-                .request(upstream.entry, &upstream.auth, reqwest::Method::GET)
-                .map_err(|e| ctx.upstream_error(e))?
-                .header(reqwest::header::ACCEPT, "text/event-stream")
-                .header(crate::upstream::VERSION_HEADER, opened.version.as_str());
-            if let Some(session) = &opened.session {
-                get = get.header(crate::upstream::SESSION_HEADER, session.as_str());
-            }
-            // No timeout: the stream lasts as long as someone listens.
-            let response = get.send().await.map_err(|e| ctx.upstream_error(UpstreamError::Protocol(format!("{e}"))))?;
-            if !response.status().is_success() {
-                return Err(ctx.upstream_error(UpstreamError::Status(response.status().as_u16())));
-            }
-            state.bridge.open_events(key.clone(), crate::mrtr::messages(response))
-        }
-    };
+    let notes = session_events(state, upstream, key, opened).await.map_err(|e| ctx.upstream_error(e))?;
     Ok(plan.respond(ctx, call, opened.server_info(), Some(notes)))
 }
 
-/// A `subscriptions/listen` request over an upstream of a session-ful revision: what it asks
-/// for that the upstream declared it sends (list changes, updates of the resources named),
-/// honoured and acknowledged first; then the upstream's matching notifications, each marked
-/// with the subscription's id (the request's). The stream lasts as long as the caller keeps
-/// it, or until the upstream's own stream ends.
+/// A bridged session's upstream event stream (its GET), opened on first use and shared by the
+/// caller's listens: the messages the upstream sends outside replies.
+pub async fn session_events(
+    state: &ProxyState,
+    upstream: &Upstream<'_>,
+    key: &Key,
+    opened: &Opened,
+) -> Result<crate::mrtr::Messages, UpstreamError> {
+    if let Some(notes) = state.bridge.events(key) {
+        return Ok(broadcast_messages(notes));
+    }
+    let mut get = state
+        .clients
+        .request(upstream.entry, &upstream.auth, reqwest::Method::GET)?
+        .header(reqwest::header::ACCEPT, "text/event-stream")
+        .header(crate::upstream::VERSION_HEADER, opened.version.as_str());
+    if let Some(session) = &opened.session {
+        get = get.header(crate::upstream::SESSION_HEADER, session.as_str());
+    }
+    // No timeout: the stream lasts as long as someone listens.
+    let response = get.send().await.map_err(|e| UpstreamError::Protocol(format!("{e}")))?;
+    if !response.status().is_success() {
+        return Err(UpstreamError::Status(response.status().as_u16()));
+    }
+    Ok(broadcast_messages(state.bridge.open_events(key.clone(), crate::mrtr::messages(response))))
+}
+
+/// A shared stream's messages, one listener's view: a listener that falls behind skips what it
+/// missed; the stream ends when its source does.
+pub fn broadcast_messages(notes: tokio::sync::broadcast::Receiver<Value>) -> crate::mrtr::Messages {
+    Box::pin(futures_util::stream::unfold(notes, |mut notes| async move {
+        loop {
+            match notes.recv().await {
+                Ok(message) => return Some((message, notes)),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    }))
+}
+
+/// The list changes a listen can ask for, and the capability that offers each.
+const LIST_CHANGES: &[(&str, &str)] =
+    &[("toolsListChanged", "tools"), ("promptsListChanged", "prompts"), ("resourcesListChanged", "resources")];
+
+/// A `subscriptions/listen` request the gateway serves itself (over a bridged session, a legacy
+/// upstream, a virtual server's members): what it asks for that the upstream(s) declared they
+/// send (list changes, updates of the resources named), honoured and acknowledged first; then
+/// the matching notifications, each marked with the subscription's id (the request's). The
+/// stream lasts as long as the caller keeps it, or until the upstreams' own streams end.
 pub struct Listen {
     honored: Map<String, Value>,
     /// Resources to subscribe to on the upstream session before the stream starts.
@@ -795,11 +821,9 @@ impl Listen {
             .as_object()
             .ok_or_else(|| ProxyError::InvalidParams("subscriptions/listen needs params.notifications".into()))?;
         let mut honored = Map::new();
-        for (name, capability) in
-            [("toolsListChanged", "tools"), ("promptsListChanged", "prompts"), ("resourcesListChanged", "resources")]
-        {
-            if filter.get(name) == Some(&json!(true)) && offered[capability]["listChanged"] == json!(true) {
-                honored.insert(name.into(), json!(true));
+        for (name, capability) in LIST_CHANGES {
+            if filter.get(*name) == Some(&json!(true)) && offered[capability]["listChanged"] == json!(true) {
+                honored.insert((*name).into(), json!(true));
             }
         }
         let mut uris: Vec<String> = Vec::new();
@@ -818,15 +842,30 @@ impl Listen {
         self.honored.is_empty()
     }
 
+    /// What one upstream of several (a virtual server's member) is asked to send: the list
+    /// changes honoured that it offers, and updates of `uris`. `None` when that is nothing.
+    pub fn part(&self, offered: &Value, uris: &[String]) -> Option<Value> {
+        let mut part = Map::new();
+        for (name, capability) in LIST_CHANGES {
+            if self.honored.contains_key(*name) && offered[capability]["listChanged"] == json!(true) {
+                part.insert((*name).into(), json!(true));
+            }
+        }
+        if !uris.is_empty() {
+            part.insert("resourceSubscriptions".into(), json!(uris));
+        }
+        (!part.is_empty()).then_some(Value::Object(part))
+    }
+
     /// The event stream: the acknowledgement, then what `notes` (the upstream's messages
-    /// outside replies) brings that was asked for. With nothing to listen for, the
-    /// acknowledgement and the end of the subscription, as the revision ends one.
+    /// outside replies) brings that was asked for, until `notes` ends. With nothing to listen
+    /// for, the acknowledgement and the end of the subscription, as the revision ends one.
     pub fn respond(
         self,
         ctx: &Ctx,
         call: &Call<'_>,
         server_info: Value,
-        notes: Option<tokio::sync::broadcast::Receiver<Value>>,
+        notes: Option<crate::mrtr::Messages>,
     ) -> HttpResponse {
         let Self { honored, uris } = self;
         let id = call.id.clone();
@@ -861,16 +900,15 @@ impl Listen {
                 loop {
                     tokio::select! {
                         _ = beat.tick() => return Some((Ok(actix_web::web::Bytes::from_static(b": keepalive\n\n")), (notes, beat))),
-                        note = notes.recv() => match note {
-                            Ok(message) => {
+                        note = notes.next() => match note {
+                            Some(message) => {
                                 let method = message.get("method").and_then(Value::as_str).unwrap_or_default();
                                 if message.get("id").is_none() && wanted(method, &message["params"]) {
                                     return Some((Ok(crate::mrtr::event(&tag(message))), (notes, beat)));
                                 }
                             }
-                            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
                             // The upstream closed its stream: so does the subscription.
-                            Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+                            None => return None,
                         },
                     }
                 }
@@ -1201,6 +1239,22 @@ mod tests {
         assert_eq!(result["supportedVersions"], json!([STATELESS]));
         assert_eq!(result["capabilities"], initialized["capabilities"]);
         assert_eq!(result["instructions"], "be kind");
+    }
+
+    #[test]
+    fn a_member_is_asked_only_for_what_it_offers() {
+        let listen = Listen {
+            honored: json!({"toolsListChanged": true, "promptsListChanged": true}).as_object().cloned().unwrap(),
+            uris: Vec::new(),
+        };
+        let tools_only = json!({"tools": {"listChanged": true}, "prompts": {}});
+        assert_eq!(listen.part(&tools_only, &[]), Some(json!({"toolsListChanged": true})));
+        assert_eq!(
+            listen.part(&json!({"resources": {"subscribe": true}}), &["file:///a".to_owned()]),
+            Some(json!({"resourceSubscriptions": ["file:///a"]}))
+        );
+        // Nothing it offers was asked for: it is not listened to.
+        assert_eq!(listen.part(&json!({"resources": {"listChanged": true}}), &[]), None);
     }
 
     fn no_capabilities() -> Envelope {

@@ -378,7 +378,7 @@ async fn subscribe(
 ) -> Result<HttpResponse, ProxyError> {
     let plan = crate::bridge::Listen::plan(call, &initialized["capabilities"])?;
     // Listening first: an update the subscription causes at once is not missed.
-    let notes = bridge.notes.subscribe();
+    let notes = crate::bridge::broadcast_messages(bridge.notes.subscribe());
     for uri in &plan.uris {
         let subscribe = serde_json::json!({"jsonrpc": "2.0", "id": "mcpgate:subscribe",
             "method": "resources/subscribe", "params": {"uri": uri}});

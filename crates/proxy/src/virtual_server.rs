@@ -284,6 +284,99 @@ fn capabilities<'r>(results: impl Iterator<Item = &'r Value> + Clone) -> Value {
     Value::Object(capabilities)
 }
 
+/// A stateless caller's capabilities of a virtual server gain the list-change and subscription
+/// flags any member offers: `subscriptions/listen` listens to every member that offers them.
+/// (A session-ful caller gets none: a virtual server has no standalone event stream.)
+fn with_notifications<'r>(capabilities: &mut Value, results: impl Iterator<Item = &'r Value> + Clone) {
+    let any =
+        |capability: &str, flag: &str| results.clone().any(|r| r["capabilities"][capability][flag] == json!(true));
+    for (capability, flag) in
+        [("tools", "listChanged"), ("prompts", "listChanged"), ("resources", "listChanged"), ("resources", "subscribe")]
+    {
+        if capabilities.get(capability).is_some() && any(capability, flag) {
+            capabilities[capability][flag] = json!(true);
+        }
+    }
+}
+
+/// `subscriptions/listen` for a stateless caller: every member that offers what is asked is
+/// listened to, each the way the bridge reaches it (a member of the stateless revision gets a
+/// listen of its own, a bridged session's event stream is shared), and what they send merges
+/// into the caller's one stream. A resource is subscribed on the member that lists it, or on
+/// every member taking subscriptions when none lists it (a templated URI).
+async fn listen(
+    state: &ProxyState,
+    ctx: &Ctx,
+    call: &Call<'_>,
+    members: &Members<'_>,
+    version: Option<&str>,
+) -> Result<HttpResponse, ProxyError> {
+    let live: Vec<usize> = members.live().filter(|i| members.initialized[*i].is_some()).collect();
+    let offered_by = |i: usize| &members.initialized[i].as_ref().map_or(&Value::Null, |r| r)["capabilities"];
+    let mut offered = capabilities(live.iter().filter_map(|i| members.initialized[*i].as_ref()));
+    with_notifications(&mut offered, live.iter().filter_map(|i| members.initialized[*i].as_ref()));
+    let plan = crate::bridge::Listen::plan(call, &offered)?;
+    let info = server_info(ctx);
+    if plan.is_empty() {
+        return Ok(plan.respond(ctx, call, info, None));
+    }
+    let subscribers: Vec<usize> =
+        live.iter().copied().filter(|i| offered_by(*i)["resources"]["subscribe"] == json!(true)).collect();
+    let mut uris: HashMap<usize, Vec<String>> = HashMap::new();
+    if !plan.uris.is_empty() {
+        let (lists, _) = list_all(state, members, "resources/list", "resources", version).await;
+        for uri in &plan.uris {
+            let owner = lists.iter().find(|(_, items)| items.iter().any(|r| r["uri"] == uri.as_str())).map(|(i, _)| *i);
+            for i in subscribers.iter().copied().filter(|i| owner.is_none_or(|o| o == *i)) {
+                uris.entry(i).or_default().push(uri.clone());
+            }
+        }
+    }
+    let mut sources = Vec::new();
+    for i in live {
+        let mine = uris.remove(&i).unwrap_or_default();
+        let Some(part) = plan.part(offered_by(i), &mine) else { continue };
+        let failed = |e: UpstreamError| ctx.upstream_error(e);
+        if members.sessions[i].as_deref() == Some(crate::bridge::STATELESS_UPSTREAM) {
+            // A member of the stateless revision: its own listen, whose notifications pass on
+            // (its acknowledgement and end are its own, and stay here).
+            let request = json!({"jsonrpc": "2.0", "id": call.id, "method": "subscriptions/listen",
+                "params": {"notifications": part}});
+            let auth = members.auth[i].as_ref().map_err(|e| failed(UpstreamError::Credential(e.clone())))?;
+            let outgoing = members.outgoing(i, &request);
+            let post = state
+                .clients
+                .post_message(members.entries[i].0, auth, members.sessions[i].as_deref(), version, &outgoing)
+                .map_err(failed)?;
+            let response = state.clients.send(post).await.map_err(failed)?;
+            if !response.status().is_success() {
+                return Err(failed(UpstreamError::Status(response.status().as_u16())));
+            }
+            sources.push(crate::mrtr::messages(response));
+            continue;
+        }
+        let Some(key) = &members.bridged[i] else { continue };
+        for uri in &mine {
+            let subscribe = json!({"jsonrpc": "2.0", "id": format!("{ID_PREFIX}subscribe"),
+                "method": "resources/subscribe", "params": {"uri": uri}});
+            members.exchange(state, i, version, &subscribe).await.map_err(failed)?;
+        }
+        let opened = crate::bridge::Opened {
+            session: members.sessions[i].clone(),
+            version: members.versions[i].clone().unwrap_or_else(|| crate::bridge::SESSION_REVISION.to_owned()),
+            initialized: members.initialized[i].clone().unwrap_or_default(),
+        };
+        let upstream = members.upstream(i).map_err(|e| failed(UpstreamError::Credential(e)))?;
+        sources.push(crate::bridge::session_events(state, &upstream, key, &opened).await.map_err(failed)?);
+    }
+    if sources.is_empty() {
+        // Members offer it, but none of them the bridge can listen to (a legacy one).
+        return Ok(plan.respond(ctx, call, info, None));
+    }
+    let merged: crate::mrtr::Messages = Box::pin(futures_util::stream::select_all(sources));
+    Ok(plan.respond(ctx, call, info, Some(merged)))
+}
+
 /// One function per MCP method; the rest is refused.
 async fn serve(state: &ProxyState, ctx: &Ctx, call: &Call<'_>) -> Result<HttpResponse, ProxyError> {
     let members = members(state, ctx, call).await?;
@@ -307,6 +400,9 @@ async fn serve(state: &ProxyState, ctx: &Ctx, call: &Call<'_>) -> Result<HttpRes
         Some(_) => {
             match message.get("method").and_then(Value::as_str) {
                 None => return Err(ProxyError::InvalidRequest("this response answers no request".into())),
+                Some("subscriptions/listen") if message.get("id").is_some() => {
+                    return listen(state, ctx, call, &members, version).await;
+                }
                 Some(m) if message.get("id").is_some() && !crate::bridge::bridged(m) => {
                     return Err(ProxyError::NoSuchMethod(m.to_owned()))
                 }
@@ -315,7 +411,9 @@ async fn serve(state: &ProxyState, ctx: &Ctx, call: &Call<'_>) -> Result<HttpRes
                     if initialized.is_empty() && !members.entries.is_empty() {
                         return Err(ProxyError::MembersUnavailable);
                     }
-                    let result = json!({"supportedVersions": crate::bridge::SUPPORTED, "capabilities": capabilities(initialized.into_iter())});
+                    let mut offered = capabilities(initialized.iter().copied());
+                    with_notifications(&mut offered, initialized.into_iter());
+                    let result = json!({"supportedVersions": crate::bridge::SUPPORTED, "capabilities": offered});
                     ctx.decide("allowed", None, Some(200));
                     return Ok(members.reply(&call.id, "server/discover", result));
                 }
