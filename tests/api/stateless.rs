@@ -377,8 +377,8 @@ async fn a_stateless_caller_gives_the_input_a_session_ful_upstream_asks_for_mid_
     let (_, reply) = stateless(&url, &token, v, plain).await;
     assert!(reply["result"]["content"][0]["text"].as_str().unwrap().contains("not supported"), "{reply}");
 
-    // Through a virtual server the member is not asked to elicit (its session does not offer
-    // it), so the call ends with the tool's fallback instead of waiting.
+    // Through a virtual server too: its bridged member asks, the caller gets input_required,
+    // and its retry (routed to the member as its request was) finishes the call.
     admin
         .post(
             "/api/v1/tenants/acme/servers",
@@ -391,7 +391,19 @@ async fn a_stateless_caller_gives_the_input_a_session_ful_upstream_asks_for_mid_
     let combo = format!("{}/acme/mcp/combo/server", app.base);
     let (status, reply) = stateless(&combo, &token, v, ask(8, json!({}))).await;
     assert_eq!(status, 200, "{reply}");
-    assert!(reply["result"]["content"][0]["text"].as_str().unwrap().contains("not supported"), "{reply}");
+    assert_eq!(reply["result"]["resultType"], "input_required", "{reply}");
+    assert_eq!(reply["result"]["inputRequests"]["elicitation"]["params"]["message"], "Who are you?");
+    let state = reply["result"]["requestState"].as_str().unwrap().to_owned();
+    // A state the virtual server gave is not the remote server's, nor the other way round.
+    let crossed = ask(13, json!({"requestState": state, "inputResponses": {"elicitation": answer}}));
+    let (_, reply) = stateless(&url, &token, v, crossed.clone()).await;
+    assert_eq!(reply["error"]["code"], -32602, "{reply}");
+    let (status, reply) = stateless(&combo, &token, v, crossed).await;
+    assert_eq!((status, reply["id"].as_i64()), (200, Some(13)), "{reply}");
+    assert_eq!(reply["result"]["resultType"], "complete", "{reply}");
+    assert!(reply["result"]["content"][0]["text"].as_str().unwrap().contains("Ann"), "{reply}");
+    // The virtual server answers as itself.
+    assert_eq!(reply["result"]["_meta"]["io.modelcontextprotocol/serverInfo"]["name"], "acme/combo", "{reply}");
 }
 
 #[tokio::test]

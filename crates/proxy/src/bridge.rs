@@ -117,14 +117,6 @@ impl Envelope {
         message
     }
 
-    /// This envelope without what lets an upstream ask for input (elicitation, sampling,
-    /// roots): for upstream sessions whose requests cannot reach the caller.
-    pub fn without_input(&self) -> Envelope {
-        let mut capabilities = self.capabilities.as_object().cloned().unwrap_or_default();
-        capabilities.retain(|name, _| !crate::mrtr::is_input(name));
-        Envelope { capabilities: Value::Object(capabilities), ..self.clone() }
-    }
-
     pub fn fingerprint(&self) -> u64 {
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         self.session_capabilities().to_string().hash(&mut hasher);
@@ -679,7 +671,8 @@ pub async fn remote(
         return Err(ProxyError::NoSuchMethod(method.to_owned()));
     }
     if crate::mrtr::resumed(message).is_some() {
-        return resume(state, ctx, call, envelope, &mut upstream).await.map(Some);
+        let server = Resuming { server: call.entry, id: &call.id, server_info: None };
+        return resume(state, ctx, server, message, envelope, &mut upstream).await.map(Some);
     }
     let (key, cell, mut opened) = upstream.session(state, envelope).await.map_err(|e| ctx.upstream_error(e))?;
     if method == "server/discover" {
@@ -918,21 +911,33 @@ impl Listen {
     }
 }
 
-/// A stateless caller's retry with the input the upstream asked for: the input goes to the
-/// upstream, and the upstream's answer held since goes on to the caller. Where nothing is held
-/// (another replica took the first request), the request runs again and the upstream gets the
-/// caller's answers as it asks.
-async fn resume(
+/// The server a stateless caller's retry is for: the remote server itself, or a virtual server
+/// whose member the request went to.
+pub struct Resuming<'a> {
+    /// Its id binds the retry's state; its tool settings apply to the answer.
+    pub server: &'a ServerEntry,
+    /// The retry's id.
+    pub id: &'a Value,
+    /// Who the answer says answers, when not the upstream (a virtual server).
+    pub server_info: Option<Value>,
+}
+
+/// A stateless caller's retry (`message`, as the upstream takes it) with the input the upstream
+/// asked for: the input goes to the upstream, and the upstream's answer held since goes on to
+/// the caller. Where nothing is held (another replica took the first request), the request runs
+/// again and the upstream gets the caller's answers as it asks.
+pub async fn resume(
     state: &ProxyState,
     ctx: &Ctx,
-    call: &Call<'_>,
+    resuming: Resuming<'_>,
+    message: &Value,
     envelope: &Envelope,
     upstream: &mut Upstream<'_>,
 ) -> Result<HttpResponse, ProxyError> {
-    let message = call.message.as_ref().ok_or_else(|| ProxyError::InvalidRequest("a JSON-RPC message".into()))?;
-    let owner = (call.entry.id, upstream.subject.clone());
+    let Resuming { server, id, server_info: answering } = resuming;
+    let owner = (server.id, upstream.subject.clone());
     let waiting = &state.bridge.waiting;
-    let Some(resumed) = crate::mrtr::resume(&state.sessions, &state.clock, waiting, &owner, message, &call.id) else {
+    let Some(resumed) = crate::mrtr::resume(&state.sessions, &state.clock, waiting, &owner, message, id) else {
         return Err(ProxyError::InvalidParams(
             "invalid or expired requestState (not one this gateway gave this caller for this request); send the request again without it".into(),
         ));
@@ -960,18 +965,19 @@ async fn resume(
             if !response.status().is_success() {
                 return Err(ctx.upstream_error(UpstreamError::Status(response.status().as_u16())));
             }
-            let opened = (opened.session.clone(), opened.version.clone(), opened.server_info());
+            let info = answering.clone().unwrap_or_else(|| opened.server_info());
+            let opened = (opened.session.clone(), opened.version.clone(), info);
             (crate::mrtr::messages(response), original, opened, Vec::new(), replay)
         }
     };
     ctx.decide("allowed", None, Some(200));
     let (session, version, server_info) = opened;
-    let translate = translator(&original, server_info.clone(), envelope, &call.entry.tool_settings);
+    let translate = translator(&original, server_info.clone(), envelope, &server.tool_settings);
     let caller = crate::mrtr::Caller {
         waiting: waiting.clone(),
         owner,
         capabilities: envelope.capabilities.clone(),
-        id: call.id.clone(),
+        id: id.clone(),
         upstream: upstream.poster(state, session.as_deref(), &version),
         session,
         version,

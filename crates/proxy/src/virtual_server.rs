@@ -59,6 +59,8 @@ struct Members<'a> {
     auth: Vec<Result<Headers, CredentialError>>,
     /// The caller, for credential refreshes.
     subject: String,
+    /// The virtual server, which binds a stateless caller's input state.
+    server: &'a ServerEntry,
     /// Whose outbound auth applies to each member.
     targets: Vec<Target<'a>>,
     /// The version of the snapshot deciding this request, which keys cached credentials.
@@ -203,6 +205,7 @@ async fn members<'a>(state: &ProxyState, ctx: &'a Ctx, call: &Call<'a>) -> Resul
         failed,
         auth,
         subject,
+        server: call.entry,
         targets,
         policy_version,
         versions: vec![None; count],
@@ -234,9 +237,8 @@ enum Bridged {
 /// A stateless caller's upstream sessions with every member, opened (or reused) by the bridge;
 /// a member that cannot be reached is left out, as at `initialize`.
 async fn bridge_members(state: &ProxyState, members: &mut Members<'_>, envelope: &crate::bridge::Envelope) {
-    // A member's requests for input do not reach the caller through a virtual server: its
-    // session is opened without those capabilities, so it does not ask.
-    let envelope = &envelope.without_input();
+    // Sessions declare the caller's capabilities, input included: a member may ask the caller
+    // for input mid-call, as a remote server may (see `forward`).
     let bridged = join_all((0..members.entries.len()).map(|i| {
         let upstream = members.upstream(i);
         async move {
@@ -828,6 +830,21 @@ async fn forward(
         Err(e) => return ctx.upstream_failed(&id, &UpstreamError::Credential(e.clone())),
     };
     let version = members.versions[member].as_deref().or(version);
+    if let Some((envelope, info)) = &members.stateless {
+        let bridged = members.sessions[member].as_deref() != Some(crate::bridge::STATELESS_UPSTREAM);
+        if bridged && crate::mrtr::resumed(message).is_some() {
+            // A retry with the input this member asked for, routed to it as its request was.
+            let mut upstream = match members.upstream(member) {
+                Ok(upstream) => upstream,
+                Err(e) => return ctx.upstream_failed(&id, &UpstreamError::Credential(e)),
+            };
+            let resuming = crate::bridge::Resuming { server: members.server, id: &id, server_info: Some(info.clone()) };
+            return match crate::bridge::resume(state, ctx, resuming, message, envelope, &mut upstream).await {
+                Ok(response) => response,
+                Err(refused) => ctx.refuse_for(&id, refused),
+            };
+        }
+    }
     let outgoing = members.outgoing(member, message);
     let mut request =
         match state.clients.post_message(server, auth, members.sessions[member].as_deref(), version, &outgoing) {
@@ -862,13 +879,14 @@ async fn forward(
         let method = message.get("method").and_then(Value::as_str).unwrap_or_default();
         if status.is_success() && session != Some(crate::bridge::STATELESS_UPSTREAM) && crate::mrtr::interactive(method)
         {
-            // What a bridged member asks mid-call cannot reach the caller through a virtual
-            // server: the member is refused at once rather than left waiting.
+            // What a bridged member asks mid-call goes to the caller as `input_required`, as
+            // from a remote server; the state binds the virtual server and the request as the
+            // member took it (the caller's retry is routed the same way before it resumes).
             let version = version.unwrap_or(crate::bridge::SESSION_REVISION);
             let caller = crate::mrtr::Caller {
                 waiting: state.bridge.waiting.clone(),
-                owner: (0, String::new()),
-                capabilities: json!({}),
+                owner: (members.server.id, members.subject.clone()),
+                capabilities: envelope.capabilities.clone(),
                 id: id.clone(),
                 session: session.map(str::to_owned),
                 version: version.to_owned(),
