@@ -119,8 +119,9 @@ async fn open(state: &ProxyState, call: &Call<'_>, auth: &Headers) -> Result<Arc
                         let _ = waiter.send(message);
                     }
                     None => {
-                        // Nobody listening is not an error.
-                        let _ = listeners.send(message.clone());
+                        if listeners.receiver_count() > 0 {
+                            let _ = listeners.send(message.clone());
+                        }
                         let _ = tx.try_send(message);
                     }
                 }
