@@ -135,6 +135,30 @@ async fn rotated_keys_sign_new_snapshots_and_old_keys_stay_published() {
 }
 
 #[tokio::test]
+async fn a_replica_follows_a_signing_key_rotation() {
+    let app = spawn_app().await;
+    let dir = tempfile::tempdir().unwrap();
+    let key = app.state.proxy_key.expose_secret().to_owned();
+    let replica = crate::process::spawn(
+        &["proxy", "--listen", "127.0.0.1:0"],
+        &[("MCPGATE_PROXY_KEY", key.as_str()), ("MCPGATE_CONTROL_PLANE", app.base.as_str())],
+        &dir.path().join("replica.log"),
+    );
+    let first = crate::ha::wait_ready(&replica.base, Duration::from_secs(10), |_| true).await;
+    let first = first["policy_version"].as_i64().unwrap();
+    // The next snapshot is signed by a key the replica has not read: it reads the keys again
+    // and installs it.
+    mcpgate::policy::publish::rotate_key(&app.state.db, &app.state.sealer, app.clock.now()).await.unwrap();
+    app.state.publisher.poke();
+    let ready = crate::ha::wait_ready(&replica.base, Duration::from_secs(15), |r| {
+        r["policy_version"].as_i64().is_some_and(|v| v > first)
+    })
+    .await;
+    let newest = sign::verify(&fetch(&proxy(&app), "").await.text().await.unwrap(), &keys(&app).await).unwrap();
+    assert_eq!(ready["policy_version"].as_i64(), Some(newest.version), "{ready}");
+}
+
+#[tokio::test]
 async fn a_replica_behind_gets_signed_deltas_that_rebuild_the_newest_snapshot() {
     use mcpgate::policy::delta;
     let app = spawn_app().await;

@@ -324,17 +324,30 @@ async fn apply_deltas(
 ) -> Result<i64, Rejected> {
     let mut version = holder.version().unwrap_or(0);
     for delta in deltas {
-        let mut result = holder.offer_delta(delta, keys.as_ref().unwrap_or(&Jwks::default()));
-        if matches!(result, Err(Rejected::Invalid(_))) {
-            // Perhaps signed by a key rotated in since the keys were read: read them again once.
-            if let Ok(fresh) = fetch_keys(client, control).await {
-                *keys = Some(fresh);
-                result = holder.offer_delta(delta, keys.as_ref().unwrap_or(&Jwks::default()));
-            }
-        }
-        version = result?;
+        version = verified(client, control, keys, |keys| holder.offer_delta(delta, keys)).await?;
     }
     Ok(version)
+}
+
+/// `offer` of a signed document (a snapshot, a delta) under the keys read so far. One that
+/// does not verify may be signed by a key rotated in since: the keys are read again, once.
+async fn verified(
+    client: &reqwest::Client,
+    control: &str,
+    keys: &mut Option<Jwks>,
+    offer: impl Fn(&Jwks) -> Result<i64, Rejected>,
+) -> Result<i64, Rejected> {
+    let result = offer(keys.as_ref().unwrap_or(&Jwks::default()));
+    if !matches!(result, Err(Rejected::Invalid(_))) {
+        return result;
+    }
+    match fetch_keys(client, control).await {
+        Ok(fresh) => offer(keys.insert(fresh)),
+        Err(e) => {
+            tracing::warn!(error = %e, "reading the control plane's keys again failed");
+            result
+        }
+    }
 }
 
 /// The newest full snapshot, without waiting.
@@ -367,13 +380,7 @@ async fn offer_full(
     control: &str,
     keys: &mut Option<Jwks>,
 ) -> anyhow::Result<()> {
-    let mut result = holder.offer(document, keys.as_ref().unwrap_or(&Jwks::default()));
-    if matches!(result, Err(Rejected::Invalid(_))) {
-        // Perhaps signed by a key rotated in since the keys were read: read them again once.
-        *keys = Some(fetch_keys(client, control).await?);
-        result = holder.offer(document, keys.as_ref().unwrap_or(&Jwks::default()));
-    }
-    match result {
+    match verified(client, control, keys, |keys| holder.offer(document, keys)).await {
         Ok(version) => {
             tracing::debug!(version, "policy snapshot in force");
             Ok(())

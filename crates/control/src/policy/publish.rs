@@ -167,6 +167,22 @@ pub async fn active_key(db: &impl ConnectionTrait, sealer: &Sealer, now: DateTim
     }
 }
 
+/// Creates the first signing key when there is none. Nothing secret is read: the publisher
+/// asks every tick, and only a publication needs the key itself ([`active_key`]).
+async fn ensure_active_key(db: &impl ConnectionTrait, sealer: &Sealer, now: DateTime<Utc>) -> anyhow::Result<()> {
+    let active: Option<String> = signing_keys::Entity::find()
+        .select_only()
+        .column(signing_keys::Column::Kid)
+        .filter(signing_keys::Column::State.eq(KEY_ACTIVE))
+        .into_tuple()
+        .one(db)
+        .await?;
+    if active.is_none() {
+        store_key(db, sealer, now).await?;
+    }
+    Ok(())
+}
+
 /// Rotation: a new key becomes active; the previous one stays published (so snapshots and
 /// tokens it signed still verify) until `retire`. Bumps the policy version so the new key
 /// reaches the proxies in the next snapshot.
@@ -228,7 +244,7 @@ async fn publish_if_changed(
     compiled: &mut Option<Compiled>,
 ) -> anyhow::Result<Option<Published>> {
     // Creating the first key is a write, which the reading side cannot do.
-    active_key(&db.write, sealer, now).await?;
+    ensure_active_key(&db.write, sealer, now).await?;
     let txn = consistent_read(&db.read).await?;
     let version = policy_state::Entity::find_by_id(1).one(&txn).await?.map(|s| s.version).unwrap_or(0);
     // The newest stored snapshot's version and time; its document is read only when a delta
