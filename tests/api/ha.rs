@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::helpers::{fresh_database, Client};
-use crate::process::{spawn, start, Server};
+use crate::process::{replica, start, Server};
 
 async fn readiness(base: &str) -> Option<Value> {
     let res = reqwest::get(format!("{base}/readyz")).await.ok()?;
@@ -122,8 +122,7 @@ async fn killing_the_publishing_control_plane_hands_publishing_over_and_serving_
         .to_owned();
 
     let control = format!("{},{}", a.base, b.base);
-    let replica_env = [("MCPGATE_PROXY_KEY", env[3].1), ("MCPGATE_CONTROL_PLANE", control.as_str())];
-    let replica: Server = spawn(&["proxy", "--listen", "127.0.0.1:0"], &replica_env, &log);
+    let replica: Server = replica(&control, env[3].1, &log);
     let targets = [format!("{}/acme/mcp/calc/server", replica.base), format!("{}/acme/mcp/calc/server", b.base)];
     let http = reqwest::Client::new();
     // Both serve the token once the snapshot that has it reached them.

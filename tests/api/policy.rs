@@ -138,12 +138,8 @@ async fn rotated_keys_sign_new_snapshots_and_old_keys_stay_published() {
 async fn a_replica_follows_a_signing_key_rotation() {
     let app = spawn_app().await;
     let dir = tempfile::tempdir().unwrap();
-    let key = app.state.proxy_key.expose_secret().to_owned();
-    let replica = crate::process::spawn(
-        &["proxy", "--listen", "127.0.0.1:0"],
-        &[("MCPGATE_PROXY_KEY", key.as_str()), ("MCPGATE_CONTROL_PLANE", app.base.as_str())],
-        &dir.path().join("replica.log"),
-    );
+    let key = app.state.proxy_key.expose_secret();
+    let replica = crate::process::replica(&app.base, key, &dir.path().join("replica.log"));
     let first = crate::ha::wait_ready(&replica.base, Duration::from_secs(10), |_| true).await;
     let first = first["policy_version"].as_i64().unwrap();
     // The next snapshot is signed by a key the replica has not read: it reads the keys again

@@ -25,6 +25,13 @@ pub fn start(data_dir: &Path, database_url: &str, env: &[(&str, &str)], stderr_f
     spawn(&["serve", "--listen", "127.0.0.1:0", "--data-dir", data_dir], &env, stderr_file)
 }
 
+/// Starts a replica (`mcpgate proxy`) on a free port, following `control_planes` (a comma
+/// list) with the proxy key they share.
+pub fn replica(control_planes: &str, proxy_key: &str, stderr_file: &Path) -> Server {
+    let env = [("MCPGATE_PROXY_KEY", proxy_key), ("MCPGATE_CONTROL_PLANE", control_planes)];
+    spawn(&["proxy", "--listen", "127.0.0.1:0"], &env, stderr_file)
+}
+
 /// Runs `mcpgate` with `args` and waits until it says which port it listens on.
 pub fn spawn(args: &[&str], env: &[(&str, &str)], stderr_file: &Path) -> Server {
     let stderr = std::fs::OpenOptions::new().create(true).append(true).open(stderr_file).unwrap();

@@ -33,13 +33,7 @@ async fn clients_of_either_revision_reach_upstreams_of_either_through_remote_and
     let old = peers::everything("sse");
     remote(&admin, "fixture", &session_only_upstream().await).await;
     remote(&admin, "modern", &modern.url).await;
-    admin
-        .post(
-            "/api/v1/tenants/acme/servers",
-            json!({"slug": "old", "display_name": "Old", "kind": "remote", "url": old.url, "transport": "sse"}),
-        )
-        .await
-        .expect(201);
+    legacy_sse(&admin, "old", &old.url).await;
     admin
         .post(
             "/api/v1/tenants/acme/servers",
@@ -162,6 +156,34 @@ fn envelope(version: &str) -> Value {
 fn request(id: i64, method: &str, mut params: Value, meta: Value) -> Value {
     params["_meta"] = meta;
     json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params})
+}
+
+/// A stateless `subscriptions/listen` (request `id`) for `notifications`, its stream open.
+async fn listen(url: &str, token: &str, id: i64, notifications: Value) -> Events {
+    let listen = request(id, "subscriptions/listen", json!({"notifications": notifications}), envelope("2026-07-28"));
+    let response = reqwest::Client::new()
+        .post(url)
+        .bearer_auth(token)
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-method", "subscriptions/listen")
+        .header("mcp-protocol-version", "2026-07-28")
+        .json(&listen)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    Events::new(response)
+}
+
+/// A legacy HTTP+SSE upstream registered as remote server `slug`.
+async fn legacy_sse(admin: &crate::helpers::Client, slug: &str, url: &str) {
+    admin
+        .post(
+            "/api/v1/tenants/acme/servers",
+            json!({"slug": slug, "display_name": slug, "kind": "remote", "url": url, "transport": "sse"}),
+        )
+        .await
+        .expect(201);
 }
 
 #[tokio::test]
@@ -340,12 +362,8 @@ async fn a_stateless_caller_gives_the_input_a_session_ful_upstream_asks_for_mid_
     let (_, reply) = stateless(&url, &token, v, ask(9, json!({}))).await;
     let state = reply["result"]["requestState"].as_str().unwrap().to_owned();
     let dir = tempfile::tempdir().unwrap();
-    let key = app.state.proxy_key.expose_secret().to_owned();
-    let replica = crate::process::spawn(
-        &["proxy", "--listen", "127.0.0.1:0"],
-        &[("MCPGATE_PROXY_KEY", key.as_str()), ("MCPGATE_CONTROL_PLANE", app.base.as_str())],
-        &dir.path().join("replica.log"),
-    );
+    let key = app.state.proxy_key.expose_secret();
+    let replica = crate::process::replica(&app.base, key, &dir.path().join("replica.log"));
     let replica_url = format!("{}/acme/mcp/fixture/server", replica.base);
     let retry = ask(10, json!({"requestState": state, "inputResponses": {"elicitation": answer}}));
     // Ready once it holds a verified snapshot, which already has the token and the server.
@@ -480,24 +498,7 @@ async fn a_stateless_caller_listens_for_list_changes_of_a_session_ful_upstream()
     let (_, reply) = stateless(&url, &token, v, request(1, "server/discover", json!({}), envelope("2026-07-28"))).await;
     assert_eq!(reply["result"]["capabilities"]["tools"]["listChanged"], true, "{reply}");
 
-    let listen = request(
-        2,
-        "subscriptions/listen",
-        json!({"notifications": {"toolsListChanged": true, "promptsListChanged": false}}),
-        envelope("2026-07-28"),
-    );
-    let response = reqwest::Client::new()
-        .post(&url)
-        .bearer_auth(&token)
-        .header("accept", "application/json, text/event-stream")
-        .header("mcp-method", "subscriptions/listen")
-        .header("mcp-protocol-version", "2026-07-28")
-        .json(&listen)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    let mut events = Events::new(response);
+    let mut events = listen(&url, &token, 2, json!({"toolsListChanged": true, "promptsListChanged": false})).await;
     // First the acknowledgement of what is honoured, marked with the subscription's id.
     let ack = events.next().await;
     assert_eq!(ack["method"], "notifications/subscriptions/acknowledged", "{ack}");
@@ -520,13 +521,7 @@ async fn a_stateless_caller_listens_for_resource_updates_of_a_legacy_sse_upstrea
     let app = spawn_app().await;
     let (admin, token) = tenant_with_ann(&app).await;
     let old = peers::everything("sse");
-    admin
-        .post(
-            "/api/v1/tenants/acme/servers",
-            json!({"slug": "old", "display_name": "Old", "kind": "remote", "url": old.url, "transport": "sse"}),
-        )
-        .await
-        .expect(201);
+    legacy_sse(&admin, "old", &old.url).await;
     grant(&admin, "old", "user:ann@example.com").await;
     wait_for_policy(&app).await;
     let url = format!("{}/acme/mcp/old/server", app.base);
@@ -537,24 +532,7 @@ async fn a_stateless_caller_listens_for_resource_updates_of_a_legacy_sse_upstrea
     assert_eq!(reply["result"]["capabilities"]["resources"]["subscribe"], true, "{reply}");
 
     let uri = "demo://resource/static/document/architecture.md";
-    let listen = request(
-        2,
-        "subscriptions/listen",
-        json!({"notifications": {"resourceSubscriptions": [uri], "toolsListChanged": true}}),
-        envelope("2026-07-28"),
-    );
-    let response = reqwest::Client::new()
-        .post(&url)
-        .bearer_auth(&token)
-        .header("accept", "application/json, text/event-stream")
-        .header("mcp-method", "subscriptions/listen")
-        .header("mcp-protocol-version", "2026-07-28")
-        .json(&listen)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    let mut events = Events::new(response);
+    let mut events = listen(&url, &token, 2, json!({"resourceSubscriptions": [uri], "toolsListChanged": true})).await;
     let ack = events.next().await;
     assert_eq!(ack["method"], "notifications/subscriptions/acknowledged", "{ack}");
     assert_eq!(ack["params"]["notifications"], json!({"resourceSubscriptions": [uri], "toolsListChanged": true}));
@@ -598,24 +576,7 @@ async fn a_stateless_caller_listens_through_a_virtual_server_to_members_of_both_
     let (_, reply) = stateless(&url, &token, v, request(1, "server/discover", json!({}), envelope("2026-07-28"))).await;
     assert_eq!(reply["result"]["capabilities"]["tools"]["listChanged"], true, "{reply}");
 
-    let listen = request(
-        2,
-        "subscriptions/listen",
-        json!({"notifications": {"toolsListChanged": true, "promptsListChanged": false}}),
-        envelope("2026-07-28"),
-    );
-    let response = reqwest::Client::new()
-        .post(&url)
-        .bearer_auth(&token)
-        .header("accept", "application/json, text/event-stream")
-        .header("mcp-method", "subscriptions/listen")
-        .header("mcp-protocol-version", "2026-07-28")
-        .json(&listen)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    let mut events = Events::new(response);
+    let mut events = listen(&url, &token, 2, json!({"toolsListChanged": true, "promptsListChanged": false})).await;
     let ack = events.next().await;
     assert_eq!(ack["method"], "notifications/subscriptions/acknowledged", "{ack}");
     assert_eq!(ack["params"]["notifications"], json!({"toolsListChanged": true}));

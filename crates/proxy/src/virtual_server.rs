@@ -286,19 +286,22 @@ fn capabilities<'r>(results: impl Iterator<Item = &'r Value> + Clone) -> Value {
     Value::Object(capabilities)
 }
 
-/// A stateless caller's capabilities of a virtual server gain the list-change and subscription
-/// flags any member offers: `subscriptions/listen` listens to every member that offers them.
-/// (A session-ful caller gets none: a virtual server has no standalone event stream.)
-fn with_notifications<'r>(capabilities: &mut Value, results: impl Iterator<Item = &'r Value> + Clone) {
+/// The capabilities a virtual server offers a stateless caller: [`capabilities`], with the
+/// list-change and subscription flags any member offers, since `subscriptions/listen` listens
+/// to every member that offers them. (A session-ful caller gets none: a virtual server has no
+/// standalone event stream.)
+fn stateless_capabilities<'r>(results: impl Iterator<Item = &'r Value> + Clone) -> Value {
+    let mut offered = capabilities(results.clone());
     let any =
         |capability: &str, flag: &str| results.clone().any(|r| r["capabilities"][capability][flag] == json!(true));
     for (capability, flag) in
         [("tools", "listChanged"), ("prompts", "listChanged"), ("resources", "listChanged"), ("resources", "subscribe")]
     {
-        if capabilities.get(capability).is_some() && any(capability, flag) {
-            capabilities[capability][flag] = json!(true);
+        if offered.get(capability).is_some() && any(capability, flag) {
+            offered[capability][flag] = json!(true);
         }
     }
+    offered
 }
 
 /// `subscriptions/listen` for a stateless caller: every member that offers what is asked is
@@ -315,8 +318,7 @@ async fn listen(
 ) -> Result<HttpResponse, ProxyError> {
     let live: Vec<usize> = members.live().filter(|i| members.initialized[*i].is_some()).collect();
     let offered_by = |i: usize| &members.initialized[i].as_ref().map_or(&Value::Null, |r| r)["capabilities"];
-    let mut offered = capabilities(live.iter().filter_map(|i| members.initialized[*i].as_ref()));
-    with_notifications(&mut offered, live.iter().filter_map(|i| members.initialized[*i].as_ref()));
+    let offered = stateless_capabilities(live.iter().filter_map(|i| members.initialized[*i].as_ref()));
     let plan = crate::bridge::Listen::plan(call, &offered)?;
     let info = server_info(ctx);
     if plan.is_empty() {
@@ -413,8 +415,7 @@ async fn serve(state: &ProxyState, ctx: &Ctx, call: &Call<'_>) -> Result<HttpRes
                     if initialized.is_empty() && !members.entries.is_empty() {
                         return Err(ProxyError::MembersUnavailable);
                     }
-                    let mut offered = capabilities(initialized.iter().copied());
-                    with_notifications(&mut offered, initialized.into_iter());
+                    let offered = stateless_capabilities(initialized.into_iter());
                     let result = json!({"supportedVersions": crate::bridge::SUPPORTED, "capabilities": offered});
                     ctx.decide("allowed", None, Some(200));
                     return Ok(members.reply(&call.id, "server/discover", result));
